@@ -1,0 +1,233 @@
+//! Server configuration: one struct with documented defaults, shared by the binary's flags
+//! and by hosts that embed the library.
+//!
+//! Defaults are sized for many idle connections; each field that costs memory per connection
+//! says how much. [`Config::validate`] is the one place that checks ranges and relations.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::names::{self, NameError};
+use crate::units::format_duration;
+
+/// Everything the server needs to know before it binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080` (loopback: put a proxy in front to expose it).
+    pub listen: SocketAddr,
+    /// Silence after which the server sends a WebSocket Ping. Default 30 s.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a connection is dropped with reason `timeout`. Default 60 s.
+    pub heartbeat_timeout: Duration,
+    /// Time a new connection has to complete its HTTP upgrade. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// How long a user whose last connection dropped stays present. Default 0 s.
+    pub leave_grace: Duration,
+    /// Largest message accepted from a client; a larger one closes it with 1009. Default 16 KiB.
+    /// Costs nothing until a message that large arrives.
+    pub max_message_size: usize,
+    /// Bytes allowed to pile up unsent for one connection before it is dropped with reason
+    /// `slow_consumer`. Default 256 KiB. Costs nothing for a connection that keeps up.
+    pub max_backlog: usize,
+    /// Largest `meta` object, serialized. Default 1 KiB. Stored once per user per channel.
+    pub max_meta_size: usize,
+    /// Most connections (open or handshaking) at once; `None` means the open-file soft limit
+    /// minus a margin for the listener and the poll.
+    pub max_connections: Option<usize>,
+    /// Channel joined when a connection names none. Default `lobby`.
+    pub default_channel: String,
+    /// Whether clients may `publish` to their channels. Default false.
+    pub client_publish: bool,
+    /// Bytes tungstenite reads per system call and allocates per open connection once data
+    /// arrives. Default 512: every v1 command fits in one read, and an idle connection holds
+    /// at most this much. Larger messages arrive in several reads.
+    pub read_buffer_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            leave_grace: Duration::ZERO,
+            max_message_size: 16 << 10,
+            max_backlog: 256 << 10,
+            max_meta_size: 1 << 10,
+            max_connections: None,
+            default_channel: "lobby".to_owned(),
+            client_publish: false,
+            read_buffer_size: 512,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.$name = value;
+                self
+            }
+        )*
+    };
+}
+
+impl Config {
+    setters! {
+        /// Sets [`Config::listen`].
+        listen: SocketAddr,
+        /// Sets [`Config::heartbeat_interval`].
+        heartbeat_interval: Duration,
+        /// Sets [`Config::heartbeat_timeout`].
+        heartbeat_timeout: Duration,
+        /// Sets [`Config::handshake_timeout`].
+        handshake_timeout: Duration,
+        /// Sets [`Config::leave_grace`].
+        leave_grace: Duration,
+        /// Sets [`Config::max_message_size`].
+        max_message_size: usize,
+        /// Sets [`Config::max_backlog`].
+        max_backlog: usize,
+        /// Sets [`Config::max_meta_size`].
+        max_meta_size: usize,
+        /// Sets [`Config::max_connections`].
+        max_connections: Option<usize>,
+        /// Sets [`Config::default_channel`].
+        default_channel: String,
+        /// Sets [`Config::client_publish`].
+        client_publish: bool,
+        /// Sets [`Config::read_buffer_size`].
+        read_buffer_size: usize,
+    }
+
+    /// Checks every range and relation; the server refuses to start on an error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_interval.is_zero() {
+            return Err(ConfigError::ZeroDuration("heartbeat interval"));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err(ConfigError::ZeroDuration("handshake timeout"));
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            return Err(ConfigError::TimeoutNotAfterInterval {
+                interval: self.heartbeat_interval,
+                timeout: self.heartbeat_timeout,
+            });
+        }
+        for (what, value, min) in [
+            ("max message size", self.max_message_size, 128),
+            ("max backlog", self.max_backlog, 1 << 10),
+            ("max meta size", self.max_meta_size, 2),
+            ("read buffer size", self.read_buffer_size, 64),
+        ] {
+            if value < min {
+                return Err(ConfigError::TooSmall { what, value, min });
+            }
+        }
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::TooSmall {
+                what: "max connections",
+                value: 0,
+                min: 1,
+            });
+        }
+        names::validate(&self.default_channel).map_err(ConfigError::DefaultChannel)
+    }
+}
+
+/// A configuration the server cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A duration that must be positive is zero.
+    ZeroDuration(&'static str),
+    /// The heartbeat timeout must exceed the interval, or no Ping is ever sent before a drop.
+    TimeoutNotAfterInterval {
+        /// The configured interval.
+        interval: Duration,
+        /// The configured timeout.
+        timeout: Duration,
+    },
+    /// A size or count below its minimum.
+    TooSmall {
+        /// Which setting.
+        what: &'static str,
+        /// The configured value.
+        value: usize,
+        /// The smallest value allowed.
+        min: usize,
+    },
+    /// The default channel is not a valid channel name.
+    DefaultChannel(NameError),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ZeroDuration(what) => write!(f, "{what} must be greater than 0"),
+            ConfigError::TimeoutNotAfterInterval { interval, timeout } => write!(
+                f,
+                "heartbeat timeout ({}) must be longer than the heartbeat interval ({})",
+                format_duration(*timeout),
+                format_duration(*interval)
+            ),
+            ConfigError::TooSmall { what, value, min } => {
+                write!(f, "{what} is {value}, the minimum is {min}")
+            }
+            ConfigError::DefaultChannel(error) => write!(f, "default channel: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let config = Config::default();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.max_backlog, 256 * 1024);
+        assert_eq!(config.max_message_size, 16 * 1024);
+        assert!(config.read_buffer_size <= 1024);
+    }
+
+    #[test]
+    fn timeout_must_exceed_interval() {
+        let config = Config::default()
+            .heartbeat_interval(Duration::from_secs(5))
+            .heartbeat_timeout(Duration::from_secs(5));
+        let error = config.validate().expect_err("equal durations");
+        assert_eq!(
+            error.to_string(),
+            "heartbeat timeout (5s) must be longer than the heartbeat interval (5s)"
+        );
+    }
+
+    #[test]
+    fn sizes_have_minimums() {
+        let error = Config::default()
+            .max_backlog(10)
+            .validate()
+            .expect_err("tiny backlog");
+        assert_eq!(error.to_string(), "max backlog is 10, the minimum is 1024");
+        assert!(Config::default()
+            .max_connections(Some(0))
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn default_channel_follows_name_rules() {
+        let error = Config::default()
+            .default_channel("no spaces".into())
+            .validate();
+        assert!(matches!(error, Err(ConfigError::DefaultChannel(_))));
+    }
+}

@@ -1,0 +1,173 @@
+//! Generational identities: `{slot, generation}` handles over a [`slab::Slab`].
+//!
+//! Slab keys are reused as soon as an entry is removed, so a bare key outlives what it named.
+//! Every handle that can outlive its target (a `mio` token, a timer-wheel entry, a queued
+//! event) carries the generation the slot had when the handle was made. [`Slots::get`] and
+//! friends return `None` for a stale handle; it is skipped, never applied to the new occupant.
+//!
+//! Invariant: a slot's generation strictly increases with each insert into that slot (it wraps
+//! only after 2^32 reuses of one slot).
+
+use slab::Slab;
+use std::fmt;
+
+/// A generational handle: slot index plus the generation the slot had at insert time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// Index into the slab.
+    pub slot: u32,
+    /// Generation of the slot when this key was issued.
+    pub generation: u32,
+}
+
+impl Key {
+    /// Packs the key into one `usize` (for a `mio::Token`): generation high, slot low.
+    pub fn to_token(self) -> usize {
+        (u64::from(self.generation) << 32 | u64::from(self.slot)) as usize
+    }
+
+    /// Inverse of [`Key::to_token`].
+    pub fn from_token(token: usize) -> Key {
+        let packed = token as u64;
+        Key {
+            slot: packed as u32,
+            generation: (packed >> 32) as u32,
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.slot, self.generation)
+    }
+}
+
+struct Entry<T> {
+    generation: u32,
+    value: T,
+}
+
+/// A slab whose handles are [`Key`]s: a stale key finds nothing.
+pub struct Slots<T> {
+    entries: Slab<Entry<T>>,
+    /// Generation to give the next entry placed in each slot ever used.
+    next_generation: Vec<u32>,
+}
+
+impl<T> Default for Slots<T> {
+    fn default() -> Self {
+        Slots {
+            entries: Slab::new(),
+            next_generation: Vec::new(),
+        }
+    }
+}
+
+impl<T> Slots<T> {
+    /// Inserts a value built from its own key (so it may store it) and returns the key.
+    pub fn insert_with(&mut self, make: impl FnOnce(Key) -> T) -> Key {
+        let vacant = self.entries.vacant_entry();
+        let slot = vacant.key();
+        if slot >= self.next_generation.len() {
+            self.next_generation.resize(slot + 1, 0);
+        }
+        let generation = self.next_generation[slot];
+        self.next_generation[slot] = generation.wrapping_add(1);
+        let key = Key {
+            slot: slot as u32,
+            generation,
+        };
+        vacant.insert(Entry {
+            generation,
+            value: make(key),
+        });
+        key
+    }
+
+    /// Inserts a value and returns its key.
+    pub fn insert(&mut self, value: T) -> Key {
+        self.insert_with(|_| value)
+    }
+
+    /// The value named by `key`, unless the key is stale.
+    pub fn get(&self, key: Key) -> Option<&T> {
+        match self.entries.get(key.slot as usize) {
+            Some(entry) if entry.generation == key.generation => Some(&entry.value),
+            _ => None,
+        }
+    }
+
+    /// Mutable access to the value named by `key`, unless the key is stale.
+    pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
+        match self.entries.get_mut(key.slot as usize) {
+            Some(entry) if entry.generation == key.generation => Some(&mut entry.value),
+            _ => None,
+        }
+    }
+
+    /// Removes and returns the value named by `key`, unless the key is stale.
+    pub fn remove(&mut self, key: Key) -> Option<T> {
+        self.get(key)?;
+        Some(self.entries.remove(key.slot as usize).value)
+    }
+
+    /// Number of live entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no entry is live.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every live entry with its key.
+    pub fn iter(&self) -> impl Iterator<Item = (Key, &T)> {
+        self.entries.iter().map(|(slot, entry)| {
+            (
+                Key {
+                    slot: slot as u32,
+                    generation: entry.generation,
+                },
+                &entry.value,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_key_is_skipped_after_slot_reuse() {
+        let mut slots = Slots::default();
+        let old = slots.insert("first");
+        assert_eq!(slots.remove(old), Some("first"));
+        let new = slots.insert("second");
+        assert_eq!(new.slot, old.slot, "the slab reuses the slot");
+        assert_ne!(new.generation, old.generation);
+        assert_eq!(slots.get(old), None);
+        assert_eq!(slots.remove(old), None);
+        assert_eq!(slots.get(new), Some(&"second"));
+    }
+
+    #[test]
+    fn tokens_round_trip_with_generation() {
+        let key = Key {
+            slot: 7,
+            generation: 0xdead_beef,
+        };
+        assert_eq!(Key::from_token(key.to_token()), key);
+        assert_eq!(key.to_string(), "7.3735928559");
+    }
+
+    #[test]
+    fn insert_with_sees_its_own_key() {
+        let mut slots = Slots::default();
+        let key = slots.insert_with(|key| key);
+        assert_eq!(slots.get(key), Some(&key));
+        assert_eq!(slots.len(), 1);
+        assert_eq!(slots.iter().map(|(k, _)| k).collect::<Vec<_>>(), vec![key]);
+    }
+}

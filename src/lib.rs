@@ -1,0 +1,43 @@
+//! # rollcall
+//!
+//! A lean WebSocket presence server: it knows, second by second, who is connected to which
+//! channel, tells every member when someone arrives or goes, and notices the connections
+//! that went silent without saying goodbye.
+//!
+//! ## Layers
+//! - Pure core, no sockets and no clock (time is a parameter, in [`wheel::Millis`]):
+//!   [`registry`] (presence per channel and user), [`wheel`] (every deadline),
+//!   [`heartbeat`] (when to ping, when to give up), [`protocol`] (the JSON wire format),
+//!   [`http`] (the upgrade request), [`names`], [`units`], [`ids`].
+//! - The event loop, [`Server`]: one thread, one `mio::Poll`, connections in a generational
+//!   slab; it reads the clock once per turn and passes `now` down.
+//!
+//! ## Quick start
+//! ```no_run
+//! let config = rollcall::Config::default().listen("127.0.0.1:8080".parse().unwrap());
+//! let mut server = rollcall::Server::bind(config)?;
+//! server.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The wire protocol is documented in `docs/protocol.md`. The library logs through `log`
+//! and never installs a logger.
+
+#![deny(missing_docs)]
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("rollcall packs {slot, generation} into a mio token and needs a 64-bit target");
+
+pub mod config;
+pub mod heartbeat;
+pub mod http;
+pub mod ids;
+pub mod names;
+pub mod protocol;
+pub mod registry;
+mod server;
+pub mod units;
+pub mod wheel;
+
+pub use config::{Config, ConfigError};
+pub use server::{BindError, Server};

@@ -1,0 +1,134 @@
+//! The `rollcall` binary: flags to a [`rollcall::Config`], a logger, and the event loop.
+//! A thin layer over the library; the only place that reads the environment.
+
+use std::process::ExitCode;
+
+use lexopt::prelude::*;
+use rollcall::units::{parse_duration, parse_size};
+use rollcall::{Config, Server};
+
+const USAGE: &str = "\
+rollcall: a lean WebSocket presence server
+
+USAGE:
+    rollcall [OPTIONS]
+
+OPTIONS:
+    --listen ADDR               address to listen on [default: 127.0.0.1:8080]
+    --heartbeat-interval DUR    ping a connection silent this long [default: 30s]
+    --heartbeat-timeout DUR     drop a connection silent this long [default: 60s]
+    --handshake-timeout DUR     time to complete the upgrade [default: 10s]
+    --leave-grace DUR           keep a dropped user present this long [default: 0s]
+    --max-message-size SIZE     largest client message [default: 16KiB]
+    --max-backlog SIZE          unsent bytes before a slow consumer is dropped [default: 256KiB]
+    --max-meta-size SIZE        largest meta object, serialized [default: 1KiB]
+    --max-connections N         connection limit [default: open-file limit minus 32]
+    --default-channel NAME      channel joined when none is named [default: lobby]
+    --client-publish            let clients publish to their channels
+    -h, --help                  print this help
+    -V, --version               print the version
+
+DUR is a whole number with ms, s, m or h (500ms, 30s, 2m). SIZE is bytes, KiB or MiB
+(65536, 64KiB). Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level.
+The protocol is described in docs/protocol.md.
+";
+
+enum Invocation {
+    Serve(Config),
+    Help,
+    Version,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match parse_args() {
+        Ok(Invocation::Serve(config)) => config,
+        Ok(Invocation::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::Version) => {
+            println!("rollcall {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("rollcall: {error}\nTry 'rollcall --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    let mut server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("rollcall: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rollcall: event loop failed: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse_args() -> Result<Invocation, String> {
+    let mut config = Config::default();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let flag = match arg {
+            Long(name) => format!("--{name}"),
+            Short(c) => format!("-{c}"),
+            Value(value) => return Err(format!("unexpected argument {value:?}")),
+        };
+        let mut value = || -> Result<String, String> {
+            let value = parser.value().map_err(|e| e.to_string())?;
+            value
+                .into_string()
+                .map_err(|v| format!("{flag}: {v:?} is not valid UTF-8"))
+        };
+        let invalid = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
+        config = match flag.as_str() {
+            "-h" | "--help" => return Ok(Invocation::Help),
+            "-V" | "--version" => return Ok(Invocation::Version),
+            "--listen" => {
+                let text = value()?;
+                let address = text.parse().map_err(|_| {
+                    invalid(&format!("{text:?} is not an address like 127.0.0.1:8080"))
+                })?;
+                config.listen(address)
+            }
+            "--heartbeat-interval" => {
+                config.heartbeat_interval(parse_duration(&value()?).map_err(|e| invalid(&e))?)
+            }
+            "--heartbeat-timeout" => {
+                config.heartbeat_timeout(parse_duration(&value()?).map_err(|e| invalid(&e))?)
+            }
+            "--handshake-timeout" => {
+                config.handshake_timeout(parse_duration(&value()?).map_err(|e| invalid(&e))?)
+            }
+            "--leave-grace" => {
+                config.leave_grace(parse_duration(&value()?).map_err(|e| invalid(&e))?)
+            }
+            "--max-message-size" => {
+                config.max_message_size(parse_size(&value()?).map_err(|e| invalid(&e))?)
+            }
+            "--max-backlog" => config.max_backlog(parse_size(&value()?).map_err(|e| invalid(&e))?),
+            "--max-meta-size" => {
+                config.max_meta_size(parse_size(&value()?).map_err(|e| invalid(&e))?)
+            }
+            "--max-connections" => {
+                let text = value()?;
+                let limit = text
+                    .parse()
+                    .map_err(|_| invalid(&format!("{text:?} is not a whole number")))?;
+                config.max_connections(Some(limit))
+            }
+            "--default-channel" => config.default_channel(value()?),
+            "--client-publish" => config.client_publish(true),
+            _ => return Err(format!("unknown option {flag}")),
+        };
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(Invocation::Serve(config))
+}

@@ -1,0 +1,344 @@
+//! Decoding of client commands (client to server messages).
+//!
+//! Invariant: every input, however malformed, yields either a [`Command`] whose names are
+//! valid and whose `meta` is an object within the size limit, or a [`CommandError`] with the
+//! command's `ref` (when one could be read) for the reply. Nothing here panics on input.
+
+use serde_json::{Map, Value};
+
+use super::{ErrorCode, EventsMode, Json, Meta};
+use crate::names;
+
+/// A decoded command and the `ref` its replies echo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// The client's `ref`, echoed by the reply or error this command causes.
+    pub reference: Option<Json>,
+    /// What the client asks for.
+    pub action: Action,
+}
+
+/// The commands of protocol v1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Join a channel (idempotent), optionally with meta and an events mode.
+    Join {
+        /// The channel.
+        channel: String,
+        /// The user's meta in this channel; `None` keeps the current one (or `{}`).
+        meta: Option<Meta>,
+        /// The events mode; `None` means the connection's URL mode.
+        events: Option<EventsMode>,
+    },
+    /// Leave a channel.
+    Leave {
+        /// The channel.
+        channel: String,
+    },
+    /// Replace the user's meta in a channel.
+    Update {
+        /// The channel.
+        channel: String,
+        /// The new meta.
+        meta: Meta,
+    },
+    /// Ask for the channel's current state.
+    Who {
+        /// The channel.
+        channel: String,
+    },
+    /// Publish data to a channel's members.
+    Publish {
+        /// The channel.
+        channel: String,
+        /// Any JSON value.
+        data: Json,
+    },
+    /// Application-level ping, answered with `pong` carrying the same `id`.
+    Ping {
+        /// Any JSON value (`null` when absent).
+        id: Json,
+    },
+}
+
+/// A command the server answers with an `error` message; the connection stays open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    /// The error code.
+    pub code: ErrorCode,
+    /// A short human-readable explanation.
+    pub message: String,
+    /// The offending command's `ref`, when it had one.
+    pub reference: Option<Json>,
+}
+
+impl CommandError {
+    /// An error of `code` with `message`, not yet tied to a `ref`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        CommandError {
+            code,
+            message: message.into(),
+            reference: None,
+        }
+    }
+}
+
+/// Decodes one text message. `max_meta_size` bounds the serialized `meta` object.
+pub fn decode(text: &str, max_meta_size: usize) -> Result<Command, CommandError> {
+    let value: Value = serde_json::from_str(text).map_err(|error| {
+        CommandError::new(ErrorCode::BadRequest, format!("invalid JSON: {error}"))
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(CommandError::new(
+            ErrorCode::BadRequest,
+            "a command must be a JSON object",
+        ));
+    };
+    let reference = fields
+        .get("ref")
+        .filter(|r| !r.is_null())
+        .map(Json::from_value);
+    match decode_action(&fields, max_meta_size) {
+        Ok(action) => Ok(Command { reference, action }),
+        Err(error) => Err(CommandError { reference, ..error }),
+    }
+}
+
+fn decode_action(
+    fields: &Map<String, Value>,
+    max_meta_size: usize,
+) -> Result<Action, CommandError> {
+    let kind = match fields.get("type") {
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(_) => return Err(bad_request("\"type\" must be a string")),
+        None => return Err(bad_request("missing \"type\"")),
+    };
+    let action = match kind {
+        "join" => Action::Join {
+            channel: channel(fields)?,
+            meta: optional_meta(fields, max_meta_size)?,
+            events: events(fields)?,
+        },
+        "leave" => Action::Leave {
+            channel: channel(fields)?,
+        },
+        "update" => Action::Update {
+            channel: channel(fields)?,
+            meta: optional_meta(fields, max_meta_size)?
+                .ok_or_else(|| bad_request("\"update\" needs a \"meta\" object"))?,
+        },
+        "who" => Action::Who {
+            channel: channel(fields)?,
+        },
+        "publish" => Action::Publish {
+            channel: channel(fields)?,
+            data: fields
+                .get("data")
+                .map(Json::from_value)
+                .ok_or_else(|| bad_request("\"publish\" needs \"data\""))?,
+        },
+        "ping" => Action::Ping {
+            id: Json::from_value(fields.get("id").unwrap_or(&Value::Null)),
+        },
+        other => {
+            return Err(CommandError::new(
+                ErrorCode::UnknownType,
+                format!("unknown command type {other:?}"),
+            ))
+        }
+    };
+    Ok(action)
+}
+
+fn bad_request(message: &str) -> CommandError {
+    CommandError::new(ErrorCode::BadRequest, message)
+}
+
+fn channel(fields: &Map<String, Value>) -> Result<String, CommandError> {
+    let Some(Value::String(channel)) = fields.get("channel") else {
+        return Err(bad_request("\"channel\" must be a string"));
+    };
+    names::validate(channel)
+        .map_err(|error| CommandError::new(ErrorCode::BadRequest, format!("channel {error}")))?;
+    Ok(channel.clone())
+}
+
+fn optional_meta(
+    fields: &Map<String, Value>,
+    max_meta_size: usize,
+) -> Result<Option<Meta>, CommandError> {
+    match fields.get("meta") {
+        None => Ok(None),
+        Some(object @ Value::Object(_)) => {
+            let json = Json::from_value(object);
+            if json.as_str().len() > max_meta_size {
+                return Err(CommandError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "meta is {} bytes serialized, the limit is {max_meta_size}",
+                        json.as_str().len()
+                    ),
+                ));
+            }
+            Ok(Some(Meta::from_object(json)))
+        }
+        Some(_) => Err(bad_request("\"meta\" must be a JSON object")),
+    }
+}
+
+fn events(fields: &Map<String, Value>) -> Result<Option<EventsMode>, CommandError> {
+    match fields.get("events") {
+        None => Ok(None),
+        Some(Value::String(mode)) => EventsMode::parse(mode)
+            .map(Some)
+            .ok_or_else(|| bad_request("\"events\" must be \"all\", \"count\" or \"none\"")),
+        Some(_) => Err(bad_request(
+            "\"events\" must be \"all\", \"count\" or \"none\"",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: usize = 64;
+
+    fn ok(text: &str) -> Command {
+        decode(text, LIMIT).expect(text)
+    }
+
+    fn err(text: &str) -> CommandError {
+        decode(text, LIMIT).expect_err(text)
+    }
+
+    #[test]
+    fn join_with_and_without_options() {
+        assert_eq!(
+            ok(r#"{"type":"join","channel":"c1"}"#).action,
+            Action::Join {
+                channel: "c1".into(),
+                meta: None,
+                events: None
+            }
+        );
+        let command = ok(
+            r#"{"type":"join","channel":"c1","meta":{"b": 2, "a":[1]},"events":"count","ref":7}"#,
+        );
+        let Action::Join {
+            meta: Some(meta),
+            events,
+            ..
+        } = command.action
+        else {
+            panic!("not a join with meta: {command:?}");
+        };
+        assert_eq!(meta.as_str(), r#"{"a":[1],"b":2}"#);
+        assert_eq!(events, Some(EventsMode::Count));
+        assert_eq!(
+            command.reference.map(|r| r.as_str().to_owned()),
+            Some("7".into())
+        );
+    }
+
+    #[test]
+    fn every_other_command() {
+        assert_eq!(
+            ok(r#"{"type":"leave","channel":"c"}"#).action,
+            Action::Leave {
+                channel: "c".into()
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"who","channel":"c"}"#).action,
+            Action::Who {
+                channel: "c".into()
+            }
+        );
+        let Action::Update { meta, .. } =
+            ok(r#"{"type":"update","channel":"c","meta":{"s":"away"}}"#).action
+        else {
+            panic!("not an update");
+        };
+        assert_eq!(meta.as_str(), r#"{"s":"away"}"#);
+        let Action::Publish { data, .. } =
+            ok(r#"{"type":"publish","channel":"c","data":[1, "x"]}"#).action
+        else {
+            panic!("not a publish");
+        };
+        assert_eq!(data.as_str(), r#"[1,"x"]"#);
+        let Action::Ping { id } = ok(r#"{"type":"ping","id":{"n":1}}"#).action else {
+            panic!("not a ping");
+        };
+        assert_eq!(id.as_str(), r#"{"n":1}"#);
+        let Action::Ping { id } = ok(r#"{"type":"ping"}"#).action else {
+            panic!("not a ping")
+        };
+        assert_eq!(id.as_str(), "null");
+    }
+
+    #[test]
+    fn empty_meta_is_stored_without_allocation() {
+        let Action::Update { meta, .. } = ok(r#"{"type":"update","channel":"c","meta":{}}"#).action
+        else {
+            panic!("not an update");
+        };
+        assert_eq!(meta, Meta::empty());
+    }
+
+    #[test]
+    fn malformed_input_is_bad_request() {
+        for text in [
+            "not json",
+            "",
+            "[1,2]",
+            "\"join\"",
+            r#"{"channel":"c"}"#,
+            r#"{"type":5}"#,
+            r#"{"type":"join"}"#,
+            r#"{"type":"join","channel":7}"#,
+            r#"{"type":"join","channel":"a b"}"#,
+            r#"{"type":"join","channel":""}"#,
+            r#"{"type":"join","channel":"c","meta":[1]}"#,
+            r#"{"type":"join","channel":"c","events":"some"}"#,
+            r#"{"type":"update","channel":"c"}"#,
+            r#"{"type":"publish","channel":"c"}"#,
+        ] {
+            assert_eq!(err(text).code, ErrorCode::BadRequest, "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_type_and_too_large_meta() {
+        let error = err(r#"{"type":"dance","ref":"r1"}"#);
+        assert_eq!(error.code, ErrorCode::UnknownType);
+        assert_eq!(
+            error.reference.map(|r| r.as_str().to_owned()),
+            Some("\"r1\"".into())
+        );
+        let big = format!(
+            r#"{{"type":"join","channel":"c","meta":{{"k":"{}"}}}}"#,
+            "x".repeat(LIMIT)
+        );
+        let error = err(&big);
+        assert_eq!(error.code, ErrorCode::TooLarge);
+        assert!(error.message.contains("limit is 64"), "{}", error.message);
+    }
+
+    #[test]
+    fn errors_carry_the_ref_when_readable() {
+        let error = err(r#"{"type":"who","ref":{"id":3}}"#);
+        assert_eq!(
+            error.reference.map(|r| r.as_str().to_owned()),
+            Some(r#"{"id":3}"#.into())
+        );
+        assert_eq!(err("{bad").reference, None);
+        assert_eq!(err(r#"{"type":"who","ref":null}"#).reference, None);
+    }
+
+    #[test]
+    fn deeply_nested_input_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(err(&deep).code, ErrorCode::BadRequest);
+    }
+}

@@ -1,0 +1,776 @@
+//! The presence registry: who is in which channel, through how many connections, with what
+//! meta; the per-channel `seq`; leave grace and `count` coalescing. Pure data, no I/O, no
+//! clock: time comes in as [`Millis`] and timers go out as keys for the caller's wheel.
+//!
+//! Invariants:
+//! - A user is a member of a channel while it has at least one subscribed connection there,
+//!   or while its leave grace runs (then `conns == 0`).
+//! - `join` is announced when a user becomes a member, `leave` when it stops being one;
+//!   nothing is announced for a second connection of a present user, nor for a reconnect
+//!   within the grace.
+//! - `seq` increases by exactly one per announced join, leave or update of the channel.
+//! - A channel exists while it has a member or a subscriber; its [`ChannelId`] is then stale.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::ids::{Key, Slots};
+use crate::protocol::event::{Counts, MemberView};
+use crate::protocol::{EventsMode, LeaveReason, Meta};
+use crate::wheel::Millis;
+
+/// A user id, shared by every connection and membership of the user.
+pub type UserId = Rc<str>;
+/// A connection's identity.
+pub type ConnId = Key;
+/// A channel's identity (stale once the channel empties and is removed).
+pub type ChannelId = Key;
+
+/// `count` messages of one channel go out at most this often.
+pub const COUNT_INTERVAL_MS: Millis = 1_000;
+
+/// A presence change to announce to the channel's `all` subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// The channel.
+    pub channel: ChannelId,
+    /// A connection not to tell (the joiner, which gets a `state` instead).
+    pub except: Option<ConnId>,
+    /// What happened.
+    pub change: Change,
+}
+
+/// The kinds of presence change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The user became a member.
+    Join {
+        /// The user.
+        user: UserId,
+        /// Its meta.
+        meta: Meta,
+        /// The channel's new seq.
+        seq: u64,
+    },
+    /// The user stopped being a member.
+    Leave {
+        /// The user.
+        user: UserId,
+        /// Why.
+        reason: LeaveReason,
+        /// The channel's new seq.
+        seq: u64,
+    },
+    /// The user's meta changed.
+    Update {
+        /// The user.
+        user: UserId,
+        /// The new meta.
+        meta: Meta,
+        /// The channel's new seq.
+        seq: u64,
+    },
+}
+
+/// What a call changed, for the caller to deliver and schedule.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// A presence change to announce, if any.
+    pub announcement: Option<Announcement>,
+    /// True when the channel's user or connection counts changed.
+    pub counts_changed: bool,
+    /// A leave grace started: put this key on the wheel at the grace deadline.
+    pub grace: Option<GraceKey>,
+}
+
+/// Names one pending leave grace on the wheel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraceKey {
+    /// The channel.
+    pub channel: ChannelId,
+    /// Distinguishes graces within the channel; a cancelled grace's token is never reused.
+    pub token: u32,
+}
+
+/// When the channel's `count` subscribers should be told about changed counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountsDue {
+    /// Send now.
+    Now,
+    /// Put the channel on the wheel for this time, then call [`Registry::flush_counts`].
+    At(Millis),
+    /// Nothing to do: no `count` subscriber, or a flush is already scheduled.
+    Nothing,
+}
+
+/// The command names a channel the connection has not joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotJoined;
+
+#[derive(Debug)]
+struct Member {
+    conns: u32,
+    meta: Meta,
+    /// Set while the leave grace runs: the token and the reason to announce when it ends.
+    grace: Option<(u32, LeaveReason)>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    name: Rc<str>,
+    seq: u64,
+    members: HashMap<UserId, Member>,
+    subscribers: HashMap<ConnId, EventsMode>,
+    count_subscribers: usize,
+    /// Users in grace, by grace token.
+    graces: Vec<(u32, UserId)>,
+    next_grace_token: u32,
+    counts_sent_at: Option<Millis>,
+    counts_flush_scheduled: bool,
+}
+
+impl Channel {
+    fn new(name: Rc<str>) -> Self {
+        Channel {
+            name,
+            seq: 0,
+            members: HashMap::new(),
+            subscribers: HashMap::new(),
+            count_subscribers: 0,
+            graces: Vec::new(),
+            next_grace_token: 0,
+            counts_sent_at: None,
+            counts_flush_scheduled: false,
+        }
+    }
+
+    fn announce(
+        &mut self,
+        id: ChannelId,
+        except: Option<ConnId>,
+        change: impl FnOnce(u64) -> Change,
+    ) -> Announcement {
+        self.seq += 1;
+        Announcement {
+            channel: id,
+            except,
+            change: change(self.seq),
+        }
+    }
+
+    fn subscribe(&mut self, conn: ConnId, mode: EventsMode) -> Option<EventsMode> {
+        let previous = self.subscribers.insert(conn, mode);
+        self.count_subscribers -= usize::from(previous == Some(EventsMode::Count));
+        self.count_subscribers += usize::from(mode == EventsMode::Count);
+        previous
+    }
+
+    fn unsubscribe(&mut self, conn: ConnId) -> Option<EventsMode> {
+        let previous = self.subscribers.remove(&conn);
+        self.count_subscribers -= usize::from(previous == Some(EventsMode::Count));
+        previous
+    }
+
+    fn cancel_grace(&mut self, token: u32) {
+        self.graces.retain(|(pending, _)| *pending != token);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.subscribers.is_empty()
+    }
+}
+
+/// Every channel's presence, and the users online.
+#[derive(Default)]
+pub struct Registry {
+    channels: Slots<Channel>,
+    by_name: HashMap<Rc<str>, ChannelId>,
+    /// Connections per user, over all channels (and none).
+    users: HashMap<UserId, u32>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Registers one more connection of `name` and returns the shared user id.
+    pub fn connect_user(&mut self, name: &str) -> UserId {
+        if let Some((user, conns)) = self.users.get_key_value(name) {
+            let user = user.clone();
+            let conns = *conns + 1;
+            self.users.insert(user.clone(), conns);
+            return user;
+        }
+        let user: UserId = name.into();
+        self.users.insert(user.clone(), 1);
+        user
+    }
+
+    /// Unregisters one connection of `user` (after it left all its channels).
+    pub fn disconnect_user(&mut self, user: &UserId) {
+        if let Some(conns) = self.users.get_mut(user) {
+            *conns -= 1;
+            if *conns == 0 {
+                self.users.remove(user);
+            }
+        }
+    }
+
+    /// Distinct users with at least one connection.
+    pub fn users_online(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Number of channels with members or subscribers.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// The channel of that name, if it exists.
+    pub fn find(&self, name: &str) -> Option<ChannelId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The channel's name, unless `channel` is stale.
+    pub fn name(&self, channel: ChannelId) -> Option<&str> {
+        self.channels.get(channel).map(|c| &*c.name)
+    }
+
+    /// The channel `name` if `conn` is subscribed to it.
+    pub fn joined(&self, name: &str, conn: ConnId) -> Result<ChannelId, NotJoined> {
+        let id = self.find(name).ok_or(NotJoined)?;
+        let channel = self.channels.get(id).ok_or(NotJoined)?;
+        channel
+            .subscribers
+            .contains_key(&conn)
+            .then_some(id)
+            .ok_or(NotJoined)
+    }
+
+    /// Subscribes `conn` of `user` to channel `name` (created if new). Joining again is
+    /// idempotent: it changes the mode and, with a different meta, announces an update.
+    pub fn join(
+        &mut self,
+        name: &str,
+        conn: ConnId,
+        user: &UserId,
+        meta: Option<Meta>,
+        mode: EventsMode,
+    ) -> (ChannelId, Outcome) {
+        let id = self.find_or_create(name);
+        let Some(channel) = self.channels.get_mut(id) else {
+            unreachable!("find_or_create returns a live channel");
+        };
+        let already_subscribed = channel.subscribe(conn, mode).is_some();
+        let mut outcome = Outcome {
+            counts_changed: !already_subscribed,
+            ..Outcome::default()
+        };
+        match channel.members.get_mut(user) {
+            None => {
+                let meta = meta.unwrap_or_default();
+                channel.members.insert(
+                    user.clone(),
+                    Member {
+                        conns: 1,
+                        meta: meta.clone(),
+                        grace: None,
+                    },
+                );
+                outcome.announcement = Some(channel.announce(id, Some(conn), |seq| Change::Join {
+                    user: user.clone(),
+                    meta,
+                    seq,
+                }));
+            }
+            Some(member) => {
+                if !already_subscribed {
+                    member.conns += 1;
+                }
+                let ended_grace = member.grace.take();
+                let new_meta = meta.filter(|meta| *meta != member.meta);
+                if let Some(meta) = &new_meta {
+                    member.meta = meta.clone();
+                }
+                if let Some((token, _)) = ended_grace {
+                    channel.cancel_grace(token);
+                }
+                if let Some(meta) = new_meta {
+                    outcome.announcement =
+                        Some(channel.announce(id, Some(conn), |seq| Change::Update {
+                            user: user.clone(),
+                            meta,
+                            seq,
+                        }));
+                }
+            }
+        }
+        (id, outcome)
+    }
+
+    /// Unsubscribes `conn` of `user` from `channel`. When that was the user's last
+    /// connection there, the user leaves, at once or, given `grace` and a reason other than
+    /// [`LeaveReason::Left`], when the grace timer fires ([`Registry::end_grace`]).
+    pub fn leave(
+        &mut self,
+        id: ChannelId,
+        conn: ConnId,
+        user: &UserId,
+        reason: LeaveReason,
+        grace: bool,
+    ) -> Result<Outcome, NotJoined> {
+        let channel = self.channels.get_mut(id).ok_or(NotJoined)?;
+        channel.unsubscribe(conn).ok_or(NotJoined)?;
+        let mut outcome = Outcome {
+            counts_changed: true,
+            ..Outcome::default()
+        };
+        let member = channel.members.get_mut(user).ok_or(NotJoined)?;
+        member.conns -= 1;
+        if member.conns == 0 {
+            if grace && reason != LeaveReason::Left {
+                let token = channel.next_grace_token;
+                channel.next_grace_token = token.wrapping_add(1);
+                member.grace = Some((token, reason));
+                channel.graces.push((token, user.clone()));
+                outcome.grace = Some(GraceKey { channel: id, token });
+                outcome.counts_changed = true;
+            } else {
+                channel.members.remove(user);
+                outcome.announcement = Some(channel.announce(id, None, |seq| Change::Leave {
+                    user: user.clone(),
+                    reason,
+                    seq,
+                }));
+            }
+        }
+        self.remove_if_empty(id);
+        Ok(outcome)
+    }
+
+    /// Ends a leave grace whose timer fired: the user leaves unless it came back (then the
+    /// key is stale and nothing happens).
+    pub fn end_grace(&mut self, key: GraceKey) -> Outcome {
+        let Some(channel) = self.channels.get_mut(key.channel) else {
+            return Outcome::default();
+        };
+        let Some(index) = channel
+            .graces
+            .iter()
+            .position(|(token, _)| *token == key.token)
+        else {
+            return Outcome::default();
+        };
+        let (_, user) = channel.graces.swap_remove(index);
+        let Some(Member {
+            grace: Some((_, reason)),
+            ..
+        }) = channel.members.remove(&user)
+        else {
+            unreachable!("a pending grace always names a member in grace");
+        };
+        let announcement =
+            channel.announce(key.channel, None, |seq| Change::Leave { user, reason, seq });
+        self.remove_if_empty(key.channel);
+        Outcome {
+            announcement: Some(announcement),
+            counts_changed: true,
+            grace: None,
+        }
+    }
+
+    /// Replaces `user`'s meta in `channel`; announces an update when it differs.
+    pub fn update(
+        &mut self,
+        id: ChannelId,
+        conn: ConnId,
+        user: &UserId,
+        meta: Meta,
+    ) -> Result<Outcome, NotJoined> {
+        let channel = self.channels.get_mut(id).ok_or(NotJoined)?;
+        if !channel.subscribers.contains_key(&conn) {
+            return Err(NotJoined);
+        }
+        let member = channel.members.get_mut(user).ok_or(NotJoined)?;
+        if member.meta == meta {
+            return Ok(Outcome::default());
+        }
+        member.meta = meta.clone();
+        let announcement = channel.announce(id, None, |seq| Change::Update {
+            user: user.clone(),
+            meta,
+            seq,
+        });
+        Ok(Outcome {
+            announcement: Some(announcement),
+            ..Outcome::default()
+        })
+    }
+
+    /// The channel's members, for a `state` message.
+    pub fn members(&self, id: ChannelId) -> impl Iterator<Item = MemberView<'_>> {
+        self.channels.get(id).into_iter().flat_map(|channel| {
+            channel.members.iter().map(|(user, member)| MemberView {
+                user,
+                conns: member.conns,
+                meta: &member.meta,
+            })
+        })
+    }
+
+    /// The channel's seq (0 for a stale id).
+    pub fn seq(&self, id: ChannelId) -> u64 {
+        self.channels.get(id).map_or(0, |channel| channel.seq)
+    }
+
+    /// The channel's counts, unless `id` is stale.
+    pub fn counts(&self, id: ChannelId) -> Option<Counts> {
+        self.channels.get(id).map(|channel| Counts {
+            users: channel.members.len(),
+            connections: channel.subscribers.len(),
+            seq: channel.seq,
+        })
+    }
+
+    /// The channel's subscribed connections and their modes.
+    pub fn subscribers(&self, id: ChannelId) -> impl Iterator<Item = (ConnId, EventsMode)> + '_ {
+        self.channels.get(id).into_iter().flat_map(|channel| {
+            channel
+                .subscribers
+                .iter()
+                .map(|(conn, mode)| (*conn, *mode))
+        })
+    }
+
+    /// Called after the channel's counts changed at `now`: says when to tell its `count`
+    /// subscribers, at most once per [`COUNT_INTERVAL_MS`].
+    pub fn counts_changed(&mut self, id: ChannelId, now: Millis) -> CountsDue {
+        let Some(channel) = self.channels.get_mut(id) else {
+            return CountsDue::Nothing;
+        };
+        if channel.count_subscribers == 0 || channel.counts_flush_scheduled {
+            return CountsDue::Nothing;
+        }
+        match channel.counts_sent_at {
+            Some(sent) if now < sent + COUNT_INTERVAL_MS => {
+                channel.counts_flush_scheduled = true;
+                CountsDue::At(sent + COUNT_INTERVAL_MS)
+            }
+            _ => {
+                channel.counts_sent_at = Some(now);
+                CountsDue::Now
+            }
+        }
+    }
+
+    /// The scheduled count flush of `id` is due at `now`; true when it should be sent.
+    pub fn flush_counts(&mut self, id: ChannelId, now: Millis) -> bool {
+        let Some(channel) = self.channels.get_mut(id) else {
+            return false;
+        };
+        let due =
+            std::mem::take(&mut channel.counts_flush_scheduled) && channel.count_subscribers > 0;
+        if due {
+            channel.counts_sent_at = Some(now);
+        }
+        due
+    }
+
+    fn find_or_create(&mut self, name: &str) -> ChannelId {
+        if let Some(id) = self.find(name) {
+            return id;
+        }
+        let name: Rc<str> = name.into();
+        let id = self.channels.insert(Channel::new(name.clone()));
+        self.by_name.insert(name, id);
+        id
+    }
+
+    fn remove_if_empty(&mut self, id: ChannelId) {
+        if self.channels.get(id).is_some_and(Channel::is_empty) {
+            if let Some(channel) = self.channels.remove(id) {
+                self.by_name.remove(&channel.name);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(slot: u32) -> ConnId {
+        Key {
+            slot,
+            generation: 0,
+        }
+    }
+
+    fn meta(text: &str) -> Meta {
+        crate::protocol::decode(
+            &format!(r#"{{"type":"update","channel":"c","meta":{text}}}"#),
+            1024,
+        )
+        .map(|command| match command.action {
+            crate::protocol::Action::Update { meta, .. } => meta,
+            other => panic!("{other:?}"),
+        })
+        .expect("test meta")
+    }
+
+    fn change(outcome: &Outcome) -> Option<&Change> {
+        outcome.announcement.as_ref().map(|a| &a.change)
+    }
+
+    fn users(registry: &Registry, id: ChannelId) -> Vec<(String, u32)> {
+        let mut users: Vec<_> = registry
+            .members(id)
+            .map(|m| (m.user.to_owned(), m.conns))
+            .collect();
+        users.sort();
+        users
+    }
+
+    #[test]
+    fn first_connection_joins_and_last_leaves() {
+        let mut registry = Registry::new();
+        let alice = registry.connect_user("alice");
+        let (id, outcome) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        assert_eq!(
+            outcome.announcement,
+            Some(Announcement {
+                channel: id,
+                except: Some(conn(1)),
+                change: Change::Join {
+                    user: alice.clone(),
+                    meta: Meta::empty(),
+                    seq: 1
+                }
+            })
+        );
+        let outcome = registry
+            .leave(id, conn(1), &alice, LeaveReason::Closed, false)
+            .expect("joined");
+        assert_eq!(
+            change(&outcome),
+            Some(&Change::Leave {
+                user: alice.clone(),
+                reason: LeaveReason::Closed,
+                seq: 2
+            })
+        );
+        assert_eq!(registry.channel_count(), 0, "an empty channel is removed");
+        assert_eq!(registry.name(id), None, "its id is stale");
+    }
+
+    #[test]
+    fn second_connection_of_a_user_is_silent() {
+        let mut registry = Registry::new();
+        let alice = registry.connect_user("alice");
+        let again = registry.connect_user("alice");
+        assert!(Rc::ptr_eq(&alice, &again), "one shared id per user");
+        assert_eq!(registry.users_online(), 1);
+        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        let (_, outcome) = registry.join("c", conn(2), &alice, None, EventsMode::All);
+        assert_eq!(outcome.announcement, None);
+        assert!(outcome.counts_changed);
+        assert_eq!(users(&registry, id), vec![("alice".into(), 2)]);
+        let outcome = registry
+            .leave(id, conn(1), &alice, LeaveReason::Closed, false)
+            .expect("joined");
+        assert_eq!(outcome.announcement, None, "another tab remains");
+        let outcome = registry
+            .leave(id, conn(2), &alice, LeaveReason::Left, false)
+            .expect("joined");
+        assert!(matches!(
+            change(&outcome),
+            Some(Change::Leave {
+                reason: LeaveReason::Left,
+                seq: 2,
+                ..
+            })
+        ));
+        registry.disconnect_user(&alice);
+        registry.disconnect_user(&again);
+        assert_eq!(registry.users_online(), 0);
+    }
+
+    #[test]
+    fn seq_counts_every_announced_change_per_channel() {
+        let mut registry = Registry::new();
+        let (alice, bob) = (registry.connect_user("alice"), registry.connect_user("bob"));
+        let (c, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        let (d, _) = registry.join("d", conn(1), &alice, None, EventsMode::All);
+        registry.join("c", conn(2), &bob, None, EventsMode::All);
+        let outcome = registry
+            .update(c, conn(2), &bob, meta(r#"{"s":1}"#))
+            .expect("joined");
+        assert!(matches!(
+            change(&outcome),
+            Some(Change::Update { seq: 3, .. })
+        ));
+        let outcome = registry
+            .update(c, conn(2), &bob, meta(r#"{"s":1}"#))
+            .expect("joined");
+        assert_eq!(outcome.announcement, None, "same meta: no change, no seq");
+        assert_eq!(registry.seq(c), 3);
+        assert_eq!(registry.seq(d), 1);
+    }
+
+    #[test]
+    fn rejoin_is_idempotent_and_new_meta_is_an_update() {
+        let mut registry = Registry::new();
+        let alice = registry.connect_user("alice");
+        let (id, _) = registry.join(
+            "c",
+            conn(1),
+            &alice,
+            Some(meta(r#"{"a":1}"#)),
+            EventsMode::All,
+        );
+        let (_, outcome) = registry.join("c", conn(1), &alice, None, EventsMode::None);
+        assert_eq!(outcome, Outcome::default());
+        let (_, outcome) = registry.join(
+            "c",
+            conn(2),
+            &alice,
+            Some(meta(r#"{"a":2}"#)),
+            EventsMode::All,
+        );
+        assert!(matches!(
+            change(&outcome),
+            Some(Change::Update { seq: 2, .. })
+        ));
+        assert_eq!(users(&registry, id), vec![("alice".into(), 2)]);
+        let latest = registry
+            .members(id)
+            .next()
+            .map(|m| m.meta.as_str().to_owned());
+        assert_eq!(latest.as_deref(), Some(r#"{"a":2}"#));
+    }
+
+    #[test]
+    fn leave_requires_membership() {
+        let mut registry = Registry::new();
+        let alice = registry.connect_user("alice");
+        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        assert_eq!(
+            registry.leave(id, conn(9), &alice, LeaveReason::Left, false),
+            Err(NotJoined)
+        );
+        assert_eq!(
+            registry.update(id, conn(9), &alice, Meta::empty()),
+            Err(NotJoined)
+        );
+        assert_eq!(registry.joined("c", conn(9)), Err(NotJoined));
+        assert_eq!(registry.joined("nope", conn(1)), Err(NotJoined));
+        assert_eq!(registry.joined("c", conn(1)), Ok(id));
+    }
+
+    #[test]
+    fn reconnect_within_grace_is_silent() {
+        let mut registry = Registry::new();
+        let alice = registry.connect_user("alice");
+        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        let outcome = registry
+            .leave(id, conn(1), &alice, LeaveReason::Closed, true)
+            .expect("joined");
+        assert_eq!(outcome.announcement, None);
+        let grace = outcome.grace.expect("grace started");
+        assert_eq!(
+            users(&registry, id),
+            vec![("alice".into(), 0)],
+            "still present, no conns"
+        );
+        let (again, outcome) = registry.join("c", conn(2), &alice, None, EventsMode::All);
+        assert_eq!(again, id, "the channel survived the grace");
+        assert_eq!(
+            outcome.announcement, None,
+            "no join after a reconnect within the grace"
+        );
+        assert_eq!(
+            registry.end_grace(grace),
+            Outcome::default(),
+            "the old grace is stale"
+        );
+        assert_eq!(registry.seq(id), 1);
+    }
+
+    #[test]
+    fn grace_end_announces_the_original_reason() {
+        let mut registry = Registry::new();
+        let alice = registry.connect_user("alice");
+        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        let grace = registry
+            .leave(id, conn(1), &alice, LeaveReason::Timeout, true)
+            .expect("joined")
+            .grace;
+        let outcome = registry.end_grace(grace.expect("grace"));
+        assert_eq!(
+            change(&outcome),
+            Some(&Change::Leave {
+                user: alice,
+                reason: LeaveReason::Timeout,
+                seq: 2
+            })
+        );
+        assert_eq!(registry.channel_count(), 0);
+    }
+
+    #[test]
+    fn explicit_leave_skips_the_grace() {
+        let mut registry = Registry::new();
+        let alice = registry.connect_user("alice");
+        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        let outcome = registry
+            .leave(id, conn(1), &alice, LeaveReason::Left, true)
+            .expect("joined");
+        assert_eq!(outcome.grace, None);
+        assert!(matches!(
+            change(&outcome),
+            Some(Change::Leave {
+                reason: LeaveReason::Left,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn counts_are_coalesced_to_one_per_interval() {
+        let mut registry = Registry::new();
+        let (alice, bob) = (registry.connect_user("alice"), registry.connect_user("bob"));
+        let (id, _) = registry.join("radio", conn(1), &alice, None, EventsMode::All);
+        assert_eq!(
+            registry.counts_changed(id, 0),
+            CountsDue::Nothing,
+            "no count subscriber"
+        );
+        registry.join("radio", conn(2), &bob, None, EventsMode::Count);
+        assert_eq!(registry.counts_changed(id, 100), CountsDue::Now);
+        assert_eq!(registry.counts_changed(id, 300), CountsDue::At(1_100));
+        assert_eq!(
+            registry.counts_changed(id, 400),
+            CountsDue::Nothing,
+            "already scheduled"
+        );
+        assert!(registry.flush_counts(id, 1_100));
+        assert!(!registry.flush_counts(id, 1_200), "one flush per schedule");
+        assert_eq!(registry.counts_changed(id, 2_100), CountsDue::Now);
+        assert_eq!(
+            registry.counts(id),
+            Some(Counts {
+                users: 2,
+                connections: 2,
+                seq: 2
+            })
+        );
+        let modes: Vec<_> = {
+            let mut modes: Vec<_> = registry.subscribers(id).collect();
+            modes.sort_by_key(|(conn, _)| *conn);
+            modes.into_iter().map(|(_, mode)| mode).collect()
+        };
+        assert_eq!(modes, vec![EventsMode::All, EventsMode::Count]);
+    }
+}

@@ -1,0 +1,358 @@
+//! The event loop: one thread, one `mio::Poll`, every connection in a generational slab,
+//! every deadline on one timer wheel.
+//!
+//! Each turn reads the clock once (`Instant::now()`), handles the readiness events, then the
+//! connections whose per-turn budget ran out, then the expired timers, and finally ends the
+//! connections doomed during the turn. The poll timeout is the wheel's next deadline.
+//!
+//! Invariants:
+//! - Sockets are registered edge-triggered for reading and writing once; every handler
+//!   reads (or writes) until `WouldBlock`, or puts the connection on the `ready` list when
+//!   its budget for the turn runs out.
+//! - A token, a timer key or a queued ending names a connection by `{slot, generation}`;
+//!   one whose connection is gone is skipped.
+//! - Connections are never removed while the registry's subscriber lists are being walked:
+//!   an ending found during delivery is queued on `doomed` and carried out by [`Server::reap`].
+
+mod accept;
+mod conn;
+mod session;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::config::{Config, ConfigError};
+use crate::heartbeat::{Heartbeat, Verdict};
+use crate::ids::{Key, Slots};
+use crate::protocol::LeaveReason;
+use crate::registry::{ChannelId, ConnId, GraceKey, Registry};
+use crate::wheel::{Millis, Wheel};
+
+use conn::{Conn, Phase};
+
+/// The listener's token. Connection tokens pack `{generation, slot}`; a slot of `u32::MAX`
+/// is never reached (it would need 2^32 connections), so this cannot collide.
+const LISTENER: Token = Token(usize::MAX);
+
+/// Wheel resolution. Deadlines round up to it, so a silent peer is dropped at most this
+/// late, well inside the protocol's slack of `max(1 s, interval / 8)`.
+const TICK_MS: u64 = 100;
+
+/// Messages read from one connection per turn before others get their share.
+const MESSAGES_PER_TURN: usize = 32;
+
+/// How long a connection we closed may take to close its side before it is dropped.
+const LINGER_MS: Millis = 2_000;
+
+/// Descriptors kept free for the listener, the poll and the process when the connection
+/// limit is derived from the open-file limit.
+const FD_MARGIN: usize = 32;
+
+/// What a wheel entry is for. Each kind acts only in its own phase, so an entry outlived by
+/// its phase (or its connection) does nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// The connection must finish its handshake by now.
+    Handshake(ConnId),
+    /// Time to look at the connection's liveness.
+    Heartbeat(ConnId),
+    /// A closing connection has lingered long enough.
+    Linger(ConnId),
+    /// A user's leave grace ends.
+    Grace(GraceKey),
+    /// A channel's coalesced `count` is due.
+    Counts(ChannelId),
+    /// Accepting was paused after an error (such as running out of descriptors).
+    AcceptRetry,
+}
+
+/// Why [`Server::bind`] failed.
+#[derive(Debug)]
+pub enum BindError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// The address could not be bound (taken, not local, not permitted).
+    Listen {
+        /// The address asked for.
+        address: SocketAddr,
+        /// What the system said.
+        error: io::Error,
+    },
+    /// The poll could not be created.
+    Poll(io::Error),
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindError::Config(error) => write!(f, "invalid configuration: {error}"),
+            BindError::Listen { address, error } => {
+                write!(f, "cannot listen on {address}: {error}")
+            }
+            BindError::Poll(error) => write!(f, "cannot create the event poll: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for BindError {}
+
+/// A bound presence server. [`Server::run`] drives it on the calling thread.
+pub struct Server {
+    config: Config,
+    poll: Poll,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    conns: Slots<Conn>,
+    registry: Registry,
+    wheel: Wheel<Timer>,
+    origin: Instant,
+    heartbeat: Heartbeat,
+    ws_config: WebSocketConfig,
+    max_connections: usize,
+    /// Connections whose per-turn budget ran out with input possibly left unread.
+    ready: Vec<ConnId>,
+    /// Endings decided while connections could not be removed.
+    doomed: Vec<(ConnId, LeaveReason)>,
+    /// True while accepting is paused after an accept error.
+    accept_paused: bool,
+    next_anonymous: u64,
+}
+
+impl Server {
+    /// Validates `config`, binds its address and prepares the poll.
+    pub fn bind(config: Config) -> Result<Server, BindError> {
+        config.validate().map_err(BindError::Config)?;
+        let address = config.listen;
+        let mut listener =
+            TcpListener::bind(address).map_err(|error| BindError::Listen { address, error })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|error| BindError::Listen { address, error })?;
+        let poll = Poll::new().map_err(BindError::Poll)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(BindError::Poll)?;
+        let heartbeat = Heartbeat {
+            interval: duration_ms(config.heartbeat_interval),
+            timeout: duration_ms(config.heartbeat_timeout),
+        };
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(config.read_buffer_size)
+            // Write each frame at once: nothing waits in our buffer while the socket has room,
+            // so the buffer only holds what the peer has not taken (the backlog).
+            .write_buffer_size(0)
+            .max_write_buffer_size(config.max_backlog)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_message_size));
+        let max_connections = config
+            .max_connections
+            .unwrap_or_else(connection_limit_from_fds);
+        Ok(Server {
+            poll,
+            listener,
+            local_addr,
+            conns: Slots::default(),
+            registry: Registry::new(),
+            wheel: Wheel::new(TICK_MS, 0),
+            origin: Instant::now(),
+            heartbeat,
+            ws_config,
+            max_connections,
+            ready: Vec::new(),
+            doomed: Vec::new(),
+            accept_paused: false,
+            next_anonymous: 0,
+            config,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The connection limit in force.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Runs the event loop on this thread. Returns only on a poll failure.
+    pub fn run(&mut self) -> io::Result<()> {
+        info!("listening on {}", self.local_addr);
+        let mut events = Events::with_capacity(1024);
+        loop {
+            match self
+                .poll
+                .poll(&mut events, self.poll_timeout(Instant::now()))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = self.millis(Instant::now());
+            self.turn(&events, now);
+        }
+    }
+
+    /// One turn of the loop at time `now`.
+    fn turn(&mut self, events: &Events, now: Millis) {
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => self.accept(now),
+                token => self.drive(Key::from_token(token.0), now),
+            }
+            self.reap(now);
+        }
+        for id in std::mem::take(&mut self.ready) {
+            self.drive(id, now);
+            self.reap(now);
+        }
+        self.expire_timers(now);
+        self.reap(now);
+        if self.accept_paused && self.conns.len() < self.max_connections {
+            self.accept(now);
+        }
+    }
+
+    /// How long the poll may sleep: until the next deadline, or not at all when some
+    /// connection still has budgeted work.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let deadline = self.wheel.next_deadline()?;
+        Some(Duration::from_millis(
+            deadline.saturating_sub(self.millis(now)),
+        ))
+    }
+
+    fn millis(&self, now: Instant) -> Millis {
+        duration_ms(now.saturating_duration_since(self.origin))
+    }
+
+    /// Does whatever the connection's phase allows after a readiness event.
+    fn drive(&mut self, id: ConnId, now: Millis) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        match &mut conn.phase {
+            Phase::Handshake { .. } => self.read_handshake(id, now),
+            Phase::Responding { .. } => self.write_response(id, now),
+            Phase::Open(_) => self.drive_open(id, now),
+            Phase::Closing(stream) => {
+                if conn::drain(stream) {
+                    self.remove(id);
+                }
+            }
+            Phase::Gone => unreachable!("a phase transition was left incomplete"),
+        }
+    }
+
+    fn expire_timers(&mut self, now: Millis) {
+        let mut fired = Vec::new();
+        self.wheel.expire(now, &mut fired);
+        for timer in fired {
+            match timer {
+                Timer::Handshake(id) => self.handshake_deadline(id, now),
+                Timer::Heartbeat(id) => self.heartbeat_deadline(id, now),
+                Timer::Linger(id) => {
+                    if matches!(
+                        self.conns.get(id),
+                        Some(Conn {
+                            phase: Phase::Closing(_),
+                            ..
+                        })
+                    ) {
+                        self.remove(id);
+                    }
+                }
+                Timer::Grace(key) => {
+                    let outcome = self.registry.end_grace(key);
+                    self.apply(key.channel, outcome, now);
+                }
+                Timer::Counts(channel) => {
+                    if self.registry.flush_counts(channel, now) {
+                        self.send_counts(channel);
+                    }
+                }
+                Timer::AcceptRetry => self.accept(now),
+            }
+            self.reap(now);
+        }
+    }
+
+    fn heartbeat_deadline(&mut self, id: ConnId, now: Millis) {
+        let heartbeat = self.heartbeat;
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let Phase::Open(ws) = &mut conn.phase else {
+            return;
+        };
+        match conn.liveness.on_deadline(now, heartbeat) {
+            Verdict::Recheck(at) => self.wheel.insert(Timer::Heartbeat(id), at),
+            Verdict::Ping(at) => {
+                session::send_ping(ws, id, &mut self.doomed);
+                self.wheel.insert(Timer::Heartbeat(id), at);
+            }
+            Verdict::Expired => {
+                debug!(
+                    "conn=#{id} silent for {} ms: dropped",
+                    now - conn.liveness.last_seen()
+                );
+                self.doomed.push((id, LeaveReason::Timeout));
+            }
+        }
+    }
+
+    /// Ends a connection at once: its presence leaves with `reason`, its socket is closed.
+    fn end(&mut self, id: ConnId, reason: LeaveReason, now: Millis) {
+        if self.conns.get(id).is_some() {
+            debug!("conn=#{id} ended: {reason}");
+            self.detach(id, reason, now);
+            self.remove(id);
+        }
+    }
+
+    /// Carries out the endings queued during the turn (which may queue more).
+    fn reap(&mut self, now: Millis) {
+        while let Some((id, reason)) = self.doomed.pop() {
+            self.end(id, reason, now);
+        }
+    }
+
+    /// Drops the connection and closes its socket (closing the descriptor also removes it
+    /// from the poll).
+    fn remove(&mut self, id: ConnId) {
+        if self.conns.remove(id).is_some() && self.accept_paused {
+            self.wheel.insert(Timer::AcceptRetry, 0);
+        }
+    }
+}
+
+fn duration_ms(duration: Duration) -> Millis {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The open-file soft limit minus [`FD_MARGIN`] (at least 1).
+fn connection_limit_from_fds() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    let status = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if status != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return 1 << 20;
+    }
+    usize::try_from(limit.rlim_cur)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(FD_MARGIN)
+        .max(1)
+}

@@ -1,0 +1,461 @@
+//! Open WebSocket sessions: reading frames, running commands against the registry, and
+//! delivering presence events, counts and publications to channel subscribers.
+//!
+//! Invariants: each event is encoded once and the same bytes go to every recipient; a
+//! recipient whose backlog overflows or whose socket fails is queued on `doomed`, never
+//! removed while subscribers are being walked; peer input never panics (every tungstenite
+//! error ends only that connection, with a reason).
+
+use std::io;
+use std::mem;
+
+use log::debug;
+use mio::net::TcpStream;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes, WebSocket};
+
+use super::conn::{Conn, Phase};
+use super::{Server, Timer, MESSAGES_PER_TURN};
+use crate::ids::Slots;
+use crate::protocol::event;
+use crate::protocol::{
+    self, Action, Command, CommandError, ErrorCode, EventsMode, Json, LeaveReason, Meta,
+};
+use crate::registry::{
+    Announcement, Change, ChannelId, ConnId, CountsDue, NotJoined, Outcome, UserId,
+};
+use crate::wheel::Millis;
+
+impl Server {
+    /// Flushes what is pending and reads messages until `WouldBlock` or the turn's budget.
+    pub(super) fn drive_open(&mut self, id: ConnId, now: Millis) {
+        for _ in 0..MESSAGES_PER_TURN {
+            let Some(Conn {
+                phase: Phase::Open(ws),
+                liveness,
+                ..
+            }) = self.conns.get_mut(id)
+            else {
+                return;
+            };
+            match ws.read() {
+                Ok(message) => {
+                    liveness.heard(now);
+                    self.on_message(id, message, now);
+                }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    flush(ws, id, &mut self.doomed);
+                    return;
+                }
+                Err(error) => {
+                    self.on_read_error(id, error, now);
+                    return;
+                }
+            }
+            if self.doomed.iter().any(|(doomed, _)| *doomed == id) {
+                return;
+            }
+        }
+        self.ready.push(id);
+    }
+
+    fn on_message(&mut self, id: ConnId, message: Message, now: Millis) {
+        match message {
+            Message::Text(text) => self.on_text(id, &text, now),
+            Message::Binary(_) => {
+                let error = CommandError::new(
+                    ErrorCode::BadRequest,
+                    "binary frames are not part of the protocol; send JSON text",
+                );
+                self.send_error(id, &error);
+            }
+            // tungstenite queues the Pong itself; the frame already counted as activity.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            Message::Close(_) => {
+                // tungstenite queued the Close reply (RFC 6455 §5.5.1); send it, then close
+                // the TCP connection first, as the server should (§7.1.1).
+                if let Some(Conn {
+                    phase: Phase::Open(ws),
+                    ..
+                }) = self.conns.get_mut(id)
+                {
+                    let _ = ws.flush();
+                }
+                self.end(id, LeaveReason::Closed, now);
+            }
+        }
+    }
+
+    fn on_read_error(&mut self, id: ConnId, error: WsError, now: Millis) {
+        match error {
+            WsError::ConnectionClosed | WsError::AlreadyClosed => {
+                self.end(id, LeaveReason::Closed, now)
+            }
+            // End of stream without a Close frame, or a reset: the peer is gone.
+            WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
+                self.end(id, LeaveReason::Closed, now)
+            }
+            WsError::Io(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                self.end(id, LeaveReason::Closed, now)
+            }
+            // RFC 6455 §7.4.1: 1009 for a message too big to process.
+            WsError::Capacity(e) => self.fail(id, CloseCode::Size, &e.to_string(), now),
+            // §8.1: text that is not UTF-8 fails the connection with 1007.
+            WsError::Utf8(_) => self.fail(
+                id,
+                CloseCode::Invalid,
+                "invalid UTF-8 in a text message",
+                now,
+            ),
+            // §7.4.1: 1002 for a protocol error (unmasked frame, reserved bits or opcodes...).
+            WsError::Protocol(e) => self.fail(id, CloseCode::Protocol, &e.to_string(), now),
+            WsError::WriteBufferFull(_) => self.end(id, LeaveReason::SlowConsumer, now),
+            other => {
+                debug!("conn=#{id} read failed: {other}");
+                self.end(id, LeaveReason::Error, now)
+            }
+        }
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): a Close frame with `code`, presence leaves
+    /// with reason `error`, then the socket lingers until the peer closes.
+    fn fail(&mut self, id: ConnId, code: CloseCode, reason: &str, now: Millis) {
+        debug!(
+            "conn=#{id} failed: {reason} (close code {})",
+            u16::from(code)
+        );
+        self.detach(id, LeaveReason::Error, now);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let Phase::Open(mut ws) = mem::replace(&mut conn.phase, Phase::Gone) else {
+            unreachable!("fail is only called on open connections");
+        };
+        // A close reason is limited to 123 bytes (§5.5: control frames carry at most 125).
+        let reason = truncate_utf8(reason, 123);
+        let _ = ws.close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason.to_owned()),
+        }));
+        let _ = ws.flush();
+        let stream: TcpStream = ws.into_inner();
+        self.linger(id, stream, now);
+    }
+
+    fn on_text(&mut self, id: ConnId, text: &str, now: Millis) {
+        let result = protocol::decode(text, self.config.max_meta_size)
+            .and_then(|command| self.execute(id, command, now));
+        if let Err(error) = result {
+            self.send_error(id, &error);
+        }
+    }
+
+    fn execute(&mut self, id: ConnId, command: Command, now: Millis) -> Result<(), CommandError> {
+        let Command { reference, action } = command;
+        let with_ref = |mut error: CommandError| {
+            error.reference = reference.clone();
+            error
+        };
+        let Some(conn) = self.conns.get(id) else {
+            return Ok(());
+        };
+        let Some(user) = conn.user.clone() else {
+            return Ok(());
+        };
+        let url_mode = conn.mode;
+        match action {
+            Action::Join {
+                channel,
+                meta,
+                events,
+            } => {
+                let mode = events.unwrap_or(url_mode);
+                self.join(id, &user, &channel, meta, mode, reference.as_ref(), now);
+            }
+            Action::Leave { channel } => {
+                let channel_id = self
+                    .registry
+                    .joined(&channel, id)
+                    .map_err(|e| with_ref(not_joined(e, &channel)))?;
+                if let Some(conn) = self.conns.get_mut(id) {
+                    conn.channels.retain(|c| *c != channel_id);
+                }
+                let outcome = self
+                    .registry
+                    .leave(channel_id, id, &user, LeaveReason::Left, false);
+                self.apply(
+                    channel_id,
+                    outcome.map_err(|e| with_ref(not_joined(e, &channel)))?,
+                    now,
+                );
+            }
+            Action::Update { channel, meta } => {
+                let channel_id = self
+                    .registry
+                    .joined(&channel, id)
+                    .map_err(|e| with_ref(not_joined(e, &channel)))?;
+                let outcome = self.registry.update(channel_id, id, &user, meta);
+                self.apply(
+                    channel_id,
+                    outcome.map_err(|e| with_ref(not_joined(e, &channel)))?,
+                    now,
+                );
+            }
+            Action::Who { channel } => {
+                let channel_id = self
+                    .registry
+                    .joined(&channel, id)
+                    .map_err(|e| with_ref(not_joined(e, &channel)))?;
+                let state = self.state_message(channel_id, reference.as_ref());
+                self.send(id, state);
+            }
+            Action::Publish { channel, data } => {
+                if !self.config.client_publish {
+                    return Err(with_ref(CommandError::new(
+                        ErrorCode::Forbidden,
+                        "publishing is disabled on this server (--client-publish)",
+                    )));
+                }
+                let channel_id = self
+                    .registry
+                    .joined(&channel, id)
+                    .map_err(|e| with_ref(not_joined(e, &channel)))?;
+                self.publish(channel_id, Some(&user), &data);
+            }
+            Action::Ping { id: ping_id } => {
+                self.send(id, event::pong(&ping_id, reference.as_ref()))
+            }
+        }
+        Ok(())
+    }
+
+    /// Subscribes the connection to `channel`, replies according to `mode`, and tells the
+    /// channel what changed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn join(
+        &mut self,
+        id: ConnId,
+        user: &UserId,
+        channel: &str,
+        meta: Option<Meta>,
+        mode: EventsMode,
+        reference: Option<&Json>,
+        now: Millis,
+    ) {
+        let (channel_id, outcome) = self.registry.join(channel, id, user, meta, mode);
+        if let Some(conn) = self.conns.get_mut(id) {
+            if !conn.channels.contains(&channel_id) {
+                conn.channels.push(channel_id);
+            }
+        }
+        match mode {
+            EventsMode::All => {
+                let state = self.state_message(channel_id, reference);
+                self.send(id, state);
+            }
+            EventsMode::Count => {
+                if let Some(counts) = self.registry.counts(channel_id) {
+                    self.send(id, event::count(channel, counts, reference));
+                }
+            }
+            EventsMode::None => {}
+        }
+        self.apply(channel_id, outcome, now);
+    }
+
+    /// Delivers an outcome's announcement and schedules its counts and grace.
+    pub(super) fn apply(&mut self, channel: ChannelId, outcome: Outcome, now: Millis) {
+        if let Some(announcement) = outcome.announcement {
+            self.announce(announcement);
+        }
+        if outcome.counts_changed {
+            match self.registry.counts_changed(channel, now) {
+                CountsDue::Now => self.send_counts(channel),
+                CountsDue::At(at) => self.wheel.insert(Timer::Counts(channel), at),
+                CountsDue::Nothing => {}
+            }
+        }
+        if let Some(grace) = outcome.grace {
+            let grace_ms = super::duration_ms(self.config.leave_grace);
+            self.wheel.insert(Timer::Grace(grace), now + grace_ms);
+        }
+    }
+
+    fn announce(&mut self, announcement: Announcement) {
+        let Announcement {
+            channel,
+            except,
+            change,
+        } = announcement;
+        let Some(name) = self.registry.name(channel) else {
+            return;
+        };
+        let text = match &change {
+            Change::Join { user, meta, seq } => event::join(name, user, meta, *seq),
+            Change::Leave { user, reason, seq } => event::leave(name, user, *reason, *seq),
+            Change::Update { user, meta, seq } => event::update(name, user, meta, *seq),
+        };
+        let recipients = self
+            .registry
+            .subscribers(channel)
+            .filter(|&(conn, mode)| mode == EventsMode::All && Some(conn) != except)
+            .map(|(conn, _)| conn);
+        deliver(&mut self.conns, &mut self.doomed, recipients, text);
+    }
+
+    /// Tells the channel's `count` subscribers its current counts.
+    pub(super) fn send_counts(&mut self, channel: ChannelId) {
+        let (Some(name), Some(counts)) =
+            (self.registry.name(channel), self.registry.counts(channel))
+        else {
+            return;
+        };
+        let text = event::count(name, counts, None);
+        let recipients = self
+            .registry
+            .subscribers(channel)
+            .filter(|&(_, mode)| mode == EventsMode::Count)
+            .map(|(conn, _)| conn);
+        deliver(&mut self.conns, &mut self.doomed, recipients, text);
+    }
+
+    /// Delivers a `message` to every connection in the channel, whatever its events mode.
+    pub(super) fn publish(&mut self, channel: ChannelId, from: Option<&str>, data: &Json) -> usize {
+        let Some(name) = self.registry.name(channel) else {
+            return 0;
+        };
+        let text = event::message(name, from, data);
+        let recipients = self.registry.subscribers(channel).map(|(conn, _)| conn);
+        deliver(&mut self.conns, &mut self.doomed, recipients, text)
+    }
+
+    fn state_message(&self, channel: ChannelId, reference: Option<&Json>) -> String {
+        let name = self.registry.name(channel).unwrap_or_default();
+        event::state(
+            name,
+            self.registry.seq(channel),
+            self.registry.members(channel),
+            reference,
+        )
+    }
+
+    fn send_error(&mut self, id: ConnId, error: &CommandError) {
+        self.send(
+            id,
+            event::error(error.code, &error.message, error.reference.as_ref()),
+        );
+    }
+
+    /// Sends one message to one connection (queued on `doomed` if that fails).
+    pub(super) fn send(&mut self, id: ConnId, text: String) {
+        deliver(&mut self.conns, &mut self.doomed, std::iter::once(id), text);
+    }
+
+    /// Takes the connection out of presence: it leaves every channel with `reason` (or
+    /// starts the leave grace) and stops counting as its user's connection.
+    pub(super) fn detach(&mut self, id: ConnId, reason: LeaveReason, now: Millis) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let Some(user) = conn.user.take() else {
+            return;
+        };
+        let channels = mem::take(&mut conn.channels);
+        let grace = !self.config.leave_grace.is_zero();
+        for channel in channels {
+            if let Ok(outcome) = self.registry.leave(channel, id, &user, reason, grace) {
+                self.apply(channel, outcome, now);
+            }
+        }
+        self.registry.disconnect_user(&user);
+    }
+}
+
+/// Writes `text` to each recipient; failures are queued on `doomed`. Returns how many
+/// connections it was queued to.
+fn deliver(
+    conns: &mut Slots<Conn>,
+    doomed: &mut Vec<(ConnId, LeaveReason)>,
+    recipients: impl Iterator<Item = ConnId>,
+    text: String,
+) -> usize {
+    let text = Utf8Bytes::from(text);
+    let mut delivered = 0;
+    for id in recipients {
+        let Some(Conn {
+            phase: Phase::Open(ws),
+            ..
+        }) = conns.get_mut(id)
+        else {
+            continue;
+        };
+        match ws.write(Message::Text(text.clone())) {
+            Ok(()) => delivered += 1,
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => delivered += 1,
+            Err(error) => {
+                delivered += 1;
+                doom_on_write_error(id, error, doomed);
+            }
+        }
+    }
+    delivered
+}
+
+/// Sends a heartbeat Ping (empty payload, RFC 6455 §5.5.2).
+pub(super) fn send_ping(
+    ws: &mut WebSocket<TcpStream>,
+    id: ConnId,
+    doomed: &mut Vec<(ConnId, LeaveReason)>,
+) {
+    match ws.write(Message::Ping(Bytes::new())) {
+        Ok(()) => {}
+        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(error) => doom_on_write_error(id, error, doomed),
+    }
+}
+
+fn flush(ws: &mut WebSocket<TcpStream>, id: ConnId, doomed: &mut Vec<(ConnId, LeaveReason)>) {
+    match ws.flush() {
+        Ok(()) => {}
+        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(error) => doom_on_write_error(id, error, doomed),
+    }
+}
+
+fn doom_on_write_error(id: ConnId, error: WsError, doomed: &mut Vec<(ConnId, LeaveReason)>) {
+    let reason = match error {
+        WsError::WriteBufferFull(_) => LeaveReason::SlowConsumer,
+        WsError::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            LeaveReason::Closed
+        }
+        _ => LeaveReason::Error,
+    };
+    debug!("conn=#{id} write failed: {reason}");
+    doomed.push((id, reason));
+}
+
+fn not_joined(_: NotJoined, channel: &str) -> CommandError {
+    CommandError::new(
+        ErrorCode::NotJoined,
+        format!("not joined to channel {channel}"),
+    )
+}
+
+fn truncate_utf8(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

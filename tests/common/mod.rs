@@ -1,0 +1,728 @@
+//! Shared helpers for the integration tests: they start the real `rollcall` binary on an
+//! ephemeral port and talk to it over real sockets, as a browser or a proxy would.
+//!
+//! Invariants the helpers keep, so that each test can stay short:
+//! - every wait is bounded by a deadline (socket read timeouts and `recv_timeout`); nothing
+//!   sleeps in place of a condition that can be waited for;
+//! - the server's stderr is drained by a background thread for the whole life of the process,
+//!   so the pipe never fills, and the lines are kept for failure messages;
+//! - every child process is killed when its handle drops, also when a test panics.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::WebSocket;
+use tungstenite::Message;
+
+/// How long we wait for something that should happen promptly (a reply, an event).
+/// Generous on purpose: it only matters when a test is about to fail.
+pub const STEP: Duration = Duration::from_secs(5);
+
+/// How long the server may take to print its `listening on` line.
+const STARTUP: Duration = Duration::from_secs(10);
+
+/// Path of the binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
+
+/// Milliseconds, for assertion messages.
+pub fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------------------------
+
+/// A running `rollcall` process, killed on drop.
+pub struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts the binary with `--listen 127.0.0.1:0` plus `flags` and waits (bounded) for its
+    /// `listening on ADDR` line.
+    #[track_caller]
+    pub fn start(flags: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(flags)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the rollcall binary");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let sink = Arc::clone(&log);
+        // Drains stderr until the process ends; the receiver goes away after startup, which
+        // only makes `send` fail quietly.
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                        sink.lock().expect("log lock").push(line.clone());
+                        let _ = tx.send(line);
+                    }
+                }
+            }
+        });
+
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(remaining) {
+                Ok(line) => {
+                    if let Some(addr) = parse_listening_line(&line) {
+                        return Server { child, addr, log };
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "rollcall {flags:?} printed no `listening on` line within {}ms; stderr:\n{}",
+                        ms(STARTUP),
+                        log.lock().expect("log lock").join("\n")
+                    );
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    // stderr closed: the process is exiting.
+                    let status = wait_with_deadline(&mut child, STEP);
+                    panic!(
+                        "rollcall {flags:?} exited before listening ({status:?}); stderr:\n{}",
+                        log.lock().expect("log lock").join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// The address the server really bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Everything the server wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Extracts `ADDR` from a log line containing `listening on ADDR`.
+fn parse_listening_line(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+    let token: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect::<String>()
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .to_string();
+    token.parse().ok()
+}
+
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// What a CLI run printed and how it ended.
+#[derive(Debug)]
+pub struct CliRun {
+    /// Exit code; `None` if killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the binary with `args` and waits for it to exit, at most `timeout`; a process that is
+/// still running then is killed and the test fails (it probably started serving).
+#[track_caller]
+pub fn run_cli(args: &[&str], timeout: Duration) -> CliRun {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the rollcall binary");
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let out_thread = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let err_thread = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let status = wait_with_deadline(&mut child, timeout);
+    let stdout = out_thread.join().expect("stdout reader");
+    let stderr = err_thread.join().expect("stderr reader");
+    let Some(status) = status else {
+        panic!(
+            "rollcall {args:?} did not exit within {}ms (killed); stdout:\n{stdout}\nstderr:\n{stderr}",
+            ms(timeout)
+        );
+    };
+    CliRun {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket clients
+// ---------------------------------------------------------------------------------------------
+
+/// One thing read from a WebSocket (Ping/Pong frames are skipped and answered).
+#[derive(Debug)]
+pub enum Incoming {
+    /// A text frame, parsed as JSON.
+    Json(Value),
+    /// A binary frame (the server never sends one).
+    Binary(Vec<u8>),
+    /// A Close frame: code and reason, if it carried them.
+    Close(Option<(u16, String)>),
+    /// Nothing arrived within the timeout.
+    Timeout,
+    /// The stream ended (EOF, reset, or the close handshake finished).
+    Ended(String),
+}
+
+/// A blocking tungstenite client over a `std::net::TcpStream`.
+pub struct Client {
+    ws: WebSocket<TcpStream>,
+    /// WebSocket Ping frames received so far (tungstenite answered each with a Pong).
+    pub pings_seen: u32,
+    next_ping_id: u64,
+}
+
+impl Client {
+    /// Connects to `ws://ADDR/?QUERY` (or `ws://ADDR/` when `query` is empty). Reads nothing.
+    #[track_caller]
+    pub fn connect(addr: SocketAddr, query: &str) -> Client {
+        let target = if query.is_empty() {
+            "/".to_string()
+        } else {
+            format!("/?{query}")
+        };
+        Client::connect_target(addr, &target)
+    }
+
+    /// Connects to `ws://ADDR` + `target` (a path with an optional query). Reads nothing.
+    #[track_caller]
+    pub fn connect_target(addr: SocketAddr, target: &str) -> Client {
+        match Client::try_connect_target(addr, target) {
+            Ok(client) => client,
+            Err(e) => panic!("WebSocket connect to {addr}{target} failed: {e}"),
+        }
+    }
+
+    /// Like [`Client::connect_target`], returning the failure instead of panicking.
+    pub fn try_connect_target(addr: SocketAddr, target: &str) -> Result<Client, String> {
+        let stream =
+            TcpStream::connect_timeout(&addr, STEP).map_err(|e| format!("TCP connect: {e}"))?;
+        stream
+            .set_read_timeout(Some(STEP))
+            .map_err(|e| e.to_string())?;
+        stream
+            .set_write_timeout(Some(STEP))
+            .map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let request = format!("ws://{addr}{target}")
+            .into_client_request()
+            .map_err(|e| format!("bad request: {e}"))?;
+        let (ws, _response) = tungstenite::client(request, stream).map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp)) => {
+                let body = resp
+                    .body()
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                format!("HTTP {}: {body}", resp.status())
+            }
+            other => format!("handshake: {other:?}"),
+        })?;
+        Ok(Client {
+            ws,
+            pings_seen: 0,
+            next_ping_id: 1,
+        })
+    }
+
+    /// Connects and consumes the `welcome` message, returning it too.
+    #[track_caller]
+    pub fn connect_welcomed(addr: SocketAddr, query: &str) -> (Client, Value) {
+        let mut client = Client::connect(addr, query);
+        let welcome = client.expect_type("welcome");
+        (client, welcome)
+    }
+
+    /// Connects with `events=all` defaults and consumes `welcome` and the one `state` for a
+    /// single channel, returning the client and that state.
+    #[track_caller]
+    pub fn join(addr: SocketAddr, query: &str) -> (Client, Value) {
+        let (mut client, _welcome) = Client::connect_welcomed(addr, query);
+        let state = client.expect_type("state");
+        (client, state)
+    }
+
+    /// The underlying socket (for timeouts or raw peeking).
+    pub fn stream(&mut self) -> &mut TcpStream {
+        self.ws.get_mut()
+    }
+
+    /// Reads the next text, binary or close frame within `timeout`, answering pings.
+    pub fn next(&mut self, timeout: Duration) -> Incoming {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Incoming::Timeout;
+            }
+            let wait = remaining.max(Duration::from_millis(1));
+            if let Err(e) = self.ws.get_mut().set_read_timeout(Some(wait)) {
+                return Incoming::Ended(format!("set_read_timeout: {e}"));
+            }
+            match self.ws.read() {
+                Ok(Message::Text(text)) => {
+                    let value = serde_json::from_str(text.as_str()).unwrap_or_else(|e| {
+                        panic!("server sent text that is not JSON ({e}): {text:?}")
+                    });
+                    return Incoming::Json(value);
+                }
+                Ok(Message::Binary(bytes)) => return Incoming::Binary(bytes.to_vec()),
+                Ok(Message::Ping(_)) => self.pings_seen += 1,
+                Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
+                Ok(Message::Close(frame)) => {
+                    return Incoming::Close(
+                        frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+                    )
+                }
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => return Incoming::Ended(e.to_string()),
+            }
+        }
+    }
+
+    /// The next JSON message within `timeout`; anything else fails the test.
+    #[track_caller]
+    pub fn recv_json(&mut self, timeout: Duration) -> Value {
+        match self.next(timeout) {
+            Incoming::Json(v) => v,
+            other => panic!(
+                "expected a JSON message within {}ms, got {other:?}",
+                ms(timeout)
+            ),
+        }
+    }
+
+    /// The next JSON message within `timeout`, or `None` if nothing arrived.
+    #[track_caller]
+    pub fn try_recv_json(&mut self, timeout: Duration) -> Option<Value> {
+        match self.next(timeout) {
+            Incoming::Json(v) => Some(v),
+            Incoming::Timeout => None,
+            other => panic!("expected a JSON message or silence, got {other:?}"),
+        }
+    }
+
+    /// The next message, which must have `"type": ty`.
+    #[track_caller]
+    pub fn expect_type(&mut self, ty: &str) -> Value {
+        let msg = self.recv_json(STEP);
+        assert_eq!(msg["type"], ty, "expected a `{ty}` message, got {msg}");
+        msg
+    }
+
+    /// Reads until a message satisfies `pred`, within `timeout`; returns it and the messages
+    /// skipped before it.
+    #[track_caller]
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> (Value, Vec<Value>) {
+        let deadline = Instant::now() + timeout;
+        let mut skipped = Vec::new();
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.next(remaining) {
+                Incoming::Json(v) if pred(&v) => return (v, skipped),
+                Incoming::Json(v) => skipped.push(v),
+                other => panic!(
+                    "waiting {}ms for {what}: got {other:?}; skipped before: {skipped:?}",
+                    ms(timeout)
+                ),
+            }
+        }
+    }
+
+    /// Reads until a message of type `ty` arrives (within `timeout`); returns it and the
+    /// messages skipped before it.
+    #[track_caller]
+    pub fn wait_for_type(&mut self, ty: &str, timeout: Duration) -> (Value, Vec<Value>) {
+        self.wait_for(timeout, &format!("a `{ty}` message"), |v| v["type"] == ty)
+    }
+
+    /// Sends one text frame with `value` serialized.
+    #[track_caller]
+    pub fn send_json(&mut self, value: &Value) {
+        self.send_text(&value.to_string());
+    }
+
+    /// Sends one text frame.
+    #[track_caller]
+    pub fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::text(text.to_string()))
+            .expect("send a text frame");
+    }
+
+    /// Sends one binary frame.
+    #[track_caller]
+    pub fn send_binary(&mut self, bytes: &[u8]) {
+        self.ws
+            .send(Message::binary(bytes.to_vec()))
+            .expect("send a binary frame");
+    }
+
+    /// Sends `{"type":"ping","id":N}` and reads until the matching `pong`; returns every message
+    /// received before it. Since the server handles one connection's input in order, and events
+    /// caused by earlier actions are queued before the pong, an empty result proves that no
+    /// event was pending.
+    #[track_caller]
+    pub fn roundtrip_ping(&mut self) -> Vec<Value> {
+        let id = self.next_ping_id;
+        self.next_ping_id += 1;
+        self.send_json(&json!({"type": "ping", "id": id}));
+        let (pong, before) = self.wait_for(STEP, &format!("pong {id}"), |v| {
+            v["type"] == "pong" && v["id"] == id
+        });
+        assert_eq!(pong["type"], "pong");
+        before
+    }
+
+    /// Asserts that nothing but pings arrives for `window` (used only where the thing that
+    /// must not happen is itself timed, such as a leave grace expiring).
+    #[track_caller]
+    pub fn expect_silence(&mut self, window: Duration) {
+        match self.next(window) {
+            Incoming::Timeout => {}
+            other => panic!("expected silence for {}ms, got {other:?}", ms(window)),
+        }
+    }
+
+    /// Starts the close handshake (code 1000) and reads until the connection ends, so that
+    /// the server has processed the close when this returns.
+    #[track_caller]
+    pub fn close(mut self) {
+        let _ = self.ws.close(None);
+        let deadline = Instant::now() + STEP;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.next(remaining) {
+                Incoming::Ended(_) => return,
+                Incoming::Timeout => panic!("close handshake not finished within {}ms", ms(STEP)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads until the stream ends within `timeout`, ignoring JSON messages; returns the Close
+    /// frame seen before the end, if any.
+    #[track_caller]
+    pub fn expect_closed(&mut self, timeout: Duration) -> Option<(u16, String)> {
+        let deadline = Instant::now() + timeout;
+        let mut close = None;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.next(remaining) {
+                Incoming::Ended(_) => return close,
+                Incoming::Close(frame) => close = Some(frame.unwrap_or((0, String::new()))),
+                Incoming::Timeout => panic!(
+                    "connection still open after {}ms (close frame seen: {close:?})",
+                    ms(timeout)
+                ),
+                Incoming::Json(_) | Incoming::Binary(_) => {}
+            }
+        }
+    }
+}
+
+/// The `users` object of a `state` message.
+#[track_caller]
+pub fn users_of(state: &Value) -> &serde_json::Map<String, Value> {
+    state["users"]
+        .as_object()
+        .unwrap_or_else(|| panic!("state without a users object: {state}"))
+}
+
+/// Sorted user names of a `state` message.
+#[track_caller]
+pub fn user_names(state: &Value) -> Vec<String> {
+    let mut names: Vec<String> = users_of(state).keys().cloned().collect();
+    names.sort();
+    names
+}
+
+/// The `seq` field as a number.
+#[track_caller]
+pub fn seq_of(msg: &Value) -> u64 {
+    msg["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("message without a numeric seq: {msg}"))
+}
+
+/// Messages among `msgs` that are join or leave events.
+pub fn presence_events(msgs: &[Value]) -> Vec<&Value> {
+    msgs.iter()
+        .filter(|m| m["type"] == "join" || m["type"] == "leave")
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw TCP and HTTP
+// ---------------------------------------------------------------------------------------------
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Status line and headers, as received.
+    pub head: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Opens a TCP connection with bounded timeouts.
+#[track_caller]
+pub fn tcp_connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, STEP).expect("TCP connect to the server");
+    stream
+        .set_read_timeout(Some(STEP))
+        .expect("set read timeout");
+    stream
+        .set_write_timeout(Some(STEP))
+        .expect("set write timeout");
+    stream.set_nodelay(true).expect("set nodelay");
+    stream
+}
+
+/// Reads until EOF (or a reset after some data), failing the test if the peer keeps the
+/// connection open longer than `timeout`.
+#[track_caller]
+pub fn read_to_eof(stream: &mut TcpStream, timeout: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + timeout;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            panic!(
+                "connection not closed by the server within {}ms; received so far: {:?}",
+                ms(timeout),
+                String::from_utf8_lossy(&data)
+            );
+        }
+        stream
+            .set_read_timeout(Some(remaining.max(Duration::from_millis(1))))
+            .expect("set read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return data,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset && !data.is_empty() => return data,
+            Err(e) => panic!(
+                "read failed: {e}; received so far: {:?}",
+                String::from_utf8_lossy(&data)
+            ),
+        }
+    }
+}
+
+/// Parses `bytes` as one HTTP/1.1 response (head, then the rest as body).
+#[track_caller]
+pub fn parse_http_response(bytes: &[u8]) -> HttpResponse {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let Some(end) = text.find("\r\n\r\n") else {
+        panic!("no complete HTTP response head in {text:?}");
+    };
+    let head = text[..end].to_string();
+    let body = text[end + 4..].to_string();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    assert!(
+        version.starts_with("HTTP/1."),
+        "bad status line {status_line:?} in {text:?}"
+    );
+    let status = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    HttpResponse {
+        status,
+        head,
+        headers,
+        body,
+    }
+}
+
+/// Sends `raw` on a fresh connection, reads until the server closes it, and parses the
+/// response.
+#[track_caller]
+pub fn http_request(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
+    let mut stream = tcp_connect(addr);
+    stream.write_all(raw).expect("write the request");
+    let bytes = read_to_eof(&mut stream, STEP);
+    parse_http_response(&bytes)
+}
+
+/// A complete WebSocket upgrade request for `target` (path and query).
+pub fn upgrade_request(target: &str) -> String {
+    upgrade_request_with_version(target, "13")
+}
+
+/// An upgrade request with a chosen `Sec-WebSocket-Version`.
+pub fn upgrade_request_with_version(target: &str, version: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\n\
+         Host: 127.0.0.1\r\n\
+         Upgrade: websocket\r\n\
+         Connection: Upgrade\r\n\
+         Sec-WebSocket-Version: {version}\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         \r\n"
+    )
+}
+
+/// One client-to-server frame with FIN set, masked as RFC 6455 section 5.3 requires.
+pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x37u8, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | (opcode & 0x0f)];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
+/// A parsed server-to-client frame.
+#[derive(Debug)]
+pub struct RawFrame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Parses one unmasked frame from the front of `buf`: the frame and the bytes it used, or
+/// `None` if `buf` holds only part of a frame.
+#[track_caller]
+pub fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let fin = buf[0] & 0x80 != 0;
+    let opcode = buf[0] & 0x0f;
+    assert!(
+        buf[1] & 0x80 == 0,
+        "server frames must not be masked (RFC 6455 section 5.1)"
+    );
+    let (len, mut at) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[2..10]);
+            (u64::from_be_bytes(b) as usize, 10)
+        }
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    if buf.len() < at + len {
+        return None;
+    }
+    let payload = buf[at..at + len].to_vec();
+    at += len;
+    Some((
+        RawFrame {
+            fin,
+            opcode,
+            payload,
+        },
+        at,
+    ))
+}
