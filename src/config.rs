@@ -40,9 +40,10 @@ pub struct Config {
     pub default_channel: String,
     /// Whether clients may `publish` to their channels. Default false.
     pub client_publish: bool,
-    /// Bytes tungstenite reads per system call and allocates per open connection once data
-    /// arrives. Default 512: every v1 command fits in one read, and an idle connection holds
-    /// at most this much. Larger messages arrive in several reads.
+    /// Bytes tungstenite allocates per open connection for input and reads per system call.
+    /// Default 256: a Pong, a `ping`, `who`, `leave` or a `join` with a small meta arrive in
+    /// one read; a message near the 16 KiB limit takes 64 reads. The buffer is the largest
+    /// single item of an idle connection's footprint, so it is kept small.
     pub read_buffer_size: usize,
 }
 
@@ -60,7 +61,7 @@ impl Default for Config {
             max_connections: None,
             default_channel: "lobby".to_owned(),
             client_publish: false,
-            read_buffer_size: 512,
+            read_buffer_size: 256,
         }
     }
 }

@@ -278,7 +278,7 @@ impl Server {
                 }
                 Timer::Counts(channel) => {
                     if self.registry.flush_counts(channel, now) {
-                        self.send_counts(channel);
+                        self.send_counts(channel, None);
                     }
                 }
                 Timer::AcceptRetry => self.accept(now),

@@ -266,17 +266,23 @@ impl Server {
             }
             EventsMode::None => {}
         }
-        self.apply(channel_id, outcome, now);
+        self.apply_except(channel_id, outcome, Some(id), now);
     }
 
     /// Delivers an outcome's announcement and schedules its counts and grace.
     pub(super) fn apply(&mut self, channel: ChannelId, outcome: Outcome, now: Millis) {
+        self.apply_except(channel, outcome, None, now);
+    }
+
+    /// [`Server::apply`], with `joiner` left out of an immediate `count` (its join reply
+    /// already carried the counts).
+    fn apply_except(&mut self, channel: ChannelId, outcome: Outcome, joiner: Option<ConnId>, now: Millis) {
         if let Some(announcement) = outcome.announcement {
             self.announce(announcement);
         }
         if outcome.counts_changed {
             match self.registry.counts_changed(channel, now) {
-                CountsDue::Now => self.send_counts(channel),
+                CountsDue::Now => self.send_counts(channel, joiner),
                 CountsDue::At(at) => self.wheel.insert(Timer::Counts(channel), at),
                 CountsDue::Nothing => {}
             }
@@ -309,8 +315,8 @@ impl Server {
         deliver(&mut self.conns, &mut self.doomed, recipients, text);
     }
 
-    /// Tells the channel's `count` subscribers its current counts.
-    pub(super) fn send_counts(&mut self, channel: ChannelId) {
+    /// Tells the channel's `count` subscribers (but `except`) its current counts.
+    pub(super) fn send_counts(&mut self, channel: ChannelId, except: Option<ConnId>) {
         let (Some(name), Some(counts)) =
             (self.registry.name(channel), self.registry.counts(channel))
         else {
@@ -320,7 +326,7 @@ impl Server {
         let recipients = self
             .registry
             .subscribers(channel)
-            .filter(|&(_, mode)| mode == EventsMode::Count)
+            .filter(|&(conn, mode)| mode == EventsMode::Count && Some(conn) != except)
             .map(|(conn, _)| conn);
         deliver(&mut self.conns, &mut self.doomed, recipients, text);
     }
