@@ -28,7 +28,7 @@ const ACCEPT_BACKOFF_MS: Millis = 100;
 impl Server {
     /// Accepts until `WouldBlock`; pauses on any other error instead of spinning.
     pub(super) fn accept(&mut self, now: Millis) {
-        self.accept_paused = false;
+        let was_paused = std::mem::replace(&mut self.accept_paused, false);
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => self.admit(stream, now),
@@ -37,7 +37,9 @@ impl Server {
                 Err(e) => {
                     // EMFILE/ENFILE and the like: the backlog stays queued in the kernel;
                     // retry when a connection ends or after a short back-off.
-                    warn!("accept failed ({e}); pausing accepts for {ACCEPT_BACKOFF_MS} ms");
+                    if !was_paused {
+                        warn!("accept failed ({e}); retrying every {ACCEPT_BACKOFF_MS} ms or when a connection ends");
+                    }
                     self.accept_paused = true;
                     self.wheel
                         .insert(Timer::AcceptRetry, now + ACCEPT_BACKOFF_MS);
@@ -54,8 +56,11 @@ impl Server {
                 self.max_connections
             );
             let mut response = Response::error(503, "server at its connection limit").to_bytes();
-            // Best effort on a fresh socket; the connection is dropped either way.
+            // Best effort on a fresh socket, without taking a slot: answer, shut our side,
+            // and discard the request if it is already here so the close is not a reset.
             let _ = conn::write_pending(&mut stream, &mut response);
+            conn::shut_write(&stream);
+            conn::drain(&mut stream);
             return;
         }
         // Presence events are small and latency-sensitive.

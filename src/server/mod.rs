@@ -215,9 +215,6 @@ impl Server {
         }
         self.expire_timers(now);
         self.reap(now);
-        if self.accept_paused && self.conns.len() < self.max_connections {
-            self.accept(now);
-        }
     }
 
     /// How long the poll may sleep: until the next deadline, or not at all when some
@@ -328,7 +325,7 @@ impl Server {
     }
 
     /// Drops the connection and closes its socket (closing the descriptor also removes it
-    /// from the poll).
+    /// from the poll). A paused accept resumes at once: a descriptor just came free.
     fn remove(&mut self, id: ConnId) {
         if self.conns.remove(id).is_some() && self.accept_paused {
             self.wheel.insert(Timer::AcceptRetry, 0);

@@ -276,7 +276,13 @@ impl Server {
 
     /// [`Server::apply`], with `joiner` left out of an immediate `count` (its join reply
     /// already carried the counts).
-    fn apply_except(&mut self, channel: ChannelId, outcome: Outcome, joiner: Option<ConnId>, now: Millis) {
+    fn apply_except(
+        &mut self,
+        channel: ChannelId,
+        outcome: Outcome,
+        joiner: Option<ConnId>,
+        now: Millis,
+    ) {
         if let Some(announcement) = outcome.announcement {
             self.announce(announcement);
         }
