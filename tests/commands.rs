@@ -242,3 +242,75 @@ fn none_mode_gets_nothing_pushed_but_who_works() {
     assert_eq!(user_names(&state), ["loud", "quiet"], "{state}");
     assert_eq!(state["users"]["loud"]["meta"], json!({"x": 1}), "{state}");
 }
+
+#[test]
+fn protocol_violations_close_with_1002_or_1007_and_others_see_leave_error() {
+    let server = Server::start(&[]);
+    let (mut observer, _) = Client::join(server.addr(), "user=observer&channel=c1");
+
+    // (user, bytes, expected close code)
+    let mut unmasked = masked_frame(0x1, br#"{"type":"ping","id":1}"#);
+    // Clear the mask bit and drop the key: the payload becomes garbage, the frame unmasked,
+    // which RFC 6455 section 5.1 makes a protocol error.
+    unmasked[1] &= 0x7f;
+    unmasked.drain(2..6);
+    let cases: [(&str, Vec<u8>, u16); 3] = [
+        (
+            "badutf8",
+            masked_frame(0x1, b"{\"type\":\"ping\",\"id\":\"\xff\xfe\"}"),
+            1007,
+        ),
+        ("unmasked", unmasked, 1002),
+        ("reservedop", masked_frame(0x3, b"x"), 1002),
+    ];
+    for (user, bytes, code) in cases {
+        let mut raw = RawWs::connect(server.addr(), &format!("/?user={user}&channel=c1"));
+        let join = observer.expect_type("join");
+        assert_eq!(join["user"], user, "{join}");
+        raw.send(&bytes);
+        assert_eq!(
+            raw.expect_close_frame(STEP),
+            Some(code),
+            "close code for {user}"
+        );
+        raw.expect_eof(STEP);
+        let leave = observer.expect_type("leave");
+        assert_eq!(leave["user"], user, "{leave}");
+        assert_eq!(leave["reason"], "error", "{leave}");
+    }
+    assert!(observer.roundtrip_ping().is_empty());
+}
+
+#[test]
+fn a_consumer_that_never_reads_is_dropped_as_slow_consumer() {
+    let server = Server::start(&["--client-publish", "--max-backlog", "64KiB"]);
+    let (mut observer, _) = Client::join(server.addr(), "user=observer&channel=c1");
+    // Never read from: what the server sends it piles up in the kernel, then in its backlog.
+    let _sleepy = Client::connect(server.addr(), "user=sleepy&channel=c1");
+    observer.expect_type("join");
+    let (mut publisher, _) =
+        Client::connect_welcomed(server.addr(), "user=publisher&channel=c1&events=none");
+    observer.expect_type("join");
+
+    let chunk = "z".repeat(8 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let leave = 'outer: loop {
+        assert!(Instant::now() < deadline, "sleepy was never dropped");
+        for _ in 0..32 {
+            publisher.send_json(&json!({"type": "publish", "channel": "c1", "data": chunk}));
+        }
+        // Both active members drain what they get (their own publications included).
+        while let Some(msg) = publisher.try_recv_json(Duration::from_millis(5)) {
+            assert_eq!(msg["type"], "message", "publisher got {msg}");
+        }
+        while let Some(msg) = observer.try_recv_json(Duration::from_millis(5)) {
+            match msg["type"].as_str() {
+                Some("message") => {}
+                Some("leave") => break 'outer msg,
+                _ => panic!("observer got {msg}"),
+            }
+        }
+    };
+    assert_eq!(leave["user"], "sleepy", "{leave}");
+    assert_eq!(leave["reason"], "slow_consumer", "{leave}");
+}

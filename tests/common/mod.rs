@@ -726,3 +726,121 @@ pub fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
         at,
     ))
 }
+
+/// A WebSocket spoken by hand over raw TCP, for frames a well-behaved client cannot send.
+pub struct RawWs {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    /// Sends an upgrade request for `target` and reads the `101` response head.
+    #[track_caller]
+    pub fn connect(addr: SocketAddr, target: &str) -> RawWs {
+        let mut stream = tcp_connect(addr);
+        stream
+            .write_all(upgrade_request(target).as_bytes())
+            .expect("write the upgrade request");
+        let mut raw = RawWs {
+            stream,
+            buf: Vec::new(),
+        };
+        let deadline = Instant::now() + STEP;
+        let head_end = loop {
+            if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(
+                raw.read_some(deadline),
+                "server closed during the handshake: {:?}",
+                String::from_utf8_lossy(&raw.buf)
+            );
+        };
+        let head = String::from_utf8_lossy(&raw.buf[..head_end]).into_owned();
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "upgrade response: {head:?}"
+        );
+        raw.buf.drain(..head_end);
+        raw
+    }
+
+    /// Reads more bytes into the buffer; `false` on EOF or reset. Fails the test at `deadline`.
+    #[track_caller]
+    fn read_some(&mut self, deadline: Instant) -> bool {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !remaining.is_zero(),
+            "nothing more from the server before the deadline; buffered {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        self.stream
+            .set_read_timeout(Some(remaining))
+            .expect("set read timeout");
+        let mut chunk = [0u8; 4096];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// Writes raw bytes (one or more hand-built frames).
+    #[track_caller]
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write raw frame bytes");
+    }
+
+    /// The next frame within `timeout`, or `None` if the connection ended first.
+    #[track_caller]
+    pub fn next_frame(&mut self, timeout: Duration) -> Option<RawFrame> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((frame, used)) = parse_frame(&self.buf) {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            if !self.read_some(deadline) {
+                return None;
+            }
+        }
+    }
+
+    /// Skips data frames until a Close frame arrives; returns its status code (RFC 6455
+    /// section 5.5.1: the first two payload bytes), `None` for a Close without code. Fails the
+    /// test if the connection ends without a Close frame.
+    #[track_caller]
+    pub fn expect_close_frame(&mut self, timeout: Duration) -> Option<u16> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.next_frame(remaining) {
+                Some(frame) if frame.opcode == 0x8 => {
+                    return (frame.payload.len() >= 2)
+                        .then(|| u16::from_be_bytes([frame.payload[0], frame.payload[1]]));
+                }
+                Some(_) => {}
+                None => panic!("connection ended without a Close frame"),
+            }
+        }
+    }
+
+    /// After a Close frame: the server must close the TCP connection within `timeout`.
+    #[track_caller]
+    pub fn expect_eof(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.read_some(deadline) {}
+    }
+}
