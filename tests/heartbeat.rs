@@ -101,3 +101,52 @@ fn any_frame_counts_as_activity() {
     }
     assert!(presence_events(&observer.roundtrip_ping()).is_empty());
 }
+
+#[test]
+fn a_message_arriving_slowly_in_fragments_counts_as_activity() {
+    // The raw client never answers pings: only its fragments keep it alive.
+    let server = Server::start(&[
+        "--heartbeat-interval",
+        "300ms",
+        "--heartbeat-timeout",
+        "700ms",
+    ]);
+    let (mut observer, _) = Client::join(server.addr(), "user=observer&channel=c1");
+    let mut slow = RawWs::connect(server.addr(), "/?user=slow&channel=c1");
+    observer.expect_type("join");
+
+    let command = br#"{"type":"ping","id":7}"#;
+    let pieces: Vec<&[u8]> = command.chunks(2).collect();
+    let started = Instant::now();
+    for (index, piece) in pieces.iter().enumerate() {
+        let opcode = if index == 0 { 0x1 } else { 0x0 };
+        let fin = index + 1 == pieces.len();
+        slow.send(&masked_fragment(fin, opcode, piece));
+        if !fin {
+            // Reading the observer for a while both paces the fragments and proves that no
+            // leave is announced in the meantime.
+            let got = observer.try_recv_json(Duration::from_millis(150));
+            assert!(
+                got.is_none(),
+                "observer got {got:?} while fragments arrived"
+            );
+        }
+    }
+    assert!(
+        started.elapsed() > Duration::from_millis(1400),
+        "the message must take two heartbeat timeouts to arrive"
+    );
+    // Before the pong: the welcome and the state sent at connect.
+    let pong = loop {
+        let frame = slow.next_frame(STEP).expect("slow client still connected");
+        if frame.opcode != 0x1 {
+            continue;
+        }
+        let message: serde_json::Value = serde_json::from_slice(&frame.payload).expect("JSON");
+        if message["type"] == "pong" {
+            break message;
+        }
+    };
+    assert_eq!(pong, serde_json::json!({"type": "pong", "id": 7}));
+    assert!(presence_events(&observer.roundtrip_ping()).is_empty());
+}

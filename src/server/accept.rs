@@ -15,6 +15,7 @@ use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
 use super::conn::{self, AfterResponse, Conn, HeadRead, Phase};
+use super::heard::HeardStream;
 use super::{Server, Timer, LINGER_MS};
 use crate::heartbeat::Liveness;
 use crate::http::{self, Head, Response, Upgrade};
@@ -206,8 +207,12 @@ impl Server {
             }
         };
         let user = self.registry.connect_user(&name);
-        let ws =
-            WebSocket::from_partially_read(stream, leftover, Role::Server, Some(self.ws_config));
+        let ws = WebSocket::from_partially_read(
+            HeardStream::new(stream),
+            leftover,
+            Role::Server,
+            Some(self.ws_config),
+        );
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };

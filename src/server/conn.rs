@@ -15,6 +15,7 @@ use std::net::Shutdown;
 use mio::net::TcpStream;
 use tungstenite::WebSocket;
 
+use super::heard::HeardStream;
 use crate::heartbeat::Liveness;
 use crate::http::Upgrade;
 use crate::protocol::EventsMode;
@@ -23,6 +24,9 @@ use crate::registry::{ChannelId, UserId};
 /// Bytes read per system call while the request head is incomplete; the head itself may
 /// grow to [`crate::http::MAX_HEAD`].
 const HEAD_READ_CHUNK: usize = 1024;
+
+/// An open WebSocket over a socket that notes incoming bytes.
+pub(crate) type Socket = WebSocket<HeardStream>;
 
 /// Where a connection is in its life.
 pub(crate) enum Phase {
@@ -38,7 +42,7 @@ pub(crate) enum Phase {
         then: AfterResponse,
     },
     /// An open WebSocket.
-    Open(WebSocket<TcpStream>),
+    Open(Socket),
     /// Our side is shut down; input is read and discarded until the peer closes.
     Closing(TcpStream),
     /// Only observable inside a phase transition.
@@ -83,7 +87,7 @@ impl Conn {
             Phase::Handshake { stream, .. }
             | Phase::Responding { stream, .. }
             | Phase::Closing(stream) => Some(stream),
-            Phase::Open(ws) => Some(ws.get_mut()),
+            Phase::Open(ws) => Some(ws.get_mut().get_mut()),
             Phase::Gone => None,
         }
     }

@@ -16,6 +16,7 @@
 
 mod accept;
 mod conn;
+mod heard;
 mod session;
 
 use std::io;

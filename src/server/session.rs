@@ -13,9 +13,9 @@ use log::debug;
 use mio::net::TcpStream;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
-use tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes, WebSocket};
+use tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 
-use super::conn::{Conn, Phase};
+use super::conn::{Conn, Phase, Socket};
 use super::{Server, Timer, MESSAGES_PER_TURN};
 use crate::ids::Slots;
 use crate::protocol::event;
@@ -39,11 +39,13 @@ impl Server {
             else {
                 return;
             };
-            match ws.read() {
-                Ok(message) => {
-                    liveness.heard(now);
-                    self.on_message(id, message, now);
-                }
+            let result = ws.read();
+            // Any byte counts as activity, even part of a message not yet complete.
+            if ws.get_mut().take_heard() {
+                liveness.heard(now);
+            }
+            match result {
+                Ok(message) => self.on_message(id, message, now),
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     flush(ws, id, &mut self.doomed);
                     return;
@@ -144,7 +146,7 @@ impl Server {
             reason: Utf8Bytes::from(reason.to_owned()),
         }));
         let _ = ws.flush();
-        let stream: TcpStream = ws.into_inner();
+        let stream: TcpStream = ws.into_inner().into_inner();
         self.linger(id, stream, now);
     }
 
@@ -420,11 +422,7 @@ fn deliver(
 }
 
 /// Sends a heartbeat Ping (empty payload, RFC 6455 §5.5.2).
-pub(super) fn send_ping(
-    ws: &mut WebSocket<TcpStream>,
-    id: ConnId,
-    doomed: &mut Vec<(ConnId, LeaveReason)>,
-) {
+pub(super) fn send_ping(ws: &mut Socket, id: ConnId, doomed: &mut Vec<(ConnId, LeaveReason)>) {
     match ws.write(Message::Ping(Bytes::new())) {
         Ok(()) => {}
         Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -432,7 +430,7 @@ pub(super) fn send_ping(
     }
 }
 
-fn flush(ws: &mut WebSocket<TcpStream>, id: ConnId, doomed: &mut Vec<(ConnId, LeaveReason)>) {
+fn flush(ws: &mut Socket, id: ConnId, doomed: &mut Vec<(ConnId, LeaveReason)>) {
     match ws.flush() {
         Ok(()) => {}
         Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}

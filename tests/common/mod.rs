@@ -663,8 +663,14 @@ pub fn upgrade_request_with_version(target: &str, version: &str) -> String {
 
 /// One client-to-server frame with FIN set, masked as RFC 6455 section 5.3 requires.
 pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    masked_fragment(true, opcode, payload)
+}
+
+/// One masked client-to-server frame; `fin: false` makes it a fragment of a longer message
+/// (RFC 6455 section 5.4: the first fragment has the opcode, later ones opcode 0).
+pub fn masked_fragment(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     let key = [0x37u8, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x80 | (opcode & 0x0f)];
+    let mut frame = vec![if fin { 0x80 } else { 0 } | (opcode & 0x0f)];
     match payload.len() {
         n if n < 126 => frame.push(0x80 | n as u8),
         n if n <= 0xffff => {
