@@ -225,3 +225,32 @@ fn first_frame_pipelined_with_the_upgrade_is_kept() {
         "messages before the pong: {seen:?}"
     );
 }
+
+#[test]
+fn connections_over_the_limit_get_503_and_the_others_keep_working() {
+    let server = Server::start(&["--max-connections", "2"]);
+    let (mut first, _) = Client::join(server.addr(), "user=first&channel=c1");
+    let (mut second, _) = Client::join(server.addr(), "user=second&channel=c1");
+    first.expect_type("join");
+
+    let refused = http_request(server.addr(), upgrade_request("/?user=third").as_bytes());
+    assert_error(&refused, 503, "over the limit");
+    assert!(refused.body.contains("limit"), "{refused:?}");
+
+    assert!(
+        presence_events(&first.roundtrip_ping()).is_empty(),
+        "the refusal is not presence"
+    );
+    first.close();
+    // Once the leave is announced the slot is free.
+    let (leave, _) = second.wait_for_type("leave", STEP);
+    assert_eq!(leave["user"], "first");
+    let (_third, state) = Client::join(server.addr(), "user=third&channel=c1");
+    let mut users = user_names(&state);
+    users.sort();
+    assert_eq!(
+        users,
+        vec!["second", "third"],
+        "a freed slot admits the next"
+    );
+}
