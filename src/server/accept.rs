@@ -16,6 +16,7 @@ use tungstenite::WebSocket;
 
 use super::conn::{self, AfterResponse, Conn, HeadRead, Phase};
 use super::heard::HeardStream;
+use super::session::JoinRequest;
 use super::{Server, Timer, LINGER_MS};
 use crate::heartbeat::Liveness;
 use crate::http::{self, Head, Response, Upgrade};
@@ -238,7 +239,13 @@ impl Server {
             upgrade.channels
         };
         for channel in channels {
-            self.join(id, &user, &channel, None, upgrade.events, None, now);
+            let request = JoinRequest {
+                channel: &channel,
+                meta: None,
+                mode: upgrade.events,
+                reference: None,
+            };
+            self.join(id, &user, request, now);
         }
         self.drive_open(id, now);
     }

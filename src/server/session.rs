@@ -27,6 +27,16 @@ use crate::registry::{
 };
 use crate::wheel::Millis;
 
+/// A join of one channel, from the URL or from a `join` command.
+pub(super) struct JoinRequest<'a> {
+    pub channel: &'a str,
+    /// The user's meta; `None` keeps the current one.
+    pub meta: Option<Meta>,
+    pub mode: EventsMode,
+    /// The command's `ref`, echoed by the reply.
+    pub reference: Option<&'a Json>,
+}
+
 impl Server {
     /// Flushes what is pending and reads messages until `WouldBlock` or the turn's budget.
     pub(super) fn drive_open(&mut self, id: ConnId, now: Millis) {
@@ -151,26 +161,32 @@ impl Server {
     }
 
     fn on_text(&mut self, id: ConnId, text: &str, now: Millis) {
-        let result = protocol::decode(text, self.config.max_meta_size)
-            .and_then(|command| self.execute(id, command, now));
+        let result = protocol::decode(text, self.config.max_meta_size).and_then(|command| {
+            let Command { reference, action } = command;
+            self.execute(id, action, reference.as_ref(), now)
+                .map_err(|error| CommandError { reference, ..error })
+        });
         if let Err(error) = result {
             self.send_error(id, &error);
         }
     }
 
-    fn execute(&mut self, id: ConnId, command: Command, now: Millis) -> Result<(), CommandError> {
-        let Command { reference, action } = command;
-        let with_ref = |mut error: CommandError| {
-            error.reference = reference.clone();
-            error
-        };
-        let Some(conn) = self.conns.get(id) else {
+    fn execute(
+        &mut self,
+        id: ConnId,
+        action: Action,
+        reference: Option<&Json>,
+        now: Millis,
+    ) -> Result<(), CommandError> {
+        let Some(Conn {
+            user: Some(user),
+            mode: url_mode,
+            ..
+        }) = self.conns.get(id)
+        else {
             return Ok(());
         };
-        let Some(user) = conn.user.clone() else {
-            return Ok(());
-        };
-        let url_mode = conn.mode;
+        let (user, url_mode) = (user.clone(), *url_mode);
         match action {
             Action::Join {
                 channel,
@@ -178,13 +194,16 @@ impl Server {
                 events,
             } => {
                 let mode = events.unwrap_or(url_mode);
-                self.join(id, &user, &channel, meta, mode, reference.as_ref(), now);
+                let request = JoinRequest {
+                    channel: &channel,
+                    meta,
+                    mode,
+                    reference,
+                };
+                self.join(id, &user, request, now);
             }
             Action::Leave { channel } => {
-                let channel_id = self
-                    .registry
-                    .joined(&channel, id)
-                    .map_err(|e| with_ref(not_joined(e, &channel)))?;
+                let channel_id = self.joined(&channel, id)?;
                 if let Some(conn) = self.conns.get_mut(id) {
                     conn.channels.retain(|c| *c != channel_id);
                 }
@@ -193,63 +212,61 @@ impl Server {
                     .leave(channel_id, id, &user, LeaveReason::Left, false);
                 self.apply(
                     channel_id,
-                    outcome.map_err(|e| with_ref(not_joined(e, &channel)))?,
+                    outcome.map_err(|e| not_joined(e, &channel))?,
                     now,
                 );
             }
             Action::Update { channel, meta } => {
-                let channel_id = self
-                    .registry
-                    .joined(&channel, id)
-                    .map_err(|e| with_ref(not_joined(e, &channel)))?;
+                let channel_id = self.joined(&channel, id)?;
                 let outcome = self.registry.update(channel_id, id, &user, meta);
                 self.apply(
                     channel_id,
-                    outcome.map_err(|e| with_ref(not_joined(e, &channel)))?,
+                    outcome.map_err(|e| not_joined(e, &channel))?,
                     now,
                 );
             }
             Action::Who { channel } => {
-                let channel_id = self
-                    .registry
-                    .joined(&channel, id)
-                    .map_err(|e| with_ref(not_joined(e, &channel)))?;
-                let state = self.state_message(channel_id, reference.as_ref());
+                let channel_id = self.joined(&channel, id)?;
+                let state = self.state_message(channel_id, reference);
                 self.send(id, state);
             }
             Action::Publish { channel, data } => {
                 if !self.config.client_publish {
-                    return Err(with_ref(CommandError::new(
+                    return Err(CommandError::new(
                         ErrorCode::Forbidden,
                         "publishing is disabled on this server (--client-publish)",
-                    )));
+                    ));
                 }
-                let channel_id = self
-                    .registry
-                    .joined(&channel, id)
-                    .map_err(|e| with_ref(not_joined(e, &channel)))?;
+                let channel_id = self.joined(&channel, id)?;
                 self.publish(channel_id, Some(&user), &data);
             }
-            Action::Ping { id: ping_id } => {
-                self.send(id, event::pong(&ping_id, reference.as_ref()))
-            }
+            Action::Ping { id: ping_id } => self.send(id, event::pong(&ping_id, reference)),
         }
         Ok(())
     }
 
-    /// Subscribes the connection to `channel`, replies according to `mode`, and tells the
-    /// channel what changed.
-    #[allow(clippy::too_many_arguments)]
+    /// The channel `name` if this connection has joined it, else a `not_joined` error.
+    fn joined(&self, name: &str, id: ConnId) -> Result<ChannelId, CommandError> {
+        self.registry
+            .joined(name, id)
+            .map_err(|e| not_joined(e, name))
+    }
+
+    /// Subscribes the connection to a channel, replies according to the mode, and tells
+    /// the channel what changed.
     pub(super) fn join(
         &mut self,
         id: ConnId,
         user: &UserId,
-        channel: &str,
-        meta: Option<Meta>,
-        mode: EventsMode,
-        reference: Option<&Json>,
+        request: JoinRequest<'_>,
         now: Millis,
     ) {
+        let JoinRequest {
+            channel,
+            meta,
+            mode,
+            reference,
+        } = request;
         let (channel_id, outcome) = self.registry.join(channel, id, user, meta, mode);
         if let Some(conn) = self.conns.get_mut(id) {
             if !conn.channels.contains(&channel_id) {
