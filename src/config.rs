@@ -45,6 +45,17 @@ pub struct Config {
     /// one read; a message near the 16 KiB limit takes 64 reads. The buffer is the largest
     /// single item of an idle connection's footprint, so it is kept small.
     pub read_buffer_size: usize,
+    /// When set, `/presence*`, `/publish` and watching require this token
+    /// (`Authorization: Bearer TOKEN`, or `admin=TOKEN` on a watching upgrade). Default none.
+    pub admin_token: Option<String>,
+    /// When not empty, a WebSocket upgrade whose `Origin` is not listed gets 403. Default
+    /// empty (any origin).
+    pub allowed_origins: Vec<String>,
+    /// How long a graceful shutdown waits for peers to answer their Close. Default 5 s.
+    pub shutdown_timeout: Duration,
+    /// Largest HTTP request body (`POST /publish`); larger gets 413. Default 64 KiB, held
+    /// only while the request is read.
+    pub max_body_size: usize,
 }
 
 impl Default for Config {
@@ -62,6 +73,10 @@ impl Default for Config {
             default_channel: "lobby".to_owned(),
             client_publish: false,
             read_buffer_size: 256,
+            admin_token: None,
+            allowed_origins: Vec::new(),
+            shutdown_timeout: Duration::from_secs(5),
+            max_body_size: 64 << 10,
         }
     }
 }
@@ -104,6 +119,14 @@ impl Config {
         client_publish: bool,
         /// Sets [`Config::read_buffer_size`].
         read_buffer_size: usize,
+        /// Sets [`Config::admin_token`].
+        admin_token: Option<String>,
+        /// Sets [`Config::allowed_origins`].
+        allowed_origins: Vec<String>,
+        /// Sets [`Config::shutdown_timeout`].
+        shutdown_timeout: Duration,
+        /// Sets [`Config::max_body_size`].
+        max_body_size: usize,
     }
 
     /// Checks every range and relation; the server refuses to start on an error.
@@ -129,6 +152,9 @@ impl Config {
             if value < min {
                 return Err(ConfigError::TooSmall { what, value, min });
             }
+        }
+        if self.admin_token.as_deref() == Some("") {
+            return Err(ConfigError::EmptyAdminToken);
         }
         if self.max_connections == Some(0) {
             return Err(ConfigError::TooSmall {
@@ -164,6 +190,8 @@ pub enum ConfigError {
     },
     /// The default channel is not a valid channel name.
     DefaultChannel(NameError),
+    /// An empty admin token would protect nothing.
+    EmptyAdminToken,
 }
 
 impl fmt::Display for ConfigError {
@@ -180,6 +208,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "{what} is {value}, the minimum is {min}")
             }
             ConfigError::DefaultChannel(error) => write!(f, "default channel: {error}"),
+            ConfigError::EmptyAdminToken => write!(f, "the admin token must not be empty"),
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod config;
 pub mod heartbeat;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod names;
 pub mod protocol;
 pub mod registry;
@@ -40,4 +41,4 @@ pub mod units;
 pub mod wheel;
 
 pub use config::{Config, ConfigError};
-pub use server::{BindError, Server};
+pub use server::{BindError, Server, Stop};

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use lexopt::prelude::*;
 use rollcall::units::{parse_duration, parse_size};
-use rollcall::{Config, Server};
+use rollcall::{Config, Server, Stop};
 
 const USAGE: &str = "\
 rollcall: a lean WebSocket presence server
@@ -25,6 +25,11 @@ OPTIONS:
     --max-connections N         connection limit [default: open-file limit minus 32]
     --default-channel NAME      channel joined when none is named [default: lobby]
     --client-publish            let clients publish to their channels
+    --admin-token TOKEN         require this bearer token for /presence, /publish and watching
+                                [env: ROLLCALL_ADMIN_TOKEN]
+    --allowed-origin ORIGIN     accept WebSocket upgrades only from this Origin (repeatable)
+    --shutdown-timeout DUR      how long a graceful shutdown waits for peers [default: 5s]
+    --max-body-size SIZE        largest HTTP request body [default: 64KiB]
     -h, --help                  print this help
     -V, --version               print the version
 
@@ -63,8 +68,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(error) = server.shutdown_on_signals() {
+        eprintln!("rollcall: cannot install the signal handlers: {error}");
+        return ExitCode::from(1);
+    }
     match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Stop::Graceful) => ExitCode::SUCCESS,
+        // 128 + SIGINT: the conventional status of a process stopped by a signal.
+        Ok(Stop::Forced) => ExitCode::from(130),
         Err(error) => {
             eprintln!("rollcall: event loop failed: {error}");
             ExitCode::from(1)
@@ -73,7 +84,9 @@ fn main() -> ExitCode {
 }
 
 fn parse_args() -> Result<Invocation, String> {
-    let mut config = Config::default();
+    let admin_token = std::env::var("ROLLCALL_ADMIN_TOKEN").ok();
+    let mut config = Config::default().admin_token(admin_token);
+    let mut allowed_origins = Vec::new();
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let flag = match arg {
@@ -126,8 +139,22 @@ fn parse_args() -> Result<Invocation, String> {
             }
             "--default-channel" => config.default_channel(value()?),
             "--client-publish" => config.client_publish(true),
+            "--admin-token" => config.admin_token(Some(value()?)),
+            "--allowed-origin" => {
+                allowed_origins.push(value()?);
+                config
+            }
+            "--shutdown-timeout" => {
+                config.shutdown_timeout(parse_duration(&value()?).map_err(|e| invalid(&e))?)
+            }
+            "--max-body-size" => {
+                config.max_body_size(parse_size(&value()?).map_err(|e| invalid(&e))?)
+            }
             _ => return Err(format!("unknown option {flag}")),
         };
+    }
+    if !allowed_origins.is_empty() {
+        config = config.allowed_origins(allowed_origins);
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(Invocation::Serve(config))

@@ -9,7 +9,10 @@
 //!   nothing is announced for a second connection of a present user, nor for a reconnect
 //!   within the grace.
 //! - `seq` increases by exactly one per announced join, leave or update of the channel.
-//! - A channel exists while it has a member or a subscriber; its [`ChannelId`] is then stale.
+//! - A channel exists while it has a member, a subscriber or a watcher; afterwards its
+//!   [`ChannelId`] is stale.
+//! - Watchers see a channel's events and counts without being members: they change no
+//!   count, no `seq` and appear in no member list.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -122,6 +125,8 @@ struct Channel {
     members: HashMap<UserId, Member>,
     subscribers: HashMap<ConnId, EventsMode>,
     count_subscribers: usize,
+    /// Connections watching this channel (usually none or a few dashboards).
+    watchers: Vec<ConnId>,
     /// Users in grace, by grace token.
     graces: Vec<(u32, UserId)>,
     next_grace_token: u32,
@@ -137,6 +142,7 @@ impl Channel {
             members: HashMap::new(),
             subscribers: HashMap::new(),
             count_subscribers: 0,
+            watchers: Vec::new(),
             graces: Vec::new(),
             next_grace_token: 0,
             counts_sent_at: None,
@@ -176,7 +182,7 @@ impl Channel {
     }
 
     fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.subscribers.is_empty()
+        self.members.is_empty() && self.subscribers.is_empty() && self.watchers.is_empty()
     }
 }
 
@@ -434,6 +440,58 @@ impl Registry {
         })
     }
 
+    /// Starts `conn` watching channel `name` (created if new); idempotent.
+    pub fn watch(&mut self, name: &str, conn: ConnId) -> ChannelId {
+        let id = self.find_or_create(name);
+        if let Some(channel) = self.channels.get_mut(id) {
+            if !channel.watchers.contains(&conn) {
+                channel.watchers.push(conn);
+            }
+        }
+        id
+    }
+
+    /// Stops `conn` watching `id`.
+    pub fn unwatch(&mut self, id: ChannelId, conn: ConnId) -> Result<(), NotJoined> {
+        let channel = self.channels.get_mut(id).ok_or(NotJoined)?;
+        let index = channel
+            .watchers
+            .iter()
+            .position(|w| *w == conn)
+            .ok_or(NotJoined)?;
+        channel.watchers.swap_remove(index);
+        self.remove_if_empty(id);
+        Ok(())
+    }
+
+    /// The connections watching the channel.
+    pub fn watchers(&self, id: ChannelId) -> impl Iterator<Item = ConnId> + '_ {
+        self.channels
+            .get(id)
+            .into_iter()
+            .flat_map(|channel| channel.watchers.iter().copied())
+    }
+
+    /// The events mode of `conn` in the channel, if it is subscribed.
+    pub fn mode(&self, id: ChannelId, conn: ConnId) -> Option<EventsMode> {
+        self.channels.get(id)?.subscribers.get(&conn).copied()
+    }
+
+    /// Every channel that has at least one member.
+    pub fn channels_with_members(&self) -> impl Iterator<Item = ChannelId> + '_ {
+        self.channels
+            .iter()
+            .filter(|(_, channel)| !channel.members.is_empty())
+            .map(|(id, _)| id)
+    }
+
+    /// True when the channel has at least one member (one in grace counts).
+    pub fn has_members(&self, id: ChannelId) -> bool {
+        self.channels
+            .get(id)
+            .is_some_and(|channel| !channel.members.is_empty())
+    }
+
     /// The channel's subscribed connections and their modes.
     pub fn subscribers(&self, id: ChannelId) -> impl Iterator<Item = (ConnId, EventsMode)> + '_ {
         self.channels.get(id).into_iter().flat_map(|channel| {
@@ -445,12 +503,20 @@ impl Registry {
     }
 
     /// Called after the channel's counts changed at `now`: says when to tell its `count`
-    /// subscribers, at most once per [`COUNT_INTERVAL_MS`].
-    pub fn counts_changed(&mut self, id: ChannelId, now: Millis) -> CountsDue {
+    /// subscribers and watchers, at most once per [`COUNT_INTERVAL_MS`]. `watched_elsewhere`
+    /// says that someone outside the channel (a watcher of every channel) listens too.
+    pub fn counts_changed(
+        &mut self,
+        id: ChannelId,
+        now: Millis,
+        watched_elsewhere: bool,
+    ) -> CountsDue {
         let Some(channel) = self.channels.get_mut(id) else {
             return CountsDue::Nothing;
         };
-        if channel.count_subscribers == 0 || channel.counts_flush_scheduled {
+        let listened =
+            channel.count_subscribers > 0 || !channel.watchers.is_empty() || watched_elsewhere;
+        if !listened || channel.counts_flush_scheduled {
             return CountsDue::Nothing;
         }
         match channel.counts_sent_at {
@@ -470,8 +536,7 @@ impl Registry {
         let Some(channel) = self.channels.get_mut(id) else {
             return false;
         };
-        let due =
-            std::mem::take(&mut channel.counts_flush_scheduled) && channel.count_subscribers > 0;
+        let due = std::mem::take(&mut channel.counts_flush_scheduled);
         if due {
             channel.counts_sent_at = Some(now);
         }
@@ -743,21 +808,24 @@ mod tests {
         let (alice, bob) = (registry.connect_user("alice"), registry.connect_user("bob"));
         let (id, _) = registry.join("radio", conn(1), &alice, None, EventsMode::All);
         assert_eq!(
-            registry.counts_changed(id, 0),
+            registry.counts_changed(id, 0, false),
             CountsDue::Nothing,
             "no count subscriber"
         );
         registry.join("radio", conn(2), &bob, None, EventsMode::Count);
-        assert_eq!(registry.counts_changed(id, 100), CountsDue::Now);
-        assert_eq!(registry.counts_changed(id, 300), CountsDue::At(1_100));
+        assert_eq!(registry.counts_changed(id, 100, false), CountsDue::Now);
         assert_eq!(
-            registry.counts_changed(id, 400),
+            registry.counts_changed(id, 300, false),
+            CountsDue::At(1_100)
+        );
+        assert_eq!(
+            registry.counts_changed(id, 400, false),
             CountsDue::Nothing,
             "already scheduled"
         );
         assert!(registry.flush_counts(id, 1_100));
         assert!(!registry.flush_counts(id, 1_200), "one flush per schedule");
-        assert_eq!(registry.counts_changed(id, 2_100), CountsDue::Now);
+        assert_eq!(registry.counts_changed(id, 2_100, false), CountsDue::Now);
         assert_eq!(
             registry.counts(id),
             Some(Counts {
@@ -772,5 +840,59 @@ mod tests {
             modes.into_iter().map(|(_, mode)| mode).collect()
         };
         assert_eq!(modes, vec![EventsMode::All, EventsMode::Count]);
+    }
+
+    #[test]
+    fn watchers_see_without_being_members() {
+        let mut registry = Registry::new();
+        let alice = registry.connect_user("alice");
+        let id = registry.watch("c", conn(9));
+        assert_eq!(
+            registry.counts(id),
+            Some(Counts {
+                users: 0,
+                connections: 0,
+                seq: 0
+            })
+        );
+        assert_eq!(registry.channels_with_members().count(), 0);
+        assert_eq!(
+            registry.counts_changed(id, 0, false),
+            CountsDue::Now,
+            "a watcher listens to counts"
+        );
+        let (same, outcome) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        assert_eq!(same, id, "watching created the channel the join uses");
+        assert!(matches!(
+            change(&outcome),
+            Some(Change::Join { seq: 1, .. })
+        ));
+        assert_eq!(registry.watchers(id).collect::<Vec<_>>(), vec![conn(9)]);
+        assert_eq!(
+            registry.mode(id, conn(9)),
+            None,
+            "a watcher is not subscribed"
+        );
+        assert_eq!(users(&registry, id), vec![("alice".into(), 1)]);
+        registry
+            .leave(id, conn(1), &alice, LeaveReason::Closed, false)
+            .expect("joined");
+        assert_eq!(registry.channel_count(), 1, "kept alive by its watcher");
+        assert_eq!(registry.unwatch(id, conn(9)), Ok(()));
+        assert_eq!(registry.unwatch(id, conn(9)), Err(NotJoined));
+        assert_eq!(registry.channel_count(), 0);
+    }
+
+    #[test]
+    fn counts_for_someone_watching_everything() {
+        let mut registry = Registry::new();
+        let alice = registry.connect_user("alice");
+        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        assert_eq!(registry.counts_changed(id, 0, true), CountsDue::Now);
+        assert!(registry.has_members(id));
+        assert_eq!(
+            registry.channels_with_members().collect::<Vec<_>>(),
+            vec![id]
+        );
     }
 }

@@ -26,8 +26,7 @@ fn plain_http_requests_get_the_right_errors() {
     let server = Server::start(&[]);
     let addr = server.addr();
 
-    let resp = http_request(addr, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_error(&resp, 426, "GET / without upgrade");
+    // `GET /` without an upgrade is the dashboard (tests/endpoints.rs); `/ws` only upgrades.
     let resp = http_request(addr, b"GET /ws HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_error(&resp, 426, "GET /ws without upgrade");
 

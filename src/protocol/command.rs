@@ -54,6 +54,16 @@ pub enum Action {
         /// Any JSON value.
         data: Json,
     },
+    /// Watch a channel's presence without joining it (`*`: every channel).
+    Watch {
+        /// The channel, or `*`.
+        channel: String,
+    },
+    /// Stop watching (`*`: stop watching every channel).
+    Unwatch {
+        /// The channel, or `*`.
+        channel: String,
+    },
     /// Application-level ping, answered with `pong` carrying the same `id`.
     Ping {
         /// Any JSON value (`null` when absent).
@@ -137,6 +147,12 @@ fn decode_action(
                 .map(Json::from_value)
                 .ok_or_else(|| bad_request("\"publish\" needs \"data\""))?,
         },
+        "watch" => Action::Watch {
+            channel: watch_target(fields)?,
+        },
+        "unwatch" => Action::Unwatch {
+            channel: watch_target(fields)?,
+        },
         "ping" => Action::Ping {
             id: Json::from_value(fields.get("id").unwrap_or(&Value::Null)),
         },
@@ -161,6 +177,14 @@ fn channel(fields: &Map<String, Value>) -> Result<String, CommandError> {
     names::validate(channel)
         .map_err(|error| CommandError::new(ErrorCode::BadRequest, format!("channel {error}")))?;
     Ok(channel.clone())
+}
+
+/// A channel name or `*` (every channel).
+fn watch_target(fields: &Map<String, Value>) -> Result<String, CommandError> {
+    match fields.get("channel") {
+        Some(Value::String(all)) if all == crate::http::upgrade::WATCH_ALL => Ok(all.clone()),
+        _ => channel(fields),
+    }
 }
 
 fn optional_meta(
@@ -271,6 +295,22 @@ mod tests {
             panic!("not a ping");
         };
         assert_eq!(id.as_str(), r#"{"n":1}"#);
+        assert_eq!(
+            ok(r#"{"type":"watch","channel":"*"}"#).action,
+            Action::Watch {
+                channel: "*".into()
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"unwatch","channel":"c"}"#).action,
+            Action::Unwatch {
+                channel: "c".into()
+            }
+        );
+        assert_eq!(
+            err(r#"{"type":"watch","channel":"**"}"#).code,
+            ErrorCode::BadRequest
+        );
         let Action::Ping { id } = ok(r#"{"type":"ping"}"#).action else {
             panic!("not a ping")
         };

@@ -21,7 +21,7 @@ pub struct MemberView<'a> {
 }
 
 /// Counts of a channel, as carried by `count` messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
     /// Distinct users present.
     pub users: usize,
@@ -45,7 +45,15 @@ pub fn state<'a>(
     members: impl Iterator<Item = MemberView<'a>>,
     reference: Option<&Json>,
 ) -> String {
-    let mut out = format!(r#"{{"type":"state","channel":"{channel}","seq":{seq},"users":{{"#);
+    let mut out = format!(r#"{{"type":"state","channel":"{channel}","seq":{seq},"users":"#);
+    write_users(&mut out, members);
+    close_with_reference(out, reference)
+}
+
+/// Writes the member map `{U:{"conns":N,"meta":{...}},...}` shared by `state` and the
+/// presence endpoints.
+pub fn write_users<'a>(out: &mut String, members: impl Iterator<Item = MemberView<'a>>) {
+    out.push('{');
     for (index, member) in members.enumerate() {
         if index > 0 {
             out.push(',');
@@ -59,7 +67,6 @@ pub fn state<'a>(
         );
     }
     out.push('}');
-    close_with_reference(out, reference)
 }
 
 /// `{"type":"count","channel":C,"users":N,"connections":N,"seq":N}`

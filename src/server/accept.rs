@@ -1,9 +1,10 @@
-//! Accepting connections and carrying them through the HTTP handshake to an open WebSocket
-//! (or to an error response and a close).
+//! Accepting connections and carrying them through their HTTP request: to an open
+//! WebSocket, to an operator endpoint's response, or to a refusal; then to a close.
 //!
 //! Invariants: accepting never spins (an accept error pauses it and a wheel entry resumes
 //! it, as does any connection ending); a connection over the limit is answered 503 and
-//! closed without entering the slab; every admitted connection has a handshake deadline.
+//! closed without entering the slab; every admitted connection has a handshake deadline;
+//! every accepted connection's ending is counted exactly once, when it is decided.
 
 use std::io;
 use std::mem;
@@ -14,12 +15,14 @@ use mio::Interest;
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
-use super::conn::{self, AfterResponse, Conn, HeadRead, Phase};
-use super::heard::HeardStream;
+use super::conn::{self, AfterResponse, Conn, Phase, RequestRead};
+use super::metered::MeteredStream;
 use super::session::JoinRequest;
 use super::{Server, Timer, LINGER_MS};
 use crate::heartbeat::Liveness;
-use crate::http::{self, Head, Response, Upgrade};
+use crate::http::upgrade::{self, Access};
+use crate::http::{self, Examined, Request, Response, Route, Upgrade};
+use crate::metrics::Ending;
 use crate::protocol::event;
 use crate::registry::ConnId;
 use crate::wheel::Millis;
@@ -30,7 +33,7 @@ const ACCEPT_BACKOFF_MS: Millis = 100;
 impl Server {
     /// Accepts until `WouldBlock`; pauses on any other error instead of spinning.
     pub(super) fn accept(&mut self, now: Millis) {
-        let was_paused = std::mem::replace(&mut self.accept_paused, false);
+        let was_paused = mem::replace(&mut self.accept_paused, false);
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => self.admit(stream, now),
@@ -52,17 +55,19 @@ impl Server {
     }
 
     fn admit(&mut self, mut stream: TcpStream, now: Millis) {
+        self.counters.accepted += 1;
         if self.conns.len() >= self.max_connections {
             debug!(
                 "refused a connection: at the limit of {} connections",
                 self.max_connections
             );
+            self.counters.closed(Ending::Refused);
             let mut response = Response::error(503, "server at its connection limit").to_bytes();
             // Best effort on a fresh socket, without taking a slot: answer, shut our side,
             // and discard the request if it is already here so the close is not a reset.
-            let _ = conn::write_pending(&mut stream, &mut response);
+            let _ = conn::write_pending(&mut stream, &mut response, &self.traffic);
             conn::shut_write(&stream);
-            conn::drain(&mut stream);
+            conn::drain(&mut stream, &self.traffic);
             return;
         }
         // Presence events are small and latency-sensitive.
@@ -79,15 +84,18 @@ impl Server {
         };
         if let Err(error) = registered {
             warn!("conn=#{id} could not be registered with the poll: {error}");
+            self.counters.closed(Ending::Refused);
             self.remove(id);
             return;
         }
         let handshake_ms = super::duration_ms(self.config.handshake_timeout);
         self.wheel.insert(Timer::Handshake(id), now + handshake_ms);
-        self.read_handshake(id, now);
+        self.read_request(id, now);
     }
 
-    pub(super) fn read_handshake(&mut self, id: ConnId, now: Millis) {
+    /// Reads what the request has so far and acts once it is complete.
+    pub(super) fn read_request(&mut self, id: ConnId, now: Millis) {
+        let limit = http::MAX_HEAD + self.config.max_body_size;
         let Some(Conn {
             phase: Phase::Handshake { stream, received },
             ..
@@ -95,23 +103,61 @@ impl Server {
         else {
             return;
         };
-        if let HeadRead::Ended = conn::read_head(stream, received) {
-            debug!("conn=#{id} closed during the handshake");
+        if let RequestRead::Ended = conn::read_request(stream, received, limit, &self.traffic) {
+            debug!("conn=#{id} closed during its request");
+            self.counters.closed(Ending::Refused);
             self.remove(id);
             return;
         }
-        match http::examine(received) {
-            Head::Partial => {}
-            Head::Upgrade { upgrade, head_len } => {
-                let leftover = received.split_off(head_len);
+        match http::examine(received, self.config.max_body_size) {
+            Examined::Partial => {}
+            Examined::Refuse(response) => self.refuse(id, response, now),
+            Examined::Complete(request) => {
+                let leftover = received.split_off(request.len);
+                match http::route(&request) {
+                    Ok(Route::WebSocket) => self.upgrade(id, &request, leftover, now),
+                    Ok(route) => {
+                        let response = self.serve(&route, &request);
+                        if response.is_refusal() {
+                            self.refuse(id, response, now);
+                        } else {
+                            self.counters.closed(Ending::Http);
+                            self.respond(id, response.to_bytes(), AfterResponse::Close, now);
+                        }
+                    }
+                    Err(response) => self.refuse(id, response, now),
+                }
+            }
+        }
+    }
+
+    fn upgrade(&mut self, id: ConnId, request: &Request, leftover: Vec<u8>, now: Millis) {
+        if self.shutdown.is_some() {
+            self.refuse(id, Response::error(503, "server shutting down"), now);
+            return;
+        }
+        let access = Access {
+            allowed_origins: &self.config.allowed_origins,
+            admin_token: self.config.admin_token.as_deref(),
+        };
+        match upgrade::validate(request, access) {
+            Ok(upgrade) => {
                 let response = upgrade.response();
                 self.respond(id, response, AfterResponse::Open { upgrade, leftover }, now);
             }
-            Head::Refuse(response) => {
-                debug!("conn=#{id} refused: {} {}", response.status, response.body);
-                self.respond(id, response.to_bytes(), AfterResponse::Close, now);
-            }
+            Err(response) => self.refuse(id, response, now),
         }
+    }
+
+    /// Answers with an error status and closes; counted as `refused`.
+    fn refuse(&mut self, id: ConnId, response: Response, now: Millis) {
+        debug!(
+            "conn=#{id} refused: {} {}",
+            response.status,
+            String::from_utf8_lossy(&response.body).trim_end()
+        );
+        self.counters.closed(Ending::Refused);
+        self.respond(id, response.to_bytes(), AfterResponse::Close, now);
     }
 
     fn respond(&mut self, id: ConnId, pending: Vec<u8>, then: AfterResponse, now: Millis) {
@@ -134,16 +180,21 @@ impl Server {
             return;
         };
         let Phase::Responding {
-            stream, pending, ..
+            stream,
+            pending,
+            then,
         } = &mut conn.phase
         else {
             return;
         };
-        match conn::write_pending(stream, pending) {
+        match conn::write_pending(stream, pending, &self.traffic) {
             Ok(false) => return,
             Ok(true) => {}
             Err(error) => {
-                debug!("conn=#{id} failed while writing the handshake response: {error}");
+                debug!("conn=#{id} failed while writing its response: {error}");
+                if let AfterResponse::Open { .. } = then {
+                    self.counters.closed(Ending::Refused);
+                }
                 self.remove(id);
                 return;
             }
@@ -176,14 +227,17 @@ impl Server {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        match conn.phase {
+        match &conn.phase {
             Phase::Handshake { .. } => {
-                debug!("conn=#{id} handshake timed out");
-                let response = Response::error(408, "the upgrade request did not arrive in time");
-                self.respond(id, response.to_bytes(), AfterResponse::Close, now);
+                debug!("conn=#{id} request timed out");
+                let response = Response::error(408, "the request did not arrive in time");
+                self.refuse(id, response, now);
             }
-            Phase::Responding { .. } => {
-                debug!("conn=#{id} did not take its handshake response in time");
+            Phase::Responding { then, .. } => {
+                debug!("conn=#{id} did not take its response in time");
+                if let AfterResponse::Open { .. } = then {
+                    self.counters.closed(Ending::Refused);
+                }
                 self.remove(id);
             }
             _ => {}
@@ -191,7 +245,7 @@ impl Server {
     }
 
     /// The 101 is out: wrap the socket in a WebSocket, greet the user, join its channels,
-    /// and process any frames that arrived behind the request.
+    /// start its watches, and process any frames that arrived behind the request.
     fn open(
         &mut self,
         id: ConnId,
@@ -208,18 +262,16 @@ impl Server {
             }
         };
         let user = self.registry.connect_user(&name);
-        let ws = WebSocket::from_partially_read(
-            HeardStream::new(stream),
-            leftover,
-            Role::Server,
-            Some(self.ws_config),
-        );
+        let stream = MeteredStream::new(stream, self.traffic.clone());
+        let ws =
+            WebSocket::from_partially_read(stream, leftover, Role::Server, Some(self.ws_config));
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         conn.phase = Phase::Open(ws);
         conn.user = Some(user.clone());
         conn.mode = upgrade.events;
+        conn.admin = upgrade.admin;
         conn.liveness = Liveness::new(now);
         self.wheel.insert(
             Timer::Heartbeat(id),
@@ -233,7 +285,9 @@ impl Server {
             self.heartbeat.timeout,
         );
         self.send(id, welcome);
-        let channels = if upgrade.channels.is_empty() {
+        // Only a connection that asks for nothing lands in the default channel: a watcher
+        // that names no channel stays out of presence.
+        let channels = if upgrade.channels.is_empty() && upgrade.watch.is_empty() {
             vec![self.config.default_channel.clone()]
         } else {
             upgrade.channels
@@ -246,6 +300,9 @@ impl Server {
                 reference: None,
             };
             self.join(id, &user, request, now);
+        }
+        for target in upgrade.watch {
+            self.watch(id, &target, None);
         }
         self.drive_open(id, now);
     }

@@ -15,22 +15,21 @@ use std::net::Shutdown;
 use mio::net::TcpStream;
 use tungstenite::WebSocket;
 
-use super::heard::HeardStream;
+use super::metered::{MeteredStream, Traffic};
 use crate::heartbeat::Liveness;
 use crate::http::Upgrade;
 use crate::protocol::EventsMode;
 use crate::registry::{ChannelId, UserId};
 
-/// Bytes read per system call while the request head is incomplete; the head itself may
-/// grow to [`crate::http::MAX_HEAD`].
-const HEAD_READ_CHUNK: usize = 1024;
+/// Bytes read per system call while the request is incomplete.
+const REQUEST_READ_CHUNK: usize = 1024;
 
 /// An open WebSocket over a socket that notes incoming bytes.
-pub(crate) type Socket = WebSocket<HeardStream>;
+pub(crate) type Socket = WebSocket<MeteredStream>;
 
 /// Where a connection is in its life.
 pub(crate) enum Phase {
-    /// Reading the HTTP request head; `received` holds the bytes so far.
+    /// Reading the HTTP request; `received` holds the bytes so far.
     Handshake {
         stream: TcpStream,
         received: Vec<u8>,
@@ -63,8 +62,21 @@ pub(crate) struct Conn {
     pub liveness: Liveness,
     pub user: Option<UserId>,
     pub channels: Vec<ChannelId>,
+    /// What the connection watches; boxed because few connections watch anything.
+    pub watching: Option<Box<Watching>>,
     /// The events mode from the URL, used by `join` commands that name none.
     pub mode: EventsMode,
+    /// True when the connection may watch (no admin token is set, or it presented it).
+    pub admin: bool,
+}
+
+/// The channels a connection watches without being a member.
+#[derive(Default)]
+pub(crate) struct Watching {
+    /// Watches every channel.
+    pub all: bool,
+    /// Watches these channels.
+    pub channels: Vec<ChannelId>,
 }
 
 impl Conn {
@@ -77,8 +89,28 @@ impl Conn {
             liveness,
             user: None,
             channels: Vec::new(),
+            watching: None,
             mode: EventsMode::All,
+            admin: false,
         }
+    }
+
+    /// True for an open WebSocket.
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open(_))
+    }
+
+    /// True while the connection's fate is undecided: its request is being read, or its 101
+    /// is being written.
+    pub fn is_pending(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Handshake { .. }
+                | Phase::Responding {
+                    then: AfterResponse::Open { .. },
+                    ..
+                }
+        )
     }
 
     /// The socket, whatever the phase (`None` only while `Gone`).
@@ -93,45 +125,51 @@ impl Conn {
     }
 }
 
-/// How a read of the request head ended.
-pub(crate) enum HeadRead {
-    /// The socket has nothing more for now (or the head is complete or over its limit).
+/// How a read of the request ended.
+pub(crate) enum RequestRead {
+    /// The socket has nothing more for now, or `received` reached its limit.
     Paused,
     /// The peer closed or reset the connection.
     Ended,
 }
 
-/// Reads until `WouldBlock`, end of stream, or until `received` holds a complete head or
-/// the head limit. Reading stops at a complete head so that frames pipelined behind it stay
-/// in the kernel, bounded by one chunk in `received`.
-pub(crate) fn read_head(stream: &mut TcpStream, received: &mut Vec<u8>) -> HeadRead {
-    let mut chunk = [0u8; HEAD_READ_CHUNK];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return HeadRead::Ended,
+/// Reads until `WouldBlock`, end of stream, or until `received` holds `limit` bytes (the
+/// largest head plus the largest body; frames pipelined behind an upgrade may come along and
+/// are handed to the WebSocket).
+pub(crate) fn read_request(
+    stream: &mut TcpStream,
+    received: &mut Vec<u8>,
+    limit: usize,
+    traffic: &Traffic,
+) -> RequestRead {
+    let mut chunk = [0u8; REQUEST_READ_CHUNK];
+    while received.len() < limit {
+        let room = (limit - received.len()).min(REQUEST_READ_CHUNK);
+        match stream.read(&mut chunk[..room]) {
+            Ok(0) => return RequestRead::Ended,
             Ok(n) => {
+                traffic.add_received(n);
                 received.extend_from_slice(&chunk[..n]);
-                if received.len() >= crate::http::MAX_HEAD || has_head_end(received) {
-                    return HeadRead::Paused;
-                }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return HeadRead::Paused,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return RequestRead::Paused,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return HeadRead::Ended,
+            Err(_) => return RequestRead::Ended,
         }
     }
-}
-
-fn has_head_end(received: &[u8]) -> bool {
-    received.windows(4).any(|w| w == b"\r\n\r\n")
+    RequestRead::Paused
 }
 
 /// Writes as much of `pending` as the socket takes. `Ok(true)` when all is written.
-pub(crate) fn write_pending(stream: &mut TcpStream, pending: &mut Vec<u8>) -> io::Result<bool> {
+pub(crate) fn write_pending(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    traffic: &Traffic,
+) -> io::Result<bool> {
     while !pending.is_empty() {
         match stream.write(pending) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
+                traffic.add_sent(n);
                 pending.drain(..n);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -153,13 +191,16 @@ const DRAIN_LIMIT: usize = 64 << 10;
 
 /// Reads and discards what a closing peer still sends. `true` once the connection can be
 /// dropped: the peer closed, failed, or sent more than [`DRAIN_LIMIT`] in one go.
-pub(crate) fn drain(stream: &mut TcpStream) -> bool {
+pub(crate) fn drain(stream: &mut TcpStream, traffic: &Traffic) -> bool {
     let mut sink = [0u8; 1024];
     let mut discarded = 0;
     while discarded < DRAIN_LIMIT {
         match stream.read(&mut sink) {
             Ok(0) => return true,
-            Ok(n) => discarded += n,
+            Ok(n) => {
+                traffic.add_received(n);
+                discarded += n;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return true,

@@ -4,6 +4,7 @@
 //! Each turn reads the clock once (`Instant::now()`), handles the readiness events, then the
 //! connections whose per-turn budget ran out, then the expired timers, and finally ends the
 //! connections doomed during the turn. The poll timeout is the wheel's next deadline.
+//! Plain HTTP requests (the operator endpoints) are served by the same loop.
 //!
 //! Invariants:
 //! - Sockets are registered edge-triggered for reading and writing once; every handler
@@ -16,12 +17,17 @@
 
 mod accept;
 mod conn;
-mod heard;
+mod delivery;
+mod endpoints;
+mod metered;
 mod session;
+mod shutdown;
+mod watch;
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info};
 use mio::net::TcpListener;
@@ -31,15 +37,21 @@ use tungstenite::protocol::WebSocketConfig;
 use crate::config::{Config, ConfigError};
 use crate::heartbeat::{Heartbeat, Verdict};
 use crate::ids::{Key, Slots};
+use crate::metrics::Counters;
 use crate::protocol::LeaveReason;
 use crate::registry::{ChannelId, ConnId, GraceKey, Registry};
 use crate::wheel::{Millis, Wheel};
 
 use conn::{Conn, Phase};
+use metered::Traffic;
+pub use shutdown::Stop;
 
-/// The listener's token. Connection tokens pack `{generation, slot}`; a slot of `u32::MAX`
-/// is never reached (it would need 2^32 connections), so this cannot collide.
+/// The listener's token. Connection tokens pack `{generation, slot}`; slots near `u32::MAX`
+/// are never reached (they would need 2^32 connections), so these cannot collide.
 const LISTENER: Token = Token(usize::MAX);
+
+/// The token of the signal pipe (see [`Server::shutdown_on_signals`]).
+const SIGNALS: Token = Token(usize::MAX - 1);
 
 /// Wheel resolution. Deadlines round up to it, so a silent peer is dropped at most this
 /// late, well inside the protocol's slack of `max(1 s, interval / 8)`.
@@ -71,6 +83,8 @@ enum Timer {
     Counts(ChannelId),
     /// Accepting was paused after an error (such as running out of descriptors).
     AcceptRetry,
+    /// A graceful shutdown has waited long enough.
+    ShutdownDeadline,
 }
 
 /// Why [`Server::bind`] failed.
@@ -123,6 +137,18 @@ pub struct Server {
     /// True while accepting is paused after an accept error.
     accept_paused: bool,
     next_anonymous: u64,
+    /// Connections watching every channel.
+    watch_all: Vec<ConnId>,
+    counters: Counters,
+    traffic: Rc<Traffic>,
+    /// Wall-clock time of [`Server::bind`], for `rollcall_process_start_time_seconds`.
+    started: SystemTime,
+    /// Set once a graceful shutdown has begun: its deadline.
+    shutdown: Option<Millis>,
+    /// Set when the loop should return.
+    stop: Option<Stop>,
+    #[cfg(feature = "signals")]
+    signals: Option<signal_hook_mio::v1_0::Signals>,
 }
 
 impl Server {
@@ -169,6 +195,14 @@ impl Server {
             doomed: Vec::new(),
             accept_paused: false,
             next_anonymous: 0,
+            watch_all: Vec::new(),
+            counters: Counters::default(),
+            traffic: Rc::default(),
+            started: SystemTime::now(),
+            shutdown: None,
+            stop: None,
+            #[cfg(feature = "signals")]
+            signals: None,
             config,
         })
     }
@@ -178,13 +212,22 @@ impl Server {
         self.local_addr
     }
 
+    /// The counters so far, with the byte totals filled in.
+    fn counters_now(&self) -> Counters {
+        let mut counters = self.counters.clone();
+        counters.bytes_received = self.traffic.received();
+        counters.bytes_sent = self.traffic.sent();
+        counters
+    }
+
     /// The connection limit in force.
     pub fn max_connections(&self) -> usize {
         self.max_connections
     }
 
-    /// Runs the event loop on this thread. Returns only on a poll failure.
-    pub fn run(&mut self) -> io::Result<()> {
+    /// Runs the event loop on this thread until a shutdown completes ([`Stop`]), or the
+    /// poll fails.
+    pub fn run(&mut self) -> io::Result<Stop> {
         info!("listening on {}", self.local_addr);
         let mut events = Events::with_capacity(1024);
         loop {
@@ -198,6 +241,9 @@ impl Server {
             }
             let now = self.millis(Instant::now());
             self.turn(&events, now);
+            if let Some(stop) = self.stop.take() {
+                return Ok(stop);
+            }
         }
     }
 
@@ -206,6 +252,7 @@ impl Server {
         for event in events.iter() {
             match event.token() {
                 LISTENER => self.accept(now),
+                SIGNALS => self.on_signals(now),
                 token => self.drive(Key::from_token(token.0), now),
             }
             self.reap(now);
@@ -216,6 +263,7 @@ impl Server {
         }
         self.expire_timers(now);
         self.reap(now);
+        self.check_drained();
     }
 
     /// How long the poll may sleep: until the next deadline, or not at all when some
@@ -240,11 +288,11 @@ impl Server {
             return;
         };
         match &mut conn.phase {
-            Phase::Handshake { .. } => self.read_handshake(id, now),
+            Phase::Handshake { .. } => self.read_request(id, now),
             Phase::Responding { .. } => self.write_response(id, now),
             Phase::Open(_) => self.drive_open(id, now),
             Phase::Closing(stream) => {
-                if conn::drain(stream) {
+                if conn::drain(stream, &self.traffic) {
                     self.remove(id);
                 }
             }
@@ -280,6 +328,7 @@ impl Server {
                     }
                 }
                 Timer::AcceptRetry => self.accept(now),
+                Timer::ShutdownDeadline => self.shutdown_deadline(),
             }
             self.reap(now);
         }
@@ -296,7 +345,8 @@ impl Server {
         match conn.liveness.on_deadline(now, heartbeat) {
             Verdict::Recheck(at) => self.wheel.insert(Timer::Heartbeat(id), at),
             Verdict::Ping(at) => {
-                session::send_ping(ws, id, &mut self.doomed);
+                delivery::send_ping(ws, id, &mut self.doomed);
+                self.counters.pings_sent += 1;
                 self.wheel.insert(Timer::Heartbeat(id), at);
             }
             Verdict::Expired => {
@@ -310,7 +360,17 @@ impl Server {
     }
 
     /// Ends a connection at once: its presence leaves with `reason`, its socket is closed.
+    /// During a shutdown every ending's reason is `shutdown`.
     fn end(&mut self, id: ConnId, reason: LeaveReason, now: Millis) {
+        let reason = if self.shutdown.is_some() {
+            LeaveReason::Shutdown
+        } else {
+            reason
+        };
+        if self.conns.get(id).is_some_and(Conn::is_open) {
+            self.counters
+                .closed(crate::metrics::Ending::WebSocket(reason));
+        }
         if self.conns.get(id).is_some() {
             debug!("conn=#{id} ended: {reason}");
             self.detach(id, reason, now);

@@ -1,10 +1,9 @@
 //! Open WebSocket sessions: reading frames, running commands against the registry, and
-//! delivering presence events, counts and publications to channel subscribers.
+//! turning what changed into deliveries and timers.
 //!
-//! Invariants: each event is encoded once and the same bytes go to every recipient; a
-//! recipient whose backlog overflows or whose socket fails is queued on `doomed`, never
-//! removed while subscribers are being walked; peer input never panics (every tungstenite
-//! error ends only that connection, with a reason).
+//! Invariants: peer input never panics (every tungstenite error ends only that connection,
+//! with a reason); a command that fails gets an `error` and changes nothing; once a shutdown
+//! has begun, commands are no longer run.
 
 use std::io;
 use std::mem;
@@ -13,18 +12,17 @@ use log::debug;
 use mio::net::TcpStream;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
-use tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
+use tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-use super::conn::{Conn, Phase, Socket};
+use super::conn::{Conn, Phase};
+use super::delivery::flush;
 use super::{Server, Timer, MESSAGES_PER_TURN};
-use crate::ids::Slots;
+use crate::metrics::Ending;
 use crate::protocol::event;
 use crate::protocol::{
     self, Action, Command, CommandError, ErrorCode, EventsMode, Json, LeaveReason, Meta,
 };
-use crate::registry::{
-    Announcement, Change, ChannelId, ConnId, CountsDue, NotJoined, Outcome, UserId,
-};
+use crate::registry::{ChannelId, ConnId, CountsDue, NotJoined, Outcome, UserId};
 use crate::wheel::Millis;
 
 /// A join of one channel, from the URL or from a `join` command.
@@ -74,8 +72,14 @@ impl Server {
 
     fn on_message(&mut self, id: ConnId, message: Message, now: Millis) {
         match message {
-            Message::Text(text) => self.on_text(id, &text, now),
+            // During a shutdown the Close is out; what the peer still says is not acted on.
+            Message::Text(_) | Message::Binary(_) if self.shutdown.is_some() => {}
+            Message::Text(text) => {
+                self.counters.messages_received += 1;
+                self.on_text(id, &text, now);
+            }
             Message::Binary(_) => {
+                self.counters.messages_received += 1;
                 let error = CommandError::new(
                     ErrorCode::BadRequest,
                     "binary frames are not part of the protocol; send JSON text",
@@ -142,6 +146,7 @@ impl Server {
             "conn=#{id} failed: {reason} (close code {})",
             u16::from(code)
         );
+        self.counters.closed(Ending::WebSocket(LeaveReason::Error));
         self.detach(id, LeaveReason::Error, now);
         let Some(conn) = self.conns.get_mut(id) else {
             return;
@@ -240,6 +245,16 @@ impl Server {
                 let channel_id = self.joined(&channel, id)?;
                 self.publish(channel_id, Some(&user), &data);
             }
+            Action::Watch { channel } => {
+                if !self.conns.get(id).is_some_and(|conn| conn.admin) {
+                    return Err(CommandError::new(
+                        ErrorCode::Forbidden,
+                        "watching needs admin=TOKEN in the connection URL",
+                    ));
+                }
+                self.watch(id, &channel, reference);
+            }
+            Action::Unwatch { channel } => self.unwatch(id, &channel)?,
             Action::Ping { id: ping_id } => self.send(id, event::pong(&ping_id, reference)),
         }
         Ok(())
@@ -306,7 +321,11 @@ impl Server {
             self.announce(announcement);
         }
         if outcome.counts_changed {
-            match self.registry.counts_changed(channel, now) {
+            let watched_elsewhere = !self.watch_all.is_empty();
+            match self
+                .registry
+                .counts_changed(channel, now, watched_elsewhere)
+            {
                 CountsDue::Now => self.send_counts(channel, joiner),
                 CountsDue::At(at) => self.wheel.insert(Timer::Counts(channel), at),
                 CountsDue::Nothing => {}
@@ -318,55 +337,7 @@ impl Server {
         }
     }
 
-    fn announce(&mut self, announcement: Announcement) {
-        let Announcement {
-            channel,
-            except,
-            change,
-        } = announcement;
-        let Some(name) = self.registry.name(channel) else {
-            return;
-        };
-        let text = match &change {
-            Change::Join { user, meta, seq } => event::join(name, user, meta, *seq),
-            Change::Leave { user, reason, seq } => event::leave(name, user, *reason, *seq),
-            Change::Update { user, meta, seq } => event::update(name, user, meta, *seq),
-        };
-        let recipients = self
-            .registry
-            .subscribers(channel)
-            .filter(|&(conn, mode)| mode == EventsMode::All && Some(conn) != except)
-            .map(|(conn, _)| conn);
-        deliver(&mut self.conns, &mut self.doomed, recipients, text);
-    }
-
-    /// Tells the channel's `count` subscribers (but `except`) its current counts.
-    pub(super) fn send_counts(&mut self, channel: ChannelId, except: Option<ConnId>) {
-        let (Some(name), Some(counts)) =
-            (self.registry.name(channel), self.registry.counts(channel))
-        else {
-            return;
-        };
-        let text = event::count(name, counts, None);
-        let recipients = self
-            .registry
-            .subscribers(channel)
-            .filter(|&(conn, mode)| mode == EventsMode::Count && Some(conn) != except)
-            .map(|(conn, _)| conn);
-        deliver(&mut self.conns, &mut self.doomed, recipients, text);
-    }
-
-    /// Delivers a `message` to every connection in the channel, whatever its events mode.
-    pub(super) fn publish(&mut self, channel: ChannelId, from: Option<&str>, data: &Json) -> usize {
-        let Some(name) = self.registry.name(channel) else {
-            return 0;
-        };
-        let text = event::message(name, from, data);
-        let recipients = self.registry.subscribers(channel).map(|(conn, _)| conn);
-        deliver(&mut self.conns, &mut self.doomed, recipients, text)
-    }
-
-    fn state_message(&self, channel: ChannelId, reference: Option<&Json>) -> String {
+    pub(super) fn state_message(&self, channel: ChannelId, reference: Option<&Json>) -> String {
         let name = self.registry.name(channel).unwrap_or_default();
         event::state(
             name,
@@ -381,11 +352,6 @@ impl Server {
             id,
             event::error(error.code, &error.message, error.reference.as_ref()),
         );
-    }
-
-    /// Sends one message to one connection (queued on `doomed` if that fails).
-    pub(super) fn send(&mut self, id: ConnId, text: String) {
-        deliver(&mut self.conns, &mut self.doomed, std::iter::once(id), text);
     }
 
     /// Takes the connection out of presence: it leaves every channel with `reason` (or
@@ -405,71 +371,8 @@ impl Server {
             }
         }
         self.registry.disconnect_user(&user);
+        self.unwatch_everything(id);
     }
-}
-
-/// Writes `text` to each recipient; failures are queued on `doomed`. Returns how many
-/// connections it was queued to.
-fn deliver(
-    conns: &mut Slots<Conn>,
-    doomed: &mut Vec<(ConnId, LeaveReason)>,
-    recipients: impl Iterator<Item = ConnId>,
-    text: String,
-) -> usize {
-    let text = Utf8Bytes::from(text);
-    let mut delivered = 0;
-    for id in recipients {
-        let Some(Conn {
-            phase: Phase::Open(ws),
-            ..
-        }) = conns.get_mut(id)
-        else {
-            continue;
-        };
-        match ws.write(Message::Text(text.clone())) {
-            Ok(()) => delivered += 1,
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => delivered += 1,
-            Err(error) => {
-                delivered += 1;
-                doom_on_write_error(id, error, doomed);
-            }
-        }
-    }
-    delivered
-}
-
-/// Sends a heartbeat Ping (empty payload, RFC 6455 §5.5.2).
-pub(super) fn send_ping(ws: &mut Socket, id: ConnId, doomed: &mut Vec<(ConnId, LeaveReason)>) {
-    match ws.write(Message::Ping(Bytes::new())) {
-        Ok(()) => {}
-        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-        Err(error) => doom_on_write_error(id, error, doomed),
-    }
-}
-
-fn flush(ws: &mut Socket, id: ConnId, doomed: &mut Vec<(ConnId, LeaveReason)>) {
-    match ws.flush() {
-        Ok(()) => {}
-        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-        Err(error) => doom_on_write_error(id, error, doomed),
-    }
-}
-
-fn doom_on_write_error(id: ConnId, error: WsError, doomed: &mut Vec<(ConnId, LeaveReason)>) {
-    let reason = match error {
-        WsError::WriteBufferFull(_) => LeaveReason::SlowConsumer,
-        WsError::Io(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-            ) =>
-        {
-            LeaveReason::Closed
-        }
-        _ => LeaveReason::Error,
-    };
-    debug!("conn=#{id} write failed: {reason}");
-    doomed.push((id, reason));
 }
 
 fn not_joined(_: NotJoined, channel: &str) -> CommandError {

@@ -1,0 +1,166 @@
+//! What a request asks for: the WebSocket endpoint or one of the operator endpoints, or a
+//! 404 / 405 / 426 refusal. Errors of the JSON API (`/presence*`, `/publish`) are JSON.
+
+use super::{Request, Response};
+use crate::names;
+
+/// An endpoint a request is routed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A WebSocket upgrade on `/` or `/ws`.
+    WebSocket,
+    /// `GET /` without an upgrade: the live dashboard.
+    Dashboard,
+    /// `GET /healthz`.
+    Health,
+    /// `GET /metrics`.
+    Metrics,
+    /// `GET /presence`: every channel.
+    Presence,
+    /// `GET /presence/CHANNEL` (`?count` for the counts only).
+    PresenceChannel {
+        /// The channel (validated).
+        channel: String,
+        /// True for `?count`.
+        count_only: bool,
+    },
+    /// `POST /publish`.
+    Publish,
+}
+
+impl Route {
+    /// True for the endpoints that `--admin-token` protects.
+    pub fn needs_admin(&self) -> bool {
+        matches!(
+            self,
+            Route::Presence | Route::PresenceChannel { .. } | Route::Publish
+        )
+    }
+}
+
+/// Routes a complete request.
+pub fn route(request: &Request) -> Result<Route, Response> {
+    let get = request.method == "GET";
+    let path = request.path.as_str();
+    match path {
+        "/" | "/ws" if !get => Err(method_not_allowed("GET")),
+        "/" | "/ws" if request.is_upgrade() => Ok(Route::WebSocket),
+        "/" => Ok(Route::Dashboard),
+        "/ws" => Err(Response::error(
+            426,
+            "this endpoint speaks WebSocket: connect with a WebSocket client",
+        )
+        .with_header("Upgrade", "websocket")),
+        "/healthz" | "/metrics" if !get => Err(method_not_allowed("GET")),
+        "/healthz" => Ok(Route::Health),
+        "/metrics" => Ok(Route::Metrics),
+        "/publish" if request.method != "POST" => Err(api_method_not_allowed("POST")),
+        "/publish" => Ok(Route::Publish),
+        "/presence" if !get => Err(api_method_not_allowed("GET")),
+        "/presence" => Ok(Route::Presence),
+        _ => match path.strip_prefix("/presence/") {
+            Some(_) if !get => Err(api_method_not_allowed("GET")),
+            Some(channel) => presence_channel(channel, &request.query),
+            None => Err(Response::error(404, format!("no such path: {path}"))),
+        },
+    }
+}
+
+fn presence_channel(channel: &str, query: &str) -> Result<Route, Response> {
+    names::validate(channel)
+        .map_err(|error| Response::json_error(400, "bad_request", &format!("channel {error}")))?;
+    let count_only = query
+        .split('&')
+        .any(|pair| pair == "count" || pair.starts_with("count="));
+    Ok(Route::PresenceChannel {
+        channel: channel.to_owned(),
+        count_only,
+    })
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    Response::error(405, format!("method not allowed; use {allow}")).with_header("Allow", allow)
+}
+
+fn api_method_not_allowed(allow: &'static str) -> Response {
+    let message = format!("method not allowed; use {allow}");
+    Response::json_error(405, "method_not_allowed", &message).with_header("Allow", allow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{examine, Examined};
+
+    fn routed(head: &str) -> Result<Route, Response> {
+        match examine(format!("{head}\r\nHost: x\r\n\r\n").as_bytes(), 0) {
+            Examined::Complete(request) => route(&request),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn status(head: &str) -> u16 {
+        routed(head).expect_err(head).status
+    }
+
+    #[test]
+    fn every_endpoint() {
+        assert_eq!(routed("GET / HTTP/1.1"), Ok(Route::Dashboard));
+        assert_eq!(routed("GET /healthz HTTP/1.1"), Ok(Route::Health));
+        assert_eq!(routed("GET /metrics HTTP/1.1"), Ok(Route::Metrics));
+        assert_eq!(routed("GET /presence HTTP/1.1"), Ok(Route::Presence));
+        assert_eq!(
+            routed("GET /presence/lobby?count HTTP/1.1"),
+            Ok(Route::PresenceChannel {
+                channel: "lobby".into(),
+                count_only: true
+            })
+        );
+        assert_eq!(
+            routed("GET /presence/a@b HTTP/1.1"),
+            Ok(Route::PresenceChannel {
+                channel: "a@b".into(),
+                count_only: false
+            })
+        );
+        assert_eq!(routed("POST /publish HTTP/1.1"), Ok(Route::Publish));
+        assert!(Route::Publish.needs_admin());
+        assert!(!Route::Metrics.needs_admin());
+    }
+
+    #[test]
+    fn upgrades_only_on_the_websocket_paths() {
+        let upgrade = "Upgrade: websocket\r\nConnection: Upgrade";
+        assert_eq!(
+            routed(&format!("GET /ws HTTP/1.1\r\n{upgrade}")),
+            Ok(Route::WebSocket)
+        );
+        assert_eq!(
+            routed(&format!("GET /?user=a HTTP/1.1\r\n{upgrade}")),
+            Ok(Route::WebSocket)
+        );
+        assert_eq!(status(&format!("GET /nope HTTP/1.1\r\n{upgrade}")), 404);
+        assert_eq!(status("GET /ws HTTP/1.1"), 426);
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(status("GET /nope HTTP/1.1"), 404);
+        assert_eq!(status("GET /presence/bad:name HTTP/1.1"), 400);
+        for (head, allow) in [
+            ("POST / HTTP/1.1", "GET"),
+            ("POST /healthz HTTP/1.1", "GET"),
+            ("GET /publish HTTP/1.1", "POST"),
+            ("DELETE /presence/x HTTP/1.1", "GET"),
+        ] {
+            let response = routed(head).expect_err(head);
+            assert_eq!(response.status, 405, "{head}");
+            assert_eq!(response.headers, vec![("Allow", allow)], "{head}");
+        }
+        let response = routed("GET /publish HTTP/1.1").expect_err("405");
+        assert_eq!(
+            response.content_type, "application/json",
+            "API errors are JSON"
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! The WebSocket upgrade (RFC 6455 §4.2): validating the request, reading its query
+//! (`user`, `channel`, `events`, `watch`, `admin`) and building the `101` response.
+
+use super::{constant_time_eq, Request, Response};
+use crate::names;
+use crate::protocol::EventsMode;
+
+/// Who may upgrade: the operator's access settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Access<'a> {
+    /// When not empty, a request carrying an `Origin` must carry one of these.
+    pub allowed_origins: &'a [String],
+    /// When set, watching needs `admin=TOKEN` in the query.
+    pub admin_token: Option<&'a str>,
+}
+
+/// The `watch` query value that means every channel.
+pub const WATCH_ALL: &str = "*";
+
+/// What a valid upgrade request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// `user` from the query, if given (validated).
+    pub user: Option<String>,
+    /// `channel` values from the query, in order, without repeats (validated).
+    pub channels: Vec<String>,
+    /// `events` from the query (default `all`).
+    pub events: EventsMode,
+    /// `watch` values, in order, without repeats: channel names or [`WATCH_ALL`].
+    pub watch: Vec<String>,
+    /// True when the connection may watch: no admin token is configured, or it presented it.
+    pub admin: bool,
+    /// The `Sec-WebSocket-Accept` value for the response.
+    pub accept_key: String,
+}
+
+impl Upgrade {
+    /// The `101 Switching Protocols` response (RFC 6455 §4.2.2).
+    pub fn response(&self) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            self.accept_key
+        )
+        .into_bytes()
+    }
+}
+
+/// Validates an upgrade request (already routed to the WebSocket endpoint).
+pub fn validate(request: &Request, access: Access<'_>) -> Result<Upgrade, Response> {
+    if request.version != 1 {
+        return Err(Response::error(400, "a WebSocket upgrade needs HTTP/1.1"));
+    }
+    // RFC 6455 §4.4: answer an unsupported version with the versions we speak.
+    if request.header("Sec-WebSocket-Version").map(str::trim) != Some("13") {
+        return Err(Response::error(
+            426,
+            "unsupported Sec-WebSocket-Version: this server speaks 13",
+        )
+        .with_header("Sec-WebSocket-Version", "13"));
+    }
+    // RFC 6455 §4.1: the key is 16 random bytes, base64-encoded (24 characters).
+    let key = request
+        .header("Sec-WebSocket-Key")
+        .map(str::trim)
+        .filter(|key| key.len() == 24);
+    let Some(key) = key else {
+        return Err(Response::error(
+            400,
+            "missing or malformed Sec-WebSocket-Key",
+        ));
+    };
+    // RFC 6455 §10.2: browsers send Origin; refusing unknown ones stops cross-site
+    // WebSocket hijacking. Clients that are not browsers send none and are let through.
+    if let (false, Some(origin)) = (access.allowed_origins.is_empty(), request.header("Origin")) {
+        let origin = origin.trim();
+        if !access
+            .allowed_origins
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+        {
+            return Err(Response::error(
+                403,
+                format!("origin {origin} is not allowed"),
+            ));
+        }
+    }
+    let query = parse_query(&request.query).map_err(|reason| Response::error(400, reason))?;
+    let admin = match access.admin_token {
+        None => true,
+        Some(token) => query
+            .admin
+            .as_deref()
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())),
+    };
+    if !query.watch.is_empty() && !admin {
+        return Err(Response::error(
+            401,
+            "watching needs admin=TOKEN with the server's admin token",
+        ));
+    }
+    Ok(Upgrade {
+        user: query.user,
+        channels: query.channels,
+        events: query.events,
+        watch: query.watch,
+        admin,
+        accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
+    })
+}
+
+#[derive(Default)]
+struct Query {
+    user: Option<String>,
+    channels: Vec<String>,
+    events: EventsMode,
+    watch: Vec<String>,
+    admin: Option<String>,
+}
+
+fn parse_query(query: &str) -> Result<Query, String> {
+    let mut parsed = Query::default();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
+        if !matches!(name, "user" | "channel" | "events" | "watch" | "admin") {
+            // Unknown parameters (cache busters, a proxy's additions) are not ours to judge.
+            continue;
+        }
+        let value =
+            percent_decode(raw).ok_or_else(|| format!("{name}: malformed percent-encoding"))?;
+        match name {
+            "user" if parsed.user.is_some() => return Err("user: given more than once".into()),
+            "user" => {
+                names::validate(&value).map_err(|error| format!("user {error}"))?;
+                parsed.user = Some(value);
+            }
+            "channel" => {
+                names::validate(&value).map_err(|error| format!("channel {error}"))?;
+                push_once(&mut parsed.channels, value);
+            }
+            "watch" => {
+                if value != WATCH_ALL {
+                    names::validate(&value).map_err(|error| format!("watch {error}"))?;
+                }
+                push_once(&mut parsed.watch, value);
+            }
+            "events" => {
+                parsed.events = EventsMode::parse(&value)
+                    .ok_or_else(|| format!("events must be all, count or none, not {value:?}"))?;
+            }
+            _ => parsed.admin = Some(value),
+        }
+    }
+    Ok(parsed)
+}
+
+fn push_once(list: &mut Vec<String>, value: String) {
+    if !list.contains(&value) {
+        list.push(value);
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (as a space, per HTML forms); `None` on a broken escape or
+/// a result that is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' => {
+                let hex = bytes.get(index + 1..index + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                index += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                index += 1;
+            }
+            byte => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{examine, Examined};
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn request(target: &str, extra: &str) -> Request {
+        let text = format!(
+            "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
+        );
+        match examine(text.as_bytes(), 0) {
+            Examined::Complete(request) => request,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn upgrade(target: &str) -> Upgrade {
+        validate(&request(target, ""), Access::default()).expect(target)
+    }
+
+    fn refused(request: &Request, access: Access<'_>) -> Response {
+        validate(request, access).expect_err("refused")
+    }
+
+    #[test]
+    fn upgrade_with_query() {
+        let upgrade = upgrade(
+            "/ws?user=alice%40example.com&channel=a&channel=b&channel=a&events=count&x=%zz",
+        );
+        assert!(request("/", "").is_upgrade());
+        assert_eq!(upgrade.user.as_deref(), Some("alice@example.com"));
+        assert_eq!(upgrade.channels, vec!["a", "b"]);
+        assert_eq!(upgrade.events, EventsMode::Count);
+        assert!(upgrade.admin, "no admin token configured");
+        // The example from RFC 6455 §1.3.
+        assert_eq!(upgrade.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        let response = String::from_utf8(upgrade.response()).expect("ascii");
+        assert!(response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    }
+
+    #[test]
+    fn version_and_key_errors() {
+        let old = request("/", "").clone();
+        let mut old_version = old.clone();
+        old_version
+            .headers
+            .retain(|(n, _)| n != "Sec-WebSocket-Version");
+        old_version
+            .headers
+            .push(("Sec-WebSocket-Version".into(), "8".into()));
+        let response = refused(&old_version, Access::default());
+        assert_eq!(response.status, 426);
+        assert_eq!(response.headers, vec![("Sec-WebSocket-Version", "13")]);
+        let mut short_key = old.clone();
+        short_key.headers.retain(|(n, _)| n != "Sec-WebSocket-Key");
+        short_key
+            .headers
+            .push(("Sec-WebSocket-Key".into(), "short".into()));
+        assert_eq!(refused(&short_key, Access::default()).status, 400);
+        let mut http10 = old;
+        http10.version = 0;
+        assert_eq!(refused(&http10, Access::default()).status, 400);
+    }
+
+    #[test]
+    fn bad_query_values_are_400_with_a_reason() {
+        for (target, needle) in [
+            ("/?user=", "user must not be empty"),
+            ("/?user=bad%20name", "user contains ' '"),
+            ("/?user=a&user=b", "more than once"),
+            ("/?channel=a:b", "channel contains ':'"),
+            ("/?watch=a:b", "watch contains ':'"),
+            ("/?events=bogus", "events must be"),
+            ("/?user=%zz", "percent-encoding"),
+            ("/?user=%ff", "percent-encoding"),
+        ] {
+            let response = refused(&request(target, ""), Access::default());
+            assert_eq!(response.status, 400, "{target}");
+            let body = String::from_utf8_lossy(&response.body);
+            assert!(body.contains(needle), "{target}: {body}");
+        }
+        let long = format!("/?user={}", "u".repeat(65));
+        let body = refused(&request(&long, ""), Access::default()).body;
+        assert!(String::from_utf8_lossy(&body).contains("limit is 64"));
+    }
+
+    #[test]
+    fn origins_are_checked_only_when_configured_and_sent() {
+        let allowed = ["http://good.example".to_owned()];
+        let access = Access {
+            allowed_origins: &allowed,
+            admin_token: None,
+        };
+        assert!(validate(&request("/", "Origin: http://good.example\r\n"), access).is_ok());
+        assert!(validate(&request("/", "Origin: HTTP://GOOD.example\r\n"), access).is_ok());
+        assert!(
+            validate(&request("/", ""), access).is_ok(),
+            "no Origin: not a browser"
+        );
+        let response = refused(&request("/", "Origin: http://evil.example\r\n"), access);
+        assert_eq!(response.status, 403);
+        assert!(validate(
+            &request("/", "Origin: http://evil.example\r\n"),
+            Access::default()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn watching_needs_the_admin_token_when_one_is_set() {
+        let upgrade = upgrade("/?watch=*&watch=lobby&watch=*");
+        assert_eq!(upgrade.watch, vec!["*", "lobby"]);
+        let access = Access {
+            allowed_origins: &[],
+            admin_token: Some("s3cret"),
+        };
+        assert_eq!(refused(&request("/?watch=*", ""), access).status, 401);
+        assert_eq!(
+            refused(&request("/?watch=*&admin=wrong", ""), access).status,
+            401
+        );
+        let upgrade = validate(&request("/?watch=*&admin=s3cret", ""), access).expect("admin");
+        assert!(upgrade.admin);
+        let plain =
+            validate(&request("/?user=bob", ""), access).expect("no watch, no token needed");
+        assert!(!plain.admin);
+    }
+}

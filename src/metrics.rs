@@ -1,0 +1,241 @@
+//! Operational counters and their Prometheus text exposition (format 0.0.4).
+//!
+//! Pure: the loop bumps [`Counters`]; at scrape time it adds the [`Gauges`] it reads off its
+//! state and [`render`] writes the text. Every accepted connection ends in exactly one
+//! [`Ending`], counted once when its fate is decided, so
+//! `accepted = sum(closed) + open WebSockets + pending handshakes` holds at every scrape.
+
+use std::fmt::Write;
+
+use crate::protocol::LeaveReason;
+
+/// How a connection ended, the `reason` label of `rollcall_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// An open WebSocket ended with this leave reason.
+    WebSocket(LeaveReason),
+    /// Ended without an upgrade: an error response, a handshake timeout, the connection
+    /// limit, or the peer leaving mid-request.
+    Refused,
+    /// A plain HTTP endpoint was served.
+    Http,
+}
+
+const LEAVE_REASONS: [LeaveReason; 6] = [
+    LeaveReason::Closed,
+    LeaveReason::Timeout,
+    LeaveReason::Error,
+    LeaveReason::SlowConsumer,
+    LeaveReason::Shutdown,
+    LeaveReason::Left,
+];
+
+impl Ending {
+    fn index(self) -> usize {
+        match self {
+            Ending::WebSocket(reason) => {
+                LEAVE_REASONS.iter().position(|r| *r == reason).unwrap_or(0)
+            }
+            Ending::Refused => LEAVE_REASONS.len(),
+            Ending::Http => LEAVE_REASONS.len() + 1,
+        }
+    }
+
+    fn label(index: usize) -> &'static str {
+        match LEAVE_REASONS.get(index) {
+            Some(reason) => reason.as_str(),
+            None if index == LEAVE_REASONS.len() => "refused",
+            None => "http",
+        }
+    }
+}
+
+/// Monotonic counters, bumped by the loop.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// TCP connections accepted.
+    pub accepted: u64,
+    closed: [u64; LEAVE_REASONS.len() + 2],
+    /// Heartbeat Pings sent.
+    pub pings_sent: u64,
+    /// WebSocket data messages received.
+    pub messages_received: u64,
+    /// WebSocket data messages queued to clients.
+    pub messages_sent: u64,
+    /// Bytes read from client sockets.
+    pub bytes_received: u64,
+    /// Bytes written to client sockets.
+    pub bytes_sent: u64,
+}
+
+impl Counters {
+    /// Counts one connection's end.
+    pub fn closed(&mut self, ending: Ending) {
+        self.closed[ending.index()] += 1;
+    }
+
+    /// How many connections ended this way so far.
+    pub fn closed_count(&self, ending: Ending) -> u64 {
+        self.closed[ending.index()]
+    }
+}
+
+/// Values read off the server's state at scrape time.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Gauges {
+    /// Open WebSockets.
+    pub connections: usize,
+    /// Accepted connections whose upgrade or request is not decided yet.
+    pub handshakes_pending: usize,
+    /// Distinct users with an open WebSocket.
+    pub users_online: usize,
+    /// Channels that exist.
+    pub channels: usize,
+    /// Resident memory in bytes (0 where unknown).
+    pub resident_memory_bytes: u64,
+    /// Unix time the server started, in seconds.
+    pub start_time_seconds: f64,
+}
+
+/// Renders the exposition text.
+pub fn render(counters: &Counters, gauges: &Gauges) -> String {
+    let mut out = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    };
+    metric(
+        "rollcall_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        &gauges.connections,
+    );
+    metric(
+        "rollcall_handshakes_pending",
+        "gauge",
+        "Accepted connections whose HTTP request or upgrade is not decided yet.",
+        &gauges.handshakes_pending,
+    );
+    metric(
+        "rollcall_users_online",
+        "gauge",
+        "Distinct users with an open WebSocket.",
+        &gauges.users_online,
+    );
+    metric(
+        "rollcall_channels",
+        "gauge",
+        "Channels with a member, subscriber or watcher.",
+        &gauges.channels,
+    );
+    metric(
+        "rollcall_connections_accepted_total",
+        "counter",
+        "TCP connections accepted.",
+        &counters.accepted,
+    );
+    metric(
+        "rollcall_heartbeat_pings_sent_total",
+        "counter",
+        "WebSocket Pings sent to silent connections.",
+        &counters.pings_sent,
+    );
+    metric(
+        "rollcall_messages_received_total",
+        "counter",
+        "WebSocket data messages received from clients.",
+        &counters.messages_received,
+    );
+    metric(
+        "rollcall_messages_sent_total",
+        "counter",
+        "WebSocket data messages queued to clients.",
+        &counters.messages_sent,
+    );
+    metric(
+        "rollcall_bytes_received_total",
+        "counter",
+        "Bytes read from client sockets.",
+        &counters.bytes_received,
+    );
+    metric(
+        "rollcall_bytes_sent_total",
+        "counter",
+        "Bytes written to client sockets.",
+        &counters.bytes_sent,
+    );
+    metric(
+        "rollcall_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the process in bytes.",
+        &gauges.resident_memory_bytes,
+    );
+    metric(
+        "rollcall_process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch, in seconds.",
+        &gauges.start_time_seconds,
+    );
+    let name = "rollcall_connections_closed_total";
+    let _ = write!(
+        out,
+        "# HELP {name} Connections ended, by reason: the leave reasons (left never ends a connection), refused (no upgrade), http (endpoint served).\n# TYPE {name} counter\n"
+    );
+    for (index, count) in counters.closed.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{reason=\"{}\"}} {count}", Ending::label(index));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_has_help_type_and_value() {
+        let mut counters = Counters {
+            accepted: 7,
+            bytes_sent: 1234,
+            ..Counters::default()
+        };
+        counters.closed(Ending::WebSocket(LeaveReason::Timeout));
+        counters.closed(Ending::Refused);
+        counters.closed(Ending::Http);
+        counters.closed(Ending::Http);
+        let gauges = Gauges {
+            connections: 3,
+            start_time_seconds: 1.5e9,
+            ..Gauges::default()
+        };
+        let text = render(&counters, &gauges);
+        for name in [
+            "rollcall_connections",
+            "rollcall_handshakes_pending",
+            "rollcall_users_online",
+            "rollcall_channels",
+            "rollcall_connections_accepted_total",
+            "rollcall_connections_closed_total",
+            "rollcall_heartbeat_pings_sent_total",
+            "rollcall_messages_received_total",
+            "rollcall_messages_sent_total",
+            "rollcall_bytes_received_total",
+            "rollcall_bytes_sent_total",
+            "rollcall_resident_memory_bytes",
+            "rollcall_process_start_time_seconds",
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name} HELP");
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} TYPE");
+        }
+        assert!(text.contains("\nrollcall_connections 3\n"));
+        assert!(text.contains("\nrollcall_connections_accepted_total 7\n"));
+        assert!(text.contains("\nrollcall_bytes_sent_total 1234\n"));
+        assert!(text.contains("\nrollcall_process_start_time_seconds 1500000000\n"));
+        assert!(text.contains("rollcall_connections_closed_total{reason=\"timeout\"} 1\n"));
+        assert!(text.contains("rollcall_connections_closed_total{reason=\"refused\"} 1\n"));
+        assert!(text.contains("rollcall_connections_closed_total{reason=\"http\"} 2\n"));
+        assert!(text.contains("rollcall_connections_closed_total{reason=\"left\"} 0\n"));
+        assert_eq!(counters.closed_count(Ending::Http), 2);
+    }
+}

@@ -1,0 +1,195 @@
+//! Delivery: one encoded message written to many connections — presence events to a
+//! channel's `all` subscribers and watchers, counts to its `count` subscribers and watchers,
+//! publications to every subscriber — and the write-error bookkeeping they share.
+//!
+//! Invariants: each message is encoded once and the same bytes go to every recipient; a
+//! recipient is written to at most once per message (a subscriber that also watches gets
+//! one copy); a recipient whose write fails is queued on `doomed`, never removed while the
+//! registry's lists are walked; nothing presence-related is sent once shutdown has begun.
+
+use std::io;
+
+use log::debug;
+use tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
+
+use super::conn::{Conn, Phase, Socket};
+use super::Server;
+use crate::ids::Slots;
+use crate::protocol::{event, EventsMode, Json, LeaveReason};
+use crate::registry::{Announcement, Change, ChannelId, ConnId, Registry};
+
+impl Server {
+    /// Tells the channel's `all` subscribers (but `except`) and its watchers what changed.
+    pub(super) fn announce(&mut self, announcement: Announcement) {
+        let Announcement {
+            channel,
+            except,
+            change,
+        } = announcement;
+        let Some(name) = self
+            .registry
+            .name(channel)
+            .filter(|_| self.shutdown.is_none())
+        else {
+            return;
+        };
+        let text = match &change {
+            Change::Join { user, meta, seq } => event::join(name, user, meta, *seq),
+            Change::Leave { user, reason, seq } => event::leave(name, user, *reason, *seq),
+            Change::Update { user, meta, seq } => event::update(name, user, meta, *seq),
+        };
+        let recipients = subscribers_in_mode(&self.registry, channel, EventsMode::All, except)
+            .chain(watchers(
+                &self.registry,
+                &self.watch_all,
+                channel,
+                EventsMode::All,
+                except,
+            ));
+        let sent = deliver(&mut self.conns, &mut self.doomed, recipients, text);
+        self.counters.messages_sent += sent as u64;
+    }
+
+    /// Tells the channel's `count` subscribers (but `except`) and its watchers its counts.
+    pub(super) fn send_counts(&mut self, channel: ChannelId, except: Option<ConnId>) {
+        let (Some(name), Some(counts)) =
+            (self.registry.name(channel), self.registry.counts(channel))
+        else {
+            return;
+        };
+        if self.shutdown.is_some() {
+            return;
+        }
+        let text = event::count(name, counts, None);
+        let recipients = subscribers_in_mode(&self.registry, channel, EventsMode::Count, except)
+            .chain(watchers(
+                &self.registry,
+                &self.watch_all,
+                channel,
+                EventsMode::Count,
+                except,
+            ));
+        let sent = deliver(&mut self.conns, &mut self.doomed, recipients, text);
+        self.counters.messages_sent += sent as u64;
+    }
+
+    /// Delivers a `message` to every connection in the channel, whatever its events mode.
+    /// Returns how many connections it was queued to.
+    pub(super) fn publish(&mut self, channel: ChannelId, from: Option<&str>, data: &Json) -> usize {
+        let Some(name) = self.registry.name(channel) else {
+            return 0;
+        };
+        let text = event::message(name, from, data);
+        let recipients = self.registry.subscribers(channel).map(|(conn, _)| conn);
+        let sent = deliver(&mut self.conns, &mut self.doomed, recipients, text);
+        self.counters.messages_sent += sent as u64;
+        sent
+    }
+
+    /// Sends one message to one connection (queued on `doomed` if that fails).
+    pub(super) fn send(&mut self, id: ConnId, text: String) {
+        let sent = deliver(&mut self.conns, &mut self.doomed, std::iter::once(id), text);
+        self.counters.messages_sent += sent as u64;
+    }
+}
+
+/// The channel's subscribers in `mode`, but `except`.
+fn subscribers_in_mode(
+    registry: &Registry,
+    channel: ChannelId,
+    mode: EventsMode,
+    except: Option<ConnId>,
+) -> impl Iterator<Item = ConnId> + '_ {
+    registry
+        .subscribers(channel)
+        .filter(move |&(conn, subscribed)| subscribed == mode && Some(conn) != except)
+        .map(|(conn, _)| conn)
+}
+
+/// The channel's watchers and the watchers of every channel, each once, but `except` and
+/// those already subscribed in `mode` (they get the message as subscribers).
+fn watchers<'a>(
+    registry: &'a Registry,
+    watch_all: &'a [ConnId],
+    channel: ChannelId,
+    mode: EventsMode,
+    except: Option<ConnId>,
+) -> impl Iterator<Item = ConnId> + 'a {
+    registry
+        .watchers(channel)
+        .filter(move |watcher| !watch_all.contains(watcher))
+        .chain(watch_all.iter().copied())
+        .filter(move |&watcher| {
+            Some(watcher) != except && registry.mode(channel, watcher) != Some(mode)
+        })
+}
+
+/// Writes `text` to each recipient; failures are queued on `doomed`. Returns how many
+/// connections it was queued to.
+fn deliver(
+    conns: &mut Slots<Conn>,
+    doomed: &mut Vec<(ConnId, LeaveReason)>,
+    recipients: impl Iterator<Item = ConnId>,
+    text: String,
+) -> usize {
+    let text = Utf8Bytes::from(text);
+    let mut delivered = 0;
+    for id in recipients {
+        let Some(Conn {
+            phase: Phase::Open(ws),
+            ..
+        }) = conns.get_mut(id)
+        else {
+            continue;
+        };
+        delivered += 1;
+        match ws.write(Message::Text(text.clone())) {
+            Ok(()) => {}
+            // Queued in tungstenite's buffer; written on the next writable event.
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => doom_on_write_error(id, error, doomed),
+        }
+    }
+    delivered
+}
+
+/// Sends a heartbeat Ping (empty payload, RFC 6455 §5.5.2).
+pub(super) fn send_ping(ws: &mut Socket, id: ConnId, doomed: &mut Vec<(ConnId, LeaveReason)>) {
+    let written = ws.write(Message::Ping(Bytes::new()));
+    settle_write(written, id, doomed);
+}
+
+/// Writes what tungstenite holds for the connection.
+pub(super) fn flush(ws: &mut Socket, id: ConnId, doomed: &mut Vec<(ConnId, LeaveReason)>) {
+    let flushed = ws.flush();
+    settle_write(flushed, id, doomed);
+}
+
+fn settle_write(
+    result: tungstenite::Result<()>,
+    id: ConnId,
+    doomed: &mut Vec<(ConnId, LeaveReason)>,
+) {
+    match result {
+        Ok(()) => {}
+        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(error) => doom_on_write_error(id, error, doomed),
+    }
+}
+
+fn doom_on_write_error(id: ConnId, error: WsError, doomed: &mut Vec<(ConnId, LeaveReason)>) {
+    let reason = match error {
+        WsError::WriteBufferFull(_) => LeaveReason::SlowConsumer,
+        WsError::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            LeaveReason::Closed
+        }
+        _ => LeaveReason::Error,
+    };
+    debug!("conn=#{id} write failed: {reason}");
+    doomed.push((id, reason));
+}

@@ -1,0 +1,239 @@
+//! The operator endpoints served on the WebSocket port: health, metrics, presence, publish
+//! and the live dashboard. Each turns a routed request into a [`Response`]; nothing here
+//! blocks or waits (the request, body included, is complete before it is served).
+
+use std::time::UNIX_EPOCH;
+
+use serde_json::Value;
+
+use super::Server;
+use crate::http::{constant_time_eq, Request, Response, Route};
+use crate::metrics::{self, Gauges};
+use crate::names;
+use crate::protocol::event;
+use crate::protocol::Json;
+
+/// The live dashboard: one self-contained page (no CDN, no build step).
+const DASHBOARD: &str = include_str!("../dashboard.html");
+
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Server {
+    /// Serves a routed request (any route but the WebSocket one).
+    pub(super) fn serve(&mut self, route: &Route, request: &Request) -> Response {
+        if route.needs_admin() && !self.authorized(request) {
+            return Response::json_error(
+                401,
+                "unauthorized",
+                "this endpoint needs Authorization: Bearer <admin token>",
+            )
+            .with_header("WWW-Authenticate", "Bearer");
+        }
+        match route {
+            Route::Health if self.shutdown.is_some() => Response::text(503, "shutting down"),
+            Route::Health => Response::text(200, "ok"),
+            Route::Metrics => {
+                let text = metrics::render(&self.counters_now(), &self.gauges());
+                Response::with_type(200, PROMETHEUS_TEXT, text.into_bytes())
+            }
+            Route::Dashboard => Response::with_type(
+                200,
+                "text/html; charset=utf-8",
+                DASHBOARD.as_bytes().to_vec(),
+            ),
+            Route::Presence => Response::json(200, self.presence_json()),
+            Route::PresenceChannel {
+                channel,
+                count_only,
+            } => self.channel_presence(channel, *count_only),
+            Route::Publish => self.publish_request(request),
+            Route::WebSocket => Response::error(400, "a WebSocket upgrade is not an endpoint"),
+        }
+    }
+
+    /// True when no admin token is configured or the request carries it as a bearer token.
+    fn authorized(&self, request: &Request) -> bool {
+        let Some(token) = self.config.admin_token.as_deref() else {
+            return true;
+        };
+        let presented = request.header("Authorization").and_then(|value| {
+            let (scheme, credentials) = value.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("Bearer")
+                .then(|| credentials.trim())
+        });
+        presented.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+    }
+
+    fn gauges(&self) -> Gauges {
+        let (mut connections, mut handshakes_pending) = (0, 0);
+        for (_, conn) in self.conns.iter() {
+            connections += usize::from(conn.is_open());
+            handshakes_pending += usize::from(conn.is_pending());
+        }
+        Gauges {
+            connections,
+            handshakes_pending,
+            users_online: self.registry.users_online(),
+            channels: self.registry.channel_count(),
+            resident_memory_bytes: resident_memory_bytes(),
+            start_time_seconds: self
+                .started
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        }
+    }
+
+    /// `{"connections":N,"users":N,"channels":{C:{"seq":N,"users":{...}}}}`
+    fn presence_json(&self) -> String {
+        let connections = self.conns.iter().filter(|(_, conn)| conn.is_open()).count();
+        let mut out = format!(
+            r#"{{"connections":{connections},"users":{},"channels":{{"#,
+            self.registry.users_online()
+        );
+        for (index, channel) in self.registry.channels_with_members().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            let name = self.registry.name(channel).unwrap_or_default();
+            out.push_str(&format!(r#""{name}":"#));
+            self.channel_json(channel, &mut out);
+        }
+        out.push_str("}}");
+        out
+    }
+
+    /// `{"seq":N,"users":{...}}`
+    fn channel_json(&self, channel: crate::registry::ChannelId, out: &mut String) {
+        out.push_str(&format!(
+            r#"{{"seq":{},"users":"#,
+            self.registry.seq(channel)
+        ));
+        event::write_users(out, self.registry.members(channel));
+        out.push('}');
+    }
+
+    fn channel_presence(&self, name: &str, count_only: bool) -> Response {
+        let channel = self
+            .registry
+            .find(name)
+            .filter(|id| self.registry.has_members(*id));
+        let Some(channel) = channel else {
+            return Response::json_error(
+                404,
+                "not_found",
+                &format!("channel {name} has no members"),
+            );
+        };
+        if count_only {
+            let counts = self.registry.counts(channel).unwrap_or_default();
+            let body = format!(
+                r#"{{"users":{},"connections":{},"seq":{}}}"#,
+                counts.users, counts.connections, counts.seq
+            );
+            return Response::json(200, body);
+        }
+        let mut body = String::new();
+        self.channel_json(channel, &mut body);
+        Response::json(200, body)
+    }
+
+    /// `POST /publish` with `{"channel":C,"data":ANY}` or `{"channels":[C,...],"data":ANY}`.
+    fn publish_request(&mut self, request: &Request) -> Response {
+        if request.content_length.is_none() {
+            return Response::json_error(
+                411,
+                "length_required",
+                "send the body with a Content-Length",
+            );
+        }
+        let (channels, data) = match parse_publication(&request.body) {
+            Ok(publication) => publication,
+            Err(message) => return Response::json_error(400, "bad_request", &message),
+        };
+        let mut delivered = 0;
+        for name in &channels {
+            if let Some(channel) = self.registry.find(name) {
+                delivered += self.publish(channel, None, &data);
+            }
+        }
+        Response::json(200, format!(r#"{{"delivered":{delivered}}}"#))
+    }
+}
+
+/// Reads a publication body: its channels (validated, without repeats) and its data.
+fn parse_publication(body: &[u8]) -> Result<(Vec<String>, Json), String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Value::Object(fields) = value else {
+        return Err("the body must be a JSON object".into());
+    };
+    let data = fields
+        .get("data")
+        .map(Json::from_value)
+        .ok_or("missing \"data\"")?;
+    let names: Vec<&Value> = match (fields.get("channel"), fields.get("channels")) {
+        (Some(channel), None) => vec![channel],
+        (None, Some(Value::Array(channels))) if !channels.is_empty() => channels.iter().collect(),
+        (None, Some(_)) => return Err("\"channels\" must be a non-empty array of names".into()),
+        (Some(_), Some(_)) => return Err("give \"channel\" or \"channels\", not both".into()),
+        (None, None) => return Err("missing \"channel\" or \"channels\"".into()),
+    };
+    let mut channels = Vec::with_capacity(names.len());
+    for name in names {
+        let Value::String(name) = name else {
+            return Err("channel names must be strings".into());
+        };
+        names::validate(name).map_err(|error| format!("channel {error}"))?;
+        if !channels.contains(name) {
+            channels.push(name.clone());
+        }
+    }
+    Ok((channels, data))
+}
+
+/// Resident set size from `/proc/self/statm` (its second field, in pages); 0 elsewhere.
+fn resident_memory_bytes() -> u64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads a system constant.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page_size).unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_publication;
+
+    #[test]
+    fn publications_name_channels_once() {
+        let (channels, data) =
+            parse_publication(br#"{"channels":["a","b","a"],"data":{"x":1}}"#).expect("valid");
+        assert_eq!(channels, vec!["a", "b"]);
+        assert_eq!(data.as_str(), r#"{"x":1}"#);
+        let (channels, data) = parse_publication(br#"{"channel":"a","data":null}"#).expect("valid");
+        assert_eq!((channels, data.as_str()), (vec!["a".to_owned()], "null"));
+    }
+
+    #[test]
+    fn bad_publications_say_why() {
+        for (body, needle) in [
+            (&b"nope"[..], "invalid JSON"),
+            (b"[1]", "JSON object"),
+            (br#"{"channel":"a"}"#, "missing \"data\""),
+            (br#"{"data":1}"#, "missing \"channel\""),
+            (br#"{"channel":"a","channels":["b"],"data":1}"#, "not both"),
+            (br#"{"channels":[],"data":1}"#, "non-empty"),
+            (br#"{"channels":[1],"data":1}"#, "strings"),
+            (br#"{"channel":"a b","data":1}"#, "channel contains"),
+        ] {
+            let error = parse_publication(body).expect_err(needle);
+            assert!(error.contains(needle), "{error}");
+        }
+    }
+}
