@@ -1,7 +1,7 @@
 //! HTTP/1.1 on the WebSocket port, as pure functions: bytes in, a decision out.
 //!
 //! [`request`] reads one request (head and body) without blocking and bounded in size;
-//! [`route`] decides what it asks for (a WebSocket upgrade or an operator endpoint);
+//! [`mod@route`] decides what it asks for (a WebSocket upgrade or an operator endpoint);
 //! [`upgrade`] validates an upgrade (RFC 6455 §4.2); [`response`] builds what is sent back.
 //! One request per connection: every response closes the connection.
 //!
