@@ -142,6 +142,10 @@ fn deliver(
         else {
             continue;
         };
+        // After our Close (shutdown) nothing more may be sent (RFC 6455 §5.5.1).
+        if !ws.can_write() {
+            continue;
+        }
         delivered += 1;
         match ws.write(Message::Text(text.clone())) {
             Ok(()) => {}
@@ -153,10 +157,19 @@ fn deliver(
     delivered
 }
 
-/// Sends a heartbeat Ping (empty payload, RFC 6455 §5.5.2).
-pub(super) fn send_ping(ws: &mut Socket, id: ConnId, doomed: &mut Vec<(ConnId, LeaveReason)>) {
+/// Sends a heartbeat Ping (empty payload, RFC 6455 §5.5.2); false when the connection is
+/// closing and may send nothing more.
+pub(super) fn send_ping(
+    ws: &mut Socket,
+    id: ConnId,
+    doomed: &mut Vec<(ConnId, LeaveReason)>,
+) -> bool {
+    if !ws.can_write() {
+        return false;
+    }
     let written = ws.write(Message::Ping(Bytes::new()));
     settle_write(written, id, doomed);
+    true
 }
 
 /// Writes what tungstenite holds for the connection.

@@ -345,8 +345,9 @@ impl Server {
         match conn.liveness.on_deadline(now, heartbeat) {
             Verdict::Recheck(at) => self.wheel.insert(Timer::Heartbeat(id), at),
             Verdict::Ping(at) => {
-                delivery::send_ping(ws, id, &mut self.doomed);
-                self.counters.pings_sent += 1;
+                if delivery::send_ping(ws, id, &mut self.doomed) {
+                    self.counters.pings_sent += 1;
+                }
                 self.wheel.insert(Timer::Heartbeat(id), at);
             }
             Verdict::Expired => {
