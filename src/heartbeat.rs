@@ -5,7 +5,8 @@
 //! what the silence so far means and when the entry should fire next (lazy re-arm).
 //!
 //! Invariants, with `interval < timeout`:
-//! - a Ping is sent once per silence, after `interval` without a received frame;
+//! - a Ping is sent once per silence, after `interval` without a received frame; an answer
+//!   starts a new silence, so an answering peer is pinged about once per interval;
 //! - the connection is given up no earlier than `timeout` after its last frame, and no later
 //!   than `timeout` plus one wheel tick.
 
@@ -70,7 +71,9 @@ impl Liveness {
             Verdict::Expired
         } else if silence >= heartbeat.interval && !self.pinged {
             self.pinged = true;
-            Verdict::Ping(self.last_seen + heartbeat.timeout)
+            // Look again one interval on, so that a prompt Pong restarts the cycle then,
+            // but no later than the timeout.
+            Verdict::Ping((now + heartbeat.interval).min(self.last_seen + heartbeat.timeout))
         } else if self.pinged {
             Verdict::Recheck(self.last_seen + heartbeat.timeout)
         } else {
@@ -130,6 +133,24 @@ mod tests {
             liveness.on_deadline(60_050, HEARTBEAT),
             Verdict::Ping(90_050)
         );
+    }
+
+    #[test]
+    fn with_a_long_timeout_an_answering_peer_is_pinged_every_interval() {
+        let heartbeat = Heartbeat {
+            interval: 200,
+            timeout: 5_000,
+        };
+        let mut liveness = Liveness::new(0);
+        assert_eq!(liveness.on_deadline(200, heartbeat), Verdict::Ping(400));
+        liveness.heard(210);
+        assert_eq!(liveness.on_deadline(400, heartbeat), Verdict::Recheck(410));
+        assert_eq!(liveness.on_deadline(410, heartbeat), Verdict::Ping(610));
+        assert_eq!(
+            liveness.on_deadline(610, heartbeat),
+            Verdict::Recheck(5_210)
+        );
+        assert_eq!(liveness.on_deadline(5_210, heartbeat), Verdict::Expired);
     }
 
     #[test]

@@ -39,7 +39,7 @@ The protocol is described in docs/protocol.md.
 ";
 
 enum Invocation {
-    Serve(Config),
+    Serve(Box<Config>),
     Help,
     Version,
 }
@@ -47,7 +47,7 @@ enum Invocation {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = match parse_args() {
-        Ok(Invocation::Serve(config)) => config,
+        Ok(Invocation::Serve(config)) => *config,
         Ok(Invocation::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -157,5 +157,5 @@ fn parse_args() -> Result<Invocation, String> {
         config = config.allowed_origins(allowed_origins);
     }
     config.validate().map_err(|e| e.to_string())?;
-    Ok(Invocation::Serve(config))
+    Ok(Invocation::Serve(Box::new(config)))
 }

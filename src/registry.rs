@@ -32,11 +32,14 @@ pub type ChannelId = Key;
 /// `count` messages of one channel go out at most this often.
 pub const COUNT_INTERVAL_MS: Millis = 1_000;
 
-/// A presence change to announce to the channel's `all` subscribers.
+/// A presence change to announce to the channel's `all` subscribers and watchers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
     /// The channel.
     pub channel: ChannelId,
+    /// Its name (carried along: a channel its last member left is gone by the time the
+    /// announcement reaches those who watch every channel).
+    pub name: Rc<str>,
     /// A connection not to tell (the joiner, which gets a `state` instead).
     pub except: Option<ConnId>,
     /// What happened.
@@ -159,6 +162,7 @@ impl Channel {
         self.seq += 1;
         Announcement {
             channel: id,
+            name: self.name.clone(),
             except,
             change: change(self.seq),
         }
@@ -607,6 +611,7 @@ mod tests {
             outcome.announcement,
             Some(Announcement {
                 channel: id,
+                name: "c".into(),
                 except: Some(conn(1)),
                 change: Change::Join {
                     user: alice.clone(),

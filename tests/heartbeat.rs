@@ -150,3 +150,16 @@ fn a_message_arriving_slowly_in_fragments_counts_as_activity() {
     assert_eq!(pong, serde_json::json!({"type": "pong", "id": 7}));
     assert!(presence_events(&observer.roundtrip_ping()).is_empty());
 }
+
+#[test]
+fn an_answering_client_is_pinged_every_interval_even_with_a_long_timeout() {
+    let server = Server::start(&["--heartbeat-interval", "200ms", "--heartbeat-timeout", "5s"]);
+    let (mut client, _) = Client::join(server.addr(), "user=steady&channel=c1");
+    // Reading answers each Ping at once, so each answer starts a new 200 ms silence.
+    client.expect_silence(Duration::from_millis(1500));
+    assert!(
+        client.pings_seen >= 4,
+        "only {} pings in 1.5 s at a 200 ms interval",
+        client.pings_seen
+    );
+}

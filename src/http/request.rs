@@ -100,23 +100,22 @@ pub fn examine(buffer: &[u8], max_body: usize) -> Examined {
         body: Vec::new(),
         len: head_len,
     };
+    let refuse = |status, code, message: String| {
+        Examined::Refuse(refusal(&request.path, status, code, &message))
+    };
     if request.header("Transfer-Encoding").is_some() {
-        return Examined::Refuse(Response::error(
-            411,
-            "chunked request bodies are not supported: send Content-Length",
-        ));
+        let message = "chunked request bodies are not supported: send Content-Length".to_owned();
+        return refuse(411, "length_required", message);
     }
     let Some(length) = request.header("Content-Length") else {
         return Examined::Complete(request);
     };
     let Ok(length) = length.trim().parse::<usize>() else {
-        return Examined::Refuse(Response::error(400, "malformed Content-Length"));
+        return refuse(400, "bad_request", "malformed Content-Length".to_owned());
     };
     if length > max_body {
-        return Examined::Refuse(Response::error(
-            413,
-            format!("request body of {length} bytes is over the limit of {max_body}"),
-        ));
+        let message = format!("request body of {length} bytes is over the limit of {max_body}");
+        return refuse(413, "payload_too_large", message);
     }
     let Some(body) = buffer.get(head_len..head_len + length) else {
         return Examined::Partial;
@@ -125,6 +124,15 @@ pub fn examine(buffer: &[u8], max_body: usize) -> Examined {
     request.body = body.to_vec();
     request.len = head_len + length;
     Examined::Complete(request)
+}
+
+/// A refusal in the format of the endpoint asked for: JSON for the JSON API, else text.
+fn refusal(path: &str, status: u16, code: &str, message: &str) -> Response {
+    if super::route::is_api_path(path) {
+        Response::json_error(status, code, message)
+    } else {
+        Response::error(status, message)
+    }
 }
 
 fn head_too_large() -> Response {
@@ -188,6 +196,12 @@ mod tests {
     fn bodies_over_the_cap_and_chunked_bodies_are_refused_at_once() {
         let response = refused(b"POST /publish HTTP/1.1\r\nContent-Length: 65\r\n\r\n");
         assert_eq!(response.status, 413);
+        assert_eq!(
+            response.content_type, "application/json",
+            "the JSON API refuses in JSON"
+        );
+        let response = refused(b"POST /other HTTP/1.1\r\nContent-Length: 65\r\n\r\n");
+        assert_eq!(response.content_type, "text/plain; charset=utf-8");
         assert_eq!(
             refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").status,
             411

@@ -38,6 +38,11 @@ impl Route {
     }
 }
 
+/// True for the paths of the JSON API, whose errors are JSON.
+pub fn is_api_path(path: &str) -> bool {
+    path == "/presence" || path == "/publish" || path.starts_with("/presence/")
+}
+
 /// Routes a complete request.
 pub fn route(request: &Request) -> Result<Route, Response> {
     let get = request.method == "GET";

@@ -23,20 +23,17 @@ impl Server {
     pub(super) fn announce(&mut self, announcement: Announcement) {
         let Announcement {
             channel,
+            name,
             except,
             change,
         } = announcement;
-        let Some(name) = self
-            .registry
-            .name(channel)
-            .filter(|_| self.shutdown.is_none())
-        else {
+        if self.shutdown.is_some() {
             return;
-        };
+        }
         let text = match &change {
-            Change::Join { user, meta, seq } => event::join(name, user, meta, *seq),
-            Change::Leave { user, reason, seq } => event::leave(name, user, *reason, *seq),
-            Change::Update { user, meta, seq } => event::update(name, user, meta, *seq),
+            Change::Join { user, meta, seq } => event::join(&name, user, meta, *seq),
+            Change::Leave { user, reason, seq } => event::leave(&name, user, *reason, *seq),
+            Change::Update { user, meta, seq } => event::update(&name, user, meta, *seq),
         };
         let recipients = subscribers_in_mode(&self.registry, channel, EventsMode::All, except)
             .chain(watchers(

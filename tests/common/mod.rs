@@ -53,10 +53,20 @@ impl Server {
     /// `listening on ADDR` line.
     #[track_caller]
     pub fn start(flags: &[&str]) -> Server {
+        Server::start_with_env(flags, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables for the process (for settings
+    /// read from the environment, such as `ROLLCALL_ADMIN_TOKEN`). An admin token inherited
+    /// from the test's own environment is removed first, so only `env` can set one.
+    #[track_caller]
+    pub fn start_with_env(flags: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .args(["--listen", "127.0.0.1:0"])
             .args(flags)
             .env("RUST_LOG", "info")
+            .env_remove("ROLLCALL_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -127,6 +137,40 @@ impl Server {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends the signal `sig` (a name `kill -s` knows: `TERM`, `INT`, ...) to the process.
+    #[track_caller]
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("run kill(1)");
+        assert!(
+            status.success(),
+            "kill -s {sig} {} failed: {status}",
+            self.child.id()
+        );
+    }
+
+    /// Waits at most `timeout` for the process to exit; its status, or `None` if it is still
+    /// running then (it is left running; dropping the `Server` kills it).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                _ => return None,
+            }
+        }
     }
 }
 
@@ -548,6 +592,18 @@ impl HttpResponse {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The body parsed as JSON; fails the test if it is not.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {self:?}"))
+    }
+
+    /// The `Content-Type` header, or `""`.
+    pub fn content_type(&self) -> &str {
+        self.header("content-type").unwrap_or_default()
+    }
 }
 
 /// Opens a TCP connection with bounded timeouts.
@@ -848,5 +904,198 @@ impl RawWs {
     pub fn expect_eof(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.read_some(deadline) {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator endpoints: plain HTTP requests, upgrade attempts with extra headers, metrics
+// ---------------------------------------------------------------------------------------------
+
+/// Builds one HTTP/1.1 request: `Host`, then `headers`, then (with a body) `Content-Length`.
+pub fn build_request(
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body.unwrap_or_default());
+    raw
+}
+
+/// `GET target` on a fresh connection; the response once the server has closed.
+#[track_caller]
+pub fn http_get(addr: SocketAddr, target: &str) -> HttpResponse {
+    http_request(addr, &build_request("GET", target, &[], None))
+}
+
+/// `GET target` with extra headers.
+#[track_caller]
+pub fn http_get_with(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    http_request(addr, &build_request("GET", target, headers, None))
+}
+
+/// `POST target` with `body` (and its `Content-Length`) and extra headers.
+#[track_caller]
+pub fn http_post(
+    addr: SocketAddr,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    http_request(addr, &build_request("POST", target, headers, Some(body)))
+}
+
+/// A complete WebSocket upgrade request for `target` with extra header lines (e.g. `Origin`).
+pub fn upgrade_request_with_headers(target: &str, headers: &[(&str, &str)]) -> String {
+    let base = upgrade_request(target);
+    let mut extra = String::new();
+    for (name, value) in headers {
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
+    // Insert before the blank line that ends the head.
+    format!("{}{extra}\r\n", &base[..base.len() - 2])
+}
+
+/// Sends an upgrade request and reads the response: for `101` only the head (the connection
+/// is then dropped), for anything else everything up to the server's close.
+#[track_caller]
+pub fn upgrade_attempt(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
+    let mut stream = tcp_connect(addr);
+    stream.write_all(raw).expect("write the upgrade request");
+    let deadline = Instant::now() + STEP;
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            if data.starts_with(b"HTTP/1.1 101") {
+                return parse_http_response(&data[..end + 4]);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            data.extend(read_to_eof(
+                &mut stream,
+                remaining.max(Duration::from_millis(1)),
+            ));
+            return parse_http_response(&data);
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !remaining.is_zero(),
+            "no complete response head within {}ms: {:?}",
+            ms(STEP),
+            String::from_utf8_lossy(&data)
+        );
+        stream
+            .set_read_timeout(Some(remaining))
+            .expect("set read timeout");
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!(
+                "server closed before a complete response head: {:?}",
+                String::from_utf8_lossy(&data)
+            ),
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) => panic!(
+                "read failed: {e}; received so far: {:?}",
+                String::from_utf8_lossy(&data)
+            ),
+        }
+    }
+}
+
+/// One scrape of `/metrics`, parsed (Prometheus text format 0.0.4).
+#[derive(Debug)]
+pub struct Metrics {
+    /// Series (`name` or `name{labels}`, as written) to value.
+    pub samples: std::collections::BTreeMap<String, f64>,
+    /// Metric name to its `# TYPE`.
+    pub types: std::collections::BTreeMap<String, String>,
+    /// Metric name to its `# HELP` text.
+    pub helps: std::collections::BTreeMap<String, String>,
+    /// The whole response.
+    pub response: HttpResponse,
+}
+
+impl Metrics {
+    /// The value of `series` (e.g. `rollcall_connections` or
+    /// `rollcall_connections_closed_total{reason="http"}`); fails the test if absent.
+    #[track_caller]
+    pub fn get(&self, series: &str) -> f64 {
+        match self.samples.get(series) {
+            Some(v) => *v,
+            None => panic!("no series {series} in /metrics:\n{}", self.response.body),
+        }
+    }
+
+    /// `rollcall_connections_closed_total{reason="REASON"}`.
+    #[track_caller]
+    pub fn closed(&self, reason: &str) -> f64 {
+        self.get(&format!(
+            "rollcall_connections_closed_total{{reason=\"{reason}\"}}"
+        ))
+    }
+
+    /// The sum of `rollcall_connections_closed_total` over every reason.
+    pub fn closed_sum(&self) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(k, _)| k.starts_with("rollcall_connections_closed_total{"))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// Scrapes `/metrics` on a fresh connection and parses it; fails the test on a non-200 or an
+/// unparseable line.
+#[track_caller]
+pub fn scrape(addr: SocketAddr) -> Metrics {
+    let response = http_get(addr, "/metrics");
+    assert_eq!(response.status, 200, "GET /metrics: {response:?}");
+    let mut samples = std::collections::BTreeMap::new();
+    let mut types = std::collections::BTreeMap::new();
+    let mut helps = std::collections::BTreeMap::new();
+    for line in response.body.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            helps.insert(name.to_string(), text.to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("TYPE line without a type: {line:?}"));
+            types.insert(name.to_string(), ty.trim().to_string());
+        } else if line.starts_with('#') {
+            continue;
+        } else {
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("sample line without a value: {line:?}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|e| panic!("sample value of {line:?} is not a number: {e}"));
+            let previous = samples.insert(series.to_string(), value);
+            assert!(previous.is_none(), "series {series} appears twice");
+        }
+    }
+    Metrics {
+        samples,
+        types,
+        helps,
+        response,
     }
 }
