@@ -41,9 +41,10 @@ pub struct Config {
     /// Whether clients may `publish` to their channels. Default false.
     pub client_publish: bool,
     /// Bytes tungstenite allocates per open connection for input and reads per system call.
-    /// Default 256: a Pong, a `ping`, `who`, `leave` or a `join` with a small meta arrive in
-    /// one read; a message near the 16 KiB limit takes 64 reads. The buffer is the largest
-    /// single item of an idle connection's footprint, so it is kept small.
+    /// Default 128: a Pong, a `ping`, `who`, `leave` or a `join` with a small meta arrive in
+    /// one read; a larger message takes one read per 128 bytes (a 16 KiB one, 128 reads).
+    /// It is the largest item of an idle connection's footprint that we choose, so it is kept
+    /// small: 256 costs 121 more bytes per idle connection (measured at N = 15,000).
     pub read_buffer_size: usize,
     /// When set, `/presence*`, `/publish` and watching require this token
     /// (`Authorization: Bearer TOKEN`, or `admin=TOKEN` on a watching upgrade). Default none.
@@ -72,7 +73,7 @@ impl Default for Config {
             max_connections: None,
             default_channel: "lobby".to_owned(),
             client_publish: false,
-            read_buffer_size: 256,
+            read_buffer_size: 128,
             admin_token: None,
             allowed_origins: Vec::new(),
             shutdown_timeout: Duration::from_secs(5),

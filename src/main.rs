@@ -22,6 +22,7 @@ OPTIONS:
     --max-message-size SIZE     largest client message [default: 16KiB]
     --max-backlog SIZE          unsent bytes before a slow consumer is dropped [default: 256KiB]
     --max-meta-size SIZE        largest meta object, serialized [default: 1KiB]
+    --read-buffer-size SIZE     input buffer per open connection [default: 128]
     --max-connections N         connection limit [default: open-file limit minus 32]
     --default-channel NAME      channel joined when none is named [default: lobby]
     --client-publish            let clients publish to their channels
@@ -127,6 +128,9 @@ fn parse_args() -> Result<Invocation, String> {
                 config.max_message_size(parse_size(&value()?).map_err(|e| invalid(&e))?)
             }
             "--max-backlog" => config.max_backlog(parse_size(&value()?).map_err(|e| invalid(&e))?),
+            "--read-buffer-size" => {
+                config.read_buffer_size(parse_size(&value()?).map_err(|e| invalid(&e))?)
+            }
             "--max-meta-size" => {
                 config.max_meta_size(parse_size(&value()?).map_err(|e| invalid(&e))?)
             }

@@ -30,8 +30,11 @@ impl Json {
 }
 
 /// A user's presence metadata: a JSON object of bounded size, shown to the channel.
+///
+/// One pointer wide (8 bytes) and no allocation for the empty object, because it is stored
+/// once per user per channel and most members of a big audience have none.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Meta(Option<Json>);
+pub struct Meta(Option<Box<Json>>);
 
 impl Meta {
     /// The empty object `{}` (allocates nothing).
@@ -41,14 +44,14 @@ impl Meta {
 
     /// The object's JSON text.
     pub fn as_str(&self) -> &str {
-        self.0.as_ref().map_or("{}", Json::as_str)
+        self.0.as_deref().map_or("{}", Json::as_str)
     }
 
     fn from_object(object: Json) -> Meta {
         if object.as_str() == "{}" {
             Meta(None)
         } else {
-            Meta(Some(object))
+            Meta(Some(Box::new(object)))
         }
     }
 }

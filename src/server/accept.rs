@@ -12,6 +12,8 @@ use std::mem;
 use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::Interest;
+use tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
+use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
@@ -141,9 +143,29 @@ impl Server {
             admin_token: self.config.admin_token.as_deref(),
         };
         match upgrade::validate(request, access) {
-            Ok(upgrade) => {
-                let response = upgrade.response();
-                self.respond(id, response, AfterResponse::Open { upgrade, leftover }, now);
+            Ok(mut upgrade) => {
+                let user = upgrade.user.take().unwrap_or_else(|| self.anonymous_name());
+                let mut response = upgrade.response();
+                // The welcome rides with the 101: an idle connection's WebSocket then never
+                // allocates an output buffer for it (tungstenite keeps the largest one forever).
+                let welcome = event::welcome(
+                    &id.to_string(),
+                    &user,
+                    self.heartbeat.interval,
+                    self.heartbeat.timeout,
+                );
+                append_text_frame(&mut response, welcome);
+                self.counters.messages_sent += 1;
+                self.respond(
+                    id,
+                    response,
+                    AfterResponse::Open {
+                        upgrade,
+                        user,
+                        leftover,
+                    },
+                    now,
+                );
             }
             Err(response) => self.refuse(id, response, now),
         }
@@ -204,9 +226,11 @@ impl Server {
             unreachable!("matched above");
         };
         match then {
-            AfterResponse::Open { upgrade, leftover } => {
-                self.open(id, stream, upgrade, leftover, now)
-            }
+            AfterResponse::Open {
+                upgrade,
+                user,
+                leftover,
+            } => self.open(id, stream, upgrade, user, leftover, now),
             AfterResponse::Close => self.linger(id, stream, now),
         }
     }
@@ -244,23 +268,23 @@ impl Server {
         }
     }
 
-    /// The 101 is out: wrap the socket in a WebSocket, greet the user, join its channels,
+    /// A name for a connection that gave no `user`: `anon-N`.
+    fn anonymous_name(&mut self) -> String {
+        self.next_anonymous += 1;
+        format!("anon-{}", self.next_anonymous)
+    }
+
+    /// The 101 and the welcome are out: wrap the socket in a WebSocket, join its channels,
     /// start its watches, and process any frames that arrived behind the request.
     fn open(
         &mut self,
         id: ConnId,
         stream: TcpStream,
         upgrade: Upgrade,
+        name: String,
         leftover: Vec<u8>,
         now: Millis,
     ) {
-        let name = match upgrade.user {
-            Some(name) => name,
-            None => {
-                self.next_anonymous += 1;
-                format!("anon-{}", self.next_anonymous)
-            }
-        };
         let user = self.registry.connect_user(&name);
         let stream = MeteredStream::new(stream, self.traffic.clone());
         let ws =
@@ -278,13 +302,6 @@ impl Server {
             conn.liveness.first_deadline(self.heartbeat),
         );
         debug!("conn=#{id} open as user {user}");
-        let welcome = event::welcome(
-            &id.to_string(),
-            &user,
-            self.heartbeat.interval,
-            self.heartbeat.timeout,
-        );
-        self.send(id, welcome);
         // Only a connection that asks for nothing lands in the default channel: a watcher
         // that names no channel stays out of presence.
         let channels = if upgrade.channels.is_empty() && upgrade.watch.is_empty() {
@@ -306,6 +323,13 @@ impl Server {
         }
         self.drive_open(id, now);
     }
+}
+
+/// Appends a server-to-client text frame (unmasked, RFC 6455 §5.1) to raw output.
+fn append_text_frame(output: &mut Vec<u8>, text: String) {
+    let frame = Frame::message(text, OpCode::Data(OpData::Text), true);
+    // Writing into a Vec cannot fail.
+    let _ = frame.format(output);
 }
 
 /// Errors of one pending connection (it was reset before we took it), not of the listener.

@@ -15,6 +15,7 @@ use std::net::Shutdown;
 use mio::net::TcpStream;
 use tungstenite::WebSocket;
 
+use super::channel_set::ChannelSet;
 use super::metered::{MeteredStream, Traffic};
 use crate::heartbeat::Liveness;
 use crate::http::Upgrade;
@@ -50,8 +51,13 @@ pub(crate) enum Phase {
 
 /// What follows a fully written response.
 pub(crate) enum AfterResponse {
-    /// A 101: open the WebSocket with the bytes that followed the request head.
-    Open { upgrade: Upgrade, leftover: Vec<u8> },
+    /// A 101 (and the welcome): open the WebSocket for `user` with the bytes that followed
+    /// the request.
+    Open {
+        upgrade: Upgrade,
+        user: String,
+        leftover: Vec<u8>,
+    },
     /// An error response: close.
     Close,
 }
@@ -61,7 +67,7 @@ pub(crate) struct Conn {
     pub phase: Phase,
     pub liveness: Liveness,
     pub user: Option<UserId>,
-    pub channels: Vec<ChannelId>,
+    pub channels: ChannelSet,
     /// What the connection watches; boxed because few connections watch anything.
     pub watching: Option<Box<Watching>>,
     /// The events mode from the URL, used by `join` commands that name none.
@@ -88,7 +94,7 @@ impl Conn {
             },
             liveness,
             user: None,
-            channels: Vec::new(),
+            channels: ChannelSet::Empty,
             watching: None,
             mode: EventsMode::All,
             admin: false,

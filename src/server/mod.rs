@@ -16,6 +16,7 @@
 //!   an ending found during delivery is queued on `doomed` and carried out by [`Server::reap`].
 
 mod accept;
+mod channel_set;
 mod conn;
 mod delivery;
 mod endpoints;

@@ -210,7 +210,7 @@ impl Server {
             Action::Leave { channel } => {
                 let channel_id = self.joined(&channel, id)?;
                 if let Some(conn) = self.conns.get_mut(id) {
-                    conn.channels.retain(|c| *c != channel_id);
+                    conn.channels.remove(channel_id);
                 }
                 let outcome = self
                     .registry
@@ -284,9 +284,7 @@ impl Server {
         } = request;
         let (channel_id, outcome) = self.registry.join(channel, id, user, meta, mode);
         if let Some(conn) = self.conns.get_mut(id) {
-            if !conn.channels.contains(&channel_id) {
-                conn.channels.push(channel_id);
-            }
+            conn.channels.insert(channel_id);
         }
         match mode {
             EventsMode::All => {
@@ -365,7 +363,7 @@ impl Server {
         };
         let channels = mem::take(&mut conn.channels);
         let grace = !self.config.leave_grace.is_zero();
-        for channel in channels {
+        for &channel in channels.as_slice() {
             if let Ok(outcome) = self.registry.leave(channel, id, &user, reason, grace) {
                 self.apply(channel, outcome, now);
             }
