@@ -27,18 +27,6 @@ const METRICS: &[(&str, &str)] = &[
     ("rollcall_process_start_time_seconds", "gauge"),
 ];
 
-/// Every `reason` label of `rollcall_connections_closed_total`.
-const CLOSE_REASONS: &[&str] = &[
-    "closed",
-    "timeout",
-    "error",
-    "slow_consumer",
-    "shutdown",
-    "left",
-    "refused",
-    "http",
-];
-
 /// What every response shares: the status, `Connection: close`, a `Content-Length` that
 /// matches the body (and, since `http_request` reads to EOF, the server closed the socket).
 #[track_caller]
@@ -513,20 +501,7 @@ fn half_sent_publish_body_gets_408_after_the_handshake_timeout() {
             b"POST /publish HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\n\r\n{\"channel\":\"c1\",",
         )
         .expect("write the head and part of the body");
-    let bytes = read_to_eof(&mut stream, timeout + Duration::from_secs(3));
-    let elapsed = started.elapsed();
-    let resp = parse_http_response(&bytes);
-    assert_eq!(resp.status, 408, "{resp:?}");
-    assert!(
-        resp.head.starts_with("HTTP/1.1 408 Request Timeout"),
-        "{resp:?}"
-    );
-    assert!(elapsed >= timeout / 2, "408 after only {}ms", ms(elapsed));
-    assert!(
-        elapsed <= timeout + Duration::from_millis(1500),
-        "408 only after {}ms",
-        ms(elapsed)
-    );
+    expect_request_timeout(&mut stream, started, timeout);
     let before = member.roundtrip_ping();
     assert!(
         before.is_empty(),

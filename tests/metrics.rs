@@ -22,18 +22,6 @@ const SENT: &str = "rollcall_messages_sent_total";
 const BYTES_IN: &str = "rollcall_bytes_received_total";
 const BYTES_OUT: &str = "rollcall_bytes_sent_total";
 
-/// Every reason label of `closed_total`.
-const REASONS: &[&str] = &[
-    "closed",
-    "timeout",
-    "error",
-    "slow_consumer",
-    "shutdown",
-    "left",
-    "refused",
-    "http",
-];
-
 /// The gauges that describe who is connected.
 #[track_caller]
 fn assert_gauges(m: &Metrics, connections: f64, users: f64, channels: f64, when: &str) {
@@ -226,7 +214,7 @@ fn closed_total_counts_each_reason() {
         );
     }
     assert_eq!(after.closed("left"), 0.0);
-    assert_eq!(REASONS.len(), expected.len());
+    assert_eq!(CLOSE_REASONS.len(), expected.len());
     assert_eq!(after.get(CONNECTIONS), 1.0, "only the observer is left");
     assert_balance(&after, "after the endings");
 }

@@ -1099,3 +1099,35 @@ pub fn scrape(addr: SocketAddr) -> Metrics {
         response,
     }
 }
+
+/// Every `reason` label of `rollcall_connections_closed_total`.
+pub const CLOSE_REASONS: &[&str] = &[
+    "closed",
+    "timeout",
+    "error",
+    "slow_consumer",
+    "shutdown",
+    "left",
+    "refused",
+    "http",
+];
+
+/// Reads the server's answer to a request left incomplete at `started`, and checks that it
+/// is a 408 that came with the handshake timeout: not before half of it, not much after.
+#[track_caller]
+pub fn expect_request_timeout(stream: &mut TcpStream, started: Instant, timeout: Duration) {
+    let bytes = read_to_eof(stream, timeout + Duration::from_secs(3));
+    let elapsed = started.elapsed();
+    let resp = parse_http_response(&bytes);
+    assert_eq!(resp.status, 408, "{resp:?}");
+    assert!(
+        resp.head.starts_with("HTTP/1.1 408 Request Timeout"),
+        "{resp:?}"
+    );
+    assert!(elapsed >= timeout / 2, "408 after only {}ms", ms(elapsed));
+    assert!(
+        elapsed <= timeout + Duration::from_millis(1500),
+        "408 only after {}ms",
+        ms(elapsed)
+    );
+}
