@@ -6,8 +6,9 @@
 //! source addresses. `127.0.0.2`, `127.0.0.3`, ... all belong to the loopback interface on
 //! Linux without any configuration.
 //!
-//! Invariant: the only `unsafe` of the tool is in [`connect_from`], which owns the new
-//! descriptor in an [`OwnedFd`] from the first line on, so every early return closes it.
+//! Invariant: `unsafe` is confined to small functions here and in `procfs.rs`; the one that
+//! creates a descriptor ([`bound_connect`]) owns it in an [`OwnedFd`] from its first line on,
+//! so every early return closes it.
 
 use std::io;
 use std::mem;
@@ -79,7 +80,13 @@ pub fn connect_from(source: Option<Ipv4Addr>, server: SocketAddr) -> io::Result<
 /// `socket`, `setsockopt(IP_BIND_ADDRESS_NO_PORT)`, `bind`, `connect` (`EINPROGRESS` is the
 /// expected answer of a non-blocking connect).
 fn bound_connect(source: Ipv4Addr, server: SocketAddrV4) -> io::Result<OwnedFd> {
-    let check = |rc: libc::c_int| if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) };
+    let check = |rc: libc::c_int| {
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    };
     // SAFETY: plain system calls on a descriptor this function owns (in `fd` as soon as it
     // exists); the pointers passed point to live, correctly sized values on this stack frame.
     unsafe {

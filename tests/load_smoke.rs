@@ -1,0 +1,290 @@
+//! `rollcall-load` against the real server, each mode small: the tool's own checks must pass
+//! (every connection up, no failure, no missing message, no member left behind) and its JSON
+//! must carry the figures the benchmarks read. Also: a run that cannot succeed fails on its
+//! own, with status 1 and a message, within its `--timeout`.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const LOAD: &str = env!("CARGO_BIN_EXE_rollcall-load");
+
+/// Longest any smoke run may take before the test fails (they take well under a few seconds).
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// What a load run printed and how it ended.
+struct LoadRun {
+    code: Option<i32>,
+    json: Value,
+    stderr: String,
+}
+
+/// Runs `rollcall-load MODE --url ws://ADDR/ --json ARGS...`, killed after [`RUN_LIMIT`].
+#[track_caller]
+fn load(url: &str, mode: &str, args: &[&str]) -> LoadRun {
+    let mut child = Command::new(LOAD)
+        .arg(mode)
+        .args(["--url", url, "--json", "--timeout", "20s"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rollcall-load");
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let out_thread = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_thread = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        match child.try_wait().expect("wait for rollcall-load") {
+            Some(status) => break Some(status),
+            None if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let stdout = out_thread.join().expect("stdout reader");
+    let stderr = err_thread.join().expect("stderr reader");
+    let Some(status) = status else {
+        panic!(
+            "rollcall-load {mode} {args:?} ran over {}ms; stderr:\n{stderr}",
+            ms(RUN_LIMIT)
+        );
+    };
+    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("rollcall-load {mode}: stdout is not one JSON object ({e}): {stdout:?}\nstderr:\n{stderr}")
+    });
+    LoadRun {
+        code: status.code(),
+        json,
+        stderr,
+    }
+}
+
+fn url(server: &Server) -> String {
+    format!("ws://{}/", server.addr())
+}
+
+#[track_caller]
+fn assert_passed(run: &LoadRun) {
+    assert_eq!(
+        run.code,
+        Some(0),
+        "run failed: {}\nstderr:\n{}",
+        run.json,
+        run.stderr
+    );
+    assert_eq!(run.json["ok"], true, "{}", run.json);
+}
+
+#[test]
+fn hold_over_two_sources_answers_pings_and_measures_the_server() {
+    let server = Server::start(&["--heartbeat-interval", "500ms", "--heartbeat-timeout", "5s"]);
+    let pid = server.pid().to_string();
+    let run = load(
+        &url(&server),
+        "hold",
+        &[
+            "--connections",
+            "300",
+            "--sources",
+            "2",
+            "--duration",
+            "1500ms",
+            "--server-pid",
+            &pid,
+            "--query",
+            "events=none&channel=big",
+        ],
+    );
+    assert_passed(&run);
+    let j = &run.json;
+    assert_eq!(
+        (j["connections"].as_u64(), j["up"].as_u64()),
+        (Some(300), Some(300)),
+        "{j}"
+    );
+    assert_eq!(j["failed"], 0, "{j}");
+    assert_eq!(j["dropped"], 0, "{j}");
+    assert!(
+        j["pings"]["min_per_connection"].as_u64().unwrap() >= 1,
+        "every client answered a ping: {j}"
+    );
+    assert!(j["handshakes_per_second"].as_f64().unwrap() > 0.0, "{j}");
+    let bytes = j["server"]["bytes_per_connection"].as_f64();
+    assert!(bytes.is_some(), "bytes per connection reported: {j}");
+    assert!(j["server"]["cpu_connect_seconds"].is_number(), "{j}");
+    assert!(j["server"]["idle_cpu_percent"].is_number(), "{j}");
+}
+
+#[test]
+fn hold_split_over_two_processes_merges_their_counts() {
+    let server = Server::start(&[]);
+    let pid = server.pid().to_string();
+    let run = load(
+        &url(&server),
+        "hold",
+        &[
+            "--connections",
+            "200",
+            "--procs",
+            "2",
+            "--duration",
+            "200ms",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_passed(&run);
+    let j = &run.json;
+    assert_eq!(
+        (j["connections"].as_u64(), j["up"].as_u64()),
+        (Some(200), Some(200)),
+        "{j}"
+    );
+    let children = j["children"].as_array().expect("children");
+    assert_eq!(children.len(), 2, "{j}");
+    assert_eq!(
+        children
+            .iter()
+            .map(|c| c["up"].as_u64().unwrap())
+            .sum::<u64>(),
+        200
+    );
+    assert!(j["server"]["rss_end_bytes"].is_number(), "{j}");
+}
+
+#[test]
+fn churn_leaves_no_member_behind() {
+    let server = Server::start(&[]);
+    let run = load(
+        &url(&server),
+        "churn",
+        &["--cycles", "200", "--concurrency", "20"],
+    );
+    assert_passed(&run);
+    let j = &run.json;
+    assert_eq!(j["completed"], 200, "{j}");
+    assert_eq!(j["presence_check"]["ok"], true, "{j}");
+    assert_eq!(j["presence_check"]["members_left"], 0, "{j}");
+    assert!(j["cycles_per_second"].as_f64().unwrap() > 0.0, "{j}");
+}
+
+#[test]
+fn churn_checks_presence_with_the_admin_token() {
+    let server = Server::start(&["--admin-token", "s3cret"]);
+    let run = load(
+        &url(&server),
+        "churn",
+        &[
+            "--cycles",
+            "20",
+            "--concurrency",
+            "5",
+            "--admin-token",
+            "s3cret",
+        ],
+    );
+    assert_passed(&run);
+    // Without the token the check cannot be made, and the run says so.
+    let refused = load(
+        &url(&server),
+        "churn",
+        &["--cycles", "5", "--admin-token", "wrong"],
+    );
+    assert_eq!(refused.code, Some(1), "{}", refused.json);
+    assert!(refused.stderr.contains("401"), "{}", refused.stderr);
+}
+
+#[test]
+fn fanout_delivers_every_message_to_every_subscriber() {
+    let server = Server::start(&[]);
+    let run = load(
+        &url(&server),
+        "fanout",
+        &["--subscribers", "50", "--messages", "20"],
+    );
+    assert_passed(&run);
+    let j = &run.json;
+    assert_eq!(j["delivered"], 1000, "{j}");
+    assert_eq!(j["missing"], 0, "{j}");
+    assert_eq!(j["latency"]["samples"], 1000, "{j}");
+    assert!(j["latency"]["max_ms"].as_f64().unwrap() >= j["latency"]["p50_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn presence_latency_times_joins_at_every_observer() {
+    let server = Server::start(&[]);
+    let run = load(
+        &url(&server),
+        "presence-latency",
+        &["--members", "20", "--samples", "5"],
+    );
+    assert_passed(&run);
+    let j = &run.json;
+    assert_eq!(j["observers"], 16, "{j}");
+    assert_eq!(j["join_latency"]["samples"], 80, "{j}");
+    assert_eq!(j["leave_latency"]["samples"], 80, "{j}");
+}
+
+#[test]
+fn failures_are_counted_by_kind_and_fail_the_run() {
+    // A port nobody listens on: every connect is refused.
+    let free = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let run = load(&format!("ws://{free}/"), "hold", &["--connections", "5"]);
+    assert_eq!(run.code, Some(1), "{}", run.json);
+    assert_eq!(run.json["failures"]["refused"], 5, "{}", run.json);
+    assert!(
+        run.stderr.contains("5 connections failed"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_phase_that_times_out_stops_the_run() {
+    // The kernel completes the TCP handshakes into this backlog, but nobody ever answers.
+    let mute = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = mute.local_addr().expect("addr");
+    let started = Instant::now();
+    let run = load(
+        &format!("ws://{addr}/"),
+        "hold",
+        &["--connections", "3", "--timeout", "500ms"],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.json);
+    assert_eq!(run.json["failures"]["timeout"], 3, "{}", run.json);
+    assert!(
+        run.stderr.contains("timed out after 500ms"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {}ms",
+        ms(started.elapsed())
+    );
+    drop(mute);
+}
