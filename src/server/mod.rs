@@ -27,6 +27,7 @@ mod watch;
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -63,6 +64,11 @@ const MESSAGES_PER_TURN: usize = 32;
 
 /// How long a connection we closed may take to close its side before it is dropped.
 const LINGER_MS: Millis = 2_000;
+
+/// Pending connections the kernel may queue before the loop accepts them. A reconnect storm
+/// (every client of a network that blinked) must not see SYNs dropped and retried a second
+/// later; the kernel caps it at `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// Descriptors kept free for the listener, the poll and the process when the connection
 /// limit is derived from the open-file limit.
@@ -157,8 +163,7 @@ impl Server {
     pub fn bind(config: Config) -> Result<Server, BindError> {
         config.validate().map_err(BindError::Config)?;
         let address = config.listen;
-        let mut listener =
-            TcpListener::bind(address).map_err(|error| BindError::Listen { address, error })?;
+                let mut listener = listen(address).map_err(|error| BindError::Listen { address, error })?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| BindError::Listen { address, error })?;
@@ -398,6 +403,17 @@ impl Server {
 
 fn duration_ms(duration: Duration) -> Millis {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Binds a listener with a backlog of [`LISTEN_BACKLOG`] (mio, like std, asks for 128).
+fn listen(address: SocketAddr) -> io::Result<TcpListener> {
+    let listener = TcpListener::bind(address)?;
+    // Calling listen(2) again on a listening socket only changes its backlog.
+    // SAFETY: the descriptor is the listener's own, open for the duration of the call.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(listener)
 }
 
 /// The open-file soft limit minus [`FD_MARGIN`] (at least 1).
