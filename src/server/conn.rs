@@ -74,6 +74,8 @@ pub(crate) struct Conn {
     pub mode: EventsMode,
     /// True when the connection may watch (no admin token is set, or it presented it).
     pub admin: bool,
+    /// True while it is on the server's list of connections with output queued this turn.
+    pub queued: bool,
 }
 
 /// The channels a connection watches without being a member.
@@ -98,6 +100,7 @@ impl Conn {
             watching: None,
             mode: EventsMode::All,
             admin: false,
+            queued: false,
         }
     }
 

@@ -2,9 +2,13 @@
 //! channel's `all` subscribers and watchers, counts to its `count` subscribers and watchers,
 //! publications to every subscriber — and the write-error bookkeeping they share.
 //!
+//! Messages are queued in each connection's tungstenite buffer and written when the turn
+//! ends ([`Server::flush_queued`]): several messages for one connection in one turn (a burst
+//! of publications, a join with its state) then cost one system call, not one each.
+//!
 //! Invariants: each message is encoded once and the same bytes go to every recipient; a
 //! recipient is written to at most once per message (a subscriber that also watches gets
-//! one copy); a recipient whose write fails is queued on `doomed`, never removed while the
+//! one copy); a connection is on the `queued` list at most once; a recipient whose write fails is queued on `doomed`, never removed while the
 //! registry's lists are walked; nothing presence-related is sent once shutdown has begun.
 
 use std::io;
@@ -43,7 +47,7 @@ impl Server {
                 EventsMode::All,
                 except,
             ));
-        let sent = deliver(&mut self.conns, &mut self.doomed, recipients, text);
+                let sent = deliver(&mut self.conns, &mut self.queued, &mut self.doomed, recipients, text);
         self.counters.messages_sent += sent as u64;
     }
 
@@ -66,7 +70,7 @@ impl Server {
                 EventsMode::Count,
                 except,
             ));
-        let sent = deliver(&mut self.conns, &mut self.doomed, recipients, text);
+                let sent = deliver(&mut self.conns, &mut self.queued, &mut self.doomed, recipients, text);
         self.counters.messages_sent += sent as u64;
     }
 
@@ -78,15 +82,26 @@ impl Server {
         };
         let text = event::message(name, from, data);
         let recipients = self.registry.subscribers(channel).map(|(conn, _)| conn);
-        let sent = deliver(&mut self.conns, &mut self.doomed, recipients, text);
+                let sent = deliver(&mut self.conns, &mut self.queued, &mut self.doomed, recipients, text);
         self.counters.messages_sent += sent as u64;
         sent
     }
 
     /// Sends one message to one connection (queued on `doomed` if that fails).
     pub(super) fn send(&mut self, id: ConnId, text: String) {
-        let sent = deliver(&mut self.conns, &mut self.doomed, std::iter::once(id), text);
+                let sent = deliver(&mut self.conns, &mut self.queued, &mut self.doomed, std::iter::once(id), text);
         self.counters.messages_sent += sent as u64;
+    }
+
+    /// Writes what the turn queued, one system call per connection (the rest, if the socket
+    /// is full, on its next writable event).
+    pub(super) fn flush_queued(&mut self) {
+        for id in std::mem::take(&mut self.queued) {
+            if let Some(Conn { phase: Phase::Open(ws), queued, .. }) = self.conns.get_mut(id) {
+                *queued = false;
+                flush(ws, id, &mut self.doomed);
+            }
+        }
     }
 }
 
@@ -125,6 +140,7 @@ fn watchers<'a>(
 /// connections it was queued to.
 fn deliver(
     conns: &mut Slots<Conn>,
+    queued: &mut Vec<ConnId>,
     doomed: &mut Vec<(ConnId, LeaveReason)>,
     recipients: impl Iterator<Item = ConnId>,
     text: String,
@@ -132,11 +148,7 @@ fn deliver(
     let text = Utf8Bytes::from(text);
     let mut delivered = 0;
     for id in recipients {
-        let Some(Conn {
-            phase: Phase::Open(ws),
-            ..
-        }) = conns.get_mut(id)
-        else {
+        let Some(Conn { phase: Phase::Open(ws), queued: is_queued, .. }) = conns.get_mut(id) else {
             continue;
         };
         // After our Close (shutdown) nothing more may be sent (RFC 6455 §5.5.1).
@@ -145,10 +157,18 @@ fn deliver(
         }
         delivered += 1;
         match ws.write(Message::Text(text.clone())) {
+            // Queued in tungstenite's buffer (or written, if the buffer grew past its
+            // threshold); the rest goes when the turn ends or the socket has room.
             Ok(()) => {}
-            // Queued in tungstenite's buffer; written on the next writable event.
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => doom_on_write_error(id, error, doomed),
+            Err(error) => {
+                doom_on_write_error(id, error, doomed);
+                continue;
+            }
+        }
+        if !*is_queued {
+            *is_queued = true;
+            queued.push(id);
         }
     }
     delivered
@@ -164,7 +184,8 @@ pub(super) fn send_ping(
     if !ws.can_write() {
         return false;
     }
-    let written = ws.write(Message::Ping(Bytes::new()));
+        // Pings go out one connection at a time as deadlines fire: write it now.
+    let written = ws.send(Message::Ping(Bytes::new()));
     settle_write(written, id, doomed);
     true
 }

@@ -62,6 +62,11 @@ const TICK_MS: u64 = 100;
 /// Messages read from one connection per turn before others get their share.
 const MESSAGES_PER_TURN: usize = 32;
 
+/// Queued output that is written at once rather than at the end of the turn. It also bounds
+/// what a connection that got a burst keeps allocated afterwards: tungstenite never shrinks
+/// its output buffer.
+const WRITE_COALESCE: usize = 4 << 10;
+
 /// How long a connection we closed may take to close its side before it is dropped.
 const LINGER_MS: Millis = 2_000;
 
@@ -141,6 +146,8 @@ pub struct Server {
     ready: Vec<ConnId>,
     /// Endings decided while connections could not be removed.
     doomed: Vec<(ConnId, LeaveReason)>,
+    /// Connections with messages queued this turn, written when it ends.
+    queued: Vec<ConnId>,
     /// True while accepting is paused after an accept error.
     accept_paused: bool,
     next_anonymous: u64,
@@ -177,9 +184,9 @@ impl Server {
         };
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_size)
-            // Write each frame at once: nothing waits in our buffer while the socket has room,
-            // so the buffer only holds what the peer has not taken (the backlog).
-            .write_buffer_size(0)
+                        // Frames wait in tungstenite's buffer until the turn ends (or this much is
+            // queued), so one turn's messages to a connection cost one write.
+            .write_buffer_size(WRITE_COALESCE.min(config.max_backlog / 2))
             .max_write_buffer_size(config.max_backlog)
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_message_size));
@@ -199,6 +206,7 @@ impl Server {
             max_connections,
             ready: Vec::new(),
             doomed: Vec::new(),
+            queued: Vec::new(),
             accept_paused: false,
             next_anonymous: 0,
             watch_all: Vec::new(),
@@ -267,8 +275,13 @@ impl Server {
             self.drive(id, now);
             self.reap(now);
         }
-        self.expire_timers(now);
+                self.expire_timers(now);
         self.reap(now);
+        // Endings found while writing may queue more (their leave events): until quiet.
+        while !self.queued.is_empty() {
+            self.flush_queued();
+            self.reap(now);
+        }
         self.check_drained();
     }
 
