@@ -14,6 +14,8 @@
 //!   caller skips stale ones when they fire (lazy cancellation and lazy re-arm), so a frame
 //!   received on a connection costs no wheel operation.
 //! - `expire` costs O(ticks elapsed, at most one revolution + entries in visited slots).
+//! - A slot holds no more than about twice the room its entries need once it has expired,
+//!   so memory follows the entries, not the largest crowd that ever passed.
 
 /// Milliseconds since the caller's chosen origin.
 pub type Millis = u64;
@@ -122,6 +124,7 @@ impl<K: Copy> Wheel<K> {
             }
         });
         self.len -= before - slot.len();
+        release_spare(slot);
     }
 
     /// After a stall longer than a revolution every slot is visited once; entries of one
@@ -137,10 +140,22 @@ impl<K: Copy> Wheel<K> {
                 !is_due
             });
         }
+        self.slots.iter_mut().for_each(release_spare);
         // Stable: entries of one tick share a slot and keep their insertion order.
         due.sort_by_key(|&(due_tick, _)| due_tick);
         self.len -= due.len();
         fired.extend(due.into_iter().map(|(_, key)| key));
+    }
+}
+
+/// Gives back what a slot no longer needs. A crowd of deadlines (every connection of a
+/// reconnect storm) passes through slot after slot; without this each slot it visited would
+/// keep room for all of it, forever.
+fn release_spare<K>(slot: &mut Vec<Entry<K>>) {
+    if slot.is_empty() {
+        *slot = Vec::new();
+    } else if slot.capacity() > 4 * slot.len() {
+        slot.shrink_to(2 * slot.len());
     }
 }
 
@@ -278,6 +293,29 @@ mod tests {
         assert!(
             applied.is_empty(),
             "a stale entry must not reach the new connection"
+        );
+    }
+
+    #[test]
+    fn a_crowd_passing_through_leaves_no_room_behind() {
+        let mut wheel = Wheel::new(10, 0);
+        let mut now = 0;
+        for key in 0..10_000u32 {
+            wheel.insert(key, 10);
+        }
+        // The crowd moves one slot on at each expiry, as synchronized heartbeats would.
+        for _ in 0..50 {
+            now += 10;
+            let fired = expired(&mut wheel, now);
+            assert_eq!(fired.len(), 10_000);
+            for key in fired {
+                wheel.insert(key, now + 10);
+            }
+        }
+        let room: usize = wheel.slots.iter().map(Vec::capacity).sum();
+        assert!(
+            room < 2 * 10_000 + 64,
+            "{room} entries of room kept for 10,000 entries"
         );
     }
 

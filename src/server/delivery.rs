@@ -14,9 +14,10 @@
 use std::io;
 
 use log::debug;
-use tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
+use tungstenite::{Bytes, Message, Utf8Bytes};
 
 use super::conn::{Conn, Phase, Socket};
+use super::metered::QueueError;
 use super::Server;
 use crate::ids::Slots;
 use crate::protocol::{event, EventsMode, Json, LeaveReason};
@@ -47,7 +48,14 @@ impl Server {
                 EventsMode::All,
                 except,
             ));
-                let sent = deliver(&mut self.conns, &mut self.queued, &mut self.doomed, recipients, text);
+        let sent = deliver(
+            &mut self.conns,
+            &mut self.queued,
+            &mut self.doomed,
+            self.config.max_backlog,
+            recipients,
+            text,
+        );
         self.counters.messages_sent += sent as u64;
     }
 
@@ -70,7 +78,14 @@ impl Server {
                 EventsMode::Count,
                 except,
             ));
-                let sent = deliver(&mut self.conns, &mut self.queued, &mut self.doomed, recipients, text);
+        let sent = deliver(
+            &mut self.conns,
+            &mut self.queued,
+            &mut self.doomed,
+            self.config.max_backlog,
+            recipients,
+            text,
+        );
         self.counters.messages_sent += sent as u64;
     }
 
@@ -82,14 +97,28 @@ impl Server {
         };
         let text = event::message(name, from, data);
         let recipients = self.registry.subscribers(channel).map(|(conn, _)| conn);
-                let sent = deliver(&mut self.conns, &mut self.queued, &mut self.doomed, recipients, text);
+        let sent = deliver(
+            &mut self.conns,
+            &mut self.queued,
+            &mut self.doomed,
+            self.config.max_backlog,
+            recipients,
+            text,
+        );
         self.counters.messages_sent += sent as u64;
         sent
     }
 
     /// Sends one message to one connection (queued on `doomed` if that fails).
     pub(super) fn send(&mut self, id: ConnId, text: String) {
-                let sent = deliver(&mut self.conns, &mut self.queued, &mut self.doomed, std::iter::once(id), text);
+        let sent = deliver(
+            &mut self.conns,
+            &mut self.queued,
+            &mut self.doomed,
+            self.config.max_backlog,
+            std::iter::once(id),
+            text,
+        );
         self.counters.messages_sent += sent as u64;
     }
 
@@ -97,7 +126,12 @@ impl Server {
     /// is full, on its next writable event).
     pub(super) fn flush_queued(&mut self) {
         for id in std::mem::take(&mut self.queued) {
-            if let Some(Conn { phase: Phase::Open(ws), queued, .. }) = self.conns.get_mut(id) {
+            if let Some(Conn {
+                phase: Phase::Open(ws),
+                queued,
+                ..
+            }) = self.conns.get_mut(id)
+            {
                 *queued = false;
                 flush(ws, id, &mut self.doomed);
             }
@@ -136,19 +170,26 @@ fn watchers<'a>(
         })
 }
 
-/// Writes `text` to each recipient; failures are queued on `doomed`. Returns how many
-/// connections it was queued to.
+/// Queues `text` to each recipient and lists it on `queued` for the end of the turn; a
+/// recipient over its backlog is doomed as a slow consumer. Returns how many connections
+/// it was queued to.
 fn deliver(
     conns: &mut Slots<Conn>,
     queued: &mut Vec<ConnId>,
     doomed: &mut Vec<(ConnId, LeaveReason)>,
+    backlog: usize,
     recipients: impl Iterator<Item = ConnId>,
     text: String,
 ) -> usize {
     let text = Utf8Bytes::from(text);
     let mut delivered = 0;
     for id in recipients {
-        let Some(Conn { phase: Phase::Open(ws), queued: is_queued, .. }) = conns.get_mut(id) else {
+        let Some(Conn {
+            phase: Phase::Open(ws),
+            queued: is_queued,
+            ..
+        }) = conns.get_mut(id)
+        else {
             continue;
         };
         // After our Close (shutdown) nothing more may be sent (RFC 6455 §5.5.1).
@@ -156,13 +197,15 @@ fn deliver(
             continue;
         }
         delivered += 1;
-        match ws.write(Message::Text(text.clone())) {
-            // Queued in tungstenite's buffer (or written, if the buffer grew past its
-            // threshold); the rest goes when the turn ends or the socket has room.
+        match ws.get_mut().queue_text(text.clone(), backlog) {
             Ok(()) => {}
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => {
-                doom_on_write_error(id, error, doomed);
+            Err(QueueError::BacklogFull) => {
+                debug!("conn=#{id} has more than {backlog} bytes unsent: slow consumer");
+                doomed.push((id, LeaveReason::SlowConsumer));
+                continue;
+            }
+            Err(QueueError::Io(error)) => {
+                doom_on_write_error(id, &error, doomed);
                 continue;
             }
         }
@@ -174,8 +217,8 @@ fn deliver(
     delivered
 }
 
-/// Sends a heartbeat Ping (empty payload, RFC 6455 §5.5.2); false when the connection is
-/// closing and may send nothing more.
+/// Sends a heartbeat Ping (empty payload, RFC 6455 §5.5.2) at once; false when the
+/// connection is closing and may send nothing more.
 pub(super) fn send_ping(
     ws: &mut Socket,
     id: ConnId,
@@ -184,43 +227,28 @@ pub(super) fn send_ping(
     if !ws.can_write() {
         return false;
     }
-        // Pings go out one connection at a time as deadlines fire: write it now.
-    let written = ws.send(Message::Ping(Bytes::new()));
-    settle_write(written, id, doomed);
+    // tungstenite frames the Ping into the connection's queue; it cannot fail there.
+    let _ = ws.write(Message::Ping(Bytes::new()));
+    flush(ws, id, doomed);
     true
 }
 
-/// Writes what tungstenite holds for the connection.
+/// Moves what tungstenite holds (a Pong or Close reply) to the queue and writes the queue
+/// to the socket as far as it takes it.
 pub(super) fn flush(ws: &mut Socket, id: ConnId, doomed: &mut Vec<(ConnId, LeaveReason)>) {
-    let flushed = ws.flush();
-    settle_write(flushed, id, doomed);
-}
-
-fn settle_write(
-    result: tungstenite::Result<()>,
-    id: ConnId,
-    doomed: &mut Vec<(ConnId, LeaveReason)>,
-) {
-    match result {
-        Ok(()) => {}
-        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-        Err(error) => doom_on_write_error(id, error, doomed),
+    // Only an already-closed WebSocket refuses; then there is nothing of its own to move.
+    let _ = ws.flush();
+    if let Err(error) = ws.get_mut().send_queued() {
+        doom_on_write_error(id, &error, doomed);
     }
 }
 
-fn doom_on_write_error(id: ConnId, error: WsError, doomed: &mut Vec<(ConnId, LeaveReason)>) {
-    let reason = match error {
-        WsError::WriteBufferFull(_) => LeaveReason::SlowConsumer,
-        WsError::Io(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-            ) =>
-        {
-            LeaveReason::Closed
-        }
+/// A failed write ends the connection: `closed` when the peer reset it, else `error`.
+fn doom_on_write_error(id: ConnId, error: &io::Error, doomed: &mut Vec<(ConnId, LeaveReason)>) {
+    let reason = match error.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => LeaveReason::Closed,
         _ => LeaveReason::Error,
     };
-    debug!("conn=#{id} write failed: {reason}");
+    debug!("conn=#{id} write failed ({error}): {reason}");
     doomed.push((id, reason));
 }

@@ -1,16 +1,31 @@
-//! Byte accounting for client sockets, and the "heard from" flag of liveness.
+//! The socket under an open WebSocket: byte accounting, the "heard from" flag of liveness,
+//! and the connection's output queue.
 //!
 //! [`Traffic`] holds the server's byte totals; every socket read or write, before and after
-//! the upgrade, adds to it. [`MeteredStream`] is the socket under an open WebSocket: it adds
-//! to the totals and notes that the peer sent something, because tungstenite only hands over
-//! complete messages while liveness must count every byte (a client slowly sending a large
-//! fragmented message is not silent). Cost: 12 bytes per open connection.
+//! the upgrade, adds to it. [`MeteredStream`] is what tungstenite reads from and writes to:
+//! - reads go to the socket and note that the peer sent something, because tungstenite only
+//!   hands over complete messages while liveness must count every byte;
+//! - writes never touch the socket: they are appended to the output queue, and so are the
+//!   frames the server encodes itself ([`MeteredStream::queue_text`]). The loop writes the
+//!   queue to the socket when a turn ends or the socket has room ([`MeteredStream::send_queued`]).
+//!
+//! Owning the queue (rather than leaving output in tungstenite's buffer) is what keeps memory
+//! bounded: tungstenite never shrinks its buffer, so one large `state` or one burst of
+//! publications would stay allocated for the life of the connection; this queue is released
+//! once it drains. Invariants: bytes leave in the order they were queued; frames are whole
+//! in the queue (tungstenite's writes always succeed, so it never holds half a frame).
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
 
 use mio::net::TcpStream;
+use tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
+use tungstenite::protocol::frame::Frame;
+use tungstenite::Utf8Bytes;
+
+/// Output capacity kept after the queue drains; more is released.
+const KEEP_CAPACITY: usize = 256;
 
 /// Bytes moved on client sockets since the server started.
 #[derive(Debug, Default)]
@@ -37,12 +52,25 @@ impl Traffic {
     }
 }
 
-/// The socket of an open WebSocket: counts bytes and remembers whether any arrived since
-/// the last [`MeteredStream::take_heard`].
+/// Queued output past which the queue is written at once instead of at the end of the turn.
+const WRITE_THROUGH: usize = 16 << 10;
+
+/// Why a frame could not be queued.
+#[derive(Debug)]
+pub(crate) enum QueueError {
+    /// More than the backlog limit is waiting that the socket would not take: the peer does
+    /// not keep up.
+    BacklogFull,
+    /// Writing to the socket failed.
+    Io(io::Error),
+}
+
+/// The socket of an open WebSocket (see the module documentation).
 pub(crate) struct MeteredStream {
     stream: TcpStream,
     heard: bool,
     traffic: Rc<Traffic>,
+    queue: Vec<u8>,
 }
 
 impl MeteredStream {
@@ -51,12 +79,53 @@ impl MeteredStream {
             stream,
             heard: false,
             traffic,
+            queue: Vec::new(),
         }
     }
 
     /// True when bytes arrived since the last call.
     pub fn take_heard(&mut self) -> bool {
         std::mem::take(&mut self.heard)
+    }
+
+    /// Appends a text frame (RFC 6455 §5.6; a server's frames are unmasked, §5.1). A queue
+    /// grown past [`WRITE_THROUGH`] is written at once; what the socket then refuses must
+    /// stay within `backlog` bytes.
+    pub fn queue_text(&mut self, text: Utf8Bytes, backlog: usize) -> Result<(), QueueError> {
+        let frame = Frame::message(text, OpCode::Data(OpData::Text), true);
+        // Formatting into a Vec cannot fail.
+        let _ = frame.format(&mut self.queue);
+        if self.queue.len() > WRITE_THROUGH.min(backlog) {
+            self.send_queued().map_err(QueueError::Io)?;
+        }
+        if self.queue.len() > backlog {
+            return Err(QueueError::BacklogFull);
+        }
+        Ok(())
+    }
+
+    /// Writes the queue to the socket until it is empty (`Ok(true)`) or the socket is full
+    /// (`Ok(false)`; the rest goes on the next writable event).
+    pub fn send_queued(&mut self) -> io::Result<bool> {
+        let mut written = 0;
+        let result = loop {
+            if written == self.queue.len() {
+                break Ok(true);
+            }
+            match self.stream.write(&self.queue[written..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        self.traffic.add_sent(written);
+        self.queue.drain(..written);
+        if self.queue.is_empty() && self.queue.capacity() > KEEP_CAPACITY {
+            self.queue = Vec::new();
+        }
+        result
     }
 
     pub fn get_mut(&mut self) -> &mut TcpStream {
@@ -77,14 +146,78 @@ impl Read for MeteredStream {
     }
 }
 
+/// tungstenite's own output (Pongs, Close replies, our Pings) joins the queue.
 impl Write for MeteredStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.stream.write(buf)?;
-        self.traffic.add_sent(n);
-        Ok(n)
+        self.queue.extend_from_slice(buf);
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair of sockets on loopback: the server side wrapped, the peer plain.
+    fn pair() -> (MeteredStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let peer =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        (
+            MeteredStream::new(TcpStream::from_std(server), Rc::default()),
+            peer,
+        )
+    }
+
+    #[test]
+    fn queued_frames_leave_in_order_and_the_queue_is_released() {
+        let (mut stream, mut peer) = pair();
+        stream
+            .write_all(&[0x8a, 0x00])
+            .expect("a Pong from tungstenite");
+        stream
+            .queue_text("x".repeat(300).into(), 1 << 20)
+            .expect("room");
+        assert!(!stream.queue.is_empty());
+        assert!(stream.send_queued().expect("write"));
+        assert!(stream.queue.is_empty());
+        assert_eq!(
+            stream.queue.capacity(),
+            0,
+            "a large queue is released once drained"
+        );
+        let mut received = vec![0u8; 2 + 4 + 300];
+        peer.read_exact(&mut received).expect("read");
+        assert_eq!(&received[..2], [0x8a, 0x00]);
+        assert_eq!(
+            &received[2..6],
+            [0x81, 126, 1, 44],
+            "text frame, 16-bit length 300"
+        );
+        assert_eq!(stream.traffic.sent(), received.len() as u64);
+    }
+
+    #[test]
+    fn a_peer_that_does_not_read_fills_its_backlog() {
+        let (mut stream, _peer) = pair();
+        let chunk = "y".repeat(8 << 10);
+        let backlog = 64 << 10;
+        let refused =
+            (0..10_000).find_map(|_| stream.queue_text(chunk.clone().into(), backlog).err());
+        assert!(
+            matches!(refused, Some(QueueError::BacklogFull)),
+            "{refused:?}"
+        );
+        assert!(
+            stream.traffic.sent() > 0,
+            "the socket took what it could first"
+        );
+        assert!(stream.queue.len() <= backlog + chunk.len() + 4);
     }
 }

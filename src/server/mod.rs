@@ -62,11 +62,6 @@ const TICK_MS: u64 = 100;
 /// Messages read from one connection per turn before others get their share.
 const MESSAGES_PER_TURN: usize = 32;
 
-/// Queued output that is written at once rather than at the end of the turn. It also bounds
-/// what a connection that got a burst keeps allocated afterwards: tungstenite never shrinks
-/// its output buffer.
-const WRITE_COALESCE: usize = 4 << 10;
-
 /// How long a connection we closed may take to close its side before it is dropped.
 const LINGER_MS: Millis = 2_000;
 
@@ -170,7 +165,7 @@ impl Server {
     pub fn bind(config: Config) -> Result<Server, BindError> {
         config.validate().map_err(BindError::Config)?;
         let address = config.listen;
-                let mut listener = listen(address).map_err(|error| BindError::Listen { address, error })?;
+        let mut listener = listen(address).map_err(|error| BindError::Listen { address, error })?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| BindError::Listen { address, error })?;
@@ -182,12 +177,11 @@ impl Server {
             interval: duration_ms(config.heartbeat_interval),
             timeout: duration_ms(config.heartbeat_timeout),
         };
+        // Output never waits in tungstenite: it goes straight to the connection's own queue
+        // (see `metered`), so only the input side is configured here.
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_size)
-                        // Frames wait in tungstenite's buffer until the turn ends (or this much is
-            // queued), so one turn's messages to a connection cost one write.
-            .write_buffer_size(WRITE_COALESCE.min(config.max_backlog / 2))
-            .max_write_buffer_size(config.max_backlog)
+            .write_buffer_size(0)
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_message_size));
         let max_connections = config
@@ -275,7 +269,7 @@ impl Server {
             self.drive(id, now);
             self.reap(now);
         }
-                self.expire_timers(now);
+        self.expire_timers(now);
         self.reap(now);
         // Endings found while writing may queue more (their leave events): until quiet.
         while !self.queued.is_empty() {

@@ -96,7 +96,7 @@ impl Server {
                     ..
                 }) = self.conns.get_mut(id)
                 {
-                    let _ = ws.flush();
+                    flush(ws, id, &mut self.doomed);
                 }
                 self.end(id, LeaveReason::Closed, now);
             }
@@ -160,7 +160,9 @@ impl Server {
             code,
             reason: Utf8Bytes::from(reason.to_owned()),
         }));
+        // Best effort: a peer that cannot take the Close now is not waited for.
         let _ = ws.flush();
+        let _ = ws.get_mut().send_queued();
         let stream: TcpStream = ws.into_inner().into_inner();
         self.linger(id, stream, now);
     }

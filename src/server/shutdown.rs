@@ -7,13 +7,13 @@
 //! announcing each departure to the others would cost N² messages for nothing); every
 //! WebSocket that ends during it ends with reason `shutdown`.
 
-use log::{debug, info, warn};
+use log::{info, warn};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 
 use super::conn::{Conn, Phase};
+use super::delivery::flush;
 use super::{Server, Timer};
-use crate::protocol::LeaveReason;
 use crate::registry::ConnId;
 use crate::wheel::Millis;
 
@@ -89,15 +89,11 @@ impl Server {
                 code: CloseCode::Away,
                 reason: "server shutting down".into(),
             };
-            // A Close the peer cannot take now is flushed by later writable events; a peer
-            // that never answers is left to the shutdown deadline.
-            if let Err(error) = ws.close(Some(frame)).and_then(|()| ws.flush()) {
-                if !matches!(&error, tungstenite::Error::Io(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-                {
-                    debug!("conn=#{id} could not be sent its Close: {error}");
-                    self.doomed.push((id, LeaveReason::Shutdown));
-                }
-            }
+            // tungstenite frames the Close into the connection's queue (it only refuses
+            // after a Close, and none was sent yet); what the peer cannot take now goes on
+            // its writable events, and a peer that never answers is left to the deadline.
+            let _ = ws.close(Some(frame));
+            flush(ws, id, &mut self.doomed);
         }
         self.reap(now);
         self.check_drained();
