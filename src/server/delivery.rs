@@ -14,7 +14,7 @@
 use std::io;
 
 use log::debug;
-use tungstenite::{Bytes, Message, Utf8Bytes};
+use tungstenite::Utf8Bytes;
 
 use super::conn::{Conn, Phase, Socket};
 use super::metered::QueueError;
@@ -227,8 +227,7 @@ pub(super) fn send_ping(
     if !ws.can_write() {
         return false;
     }
-    // tungstenite frames the Ping into the connection's queue; it cannot fail there.
-    let _ = ws.write(Message::Ping(Bytes::new()));
+    ws.get_mut().queue_ping();
     flush(ws, id, doomed);
     true
 }

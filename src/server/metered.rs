@@ -24,9 +24,6 @@ use tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tungstenite::protocol::frame::Frame;
 use tungstenite::Utf8Bytes;
 
-/// Output capacity kept after the queue drains; more is released.
-const KEEP_CAPACITY: usize = 256;
-
 /// Bytes moved on client sockets since the server started.
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
@@ -104,6 +101,13 @@ impl MeteredStream {
         Ok(())
     }
 
+    /// Appends a Ping with an empty payload (RFC 6455 §5.5.2). Framed here rather than by
+    /// tungstenite, whose output buffer would keep its allocation for good.
+    pub fn queue_ping(&mut self) {
+        // Formatting into a Vec cannot fail.
+        let _ = Frame::ping(Vec::new()).format(&mut self.queue);
+    }
+
     /// Writes the queue to the socket until it is empty (`Ok(true)`) or the socket is full
     /// (`Ok(false)`; the rest goes on the next writable event).
     pub fn send_queued(&mut self) -> io::Result<bool> {
@@ -122,7 +126,8 @@ impl MeteredStream {
         };
         self.traffic.add_sent(written);
         self.queue.drain(..written);
-        if self.queue.is_empty() && self.queue.capacity() > KEEP_CAPACITY {
+        if self.queue.is_empty() {
+            // An idle connection holds no output memory between messages.
             self.queue = Vec::new();
         }
         result

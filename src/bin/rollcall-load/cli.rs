@@ -28,7 +28,8 @@ OPTIONS:
     --duration DUR          hold: how long to hold them once all are up [default: 10s]
     --rate N                new connections per second, 0 = as fast as possible [default: 0]
     --in-flight N           connections on their way (not yet up) at once, at most; keep it
-                            under the server's listen backlog (rollcall: 128) [default: 100]
+                            under the server's listen backlog (rollcall's is 4096, many
+                            servers' 128 or less) [default: 100]
     --plain                 hold: plain WebSocket server; up when the 101 arrives
     --server-pid PID        hold: sample the server's RSS and CPU time from /proc
     --cycles N              churn: connect/leave/close cycles [default: 1000]
