@@ -57,6 +57,11 @@ pub struct Config {
     /// Largest HTTP request body (`POST /publish`); larger gets 413. Default 64 KiB, held
     /// only while the request is read.
     pub max_body_size: usize,
+    /// Conformance testing only: echo every data message back instead of speaking the
+    /// presence protocol (no welcome, no channels). `examples/echo.rs` runs the Autobahn
+    /// test suite's cases against the server's own loop and connection handling this way.
+    /// Default false.
+    pub echo: bool,
 }
 
 impl Default for Config {
@@ -78,6 +83,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             shutdown_timeout: Duration::from_secs(5),
             max_body_size: 64 << 10,
+            echo: false,
         }
     }
 }
@@ -128,6 +134,8 @@ impl Config {
         shutdown_timeout: Duration,
         /// Sets [`Config::max_body_size`].
         max_body_size: usize,
+        /// Sets [`Config::echo`].
+        echo: bool,
     }
 
     /// Checks every range and relation; the server refuses to start on an error.

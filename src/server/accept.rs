@@ -148,14 +148,16 @@ impl Server {
                 let mut response = upgrade.response();
                 // The welcome rides with the 101: an idle connection's WebSocket then never
                 // allocates an output buffer for it (tungstenite keeps the largest one forever).
-                let welcome = event::welcome(
-                    &id.to_string(),
-                    &user,
-                    self.heartbeat.interval,
-                    self.heartbeat.timeout,
-                );
-                append_text_frame(&mut response, welcome);
-                self.counters.messages_sent += 1;
+                if !self.config.echo {
+                    let welcome = event::welcome(
+                        &id.to_string(),
+                        &user,
+                        self.heartbeat.interval,
+                        self.heartbeat.timeout,
+                    );
+                    append_text_frame(&mut response, welcome);
+                    self.counters.messages_sent += 1;
+                }
                 self.respond(
                     id,
                     response,
@@ -304,7 +306,9 @@ impl Server {
         debug!("conn=#{id} open as user {user}");
         // Only a connection that asks for nothing lands in the default channel: a watcher
         // that names no channel stays out of presence.
-        let channels = if upgrade.channels.is_empty() && upgrade.watch.is_empty() {
+        let channels = if self.config.echo {
+            Vec::new()
+        } else if upgrade.channels.is_empty() && upgrade.watch.is_empty() {
             vec![self.config.default_channel.clone()]
         } else {
             upgrade.channels
@@ -318,7 +322,12 @@ impl Server {
             };
             self.join(id, &user, request, now);
         }
-        for target in upgrade.watch {
+        let watch = if self.config.echo {
+            Vec::new()
+        } else {
+            upgrade.watch
+        };
+        for target in watch {
             self.watch(id, &target, None);
         }
         self.drive_open(id, now);

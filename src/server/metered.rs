@@ -22,7 +22,7 @@ use std::rc::Rc;
 use mio::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tungstenite::protocol::frame::Frame;
-use tungstenite::Utf8Bytes;
+use tungstenite::{Bytes, Utf8Bytes};
 
 /// Bytes moved on client sockets since the server started.
 #[derive(Debug, Default)]
@@ -89,7 +89,21 @@ impl MeteredStream {
     /// grown past [`WRITE_THROUGH`] is written at once; what the socket then refuses must
     /// stay within `backlog` bytes.
     pub fn queue_text(&mut self, text: Utf8Bytes, backlog: usize) -> Result<(), QueueError> {
-        let frame = Frame::message(text, OpCode::Data(OpData::Text), true);
+        self.queue_data(
+            Frame::message(text, OpCode::Data(OpData::Text), true),
+            backlog,
+        )
+    }
+
+    /// Appends a binary frame, like [`MeteredStream::queue_text`].
+    pub fn queue_binary(&mut self, data: Bytes, backlog: usize) -> Result<(), QueueError> {
+        self.queue_data(
+            Frame::message(data, OpCode::Data(OpData::Binary), true),
+            backlog,
+        )
+    }
+
+    fn queue_data(&mut self, frame: Frame, backlog: usize) -> Result<(), QueueError> {
         // Formatting into a Vec cannot fail.
         let _ = frame.format(&mut self.queue);
         if self.queue.len() > WRITE_THROUGH.min(backlog) {

@@ -74,6 +74,7 @@ impl Server {
         match message {
             // During a shutdown the Close is out; what the peer still says is not acted on.
             Message::Text(_) | Message::Binary(_) if self.shutdown.is_some() => {}
+            Message::Text(_) | Message::Binary(_) if self.config.echo => self.echo(id, message),
             Message::Text(text) => {
                 self.counters.messages_received += 1;
                 self.on_text(id, &text, now);
@@ -101,6 +102,34 @@ impl Server {
                 self.end(id, LeaveReason::Closed, now);
             }
         }
+    }
+
+    /// Conformance mode ([`crate::Config::echo`]): the message goes back as it came.
+    fn echo(&mut self, id: ConnId, message: Message) {
+        self.counters.messages_received += 1;
+        let backlog = self.config.max_backlog;
+        let Some(Conn {
+            phase: Phase::Open(ws),
+            queued,
+            ..
+        }) = self.conns.get_mut(id)
+        else {
+            return;
+        };
+        let queued_now = match message {
+            Message::Text(text) => ws.get_mut().queue_text(text, backlog),
+            Message::Binary(data) => ws.get_mut().queue_binary(data, backlog),
+            _ => Ok(()),
+        };
+        match queued_now {
+            Ok(()) if !*queued => {
+                *queued = true;
+                self.queued.push(id);
+            }
+            Ok(()) => {}
+            Err(_) => self.doomed.push((id, LeaveReason::SlowConsumer)),
+        }
+        self.counters.messages_sent += 1;
     }
 
     fn on_read_error(&mut self, id: ConnId, error: WsError, now: Millis) {
