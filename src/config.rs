@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::names::{self, NameError};
+use crate::rate::RateLimit;
 use crate::units::format_duration;
 
 /// Everything the server needs to know before it binds.
@@ -62,6 +63,19 @@ pub struct Config {
     /// test suite's cases against the server's own loop and connection handling this way.
     /// Default false.
     pub echo: bool,
+    /// Commands each connection may send: `per_second` on average, `burst` at once; `None`
+    /// for no limit. Default 100/s with bursts of 200. Excess commands get `rate_limited`;
+    /// more than a burst of refusals in a row closes the connection (1008). 8 bytes per
+    /// connection.
+    pub rate_limit: Option<RateLimit>,
+    /// Channels one connection may be subscribed to. Default 32.
+    pub max_channels_per_conn: usize,
+    /// Users one channel may hold; `None` for no limit (the default).
+    pub max_members_per_channel: Option<usize>,
+    /// Connections whose HTTP request is still arriving, at most; more are answered 503 at
+    /// once. Default 1024: enough for a reconnect storm, not for a slow-loris attack to
+    /// take every descriptor.
+    pub max_pending_handshakes: usize,
 }
 
 impl Default for Config {
@@ -84,6 +98,13 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             max_body_size: 64 << 10,
             echo: false,
+            rate_limit: Some(RateLimit {
+                per_second: 100,
+                burst: 200,
+            }),
+            max_channels_per_conn: 32,
+            max_members_per_channel: None,
+            max_pending_handshakes: 1024,
         }
     }
 }
@@ -136,6 +157,14 @@ impl Config {
         max_body_size: usize,
         /// Sets [`Config::echo`].
         echo: bool,
+        /// Sets [`Config::rate_limit`].
+        rate_limit: Option<RateLimit>,
+        /// Sets [`Config::max_channels_per_conn`].
+        max_channels_per_conn: usize,
+        /// Sets [`Config::max_members_per_channel`].
+        max_members_per_channel: Option<usize>,
+        /// Sets [`Config::max_pending_handshakes`].
+        max_pending_handshakes: usize,
     }
 
     /// Checks every range and relation; the server refuses to start on an error.
@@ -164,6 +193,22 @@ impl Config {
         }
         if self.admin_token.as_deref() == Some("") {
             return Err(ConfigError::EmptyAdminToken);
+        }
+        for (what, value) in [
+            (
+                "max channels per connection",
+                Some(self.max_channels_per_conn),
+            ),
+            ("max members per channel", self.max_members_per_channel),
+            ("max pending handshakes", Some(self.max_pending_handshakes)),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::TooSmall {
+                    what,
+                    value: 0,
+                    min: 1,
+                });
+            }
         }
         if self.max_connections == Some(0) {
             return Err(ConfigError::TooSmall {

@@ -35,6 +35,7 @@ pub mod ids;
 pub mod metrics;
 pub mod names;
 pub mod protocol;
+pub mod rate;
 pub mod registry;
 mod server;
 pub mod units;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use lexopt::prelude::*;
+use rollcall::rate::RateLimit;
 use rollcall::units::{parse_duration, parse_size};
 use rollcall::{Config, Server, Stop};
 
@@ -24,6 +25,10 @@ OPTIONS:
     --max-meta-size SIZE        largest meta object, serialized [default: 1KiB]
     --read-buffer-size SIZE     input buffer per open connection [default: 128]
     --max-connections N         connection limit [default: open-file limit minus 32]
+    --max-pending-handshakes N  connections still sending their request, at most [default: 1024]
+    --max-channels-per-conn N   channels one connection may join [default: 32]
+    --max-members-per-channel N users one channel may hold [default: no limit]
+    --rate-limit RATE           commands per connection: N/s or N/s:BURST, or off [default: 100/s:200]
     --default-channel NAME      channel joined when none is named [default: lobby]
     --client-publish            let clients publish to their channels
     --admin-token TOKEN         require this bearer token for /presence, /publish and watching
@@ -134,15 +139,18 @@ fn parse_args() -> Result<Invocation, String> {
             "--max-meta-size" => {
                 config.max_meta_size(parse_size(&value()?).map_err(|e| invalid(&e))?)
             }
-            "--max-connections" => {
-                let text = value()?;
-                let limit = text
-                    .parse()
-                    .map_err(|_| invalid(&format!("{text:?} is not a whole number")))?;
-                config.max_connections(Some(limit))
-            }
+            "--max-connections" => config.max_connections(Some(count(&flag, value()?)?)),
             "--default-channel" => config.default_channel(value()?),
             "--client-publish" => config.client_publish(true),
+            "--max-pending-handshakes" => config.max_pending_handshakes(count(&flag, value()?)?),
+            "--max-channels-per-conn" => config.max_channels_per_conn(count(&flag, value()?)?),
+            "--max-members-per-channel" => {
+                config.max_members_per_channel(Some(count(&flag, value()?)?))
+            }
+            "--rate-limit" => match value()?.as_str() {
+                "off" => config.rate_limit(None),
+                text => config.rate_limit(Some(RateLimit::parse(text).map_err(|e| invalid(&e))?)),
+            },
             "--admin-token" => config.admin_token(Some(value()?)),
             "--allowed-origin" => {
                 allowed_origins.push(value()?);
@@ -162,4 +170,10 @@ fn parse_args() -> Result<Invocation, String> {
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(Invocation::Serve(Box::new(config)))
+}
+
+/// A whole number for `flag`.
+fn count(flag: &str, text: String) -> Result<usize, String> {
+    text.parse()
+        .map_err(|_| format!("{flag}: {text:?} is not a whole number"))
 }

@@ -489,6 +489,13 @@ impl Registry {
             .map(|(id, _)| id)
     }
 
+    /// True when `user` is a member of the channel (in grace included).
+    pub fn is_member(&self, id: ChannelId, user: &str) -> bool {
+        self.channels
+            .get(id)
+            .is_some_and(|channel| channel.members.contains_key(user))
+    }
+
     /// True when the channel has at least one member (one in grace counts).
     pub fn has_members(&self, id: ChannelId) -> bool {
         self.channels

@@ -62,16 +62,3 @@ fn answer_one_ping(client: &mut RawWs) {
         }
     }
 }
-
-#[track_caller]
-fn resident_bytes(pid: u32) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|value| value.parse().ok())
-        .expect("VmRSS in /proc/PID/status");
-    kib * 1024
-}

@@ -20,12 +20,14 @@ use tungstenite::WebSocket;
 use super::conn::{self, AfterResponse, Conn, Phase, RequestRead};
 use super::metered::MeteredStream;
 use super::session::JoinRequest;
+use super::sockopt;
 use super::{Server, Timer, LINGER_MS};
 use crate::heartbeat::Liveness;
 use crate::http::upgrade::{self, Access};
 use crate::http::{self, Examined, Request, Response, Route, Upgrade};
 use crate::metrics::Ending;
 use crate::protocol::event;
+use crate::rate::TokenBucket;
 use crate::registry::ConnId;
 use crate::wheel::Millis;
 
@@ -58,13 +60,17 @@ impl Server {
 
     fn admit(&mut self, mut stream: TcpStream, now: Millis) {
         self.counters.accepted += 1;
-        if self.conns.len() >= self.max_connections {
-            debug!(
-                "refused a connection: at the limit of {} connections",
-                self.max_connections
-            );
+        let refusal = if self.conns.len() >= self.max_connections {
+            Some("server at its connection limit")
+        } else if self.pending >= self.config.max_pending_handshakes {
+            Some("too many connections are still sending their request")
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            debug!("refused a connection: {reason}");
             self.counters.closed(Ending::Refused);
-            let mut response = Response::error(503, "server at its connection limit").to_bytes();
+            let mut response = Response::error(503, reason).to_bytes();
             // Best effort on a fresh socket, without taking a slot: answer, shut our side,
             // and discard the request if it is already here so the close is not a reset.
             let _ = conn::write_pending(&mut stream, &mut response, &self.traffic);
@@ -72,9 +78,16 @@ impl Server {
             conn::drain(&mut stream, &self.traffic);
             return;
         }
-        // Presence events are small and latency-sensitive.
-        let _ = stream.set_nodelay(true);
-        let id = self.conns.insert(Conn::new(stream, Liveness::new(now)));
+        sockopt::tune(&stream, self.config.heartbeat_timeout);
+        // Without a rate limit the bucket is never consulted.
+        let bucket = self
+            .config
+            .rate_limit
+            .map_or_else(TokenBucket::default, |limit| TokenBucket::new(limit, now));
+        let id = self
+            .conns
+            .insert(Conn::new(stream, Liveness::new(now), bucket));
+        self.pending += 1;
         let token = mio::Token(id.to_token());
         let registered = match self.conns.get_mut(id).and_then(Conn::stream_mut) {
             Some(stream) => self.poll.registry().register(
@@ -143,6 +156,12 @@ impl Server {
             admin_token: self.config.admin_token.as_deref(),
         };
         match upgrade::validate(request, access) {
+            Ok(upgrade) if upgrade.channels.len() > self.config.max_channels_per_conn => {
+                let max = self.config.max_channels_per_conn;
+                let response =
+                    Response::error(400, format!("a connection may join at most {max} channels"));
+                self.refuse(id, response, now);
+            }
             Ok(mut upgrade) => {
                 let user = upgrade.user.take().unwrap_or_else(|| self.anonymous_name());
                 let mut response = upgrade.response();
@@ -191,6 +210,7 @@ impl Server {
         let Phase::Handshake { stream, .. } = mem::replace(&mut conn.phase, Phase::Gone) else {
             unreachable!("respond is only called during the handshake");
         };
+        self.pending -= 1;
         conn.phase = Phase::Responding {
             stream,
             pending,
@@ -320,7 +340,9 @@ impl Server {
                 mode: upgrade.events,
                 reference: None,
             };
-            self.join(id, &user, request, now);
+            if let Err(error) = self.join(id, &user, request, now) {
+                self.send(id, event::error(error.code, &error.message, None));
+            }
         }
         let watch = if self.config.echo {
             Vec::new()

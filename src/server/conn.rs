@@ -20,6 +20,7 @@ use super::metered::{MeteredStream, Traffic};
 use crate::heartbeat::Liveness;
 use crate::http::Upgrade;
 use crate::protocol::EventsMode;
+use crate::rate::TokenBucket;
 use crate::registry::{ChannelId, UserId};
 
 /// Bytes read per system call while the request is incomplete.
@@ -76,6 +77,8 @@ pub(crate) struct Conn {
     pub admin: bool,
     /// True while it is on the server's list of connections with output queued this turn.
     pub queued: bool,
+    /// The command rate limit's bucket.
+    pub bucket: TokenBucket,
 }
 
 /// The channels a connection watches without being a member.
@@ -88,7 +91,7 @@ pub(crate) struct Watching {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, liveness: Liveness) -> Conn {
+    pub fn new(stream: TcpStream, liveness: Liveness, bucket: TokenBucket) -> Conn {
         Conn {
             phase: Phase::Handshake {
                 stream,
@@ -101,6 +104,7 @@ impl Conn {
             mode: EventsMode::All,
             admin: false,
             queued: false,
+            bucket,
         }
     }
 

@@ -23,6 +23,7 @@ mod endpoints;
 mod metered;
 mod session;
 mod shutdown;
+mod sockopt;
 mod watch;
 
 use std::io;
@@ -143,6 +144,8 @@ pub struct Server {
     doomed: Vec<(ConnId, LeaveReason)>,
     /// Connections with messages queued this turn, written when it ends.
     queued: Vec<ConnId>,
+    /// Connections still in their request (phase `Handshake`).
+    pending: usize,
     /// True while accepting is paused after an accept error.
     accept_paused: bool,
     next_anonymous: u64,
@@ -201,6 +204,7 @@ impl Server {
             ready: Vec::new(),
             doomed: Vec::new(),
             queued: Vec::new(),
+            pending: 0,
             accept_paused: false,
             next_anonymous: 0,
             watch_all: Vec::new(),
@@ -402,7 +406,13 @@ impl Server {
     /// Drops the connection and closes its socket (closing the descriptor also removes it
     /// from the poll). A paused accept resumes at once: a descriptor just came free.
     fn remove(&mut self, id: ConnId) {
-        if self.conns.remove(id).is_some() && self.accept_paused {
+        let Some(conn) = self.conns.remove(id) else {
+            return;
+        };
+        if let Phase::Handshake { .. } = conn.phase {
+            self.pending -= 1;
+        }
+        if self.accept_paused {
             self.wheel.insert(Timer::AcceptRetry, 0);
         }
     }

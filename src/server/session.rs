@@ -22,6 +22,7 @@ use crate::protocol::event;
 use crate::protocol::{
     self, Action, Command, CommandError, ErrorCode, EventsMode, Json, LeaveReason, Meta,
 };
+use crate::rate::Admission;
 use crate::registry::{ChannelId, ConnId, CountsDue, NotJoined, Outcome, UserId};
 use crate::wheel::Millis;
 
@@ -75,6 +76,9 @@ impl Server {
             // During a shutdown the Close is out; what the peer still says is not acted on.
             Message::Text(_) | Message::Binary(_) if self.shutdown.is_some() => {}
             Message::Text(_) | Message::Binary(_) if self.config.echo => self.echo(id, message),
+            Message::Text(_) | Message::Binary(_) if !self.admit_command(id, now) => {
+                self.counters.messages_received += 1;
+            }
             Message::Text(text) => {
                 self.counters.messages_received += 1;
                 self.on_text(id, &text, now);
@@ -100,6 +104,33 @@ impl Server {
                     flush(ws, id, &mut self.doomed);
                 }
                 self.end(id, LeaveReason::Closed, now);
+            }
+        }
+    }
+
+    /// Applies the command rate limit: false when the command must not run (it was refused
+    /// with `rate_limited`, or the connection is flooding and is being closed with 1008).
+    fn admit_command(&mut self, id: ConnId, now: Millis) -> bool {
+        let Some(limit) = self.config.rate_limit else {
+            return true;
+        };
+        let Some(conn) = self.conns.get_mut(id) else {
+            return false;
+        };
+        match conn.bucket.admit(limit, now) {
+            Admission::Allowed => true,
+            Admission::Limited => {
+                let message = format!(
+                    "more than {} commands per second (bursts of {})",
+                    limit.per_second, limit.burst
+                );
+                self.send_error(id, &CommandError::new(ErrorCode::RateLimited, message));
+                false
+            }
+            Admission::Flooding => {
+                // RFC 6455 §7.4.1: 1008 for a message that violates the server's policy.
+                self.fail(id, CloseCode::Policy, "rate limit exceeded", now);
+                false
             }
         }
     }
@@ -236,7 +267,7 @@ impl Server {
                     mode,
                     reference,
                 };
-                self.join(id, &user, request, now);
+                self.join(id, &user, request, now)?;
             }
             Action::Leave { channel } => {
                 let channel_id = self.joined(&channel, id)?;
@@ -306,13 +337,14 @@ impl Server {
         user: &UserId,
         request: JoinRequest<'_>,
         now: Millis,
-    ) {
+    ) -> Result<(), CommandError> {
         let JoinRequest {
             channel,
             meta,
             mode,
             reference,
         } = request;
+        self.check_join_limits(id, user, channel)?;
         let (channel_id, outcome) = self.registry.join(channel, id, user, meta, mode);
         if let Some(conn) = self.conns.get_mut(id) {
             conn.channels.insert(channel_id);
@@ -330,6 +362,36 @@ impl Server {
             EventsMode::None => {}
         }
         self.apply_except(channel_id, outcome, Some(id), now);
+        Ok(())
+    }
+
+    /// `too_large` when a new subscription would pass the channels-per-connection cap, or
+    /// a new member the members-per-channel cap. Joining again what is joined always passes.
+    fn check_join_limits(&self, id: ConnId, user: &UserId, name: &str) -> Result<(), CommandError> {
+        let channel = self.registry.find(name);
+        if channel.is_some_and(|channel| self.registry.mode(channel, id).is_some()) {
+            return Ok(());
+        }
+        let joined = self
+            .conns
+            .get(id)
+            .map_or(0, |conn| conn.channels.as_slice().len());
+        let max = self.config.max_channels_per_conn;
+        if joined >= max {
+            let message = format!("a connection may join at most {max} channels");
+            return Err(CommandError::new(ErrorCode::TooLarge, message));
+        }
+        if let (Some(max), Some(channel)) = (self.config.max_members_per_channel, channel) {
+            let members = self
+                .registry
+                .counts(channel)
+                .map_or(0, |counts| counts.users);
+            if members >= max && !self.registry.is_member(channel, user) {
+                let message = format!("channel {name} is full ({max} members)");
+                return Err(CommandError::new(ErrorCode::TooLarge, message));
+            }
+        }
+        Ok(())
     }
 
     /// Delivers an outcome's announcement and schedules its counts and grace.

@@ -1131,3 +1131,17 @@ pub fn expect_request_timeout(stream: &mut TcpStream, started: Instant, timeout:
         ms(elapsed)
     );
 }
+
+/// The resident memory of process `pid`, from `/proc/PID/status` (VmRSS).
+#[track_caller]
+pub fn resident_bytes(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
+}
