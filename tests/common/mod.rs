@@ -61,7 +61,20 @@ impl Server {
     /// from the test's own environment is removed first, so only `env` can set one.
     #[track_caller]
     pub fn start_with_env(flags: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(BIN)
+        Server::launch(flags, env, None)
+    }
+
+    /// Like [`Server::start`], with the server's open-file limit (soft and hard) set to
+    /// `limit` before it starts.
+    #[track_caller]
+    pub fn start_with_fd_limit(flags: &[&str], limit: u64) -> Server {
+        Server::launch(flags, &[], Some(limit))
+    }
+
+    #[track_caller]
+    fn launch(flags: &[&str], env: &[(&str, &str)], fd_limit: Option<u64>) -> Server {
+        let mut command = Command::new(BIN);
+        command
             .args(["--listen", "127.0.0.1:0"])
             .args(flags)
             .env("RUST_LOG", "info")
@@ -69,9 +82,25 @@ impl Server {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the rollcall binary");
+            .stderr(Stdio::piped());
+        if let Some(limit) = fd_limit {
+            use std::os::unix::process::CommandExt;
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only touches the child's own limits.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command.spawn().expect("spawn the rollcall binary");
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<String>();
