@@ -40,7 +40,12 @@ impl Server {
         let was_paused = mem::replace(&mut self.accept_paused, false);
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => self.admit(stream, now),
+                Ok((stream, _)) => {
+                    self.admit(stream, now);
+                    // An endpoint served here (a publish) may have doomed slow consumers:
+                    // end them before the next request can queue more for them.
+                    self.reap(now);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => continue,
                 Err(e) => {

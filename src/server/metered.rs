@@ -104,6 +104,10 @@ impl MeteredStream {
     }
 
     fn queue_data(&mut self, frame: Frame, backlog: usize) -> Result<(), QueueError> {
+        // Already over: nothing more is accepted, however often we are asked.
+        if self.queue.len() > backlog {
+            return Err(QueueError::BacklogFull);
+        }
         // Formatting into a Vec cannot fail.
         let _ = frame.format(&mut self.queue);
         if self.queue.len() > WRITE_THROUGH.min(backlog) {
@@ -238,5 +242,13 @@ mod tests {
             "the socket took what it could first"
         );
         assert!(stream.queue.len() <= backlog + chunk.len() + 4);
+        let before = stream.queue.len();
+        for _ in 0..100 {
+            assert!(matches!(
+                stream.queue_text(chunk.clone().into(), backlog),
+                Err(QueueError::BacklogFull)
+            ));
+        }
+        assert_eq!(stream.queue.len(), before, "a full queue does not grow");
     }
 }

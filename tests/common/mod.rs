@@ -1174,3 +1174,133 @@ pub fn resident_bytes(pid: u32) -> u64 {
         .expect("VmRSS in /proc/PID/status");
     kib * 1024
 }
+
+// ---------------------------------------------------------------------------------------------
+// Other processes: the load tool as a client, the server's resident memory
+// ---------------------------------------------------------------------------------------------
+
+/// Path of the load tool, a second binary of the crate.
+pub const LOAD_BIN: &str = env!("CARGO_BIN_EXE_rollcall-load");
+
+/// A child process other than the server (a load tool acting as a client), killed on drop,
+/// also when it is stopped (SIGKILL ends a stopped process too).
+pub struct ChildGuard {
+    child: Child,
+    what: String,
+}
+
+impl ChildGuard {
+    /// Spawns `program` with `args`, stdin and stdout closed, stderr inherited (it shows in a
+    /// failing test's output).
+    #[track_caller]
+    pub fn spawn(program: &str, args: &[&str]) -> ChildGuard {
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program} {args:?}: {e}"));
+        ChildGuard {
+            child,
+            what: format!("{program} {args:?}"),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends signal `sig` (`libc::SIGSTOP`, `libc::SIGKILL`, ...) to the process.
+    #[track_caller]
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) takes plain integers; the pid is our own unreaped child, so it
+        // cannot name another process.
+        let status = unsafe { libc::kill(pid, sig) };
+        assert_eq!(
+            status,
+            0,
+            "kill({pid}, {sig}) for {}: {}",
+            self.what,
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Whether the process is still running (a stopped process is running).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits at most `timeout` for the process to exit; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                _ => return None,
+            }
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `program` with `args` and waits for it to exit, at most `timeout` (then it is killed
+/// and the test fails); like [`run_cli`], for any program (e.g. [`LOAD_BIN`]).
+#[track_caller]
+pub fn run_program(program: &str, args: &[&str], timeout: Duration) -> CliRun {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let out_thread = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let err_thread = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let status = wait_with_deadline(&mut child, timeout);
+    let stdout = out_thread.join().expect("stdout reader");
+    let stderr = err_thread.join().expect("stderr reader");
+    let Some(status) = status else {
+        panic!(
+            "{program} {args:?} did not exit within {}ms (killed); stdout:\n{stdout}\nstderr:\n{stderr}",
+            ms(timeout)
+        );
+    };
+    CliRun {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+/// The resident set size of process `pid` (`VmRSS` in `/proc/PID/status`), in bytes.
+#[track_caller]
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status:\n{status}"));
+    kib * 1024
+}
