@@ -93,6 +93,7 @@ impl Server {
             .conns
             .insert(Conn::new(stream, Liveness::new(now), bucket));
         self.pending += 1;
+        self.trimmer.grew(self.conns.len());
         let token = mio::Token(id.to_token());
         let registered = match self.conns.get_mut(id).and_then(Conn::stream_mut) {
             Some(stream) => self.poll.registry().register(

@@ -24,6 +24,7 @@ mod metered;
 mod session;
 mod shutdown;
 mod sockopt;
+mod trim;
 mod watch;
 
 use std::io;
@@ -146,6 +147,7 @@ pub struct Server {
     queued: Vec<ConnId>,
     /// Connections still in their request (phase `Handshake`).
     pending: usize,
+    trimmer: trim::Trimmer,
     /// True while accepting is paused after an accept error.
     accept_paused: bool,
     next_anonymous: u64,
@@ -205,6 +207,7 @@ impl Server {
             doomed: Vec::new(),
             queued: Vec::new(),
             pending: 0,
+            trimmer: trim::Trimmer::default(),
             accept_paused: false,
             next_anonymous: 0,
             watch_all: Vec::new(),
@@ -412,6 +415,7 @@ impl Server {
         if let Phase::Handshake { .. } = conn.phase {
             self.pending -= 1;
         }
+        self.trimmer.shrank(self.conns.len());
         if self.accept_paused {
             self.wheel.insert(Timer::AcceptRetry, 0);
         }
