@@ -113,16 +113,18 @@ pub fn examine(buffer: &[u8], max_body: usize) -> Examined {
     let Ok(length) = length.trim().parse::<usize>() else {
         return refuse(400, "bad_request", "malformed Content-Length".to_owned());
     };
-    if length > max_body {
+    // A length whose end does not fit in memory is over any limit.
+    let end = head_len.checked_add(length).filter(|_| length <= max_body);
+    let Some(end) = end else {
         let message = format!("request body of {length} bytes is over the limit of {max_body}");
         return refuse(413, "payload_too_large", message);
-    }
-    let Some(body) = buffer.get(head_len..head_len + length) else {
+    };
+    let Some(body) = buffer.get(head_len..end) else {
         return Examined::Partial;
     };
     request.content_length = Some(length);
     request.body = body.to_vec();
-    request.len = head_len + length;
+    request.len = end;
     Examined::Complete(request)
 }
 
