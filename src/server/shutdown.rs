@@ -7,7 +7,7 @@
 //! announcing each departure to the others would cost N² messages for nothing); every
 //! WebSocket that ends during it ends with reason `shutdown`.
 
-use log::{info, warn};
+use log::info;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 
@@ -51,7 +51,7 @@ impl Server {
             };
             for _ in 0..received {
                 if self.shutdown.is_some() {
-                    warn!("second signal: exiting without waiting for peers");
+                    log::warn!("second signal: exiting without waiting for peers");
                     self.stop = Some(Stop::Forced);
                 } else {
                     self.begin_shutdown(now);
@@ -60,6 +60,16 @@ impl Server {
         }
         #[cfg(not(feature = "signals"))]
         let _ = now;
+    }
+
+    /// Starts a graceful shutdown, as the first SIGINT or SIGTERM does: [`Server::run`]
+    /// (or the next one) returns [`Stop::Graceful`] once every peer has answered its Close
+    /// or the shutdown timeout has passed. For hosts that handle signals themselves.
+    pub fn shutdown(&mut self) {
+        if self.shutdown.is_none() {
+            let now = self.millis(std::time::Instant::now());
+            self.begin_shutdown(now);
+        }
     }
 
     /// Starts the graceful shutdown at `now`.
