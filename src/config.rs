@@ -76,6 +76,12 @@ pub struct Config {
     /// once. Default 1024: enough for a reconnect storm, not for a slow-loris attack to
     /// take every descriptor.
     pub max_pending_handshakes: usize,
+    /// When set, an upgrade must carry a JWT signed with this secret (HS256) in its `token`
+    /// query parameter; the token's `sub` is the user and its `channels` bound what the
+    /// connection may join. Default none (anyone may claim any user id).
+    pub token_secret: Option<String>,
+    /// Clock skew tolerated on a token's `exp`, `nbf` and `iat`. Default 5 s.
+    pub token_leeway: Duration,
 }
 
 impl Default for Config {
@@ -105,6 +111,8 @@ impl Default for Config {
             max_channels_per_conn: 32,
             max_members_per_channel: None,
             max_pending_handshakes: 1024,
+            token_secret: None,
+            token_leeway: Duration::from_secs(5),
         }
     }
 }
@@ -165,6 +173,10 @@ impl Config {
         max_members_per_channel: Option<usize>,
         /// Sets [`Config::max_pending_handshakes`].
         max_pending_handshakes: usize,
+        /// Sets [`Config::token_secret`].
+        token_secret: Option<String>,
+        /// Sets [`Config::token_leeway`].
+        token_leeway: Duration,
     }
 
     /// Checks every range and relation; the server refuses to start on an error.
@@ -191,8 +203,8 @@ impl Config {
                 return Err(ConfigError::TooSmall { what, value, min });
             }
         }
-        if self.admin_token.as_deref() == Some("") {
-            return Err(ConfigError::EmptyAdminToken);
+        if self.admin_token.as_deref() == Some("") || self.token_secret.as_deref() == Some("") {
+            return Err(ConfigError::EmptySecret);
         }
         for (what, value) in [
             (
@@ -244,8 +256,8 @@ pub enum ConfigError {
     },
     /// The default channel is not a valid channel name.
     DefaultChannel(NameError),
-    /// An empty admin token would protect nothing.
-    EmptyAdminToken,
+    /// An empty admin token or token secret would protect nothing.
+    EmptySecret,
 }
 
 impl fmt::Display for ConfigError {
@@ -262,7 +274,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "{what} is {value}, the minimum is {min}")
             }
             ConfigError::DefaultChannel(error) => write!(f, "default channel: {error}"),
-            ConfigError::EmptyAdminToken => write!(f, "the admin token must not be empty"),
+            ConfigError::EmptySecret => {
+                write!(f, "the admin token and the token secret must not be empty")
+            }
         }
     }
 }

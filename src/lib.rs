@@ -38,6 +38,7 @@ pub mod protocol;
 pub mod rate;
 pub mod registry;
 mod server;
+pub mod token;
 pub mod units;
 pub mod wheel;
 

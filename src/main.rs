@@ -13,6 +13,9 @@ rollcall: a lean WebSocket presence server
 
 USAGE:
     rollcall [OPTIONS]
+    rollcall token --user USER --ttl DUR [--channels LIST] [--meta JSON] [--token-secret SECRET]
+        print a connection token signed with the secret (for development and tests);
+        LIST is comma-separated channel names or prefixes ending in `*` (lobby,chat.*)
 
 OPTIONS:
     --listen ADDR               address to listen on [default: 127.0.0.1:8080]
@@ -34,6 +37,9 @@ OPTIONS:
     --admin-token TOKEN         require this bearer token for /presence, /publish and watching
                                 [env: ROLLCALL_ADMIN_TOKEN]
     --allowed-origin ORIGIN     accept WebSocket upgrades only from this Origin (repeatable)
+    --token-secret SECRET       require a JWT (HS256) signed with SECRET in `token=`; its `sub`
+                                is the user [env: ROLLCALL_TOKEN_SECRET]
+    --token-leeway DUR          clock skew tolerated on exp/nbf/iat [default: 5s]
     --shutdown-timeout DUR      how long a graceful shutdown waits for peers [default: 5s]
     --max-body-size SIZE        largest HTTP request body [default: 64KiB]
     -h, --help                  print this help
@@ -46,6 +52,8 @@ The protocol is described in docs/protocol.md.
 
 enum Invocation {
     Serve(Box<Config>),
+    /// `rollcall token ...`: print a signed connection token.
+    Mint(String),
     Help,
     Version,
 }
@@ -54,6 +62,10 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = match parse_args() {
         Ok(Invocation::Serve(config)) => *config,
+        Ok(Invocation::Mint(token)) => {
+            println!("{token}");
+            return ExitCode::SUCCESS;
+        }
         Ok(Invocation::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -91,13 +103,17 @@ fn main() -> ExitCode {
 
 fn parse_args() -> Result<Invocation, String> {
     let admin_token = std::env::var("ROLLCALL_ADMIN_TOKEN").ok();
-    let mut config = Config::default().admin_token(admin_token);
+    let token_secret = std::env::var("ROLLCALL_TOKEN_SECRET").ok();
+    let mut config = Config::default()
+        .admin_token(admin_token)
+        .token_secret(token_secret);
     let mut allowed_origins = Vec::new();
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let flag = match arg {
             Long(name) => format!("--{name}"),
             Short(c) => format!("-{c}"),
+            Value(value) if value == "token" => return mint(&mut parser, config.token_secret),
             Value(value) => return Err(format!("unexpected argument {value:?}")),
         };
         let mut value = || -> Result<String, String> {
@@ -152,6 +168,10 @@ fn parse_args() -> Result<Invocation, String> {
                 text => config.rate_limit(Some(RateLimit::parse(text).map_err(|e| invalid(&e))?)),
             },
             "--admin-token" => config.admin_token(Some(value()?)),
+            "--token-secret" => config.token_secret(Some(value()?)),
+            "--token-leeway" => {
+                config.token_leeway(parse_duration(&value()?).map_err(|e| invalid(&e))?)
+            }
             "--allowed-origin" => {
                 allowed_origins.push(value()?);
                 config
@@ -176,4 +196,62 @@ fn parse_args() -> Result<Invocation, String> {
 fn count(flag: &str, text: String) -> Result<usize, String> {
     text.parse()
         .map_err(|_| format!("{flag}: {text:?} is not a whole number"))
+}
+
+/// `rollcall token --user U --ttl DUR [--channels LIST] [--meta JSON] [--token-secret S]`.
+fn mint(parser: &mut lexopt::Parser, env_secret: Option<String>) -> Result<Invocation, String> {
+    let (mut user, mut ttl, mut channels, mut meta, mut secret) =
+        (None, None, None, None, env_secret);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let flag = match arg {
+            Long(name) => format!("--{name}"),
+            Short(c) => format!("-{c}"),
+            Value(value) => return Err(format!("token: unexpected argument {value:?}")),
+        };
+        let value = parser.value().map_err(|e| e.to_string())?;
+        let value = value
+            .into_string()
+            .map_err(|v| format!("{flag}: {v:?} is not valid UTF-8"))?;
+        match flag.as_str() {
+            "--user" => user = Some(value),
+            "--ttl" => ttl = Some(parse_duration(&value).map_err(|e| format!("--ttl: {e}"))?),
+            "--channels" => channels = Some(value),
+            "--meta" => meta = Some(value),
+            "--token-secret" => secret = Some(value),
+            _ => return Err(format!("token: unknown option {flag}")),
+        }
+    }
+    let secret = secret
+        .filter(|s| !s.is_empty())
+        .ok_or("token: no secret: give --token-secret or set ROLLCALL_TOKEN_SECRET")?;
+    let user = user.ok_or("token: --user is required")?;
+    rollcall::names::validate(&user).map_err(|e| format!("--user: user {e}"))?;
+    let ttl = ttl.ok_or("token: --ttl is required (e.g. 1h)")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let mut claims = serde_json::json!({"sub": user, "iat": now, "exp": now + ttl.as_secs()});
+    if let Some(list) = channels {
+        let entries: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
+        rollcall::token::ChannelGrant::parse(entries.iter().copied())
+            .map_err(|e| format!("--channels: {e}"))?;
+        claims["channels"] = serde_json::json!(entries);
+    }
+    if let Some(meta) = meta {
+        let value: serde_json::Value =
+            serde_json::from_str(&meta).map_err(|e| format!("--meta: {e}"))?;
+        if !value.is_object() {
+            return Err("--meta: must be a JSON object".into());
+        }
+        claims["meta"] = value;
+    }
+    Ok(Invocation::Mint(rollcall::token::sign(
+        &claims,
+        secret.as_bytes(),
+    )))
 }

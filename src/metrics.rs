@@ -21,12 +21,13 @@ pub enum Ending {
     Http,
 }
 
-const LEAVE_REASONS: [LeaveReason; 6] = [
+const LEAVE_REASONS: [LeaveReason; 7] = [
     LeaveReason::Closed,
     LeaveReason::Timeout,
     LeaveReason::Error,
     LeaveReason::SlowConsumer,
     LeaveReason::Shutdown,
+    LeaveReason::Expired,
     LeaveReason::Left,
 ];
 

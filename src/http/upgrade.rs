@@ -4,6 +4,7 @@
 use super::{constant_time_eq, Request, Response};
 use crate::names;
 use crate::protocol::EventsMode;
+use crate::token::{self, Claims};
 
 /// Who may upgrade: the operator's access settings.
 #[derive(Debug, Clone, Copy, Default)]
@@ -12,6 +13,21 @@ pub struct Access<'a> {
     pub allowed_origins: &'a [String],
     /// When set, watching needs `admin=TOKEN` in the query.
     pub admin_token: Option<&'a str>,
+    /// When set, the upgrade needs a signed token (`token=JWT`) naming the user.
+    pub tokens: Option<TokenPolicy<'a>>,
+}
+
+/// How to check connection tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenPolicy<'a> {
+    /// The HS256 secret.
+    pub secret: &'a [u8],
+    /// The current time, in Unix seconds.
+    pub now: u64,
+    /// Tolerated clock skew, in seconds.
+    pub leeway: u64,
+    /// Bound of the `meta` claim, serialized.
+    pub max_meta_size: usize,
 }
 
 /// The `watch` query value that means every channel.
@@ -30,6 +46,8 @@ pub struct Upgrade {
     pub watch: Vec<String>,
     /// True when the connection may watch: no admin token is configured, or it presented it.
     pub admin: bool,
+    /// The verified token's claims, when tokens are required.
+    pub claims: Option<Claims>,
     /// The `Sec-WebSocket-Accept` value for the response.
     pub accept_key: String,
 }
@@ -84,7 +102,11 @@ pub fn validate(request: &Request, access: Access<'_>) -> Result<Upgrade, Respon
             ));
         }
     }
-    let query = parse_query(&request.query).map_err(|reason| Response::error(400, reason))?;
+    let mut query = parse_query(&request.query).map_err(|reason| Response::error(400, reason))?;
+    let claims = match access.tokens {
+        None => None,
+        Some(policy) => Some(check_token(&mut query, policy)?),
+    };
     let admin = match access.admin_token {
         None => true,
         Some(token) => query
@@ -104,6 +126,7 @@ pub fn validate(request: &Request, access: Access<'_>) -> Result<Upgrade, Respon
         events: query.events,
         watch: query.watch,
         admin,
+        claims,
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
     })
 }
@@ -115,13 +138,17 @@ struct Query {
     events: EventsMode,
     watch: Vec<String>,
     admin: Option<String>,
+    token: Option<String>,
 }
 
 fn parse_query(query: &str) -> Result<Query, String> {
     let mut parsed = Query::default();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
-        if !matches!(name, "user" | "channel" | "events" | "watch" | "admin") {
+        if !matches!(
+            name,
+            "user" | "channel" | "events" | "watch" | "admin" | "token"
+        ) {
             // Unknown parameters (cache busters, a proxy's additions) are not ours to judge.
             continue;
         }
@@ -147,10 +174,43 @@ fn parse_query(query: &str) -> Result<Query, String> {
                 parsed.events = EventsMode::parse(&value)
                     .ok_or_else(|| format!("events must be all, count or none, not {value:?}"))?;
             }
+            "token" => parsed.token = Some(value),
             _ => parsed.admin = Some(value),
         }
     }
     Ok(parsed)
+}
+
+/// With tokens required: the token names the user (so `user=` is refused) and must allow
+/// every channel of the URL.
+fn check_token(query: &mut Query, policy: TokenPolicy<'_>) -> Result<Claims, Response> {
+    if query.user.is_some() {
+        return Err(Response::error(
+            400,
+            "user: not allowed when tokens are required (the token's sub is the user)",
+        ));
+    }
+    let token = query.token.as_deref().unwrap_or("");
+    let claims = token::verify(
+        token,
+        policy.secret,
+        policy.now,
+        policy.leeway,
+        policy.max_meta_size,
+    )
+    .map_err(|error| Response::error(401, format!("{error}: the connection token was refused")))?;
+    if let Some(channel) = query
+        .channels
+        .iter()
+        .find(|channel| !claims.channels.allows(channel))
+    {
+        return Err(Response::error(
+            403,
+            format!("channel {channel} is not allowed by the token"),
+        ));
+    }
+    query.user = Some(claims.subject.clone());
+    Ok(claims)
 }
 
 fn push_once(list: &mut Vec<String>, value: String) {
@@ -279,7 +339,7 @@ mod tests {
         let allowed = ["http://good.example".to_owned()];
         let access = Access {
             allowed_origins: &allowed,
-            admin_token: None,
+            ..Access::default()
         };
         assert!(validate(&request("/", "Origin: http://good.example\r\n"), access).is_ok());
         assert!(validate(&request("/", "Origin: HTTP://GOOD.example\r\n"), access).is_ok());
@@ -301,8 +361,8 @@ mod tests {
         let upgrade = upgrade("/?watch=*&watch=lobby&watch=*");
         assert_eq!(upgrade.watch, vec!["*", "lobby"]);
         let access = Access {
-            allowed_origins: &[],
             admin_token: Some("s3cret"),
+            ..Access::default()
         };
         assert_eq!(refused(&request("/?watch=*", ""), access).status, 401);
         assert_eq!(
@@ -314,5 +374,49 @@ mod tests {
         let plain =
             validate(&request("/?user=bob", ""), access).expect("no watch, no token needed");
         assert!(!plain.admin);
+    }
+
+    #[test]
+    fn with_tokens_the_token_names_the_user_and_bounds_the_url_channels() {
+        let secret = b"s3cret";
+        let now = 1_800_000_000;
+        let token = crate::token::sign(
+            &serde_json::json!({"sub": "alice", "exp": now + 60, "channels": ["lobby"]}),
+            secret,
+        );
+        let policy = TokenPolicy {
+            secret,
+            now,
+            leeway: 5,
+            max_meta_size: 1024,
+        };
+        let access = Access {
+            tokens: Some(policy),
+            ..Access::default()
+        };
+        let upgrade = validate(
+            &request(&format!("/?token={token}&channel=lobby"), ""),
+            access,
+        )
+        .expect("valid");
+        assert_eq!(upgrade.user.as_deref(), Some("alice"));
+        assert!(upgrade.claims.is_some());
+        let refused_with = |target: String| refused(&request(&target, ""), access);
+        assert_eq!(
+            refused_with(format!("/?token={token}&channel=chat")).status,
+            403
+        );
+        assert_eq!(
+            refused_with(format!("/?token={token}&user=bob")).status,
+            400
+        );
+        let missing = refused_with("/?channel=lobby".into());
+        assert_eq!(missing.status, 401);
+        assert!(String::from_utf8_lossy(&missing.body).starts_with("missing"));
+        let forged = refused_with(format!("/?token={token}x"));
+        assert!(
+            String::from_utf8_lossy(&forged.body).starts_with("bad_signature")
+                || forged.status == 401
+        );
     }
 }

@@ -64,6 +64,11 @@ pub enum Action {
         /// The channel, or `*`.
         channel: String,
     },
+    /// Replace the connection's token before it expires.
+    Refresh {
+        /// The new token (a JWT).
+        token: String,
+    },
     /// Application-level ping, answered with `pong` carrying the same `id`.
     Ping {
         /// Any JSON value (`null` when absent).
@@ -152,6 +157,12 @@ fn decode_action(
         },
         "unwatch" => Action::Unwatch {
             channel: watch_target(fields)?,
+        },
+        "refresh" => match fields.get("token") {
+            Some(Value::String(token)) => Action::Refresh {
+                token: token.clone(),
+            },
+            _ => return Err(bad_request("\"refresh\" needs a \"token\" string")),
         },
         "ping" => Action::Ping {
             id: Json::from_value(fields.get("id").unwrap_or(&Value::Null)),

@@ -114,6 +114,14 @@ pub fn message(channel: &str, from: Option<&str>, data: &Json) -> String {
     }
 }
 
+/// `{"type":"refreshed","exp":N}` (with `ref` when the refresh had one)
+pub fn refreshed(expires_at: u64, reference: Option<&Json>) -> String {
+    close_with_reference(
+        format!(r#"{{"type":"refreshed","exp":{expires_at}"#),
+        reference,
+    )
+}
+
 /// `{"type":"pong","id":ANY}` (with `ref` when the ping had one)
 pub fn pong(id: &Json, reference: Option<&Json>) -> String {
     close_with_reference(

@@ -47,6 +47,11 @@ impl Meta {
         self.0.as_deref().map_or("{}", Json::as_str)
     }
 
+    /// Meta from a JSON object's text (the caller has checked that it is an object).
+    pub(crate) fn from_json(object: Json) -> Meta {
+        Meta::from_object(object)
+    }
+
     fn from_object(object: Json) -> Meta {
         if object.as_str() == "{}" {
             Meta(None)
@@ -95,6 +100,8 @@ pub enum LeaveReason {
     SlowConsumer,
     /// The server is shutting down.
     Shutdown,
+    /// The connection's token expired without a refresh (Close 4001).
+    Expired,
 }
 
 impl LeaveReason {
@@ -107,6 +114,7 @@ impl LeaveReason {
             LeaveReason::Error => "error",
             LeaveReason::SlowConsumer => "slow_consumer",
             LeaveReason::Shutdown => "shutdown",
+            LeaveReason::Expired => "expired",
         }
     }
 }

@@ -23,7 +23,7 @@ use super::session::JoinRequest;
 use super::sockopt;
 use super::{Server, Timer, LINGER_MS};
 use crate::heartbeat::Liveness;
-use crate::http::upgrade::{self, Access};
+use crate::http::upgrade::{self, Access, TokenPolicy};
 use crate::http::{self, Examined, Request, Response, Route, Upgrade};
 use crate::metrics::Ending;
 use crate::protocol::event;
@@ -157,9 +157,20 @@ impl Server {
             self.refuse(id, Response::error(503, "server shutting down"), now);
             return;
         }
+        let tokens = self
+            .config
+            .token_secret
+            .as_deref()
+            .map(|secret| TokenPolicy {
+                secret: secret.as_bytes(),
+                now: self.unix_seconds(now),
+                leeway: self.config.token_leeway.as_secs(),
+                max_meta_size: self.config.max_meta_size,
+            });
         let access = Access {
             allowed_origins: &self.config.allowed_origins,
             admin_token: self.config.admin_token.as_deref(),
+            tokens,
         };
         match upgrade::validate(request, access) {
             Ok(upgrade) if upgrade.channels.len() > self.config.max_channels_per_conn => {
@@ -187,7 +198,7 @@ impl Server {
                     id,
                     response,
                     AfterResponse::Open {
-                        upgrade,
+                        upgrade: Box::new(upgrade),
                         user,
                         leftover,
                     },
@@ -258,7 +269,7 @@ impl Server {
                 upgrade,
                 user,
                 leftover,
-            } => self.open(id, stream, upgrade, user, leftover, now),
+            } => self.open(id, stream, *upgrade, user, leftover, now),
             AfterResponse::Close => self.linger(id, stream, now),
         }
     }
@@ -324,18 +335,33 @@ impl Server {
         conn.user = Some(user.clone());
         conn.mode = upgrade.events;
         conn.admin = upgrade.admin;
+        let token_expires_at = upgrade.claims.as_ref().map(|claims| claims.expires_at);
+        conn.grant = upgrade.claims.map(Box::new);
         conn.liveness = Liveness::new(now);
+        let default_allowed = conn
+            .grant
+            .as_ref()
+            .is_none_or(|grant| grant.channels.allows(&self.config.default_channel));
         self.wheel.insert(
             Timer::Heartbeat(id),
             conn.liveness.first_deadline(self.heartbeat),
         );
+        if let Some(expires_at) = token_expires_at {
+            let deadline = self.token_deadline(expires_at);
+            self.wheel.insert(Timer::TokenExpiry(id), deadline);
+        }
         debug!("conn=#{id} open as user {user}");
         // Only a connection that asks for nothing lands in the default channel: a watcher
         // that names no channel stays out of presence.
         let channels = if self.config.echo {
             Vec::new()
         } else if upgrade.channels.is_empty() && upgrade.watch.is_empty() {
-            vec![self.config.default_channel.clone()]
+            // With a token, only if the token allows it.
+            let default = &self.config.default_channel;
+            default_allowed
+                .then(|| default.clone())
+                .into_iter()
+                .collect()
         } else {
             upgrade.channels
         };

@@ -22,6 +22,7 @@ use crate::http::Upgrade;
 use crate::protocol::EventsMode;
 use crate::rate::TokenBucket;
 use crate::registry::{ChannelId, UserId};
+use crate::token::Claims;
 
 /// Bytes read per system call while the request is incomplete.
 const REQUEST_READ_CHUNK: usize = 1024;
@@ -30,6 +31,9 @@ const REQUEST_READ_CHUNK: usize = 1024;
 pub(crate) type Socket = WebSocket<MeteredStream>;
 
 /// Where a connection is in its life.
+// Open is where almost every connection spends its life: boxing it to shrink the other
+// variants would cost each connection an allocation and its header for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Phase {
     /// Reading the HTTP request; `received` holds the bytes so far.
     Handshake {
@@ -53,9 +57,9 @@ pub(crate) enum Phase {
 /// What follows a fully written response.
 pub(crate) enum AfterResponse {
     /// A 101 (and the welcome): open the WebSocket for `user` with the bytes that followed
-    /// the request.
+    /// the request. Boxed: it is large and lives only for the instant of the 101.
     Open {
-        upgrade: Upgrade,
+        upgrade: Box<Upgrade>,
         user: String,
         leftover: Vec<u8>,
     },
@@ -79,6 +83,8 @@ pub(crate) struct Conn {
     pub queued: bool,
     /// The command rate limit's bucket.
     pub bucket: TokenBucket,
+    /// The connection token's claims, when tokens are required (boxed: absent otherwise).
+    pub grant: Option<Box<Claims>>,
 }
 
 /// The channels a connection watches without being a member.
@@ -105,6 +111,7 @@ impl Conn {
             admin: false,
             queued: false,
             bucket,
+            grant: None,
         }
     }
 

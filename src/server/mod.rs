@@ -24,6 +24,7 @@ mod metered;
 mod session;
 mod shutdown;
 mod sockopt;
+mod tokens;
 mod trim;
 mod watch;
 
@@ -92,6 +93,8 @@ enum Timer {
     Counts(ChannelId),
     /// Accepting was paused after an error (such as running out of descriptors).
     AcceptRetry,
+    /// The connection's token expires (unless it was refreshed meanwhile).
+    TokenExpiry(ConnId),
     /// A graceful shutdown has waited long enough.
     ShutdownDeadline,
 }
@@ -155,7 +158,8 @@ pub struct Server {
     watch_all: Vec<ConnId>,
     counters: Counters,
     traffic: Rc<Traffic>,
-    /// Wall-clock time of [`Server::bind`], for `rollcall_process_start_time_seconds`.
+    /// Wall-clock time of [`Server::bind`] (the loop's time 0), for
+    /// `rollcall_process_start_time_seconds` and token times.
     started: SystemTime,
     /// Set once a graceful shutdown has begun: its deadline.
     shutdown: Option<Millis>,
@@ -349,6 +353,7 @@ impl Server {
                 }
                 Timer::AcceptRetry => self.accept(now),
                 Timer::ShutdownDeadline => self.shutdown_deadline(),
+                Timer::TokenExpiry(id) => self.token_deadline_passed(id, now),
             }
             self.reap(now);
         }

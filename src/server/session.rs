@@ -129,7 +129,13 @@ impl Server {
             }
             Admission::Flooding => {
                 // RFC 6455 §7.4.1: 1008 for a message that violates the server's policy.
-                self.fail(id, CloseCode::Policy, "rate limit exceeded", now);
+                self.fail(
+                    id,
+                    CloseCode::Policy,
+                    "rate limit exceeded",
+                    LeaveReason::Error,
+                    now,
+                );
                 false
             }
         }
@@ -181,16 +187,25 @@ impl Server {
                 self.end(id, LeaveReason::Closed, now)
             }
             // RFC 6455 §7.4.1: 1009 for a message too big to process.
-            WsError::Capacity(e) => self.fail(id, CloseCode::Size, &e.to_string(), now),
+            WsError::Capacity(e) => {
+                self.fail(id, CloseCode::Size, &e.to_string(), LeaveReason::Error, now)
+            }
             // §8.1: text that is not UTF-8 fails the connection with 1007.
             WsError::Utf8(_) => self.fail(
                 id,
                 CloseCode::Invalid,
                 "invalid UTF-8 in a text message",
+                LeaveReason::Error,
                 now,
             ),
             // §7.4.1: 1002 for a protocol error (unmasked frame, reserved bits or opcodes...).
-            WsError::Protocol(e) => self.fail(id, CloseCode::Protocol, &e.to_string(), now),
+            WsError::Protocol(e) => self.fail(
+                id,
+                CloseCode::Protocol,
+                &e.to_string(),
+                LeaveReason::Error,
+                now,
+            ),
             WsError::WriteBufferFull(_) => self.end(id, LeaveReason::SlowConsumer, now),
             other => {
                 debug!("conn=#{id} read failed: {other}");
@@ -200,14 +215,21 @@ impl Server {
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): a Close frame with `code`, presence leaves
-    /// with reason `error`, then the socket lingers until the peer closes.
-    fn fail(&mut self, id: ConnId, code: CloseCode, reason: &str, now: Millis) {
+    /// with reason `leave`, then the socket lingers until the peer closes.
+    pub(super) fn fail(
+        &mut self,
+        id: ConnId,
+        code: CloseCode,
+        reason: &str,
+        leave: LeaveReason,
+        now: Millis,
+    ) {
         debug!(
-            "conn=#{id} failed: {reason} (close code {})",
+            "conn=#{id} closed: {reason} (close code {})",
             u16::from(code)
         );
-        self.counters.closed(Ending::WebSocket(LeaveReason::Error));
-        self.detach(id, LeaveReason::Error, now);
+        self.counters.closed(Ending::WebSocket(leave));
+        self.detach(id, leave, now);
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -317,6 +339,7 @@ impl Server {
                 self.watch(id, &channel, reference);
             }
             Action::Unwatch { channel } => self.unwatch(id, &channel)?,
+            Action::Refresh { token } => self.refresh(id, &token, reference, now)?,
             Action::Ping { id: ping_id } => self.send(id, event::pong(&ping_id, reference)),
         }
         Ok(())
@@ -345,6 +368,15 @@ impl Server {
             reference,
         } = request;
         self.check_join_limits(id, user, channel)?;
+        // With a token: only the channels it allows, and its meta when the join has none.
+        let meta = match self.conns.get(id).and_then(|conn| conn.grant.as_deref()) {
+            Some(grant) if !grant.channels.allows(channel) => {
+                let message = format!("channel {channel} is not allowed by the connection's token");
+                return Err(CommandError::new(ErrorCode::Forbidden, message));
+            }
+            Some(grant) => meta.or_else(|| grant.meta.clone()),
+            None => meta,
+        };
         let (channel_id, outcome) = self.registry.join(channel, id, user, meta, mode);
         if let Some(conn) = self.conns.get_mut(id) {
             conn.channels.insert(channel_id);

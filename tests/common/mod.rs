@@ -1304,3 +1304,65 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status:\n{status}"));
     kib * 1024
 }
+
+// ---------------------------------------------------------------------------------------------
+// Other processes: the CLI with a chosen environment, helper programs (e.g. Python)
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `command` (stdin from /dev/null, stdout and stderr captured) and waits for it to exit,
+/// at most `timeout`; a process still running then is killed and the test fails.
+#[track_caller]
+pub fn run_command(mut command: Command, timeout: Duration) -> CliRun {
+    let what = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    // Both pipes are drained while the child runs, so a chatty child cannot block on a full one.
+    let out_thread = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let err_thread = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let status = wait_with_deadline(&mut child, timeout);
+    let stdout = out_thread.join().expect("stdout reader");
+    let stderr = err_thread.join().expect("stderr reader");
+    let Some(status) = status else {
+        panic!(
+            "{what} did not exit within {}ms (killed); stdout:\n{stdout}\nstderr:\n{stderr}",
+            ms(timeout)
+        );
+    };
+    CliRun {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+/// Like [`run_cli`], with the variables in `remove` taken out of the inherited environment and
+/// then `env` set (for settings read from the environment, such as `ROLLCALL_TOKEN_SECRET`).
+#[track_caller]
+pub fn run_cli_with_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    remove: &[&str],
+    timeout: Duration,
+) -> CliRun {
+    let mut command = Command::new(BIN);
+    command.args(args).env("RUST_LOG", "info");
+    for name in remove {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    run_command(command, timeout)
+}

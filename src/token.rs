@@ -1,0 +1,396 @@
+//! Signed connection tokens: JSON Web Tokens (RFC 7519) signed with HMAC-SHA256 (JWS,
+//! RFC 7515, `alg: HS256`), by which a web app vouches for a connection's user and the
+//! channels it may join, without a round trip per connection.
+//!
+//! Pure: the caller passes the time (Unix seconds). Verification accepts only `HS256`
+//! (never `none`, never another algorithm named by the token itself), compares signatures
+//! in constant time (the `hmac` crate's `verify_slice`), and checks `exp`, `nbf` and `iat`
+//! with a leeway. Every failure has a short reason code for the HTTP 401 or the error.
+
+use std::fmt;
+
+use data_encoding::BASE64URL_NOPAD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::names;
+use crate::protocol::{Json, Meta};
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// No token was given.
+    Missing,
+    /// Not a well-formed JWT with the required claims.
+    Malformed,
+    /// The header names an algorithm other than `HS256`.
+    BadAlgorithm,
+    /// The signature does not match (another key, or a changed header or payload).
+    BadSignature,
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` (or `iat`) is in the future.
+    NotYetValid,
+    /// A refresh token names another user.
+    WrongSubject,
+}
+
+impl TokenError {
+    /// The reason code sent to clients.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenError::Missing => "missing",
+            TokenError::Malformed => "malformed",
+            TokenError::BadAlgorithm => "bad_algorithm",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::WrongSubject => "wrong_subject",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Which channels a token allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelGrant {
+    /// `None`: every channel. Otherwise names, and prefixes for entries that ended in `*`.
+    patterns: Option<Vec<Pattern>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    Exact(Box<str>),
+    Prefix(Box<str>),
+}
+
+impl ChannelGrant {
+    /// Every channel.
+    pub fn all() -> ChannelGrant {
+        ChannelGrant { patterns: None }
+    }
+
+    /// Parses `channels` entries: names, or prefixes followed by `*`.
+    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<ChannelGrant, String> {
+        let mut patterns = Vec::new();
+        for entry in entries {
+            let pattern = match entry.strip_suffix('*') {
+                Some("") => return Ok(ChannelGrant::all()),
+                Some(prefix) => {
+                    // The prefix of a valid name is made of name characters too.
+                    names::validate(prefix)
+                        .map_err(|e| format!("channel pattern {entry:?}: {e}"))?;
+                    Pattern::Prefix(prefix.into())
+                }
+                None => {
+                    names::validate(entry).map_err(|e| format!("channel {entry:?}: {e}"))?;
+                    Pattern::Exact(entry.into())
+                }
+            };
+            patterns.push(pattern);
+        }
+        Ok(ChannelGrant {
+            patterns: Some(patterns),
+        })
+    }
+
+    /// True when the token allows joining `channel`.
+    pub fn allows(&self, channel: &str) -> bool {
+        self.patterns.as_ref().is_none_or(|patterns| {
+            patterns.iter().any(|pattern| match pattern {
+                Pattern::Exact(name) => **name == *channel,
+                Pattern::Prefix(prefix) => channel.starts_with(&**prefix),
+            })
+        })
+    }
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// `sub`: the user id.
+    pub subject: String,
+    /// `exp`, in Unix seconds.
+    pub expires_at: u64,
+    /// `channels`.
+    pub channels: ChannelGrant,
+    /// `meta`, when present.
+    pub meta: Option<Meta>,
+}
+
+/// Verifies `token` with `secret` at `now` (Unix seconds) with `leeway` seconds of
+/// tolerance on `exp`, `nbf` and `iat`; `max_meta_size` bounds the `meta` claim.
+pub fn verify(
+    token: &str,
+    secret: &[u8],
+    now: u64,
+    leeway: u64,
+    max_meta_size: usize,
+) -> Result<Claims, TokenError> {
+    if token.is_empty() {
+        return Err(TokenError::Missing);
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header = decode_object(header)?;
+    // RFC 8725 §3.1: the algorithm is ours to choose, not the token's.
+    if header.get("alg").and_then(Value::as_str) != Some("HS256") {
+        return Err(TokenError::BadAlgorithm);
+    }
+    let signature = BASE64URL_NOPAD
+        .decode(signature.as_bytes())
+        .map_err(|_| TokenError::Malformed)?;
+    let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
+    mac(secret)
+        .chain_update(&token.as_bytes()[..signed_len])
+        .verify_slice(&signature)
+        .map_err(|_| TokenError::BadSignature)?;
+    let object = decode_object(payload)?;
+    let claims = read_claims(&object, max_meta_size)?;
+    if now > claims.expires_at.saturating_add(leeway) {
+        return Err(TokenError::Expired);
+    }
+    // Valid from the later of `nbf` and `iat` (a token issued in the future is not yet valid).
+    let valid_from = [read_time(&object, "nbf")?, read_time(&object, "iat")?]
+        .into_iter()
+        .flatten()
+        .max();
+    if valid_from.is_some_and(|from| now.saturating_add(leeway) < from) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(claims)
+}
+
+/// Signs `claims` (a JSON object) with `secret`: the token `rollcall token` prints.
+pub fn sign(claims: &Value, secret: &[u8]) -> String {
+    let header = BASE64URL_NOPAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = BASE64URL_NOPAD.encode(claims.to_string().as_bytes());
+    let signing_input = format!("{header}.{payload}");
+    let signature = mac(secret)
+        .chain_update(signing_input.as_bytes())
+        .finalize()
+        .into_bytes();
+    format!("{signing_input}.{}", BASE64URL_NOPAD.encode(&signature))
+}
+
+fn mac(secret: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length (RFC 2104 §2).
+    match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of every length"),
+    }
+}
+
+fn decode_object(part: &str) -> Result<Map<String, Value>, TokenError> {
+    let bytes = BASE64URL_NOPAD
+        .decode(part.as_bytes())
+        .map_err(|_| TokenError::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(TokenError::Malformed),
+    }
+}
+
+fn read_claims(claims: &Map<String, Value>, max_meta_size: usize) -> Result<Claims, TokenError> {
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or(TokenError::Malformed)?;
+    names::validate(subject).map_err(|_| TokenError::Malformed)?;
+    let expires_at = claims
+        .get("exp")
+        .and_then(numeric_date)
+        .ok_or(TokenError::Malformed)?;
+    let channels = match claims.get("channels") {
+        None => ChannelGrant::all(),
+        Some(Value::Array(entries)) => {
+            let entries: Option<Vec<&str>> = entries.iter().map(Value::as_str).collect();
+            ChannelGrant::parse(entries.ok_or(TokenError::Malformed)?)
+                .map_err(|_| TokenError::Malformed)?
+        }
+        Some(_) => return Err(TokenError::Malformed),
+    };
+    let meta = match claims.get("meta") {
+        None => None,
+        Some(object @ Value::Object(_)) => {
+            let json = Json::from_value(object);
+            if json.as_str().len() > max_meta_size {
+                return Err(TokenError::Malformed);
+            }
+            Some(Meta::from_json(json))
+        }
+        Some(_) => return Err(TokenError::Malformed),
+    };
+    Ok(Claims {
+        subject: subject.to_owned(),
+        expires_at,
+        channels,
+        meta,
+    })
+}
+
+/// An optional NumericDate claim; present but not a NumericDate is malformed.
+fn read_time(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(value) => numeric_date(value).map(Some).ok_or(TokenError::Malformed),
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): seconds, possibly fractional; negative ones are malformed.
+fn numeric_date(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| *f >= 0.0 && f.is_finite())
+            .map(|f| f as u64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"s3cret";
+    const NOW: u64 = 1_800_000_000;
+
+    fn verify_now(token: &str) -> Result<Claims, TokenError> {
+        verify(token, SECRET, NOW, 5, 1024)
+    }
+
+    fn token(claims: Value) -> String {
+        sign(&claims, SECRET)
+    }
+
+    fn with_header(header: &str, claims: Value, key: &[u8]) -> String {
+        let input = format!(
+            "{}.{}",
+            BASE64URL_NOPAD.encode(header.as_bytes()),
+            BASE64URL_NOPAD.encode(claims.to_string().as_bytes())
+        );
+        let signature = mac(key)
+            .chain_update(input.as_bytes())
+            .finalize()
+            .into_bytes();
+        format!("{input}.{}", BASE64URL_NOPAD.encode(&signature))
+    }
+
+    #[test]
+    fn a_valid_token_yields_its_claims() {
+        let claims = verify_now(&token(json!({
+            "sub": "alice", "exp": NOW + 60, "iat": NOW, "channels": ["lobby", "chat.*"], "meta": {"n": 1}
+        })))
+        .expect("valid");
+        assert_eq!(claims.subject, "alice");
+        assert_eq!(claims.expires_at, NOW + 60);
+        assert!(claims.channels.allows("lobby") && claims.channels.allows("chat.1"));
+        assert!(!claims.channels.allows("chats") && !claims.channels.allows("lob"));
+        assert_eq!(
+            claims.meta.map(|m| m.as_str().to_owned()),
+            Some(r#"{"n":1}"#.into())
+        );
+    }
+
+    #[test]
+    fn time_claims_with_leeway() {
+        assert!(
+            verify_now(&token(json!({"sub": "a", "exp": NOW - 3}))).is_ok(),
+            "within leeway"
+        );
+        assert_eq!(
+            verify_now(&token(json!({"sub": "a", "exp": NOW - 6}))),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            verify_now(&token(
+                json!({"sub": "a", "exp": NOW + 60, "nbf": NOW + 10})
+            )),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            verify_now(&token(
+                json!({"sub": "a", "exp": NOW + 60, "iat": NOW + 10})
+            )),
+            Err(TokenError::NotYetValid)
+        );
+        assert!(verify_now(&token(json!({"sub": "a", "exp": NOW + 60, "nbf": NOW + 4}))).is_ok());
+    }
+
+    #[test]
+    fn classic_attacks_are_refused() {
+        let claims = json!({"sub": "alice", "exp": NOW + 60});
+        let none = format!(
+            "{}.{}.",
+            BASE64URL_NOPAD.encode(br#"{"alg":"none"}"#),
+            BASE64URL_NOPAD.encode(claims.to_string().as_bytes())
+        );
+        assert_eq!(verify_now(&none), Err(TokenError::BadAlgorithm));
+        let hs512 = with_header(r#"{"alg":"HS512"}"#, claims.clone(), SECRET);
+        assert_eq!(verify_now(&hs512), Err(TokenError::BadAlgorithm));
+        let other_key = with_header(r#"{"alg":"HS256"}"#, claims.clone(), b"another");
+        assert_eq!(verify_now(&other_key), Err(TokenError::BadSignature));
+        let good = token(claims);
+        let forged = token(json!({"sub": "mallory", "exp": NOW + 60}));
+        let mut parts: Vec<&str> = good.split('.').collect();
+        parts[1] = forged.split('.').nth(1).expect("payload");
+        assert_eq!(
+            verify_now(&parts.join(".")),
+            Err(TokenError::BadSignature),
+            "tampered payload"
+        );
+    }
+
+    #[test]
+    fn malformed_tokens() {
+        assert_eq!(verify_now(""), Err(TokenError::Missing));
+        for bad in ["a.b", "a.b.c.d", "!!!.x.y", "e30.e30.", "e30.e30.e30"] {
+            assert!(
+                matches!(
+                    verify_now(bad),
+                    Err(TokenError::Malformed | TokenError::BadAlgorithm)
+                ),
+                "{bad}"
+            );
+        }
+        for claims in [
+            json!({"exp": NOW + 60}),
+            json!({"sub": "alice"}),
+            json!({"sub": "a b", "exp": NOW + 60}),
+            json!({"sub": "a", "exp": "soon"}),
+            json!({"sub": "a", "exp": NOW + 60, "channels": "lobby"}),
+            json!({"sub": "a", "exp": NOW + 60, "channels": ["a:b"]}),
+            json!({"sub": "a", "exp": NOW + 60, "meta": [1]}),
+        ] {
+            assert_eq!(
+                verify_now(&token(claims.clone())),
+                Err(TokenError::Malformed),
+                "{claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn grants() {
+        assert!(ChannelGrant::all().allows("anything"));
+        assert!(ChannelGrant::parse(["*"]).expect("all").allows("x"));
+        assert!(
+            ChannelGrant::parse(["chat:*"]).is_err(),
+            "':' is not a name character"
+        );
+        let none = ChannelGrant::parse([]).expect("an empty list");
+        assert!(!none.allows("lobby"), "an empty list allows nothing");
+    }
+}
