@@ -126,12 +126,13 @@ pub struct Claims {
     pub meta: Option<Meta>,
 }
 
-/// Verifies `token` with `secret` at `now` (Unix seconds) with `leeway` seconds of
-/// tolerance on `exp`, `nbf` and `iat`; `max_meta_size` bounds the `meta` claim.
+/// Verifies `token` with `secret` at `now_ms` (Unix milliseconds, so that a token is
+/// refused as soon as its `exp` second has passed) with `leeway` seconds of tolerance on
+/// `exp`, `nbf` and `iat`; `max_meta_size` bounds the `meta` claim.
 pub fn verify(
     token: &str,
     secret: &[u8],
-    now: u64,
+    now_ms: u64,
     leeway: u64,
     max_meta_size: usize,
 ) -> Result<Claims, TokenError> {
@@ -159,7 +160,8 @@ pub fn verify(
         .map_err(|_| TokenError::BadSignature)?;
     let object = decode_object(payload)?;
     let claims = read_claims(&object, max_meta_size)?;
-    if now > claims.expires_at.saturating_add(leeway) {
+    // RFC 7519 §4.1.4: valid only before `exp`.
+    if now_ms >= seconds_to_ms(claims.expires_at.saturating_add(leeway)) {
         return Err(TokenError::Expired);
     }
     // Valid from the later of `nbf` and `iat` (a token issued in the future is not yet valid).
@@ -167,7 +169,9 @@ pub fn verify(
         .into_iter()
         .flatten()
         .max();
-    if valid_from.is_some_and(|from| now.saturating_add(leeway) < from) {
+    if valid_from
+        .is_some_and(|from| now_ms.saturating_add(seconds_to_ms(leeway)) < seconds_to_ms(from))
+    {
         return Err(TokenError::NotYetValid);
     }
     Ok(claims)
@@ -241,6 +245,10 @@ fn read_claims(claims: &Map<String, Value>, max_meta_size: usize) -> Result<Clai
     })
 }
 
+fn seconds_to_ms(seconds: u64) -> u64 {
+    seconds.saturating_mul(1000)
+}
+
 /// An optional NumericDate claim; present but not a NumericDate is malformed.
 fn read_time(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, TokenError> {
     match claims.get(name) {
@@ -268,7 +276,7 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn verify_now(token: &str) -> Result<Claims, TokenError> {
-        verify(token, SECRET, NOW, 5, 1024)
+        verify(token, SECRET, NOW * 1000, 5, 1024)
     }
 
     fn token(claims: Value) -> String {
@@ -327,6 +335,16 @@ mod tests {
             Err(TokenError::NotYetValid)
         );
         assert!(verify_now(&token(json!({"sub": "a", "exp": NOW + 60, "nbf": NOW + 4}))).is_ok());
+    }
+
+    #[test]
+    fn a_token_is_expired_as_soon_as_its_exp_second_passes() {
+        let token = token(json!({"sub": "a", "exp": NOW}));
+        assert!(verify(&token, SECRET, NOW * 1000 - 1, 0, 1024).is_ok());
+        assert_eq!(
+            verify(&token, SECRET, NOW * 1000, 0, 1024),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub struct Access<'a> {
 pub struct TokenPolicy<'a> {
     /// The HS256 secret.
     pub secret: &'a [u8],
-    /// The current time, in Unix seconds.
-    pub now: u64,
+    /// The current time, in Unix milliseconds.
+    pub now_ms: u64,
     /// Tolerated clock skew, in seconds.
     pub leeway: u64,
     /// Bound of the `meta` claim, serialized.
@@ -194,7 +194,7 @@ fn check_token(query: &mut Query, policy: TokenPolicy<'_>) -> Result<Claims, Res
     let claims = token::verify(
         token,
         policy.secret,
-        policy.now,
+        policy.now_ms,
         policy.leeway,
         policy.max_meta_size,
     )
@@ -386,7 +386,7 @@ mod tests {
         );
         let policy = TokenPolicy {
             secret,
-            now,
+            now_ms: now * 1000,
             leeway: 5,
             max_meta_size: 1024,
         };

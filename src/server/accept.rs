@@ -163,7 +163,7 @@ impl Server {
             .as_deref()
             .map(|secret| TokenPolicy {
                 secret: secret.as_bytes(),
-                now: self.unix_seconds(now),
+                now_ms: self.unix_millis(now),
                 leeway: self.config.token_leeway.as_secs(),
                 max_meta_size: self.config.max_meta_size,
             });

@@ -22,16 +22,17 @@ use crate::wheel::Millis;
 const TOKEN_EXPIRED: u16 = 4001;
 
 impl Server {
-    /// The loop's time `now` as Unix seconds.
-    pub(super) fn unix_seconds(&self, now: Millis) -> u64 {
-        (self.unix_origin_ms() + now) / 1000
+    /// The loop's time `now` as Unix milliseconds.
+    pub(super) fn unix_millis(&self, now: Millis) -> u64 {
+        self.unix_origin_ms() + now
     }
 
     /// The loop time at which a token expiring at `expires_at` (Unix seconds) stops being
     /// honoured, leeway included.
     pub(super) fn token_deadline(&self, expires_at: u64) -> Millis {
         let leeway = self.config.token_leeway.as_secs();
-        (expires_at.saturating_add(leeway) + 1)
+        expires_at
+            .saturating_add(leeway)
             .saturating_mul(1000)
             .saturating_sub(self.unix_origin_ms())
     }
@@ -65,7 +66,7 @@ impl Server {
         let claims = token::verify(
             token,
             secret.as_bytes(),
-            self.unix_seconds(now),
+            self.unix_millis(now),
             self.config.token_leeway.as_secs(),
             self.config.max_meta_size,
         )
