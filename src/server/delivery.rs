@@ -40,23 +40,7 @@ impl Server {
             Change::Leave { user, reason, seq } => event::leave(&name, user, *reason, *seq),
             Change::Update { user, meta, seq } => event::update(&name, user, meta, *seq),
         };
-        let recipients = subscribers_in_mode(&self.registry, channel, EventsMode::All, except)
-            .chain(watchers(
-                &self.registry,
-                &self.watch_all,
-                channel,
-                EventsMode::All,
-                except,
-            ));
-        let sent = deliver(
-            &mut self.conns,
-            &mut self.queued,
-            &mut self.doomed,
-            self.config.max_backlog,
-            recipients,
-            text,
-        );
-        self.counters.messages_sent += sent as u64;
+        self.tell_channel(channel, EventsMode::All, except, text);
     }
 
     /// Tells the channel's `count` subscribers (but `except`) and its watchers its counts.
@@ -70,14 +54,20 @@ impl Server {
             return;
         }
         let text = event::count(name, counts, None);
-        let recipients = subscribers_in_mode(&self.registry, channel, EventsMode::Count, except)
-            .chain(watchers(
-                &self.registry,
-                &self.watch_all,
-                channel,
-                EventsMode::Count,
-                except,
-            ));
+        self.tell_channel(channel, EventsMode::Count, except, text);
+    }
+
+    /// Sends `text` to the channel's subscribers in `mode` (but `except`) and its watchers.
+    fn tell_channel(
+        &mut self,
+        channel: ChannelId,
+        mode: EventsMode,
+        except: Option<ConnId>,
+        text: String,
+    ) {
+        let recipients = subscribers_in_mode(&self.registry, channel, mode, except).chain(
+            watchers(&self.registry, &self.watch_all, channel, mode, except),
+        );
         let sent = deliver(
             &mut self.conns,
             &mut self.queued,

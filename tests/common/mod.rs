@@ -250,40 +250,9 @@ pub struct CliRun {
 /// still running then is killed and the test fails (it probably started serving).
 #[track_caller]
 pub fn run_cli(args: &[&str], timeout: Duration) -> CliRun {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the rollcall binary");
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let out_thread = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
-    });
-    let err_thread = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
-    });
-    let status = wait_with_deadline(&mut child, timeout);
-    let stdout = out_thread.join().expect("stdout reader");
-    let stderr = err_thread.join().expect("stderr reader");
-    let Some(status) = status else {
-        panic!(
-            "rollcall {args:?} did not exit within {}ms (killed); stdout:\n{stdout}\nstderr:\n{stderr}",
-            ms(timeout)
-        );
-    };
-    CliRun {
-        code: status.code(),
-        stdout,
-        stderr,
-    }
+    let mut command = Command::new(BIN);
+    command.args(args).env("RUST_LOG", "info");
+    run_command(command, timeout)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1257,39 +1226,9 @@ impl Drop for ChildGuard {
 /// and the test fails); like [`run_cli`], for any program (e.g. [`LOAD_BIN`]).
 #[track_caller]
 pub fn run_program(program: &str, args: &[&str], timeout: Duration) -> CliRun {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let out_thread = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
-    });
-    let err_thread = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
-    });
-    let status = wait_with_deadline(&mut child, timeout);
-    let stdout = out_thread.join().expect("stdout reader");
-    let stderr = err_thread.join().expect("stderr reader");
-    let Some(status) = status else {
-        panic!(
-            "{program} {args:?} did not exit within {}ms (killed); stdout:\n{stdout}\nstderr:\n{stderr}",
-            ms(timeout)
-        );
-    };
-    CliRun {
-        code: status.code(),
-        stdout,
-        stderr,
-    }
+    let mut command = Command::new(program);
+    command.args(args);
+    run_command(command, timeout)
 }
 
 /// The resident set size of process `pid` (`VmRSS` in `/proc/PID/status`), in bytes.
