@@ -43,4 +43,4 @@ pub mod units;
 pub mod wheel;
 
 pub use config::{Config, ConfigError};
-pub use server::{BindError, Server, Stop};
+pub use server::{BindError, Handle, HandleError, Server, Stop};

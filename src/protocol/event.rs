@@ -122,6 +122,15 @@ pub fn refreshed(expires_at: u64, reference: Option<&Json>) -> String {
     )
 }
 
+/// `{"type":"message","channel":null,"from":null,"data":ANY}`: a message to one user from
+/// the host (through a `Handle`), not to a channel.
+pub fn direct_message(data: &Json) -> String {
+    format!(
+        r#"{{"type":"message","channel":null,"from":null,"data":{}}}"#,
+        data.as_str()
+    )
+}
+
 /// `{"type":"pong","id":ANY}` (with `ref` when the ping had one)
 pub fn pong(id: &Json, reference: Option<&Json>) -> String {
     close_with_reference(

@@ -85,7 +85,7 @@ impl Server {
     }
 
     /// `{"connections":N,"users":N,"channels":{C:{"seq":N,"users":{...}}}}`
-    fn presence_json(&self) -> String {
+    pub(super) fn presence_json(&self) -> String {
         let connections = self.conns.iter().filter(|(_, conn)| conn.is_open()).count();
         let mut out = format!(
             r#"{{"connections":{connections},"users":{},"channels":{{"#,

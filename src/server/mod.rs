@@ -20,6 +20,7 @@ mod channel_set;
 mod conn;
 mod delivery;
 mod endpoints;
+mod handle;
 mod metered;
 mod session;
 mod shutdown;
@@ -48,6 +49,7 @@ use crate::registry::{ChannelId, ConnId, GraceKey, Registry};
 use crate::wheel::{Millis, Wheel};
 
 use conn::{Conn, Phase};
+pub use handle::{Handle, HandleError};
 use metered::Traffic;
 pub use shutdown::Stop;
 
@@ -167,6 +169,8 @@ pub struct Server {
     stop: Option<Stop>,
     #[cfg(feature = "signals")]
     signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// Requests from [`Handle`]s.
+    inbox: handle::Inbox,
 }
 
 impl Server {
@@ -179,6 +183,7 @@ impl Server {
             .local_addr()
             .map_err(|error| BindError::Listen { address, error })?;
         let poll = Poll::new().map_err(BindError::Poll)?;
+        let inbox = handle::Inbox::new(poll.registry()).map_err(BindError::Poll)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(BindError::Poll)?;
@@ -222,6 +227,7 @@ impl Server {
             stop: None,
             #[cfg(feature = "signals")]
             signals: None,
+            inbox,
             config,
         })
     }
@@ -272,6 +278,7 @@ impl Server {
             match event.token() {
                 LISTENER => self.accept(now),
                 SIGNALS => self.on_signals(now),
+                handle::WAKER => self.on_requests(now),
                 token => self.drive(Key::from_token(token.0), now),
             }
             self.reap(now);

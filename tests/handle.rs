@@ -1,0 +1,146 @@
+//! The library's [`rollcall::Handle`]: a server embedded in this test process, run on its own
+//! thread, steered from the test's thread while real WebSocket clients watch the effects.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use rollcall::{Config, Handle, HandleError, Server, Stop};
+use serde_json::json;
+
+/// A server running on its own thread; its [`Stop`] arrives on the channel.
+struct Embedded {
+    addr: SocketAddr,
+    handle: Handle,
+    stopped: mpsc::Receiver<std::io::Result<Stop>>,
+}
+
+/// Binds on the loop's own thread (a server is not `Send`: its state is single-threaded by
+/// design) and hands back the address and a handle.
+fn embed() -> Embedded {
+    let (ready, bound) = mpsc::channel();
+    let (done, stopped) = mpsc::channel();
+    thread::spawn(move || {
+        let config = Config::default().listen(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut server = Server::bind(config).expect("bind");
+        let _ = ready.send((server.local_addr(), server.handle()));
+        let _ = done.send(server.run());
+    });
+    let (addr, handle) = bound.recv_timeout(STEP).expect("the server bound");
+    Embedded {
+        addr,
+        handle,
+        stopped,
+    }
+}
+
+#[test]
+fn a_handle_is_send_and_clone() {
+    fn usable_from_threads<T: Send + Clone + 'static>() {}
+    usable_from_threads::<Handle>();
+}
+
+#[test]
+fn publish_counts_and_presence_through_a_handle() {
+    let server = embed();
+    let (mut alice, _) = Client::join(server.addr, "user=alice&channel=radio");
+    let (mut bob, _) = Client::connect_welcomed(server.addr, "user=bob&channel=radio&events=none");
+    alice.expect_type("join");
+
+    // From another thread, as a worker would.
+    let handle = server.handle.clone();
+    let delivered =
+        thread::spawn(move || handle.publish("radio", &json!({"now_playing": "So What"})))
+            .join()
+            .expect("worker thread")
+            .expect("published");
+    assert_eq!(delivered, 2);
+    for client in [&mut alice, &mut bob] {
+        let message = client.expect_type("message");
+        assert_eq!(
+            message,
+            json!({"type": "message", "channel": "radio", "from": null, "data": {"now_playing": "So What"}})
+        );
+    }
+
+    let counts = server
+        .handle
+        .counts("radio")
+        .expect("answered")
+        .expect("radio exists");
+    assert_eq!((counts.users, counts.connections), (2, 2));
+    assert_eq!(server.handle.counts("nowhere"), Ok(None));
+    let presence = server.handle.presence().expect("answered");
+    let mut users: Vec<&String> = presence["channels"]["radio"]["users"]
+        .as_object()
+        .expect("users")
+        .keys()
+        .collect();
+    users.sort();
+    assert_eq!(users, ["alice", "bob"], "{presence}");
+    assert_eq!(
+        server
+            .handle
+            .publish("no such", &json!(1))
+            .map_err(|e| matches!(e, HandleError::InvalidName(_))),
+        Err(true)
+    );
+}
+
+#[test]
+fn send_to_one_user_and_disconnect_them() {
+    let server = embed();
+    let (mut alice, _) = Client::join(server.addr, "user=alice&channel=radio");
+    let (mut bob, _) = Client::join(server.addr, "user=bob&channel=radio");
+    alice.expect_type("join");
+
+    assert_eq!(server.handle.send_to_user("bob", &json!({"hi": 1})), Ok(1));
+    assert_eq!(
+        bob.expect_type("message"),
+        json!({"type": "message", "channel": null, "from": null, "data": {"hi": 1}})
+    );
+    assert!(alice.roundtrip_ping().is_empty(), "only bob got it");
+
+    assert_eq!(server.handle.disconnect_user("bob"), Ok(1));
+    assert_eq!(bob.expect_closed(STEP).map(|(code, _)| code), Some(1000));
+    let (leave, _) = alice.wait_for_type("leave", STEP);
+    assert_eq!(
+        (leave["user"].as_str(), leave["reason"].as_str()),
+        (Some("bob"), Some("closed"))
+    );
+    assert_eq!(
+        server.handle.disconnect_user("bob"),
+        Ok(0),
+        "nobody left to disconnect"
+    );
+}
+
+#[test]
+fn shutdown_through_a_handle_ends_run_and_later_calls_say_stopped() {
+    let server = embed();
+    let (mut alice, _) = Client::join(server.addr, "user=alice&channel=radio");
+    server.handle.shutdown().expect("sent");
+    assert_eq!(
+        alice.expect_closed(STEP).map(|(code, _)| code),
+        Some(1001),
+        "going away"
+    );
+    let stop = server
+        .stopped
+        .recv_timeout(Duration::from_secs(10))
+        .expect("run returned");
+    assert_eq!(stop.expect("no I/O error"), Stop::Graceful);
+    // The server was dropped with its thread.
+    let deadline = std::time::Instant::now() + STEP;
+    while server.handle.presence() != Err(HandleError::Stopped) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the handle still answers after the server ended"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
