@@ -20,22 +20,6 @@ pub struct Key {
     pub generation: u32,
 }
 
-impl Key {
-    /// Packs the key into one `usize` (for a `mio::Token`): generation high, slot low.
-    pub fn to_token(self) -> usize {
-        (u64::from(self.generation) << 32 | u64::from(self.slot)) as usize
-    }
-
-    /// Inverse of [`Key::to_token`].
-    pub fn from_token(token: usize) -> Key {
-        let packed = token as u64;
-        Key {
-            slot: packed as u32,
-            generation: (packed >> 32) as u32,
-        }
-    }
-}
-
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.slot, self.generation)
@@ -87,6 +71,16 @@ impl<T> Slots<T> {
     /// Inserts a value and returns its key.
     pub fn insert(&mut self, value: T) -> Key {
         self.insert_with(|_| value)
+    }
+
+    /// The key of the entry in `slot` whose generation ends in the 16 bits `low` (what a
+    /// `mio` token carries, see `server::token_space`), unless the slot moved on.
+    pub fn key_in_slot(&self, slot: u32, low: u16) -> Option<Key> {
+        let entry = self.entries.get(slot as usize)?;
+        (entry.generation as u16 == low).then_some(Key {
+            slot,
+            generation: entry.generation,
+        })
     }
 
     /// The value named by `key`, unless the key is stale.
@@ -153,13 +147,29 @@ mod tests {
     }
 
     #[test]
-    fn tokens_round_trip_with_generation() {
-        let key = Key {
-            slot: 7,
-            generation: 0xdead_beef,
-        };
-        assert_eq!(Key::from_token(key.to_token()), key);
-        assert_eq!(key.to_string(), "7.3735928559");
+    fn keys_display_as_slot_dot_generation() {
+        assert_eq!(
+            Key {
+                slot: 7,
+                generation: 3
+            }
+            .to_string(),
+            "7.3"
+        );
+    }
+
+    #[test]
+    fn a_token_s_low_generation_bits_find_the_current_key_only() {
+        let mut slots = Slots::default();
+        let old = slots.insert("old");
+        slots.remove(old);
+        let new = slots.insert("new");
+        assert_eq!(
+            slots.key_in_slot(new.slot, new.generation as u16),
+            Some(new)
+        );
+        assert_eq!(slots.key_in_slot(old.slot, old.generation as u16), None);
+        assert_eq!(slots.key_in_slot(99, 0), None);
     }
 
     #[test]

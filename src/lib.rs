@@ -26,7 +26,7 @@
 #![deny(missing_docs)]
 
 #[cfg(not(target_pointer_width = "64"))]
-compile_error!("rollcall packs {slot, generation} into a mio token and needs a 64-bit target");
+compile_error!("rollcall packs {tag, generation, slot} into a mio token and needs a 64-bit target");
 
 pub mod config;
 pub mod heartbeat;
@@ -43,4 +43,4 @@ pub mod units;
 pub mod wheel;
 
 pub use config::{Config, ConfigError};
-pub use server::{BindError, Handle, HandleError, Server, Stop};
+pub use server::{BindError, Handle, HandleError, Server, Stop, TokenSpace};

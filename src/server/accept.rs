@@ -94,13 +94,12 @@ impl Server {
             .insert(Conn::new(stream, Liveness::new(now), bucket));
         self.pending += 1;
         self.trimmer.grew(self.conns.len());
-        let token = mio::Token(id.to_token());
+        let token = self.tokens.connection(id);
         let registered = match self.conns.get_mut(id).and_then(Conn::stream_mut) {
-            Some(stream) => self.poll.registry().register(
-                stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ),
+            Some(stream) => {
+                self.poll_registry
+                    .register(stream, token, Interest::READABLE | Interest::WRITABLE)
+            }
             None => return,
         };
         if let Err(error) = registered {

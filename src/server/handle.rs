@@ -21,9 +21,6 @@ use crate::protocol::event::{self, Counts};
 use crate::protocol::{Json, LeaveReason};
 use crate::wheel::Millis;
 
-/// The waker's token (see the other reserved tokens in `server/mod.rs`).
-pub(super) const WAKER: Token = Token(usize::MAX - 2);
-
 /// Steers a running [`Server`] from any thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
@@ -153,8 +150,8 @@ pub(super) struct Inbox {
 }
 
 impl Inbox {
-    pub fn new(registry: &mio::Registry) -> io::Result<Inbox> {
-        let waker = Arc::new(Waker::new(registry, WAKER)?);
+    pub fn new(registry: &mio::Registry, token: Token) -> io::Result<Inbox> {
+        let waker = Arc::new(Waker::new(registry, token)?);
         let (requests, inbox) = mpsc::channel();
         Ok(Inbox {
             requests: inbox,

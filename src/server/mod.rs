@@ -25,6 +25,7 @@ mod metered;
 mod session;
 mod shutdown;
 mod sockopt;
+mod token_space;
 mod tokens;
 mod trim;
 mod watch;
@@ -36,13 +37,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info};
+use mio::event::Event;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry as PollRegistry};
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::config::{Config, ConfigError};
 use crate::heartbeat::{Heartbeat, Verdict};
-use crate::ids::{Key, Slots};
+use crate::ids::Slots;
 use crate::metrics::Counters;
 use crate::protocol::LeaveReason;
 use crate::registry::{ChannelId, ConnId, GraceKey, Registry};
@@ -52,13 +54,8 @@ use conn::{Conn, Phase};
 pub use handle::{Handle, HandleError};
 use metered::Traffic;
 pub use shutdown::Stop;
-
-/// The listener's token. Connection tokens pack `{generation, slot}`; slots near `u32::MAX`
-/// are never reached (they would need 2^32 connections), so these cannot collide.
-const LISTENER: Token = Token(usize::MAX);
-
-/// The token of the signal pipe (see [`Server::shutdown_on_signals`]).
-const SIGNALS: Token = Token(usize::MAX - 1);
+use token_space::Target;
+pub use token_space::TokenSpace;
 
 /// Wheel resolution. Deadlines round up to it, so a silent peer is dropped at most this
 /// late, well inside the protocol's slack of `max(1 s, interval / 8)`.
@@ -131,10 +128,16 @@ impl std::fmt::Display for BindError {
 
 impl std::error::Error for BindError {}
 
-/// A bound presence server. [`Server::run`] drives it on the calling thread.
+/// A bound presence server. [`Server::run`] drives it on the calling thread; a host with
+/// its own `mio::Poll` drives it with [`Server::handle_event`] and [`Server::handle_timeout`]
+/// instead (see [`Server::bind_on`]).
 pub struct Server {
     config: Config,
-    poll: Poll,
+    /// The server's own poll; `None` when it runs on a host's.
+    poll: Option<Poll>,
+    /// Where its sockets are registered (its own poll's, or the host's).
+    poll_registry: PollRegistry,
+    tokens: TokenSpace,
     listener: TcpListener,
     local_addr: SocketAddr,
     conns: Slots<Conn>,
@@ -174,18 +177,43 @@ pub struct Server {
 }
 
 impl Server {
-    /// Validates `config`, binds its address and prepares the poll.
+    /// Validates `config`, binds its address and prepares its own poll; [`Server::run`]
+    /// drives it.
     pub fn bind(config: Config) -> Result<Server, BindError> {
+        let poll = Poll::new().map_err(BindError::Poll)?;
+        let registry = poll.registry().try_clone().map_err(BindError::Poll)?;
+        Server::bind_with(config, Some(poll), registry, TokenSpace::default())
+    }
+
+    /// Validates `config` and binds its address on a host's poll: the server registers its
+    /// sockets on `registry` with tokens from `tokens` only. The host forwards the events
+    /// whose token [`TokenSpace::contains`] to [`Server::handle_event`], calls
+    /// [`Server::handle_timeout`] after each poll, and sleeps no longer than
+    /// [`Server::next_deadline`].
+    pub fn bind_on(
+        config: Config,
+        registry: &PollRegistry,
+        tokens: TokenSpace,
+    ) -> Result<Server, BindError> {
+        let registry = registry.try_clone().map_err(BindError::Poll)?;
+        Server::bind_with(config, None, registry, tokens)
+    }
+
+    fn bind_with(
+        config: Config,
+        poll: Option<Poll>,
+        poll_registry: PollRegistry,
+        tokens: TokenSpace,
+    ) -> Result<Server, BindError> {
         config.validate().map_err(BindError::Config)?;
         let address = config.listen;
         let mut listener = listen(address).map_err(|error| BindError::Listen { address, error })?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| BindError::Listen { address, error })?;
-        let poll = Poll::new().map_err(BindError::Poll)?;
-        let inbox = handle::Inbox::new(poll.registry()).map_err(BindError::Poll)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
+        let inbox = handle::Inbox::new(&poll_registry, tokens.waker()).map_err(BindError::Poll)?;
+        poll_registry
+            .register(&mut listener, tokens.listener(), Interest::READABLE)
             .map_err(BindError::Poll)?;
         let heartbeat = Heartbeat {
             interval: duration_ms(config.heartbeat_interval),
@@ -203,6 +231,8 @@ impl Server {
             .unwrap_or_else(connection_limit_from_fds);
         Ok(Server {
             poll,
+            poll_registry,
+            tokens,
             listener,
             local_addr,
             conns: Slots::default(),
@@ -251,38 +281,80 @@ impl Server {
     }
 
     /// Runs the event loop on this thread until a shutdown completes ([`Stop`]), or the
-    /// poll fails.
+    /// poll fails. A server bound on a host's poll ([`Server::bind_on`]) cannot run: its
+    /// host drives it.
     pub fn run(&mut self) -> io::Result<Stop> {
+        let Some(mut poll) = self.poll.take() else {
+            return Err(io::Error::other(
+                "this server is driven by its host's poll (Server::bind_on)",
+            ));
+        };
         info!("listening on {}", self.local_addr);
         let mut events = Events::with_capacity(1024);
-        loop {
-            match self
-                .poll
-                .poll(&mut events, self.poll_timeout(Instant::now()))
-            {
+        let stop = loop {
+            match poll.poll(&mut events, self.poll_timeout(Instant::now())) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => break Err(e),
             }
             let now = self.millis(Instant::now());
-            self.turn(&events, now);
-            if let Some(stop) = self.stop.take() {
-                return Ok(stop);
+            for event in events.iter() {
+                self.on_event(event, now);
             }
-        }
+            self.end_turn(now);
+            if let Some(stop) = self.stop.take() {
+                break Ok(stop);
+            }
+        };
+        self.poll = Some(poll);
+        stop
     }
 
-    /// One turn of the loop at time `now`.
-    fn turn(&mut self, events: &Events, now: Millis) {
-        for event in events.iter() {
-            match event.token() {
-                LISTENER => self.accept(now),
-                SIGNALS => self.on_signals(now),
-                handle::WAKER => self.on_requests(now),
-                token => self.drive(Key::from_token(token.0), now),
+    /// Host-driven: handles one readiness event of this server's ([`TokenSpace::contains`]
+    /// its token; others are ignored) at `now`. Call [`Server::handle_timeout`] once the
+    /// poll's events are handled.
+    pub fn handle_event(&mut self, event: &Event, now: Instant) {
+        self.on_event(event, self.millis(now));
+    }
+
+    /// Host-driven: runs the deadlines due at `now` and finishes the turn (writes queued
+    /// output, ends connections). Call it after every poll, events or not. Returns `Some`
+    /// once a shutdown has completed: the host may then drop the server.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Stop> {
+        self.end_turn(self.millis(now));
+        self.stop.take()
+    }
+
+    /// Host-driven: when [`Server::handle_timeout`] should run next at the latest (the
+    /// host's poll timeout); `None` when nothing is scheduled.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.poll_timeout(now).map(|wait| now + wait)
+    }
+
+    /// The block of tokens this server uses.
+    pub fn tokens(&self) -> TokenSpace {
+        self.tokens
+    }
+
+    fn on_event(&mut self, event: &Event, now: Millis) {
+        match self.tokens.classify(event.token()) {
+            Some(Target::Listener) => self.accept(now),
+            Some(Target::Signals) => self.on_signals(now),
+            Some(Target::Waker) => self.on_requests(now),
+            Some(Target::Connection { slot, generation }) => {
+                if let Some(id) = self.conns.key_in_slot(slot, generation) {
+                    self.drive(id, now);
+                }
             }
-            self.reap(now);
+            None => {}
         }
+        self.reap(now);
+    }
+
+    /// The end of a turn at `now`: connections with budgeted work, due deadlines, queued
+    /// output, endings.
+    fn end_turn(&mut self, now: Millis) {
         for id in std::mem::take(&mut self.ready) {
             self.drive(id, now);
             self.reap(now);

@@ -34,9 +34,8 @@ impl Server {
     pub fn shutdown_on_signals(&mut self) -> std::io::Result<()> {
         use mio::Interest;
         let mut signals = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
-        self.poll
-            .registry()
-            .register(&mut signals, super::SIGNALS, Interest::READABLE)?;
+        self.poll_registry
+            .register(&mut signals, self.tokens.signals(), Interest::READABLE)?;
         self.signals = Some(signals);
         Ok(())
     }
