@@ -43,4 +43,7 @@ pub mod units;
 pub mod wheel;
 
 pub use config::{Config, ConfigError};
-pub use server::{BindError, Handle, HandleError, Server, Stop, TokenSpace};
+pub use server::{
+    BindError, ConnectRequest, Decision, Handle, HandleError, Handler, Presence, Server, Stop,
+    TokenSpace,
+};

@@ -18,6 +18,7 @@ use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
 use super::conn::{self, AfterResponse, Conn, Phase, RequestRead};
+use super::handler::{ConnectRequest, Decision};
 use super::metered::MeteredStream;
 use super::session::JoinRequest;
 use super::sockopt;
@@ -26,6 +27,7 @@ use crate::heartbeat::Liveness;
 use crate::http::upgrade::{self, Access, TokenPolicy};
 use crate::http::{self, Examined, Request, Response, Route, Upgrade};
 use crate::metrics::Ending;
+use crate::names;
 use crate::protocol::event;
 use crate::rate::TokenBucket;
 use crate::registry::ConnId;
@@ -179,6 +181,10 @@ impl Server {
                 self.refuse(id, response, now);
             }
             Ok(mut upgrade) => {
+                if let Err(response) = self.ask_handler(request, &mut upgrade) {
+                    self.refuse(id, response, now);
+                    return;
+                }
                 let user = upgrade.user.take().unwrap_or_else(|| self.anonymous_name());
                 let mut response = upgrade.response();
                 // The welcome rides with the 101: an idle connection's WebSocket then never
@@ -205,6 +211,43 @@ impl Server {
                 );
             }
             Err(response) => self.refuse(id, response, now),
+        }
+    }
+
+    /// Lets the handler decide on a valid upgrade: it may change the user and channels, or
+    /// refuse with its own status and reason.
+    fn ask_handler(&mut self, request: &Request, upgrade: &mut Upgrade) -> Result<(), Response> {
+        let target = if request.query.is_empty() {
+            request.path.clone()
+        } else {
+            format!("{}?{}", request.path, request.query)
+        };
+        let asked = ConnectRequest {
+            target,
+            user: upgrade.user.as_deref(),
+            channels: &upgrade.channels,
+            headers: &request.headers,
+        };
+        match self.handler.on_connect(&asked) {
+            Decision::Accept => Ok(()),
+            Decision::AcceptAs { user, channels } => {
+                let invalid = std::iter::once(&user)
+                    .chain(&channels)
+                    .find_map(|name| names::validate(name).err());
+                if let Some(error) = invalid {
+                    warn!("the handler chose an invalid name: {error}");
+                    return Err(Response::error(
+                        500,
+                        "the server chose an invalid user or channel",
+                    ));
+                }
+                upgrade.user = Some(user);
+                upgrade.channels = channels;
+                Ok(())
+            }
+            Decision::Refuse { status, reason } => {
+                Err(Response::error(status.clamp(400, 599), reason))
+            }
         }
     }
 

@@ -17,6 +17,7 @@ use log::debug;
 use tungstenite::Utf8Bytes;
 
 use super::conn::{Conn, Phase, Socket};
+use super::handler::Presence;
 use super::metered::QueueError;
 use super::Server;
 use crate::ids::Slots;
@@ -32,6 +33,23 @@ impl Server {
             except,
             change,
         } = announcement;
+        self.handler.on_presence(match &change {
+            Change::Join { user, meta, .. } => Presence::Join {
+                channel: &name,
+                user,
+                meta: meta.as_str(),
+            },
+            Change::Leave { user, reason, .. } => Presence::Leave {
+                channel: &name,
+                user,
+                reason: *reason,
+            },
+            Change::Update { user, meta, .. } => Presence::Update {
+                channel: &name,
+                user,
+                meta: meta.as_str(),
+            },
+        });
         if self.shutdown.is_some() {
             return;
         }
@@ -85,6 +103,7 @@ impl Server {
         let Some(name) = self.registry.name(channel) else {
             return 0;
         };
+        self.handler.on_message(name, from, data.as_str());
         let text = event::message(name, from, data);
         let recipients = self.registry.subscribers(channel).map(|(conn, _)| conn);
         let sent = deliver(

@@ -21,6 +21,7 @@ mod conn;
 mod delivery;
 mod endpoints;
 mod handle;
+mod handler;
 mod metered;
 mod session;
 mod shutdown;
@@ -52,6 +53,7 @@ use crate::wheel::{Millis, Wheel};
 
 use conn::{Conn, Phase};
 pub use handle::{Handle, HandleError};
+pub use handler::{ConnectRequest, Decision, Handler, Presence};
 use metered::Traffic;
 pub use shutdown::Stop;
 use token_space::Target;
@@ -174,6 +176,8 @@ pub struct Server {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     /// Requests from [`Handle`]s.
     inbox: handle::Inbox,
+    /// The host's hooks ([`Server::run_with`]).
+    handler: Box<dyn Handler>,
 }
 
 impl Server {
@@ -258,6 +262,7 @@ impl Server {
             #[cfg(feature = "signals")]
             signals: None,
             inbox,
+            handler: Box::new(handler::NoHandler),
             config,
         })
     }
@@ -278,6 +283,18 @@ impl Server {
     /// The connection limit in force.
     pub fn max_connections(&self) -> usize {
         self.max_connections
+    }
+
+    /// Like [`Server::run`], telling `handler` of connection requests, presence changes and
+    /// publications (see [`Handler`]).
+    pub fn run_with(&mut self, handler: impl Handler + 'static) -> io::Result<Stop> {
+        self.set_handler(handler);
+        self.run()
+    }
+
+    /// Installs `handler` for a host-driven server (or before [`Server::run`]).
+    pub fn set_handler(&mut self, handler: impl Handler + 'static) {
+        self.handler = Box::new(handler);
     }
 
     /// Runs the event loop on this thread until a shutdown completes ([`Stop`]), or the

@@ -1176,6 +1176,30 @@ impl ChildGuard {
         }
     }
 
+    /// Like [`ChildGuard::spawn`], with the child's stdout lines arriving on the receiver
+    /// (read by a thread, so the child never blocks on a full pipe).
+    #[track_caller]
+    pub fn spawn_reading(program: &str, args: &[&str]) -> (ChildGuard, mpsc::Receiver<String>) {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program} {args:?}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let what = format!("{program} {args:?}");
+        (ChildGuard { child, what }, lines)
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -1,0 +1,246 @@
+//! The library's [`rollcall::Handler`] hooks ([`rollcall::Server::run_with`]) on an embedded
+//! server, and `examples/radio.rs`, built on them, end to end with a real client.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rollcall::protocol::LeaveReason;
+use rollcall::{Config, ConnectRequest, Decision, Handle, Handler, Presence, Server};
+use serde_json::json;
+
+/// What the recording handler saw, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Connect {
+        user: Option<String>,
+        channels: Vec<String>,
+    },
+    Join {
+        channel: String,
+        user: String,
+    },
+    Leave {
+        channel: String,
+        user: String,
+        reason: LeaveReason,
+    },
+    Update {
+        user: String,
+        meta: String,
+    },
+    Message {
+        channel: String,
+        data: String,
+    },
+}
+
+/// Refuses user `mallory`, renames user `guest` to `visitor` in channel `lobby`, records all.
+struct Recorder(mpsc::Sender<Seen>);
+
+impl Handler for Recorder {
+    fn on_connect(&mut self, request: &ConnectRequest<'_>) -> Decision {
+        let _ = self.0.send(Seen::Connect {
+            user: request.user.map(str::to_owned),
+            channels: request.channels.to_vec(),
+        });
+        match request.user {
+            Some("mallory") => Decision::Refuse {
+                status: 403,
+                reason: "not you".into(),
+            },
+            Some("guest") => Decision::AcceptAs {
+                user: "visitor".into(),
+                channels: vec!["lobby".into()],
+            },
+            _ => Decision::Accept,
+        }
+    }
+
+    fn on_presence(&mut self, change: Presence<'_>) {
+        let seen = match change {
+            Presence::Join { channel, user, .. } => Seen::Join {
+                channel: channel.into(),
+                user: user.into(),
+            },
+            Presence::Leave {
+                channel,
+                user,
+                reason,
+            } => Seen::Leave {
+                channel: channel.into(),
+                user: user.into(),
+                reason,
+            },
+            Presence::Update { user, meta, .. } => Seen::Update {
+                user: user.into(),
+                meta: meta.into(),
+            },
+        };
+        let _ = self.0.send(seen);
+    }
+
+    fn on_message(&mut self, channel: &str, _from: Option<&str>, data: &str) {
+        let _ = self.0.send(Seen::Message {
+            channel: channel.into(),
+            data: data.into(),
+        });
+    }
+}
+
+fn embed_with_recorder(config: Config) -> (SocketAddr, Handle, mpsc::Receiver<Seen>) {
+    let (ready, bound) = mpsc::channel();
+    let (seen, record) = mpsc::channel();
+    thread::spawn(move || {
+        let mut server =
+            Server::bind(config.listen(SocketAddr::from(([127, 0, 0, 1], 0)))).expect("bind");
+        let _ = ready.send((server.local_addr(), server.handle()));
+        let _ = server.run_with(Recorder(seen));
+    });
+    let (addr, handle) = bound.recv_timeout(STEP).expect("bound");
+    (addr, handle, record)
+}
+
+#[track_caller]
+fn next_seen(record: &mpsc::Receiver<Seen>) -> Seen {
+    record.recv_timeout(STEP).expect("the handler was told")
+}
+
+#[test]
+fn the_handler_decides_on_connections() {
+    let (addr, _handle, record) = embed_with_recorder(Config::default());
+    let refused = upgrade_attempt(addr, upgrade_request("/?user=mallory").as_bytes());
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(refused.body.contains("not you"), "{refused:?}");
+    assert_eq!(
+        next_seen(&record),
+        Seen::Connect {
+            user: Some("mallory".into()),
+            channels: vec![]
+        }
+    );
+
+    let (_guest, welcome) = Client::connect_welcomed(addr, "user=guest&channel=secret");
+    assert_eq!(welcome["user"], "visitor", "the handler chose the user");
+    assert_eq!(
+        next_seen(&record),
+        Seen::Connect {
+            user: Some("guest".into()),
+            channels: vec!["secret".into()]
+        }
+    );
+    assert_eq!(
+        next_seen(&record),
+        Seen::Join {
+            channel: "lobby".into(),
+            user: "visitor".into()
+        },
+        "and the channel"
+    );
+}
+
+#[test]
+fn the_handler_is_told_of_presence_and_publications() {
+    let config = Config::default()
+        .heartbeat_interval(Duration::from_millis(300))
+        .heartbeat_timeout(Duration::from_millis(700));
+    let (addr, handle, record) = embed_with_recorder(config);
+    let (mut alice, _) = Client::join(addr, "user=alice&channel=radio");
+    next_seen(&record);
+    assert_eq!(
+        next_seen(&record),
+        Seen::Join {
+            channel: "radio".into(),
+            user: "alice".into()
+        }
+    );
+    alice.send_json(&json!({"type": "update", "channel": "radio", "meta": {"mood": "jazz"}}));
+    assert_eq!(
+        next_seen(&record),
+        Seen::Update {
+            user: "alice".into(),
+            meta: r#"{"mood":"jazz"}"#.into()
+        }
+    );
+    assert_eq!(handle.publish("radio", &json!({"song": 1})), Ok(1));
+    assert_eq!(
+        next_seen(&record),
+        Seen::Message {
+            channel: "radio".into(),
+            data: r#"{"song":1}"#.into()
+        }
+    );
+
+    // A listener that never reads goes silent: the handler hears `timeout`.
+    let _silent = Client::connect(addr, "user=silent&channel=radio");
+    next_seen(&record);
+    assert_eq!(
+        next_seen(&record),
+        Seen::Join {
+            channel: "radio".into(),
+            user: "silent".into()
+        }
+    );
+    let deadline = Instant::now() + STEP;
+    let leave = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no leave for the silent listener"
+        );
+        let _ = alice.try_recv_json(Duration::from_millis(50));
+        if let Ok(seen @ Seen::Leave { .. }) = record.try_recv() {
+            break seen;
+        }
+    };
+    assert_eq!(
+        leave,
+        Seen::Leave {
+            channel: "radio".into(),
+            user: "silent".into(),
+            reason: LeaveReason::Timeout
+        }
+    );
+}
+
+#[test]
+fn the_radio_example_plays_to_a_listener_and_sees_them_leave() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/examples/radio");
+    assert!(
+        example.exists(),
+        "cargo test builds the examples: {}",
+        example.display()
+    );
+    let (_radio, printed) =
+        ChildGuard::spawn_reading(example.to_str().expect("utf-8 path"), &["127.0.0.1:0", "1"]);
+    let first = printed.recv_timeout(STEP).expect("the example started");
+    let addr: SocketAddr = first
+        .split("ws://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let wait_for_line = |needle: &str| {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let line = printed
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+
+    let (mut listener, _) = Client::connect_welcomed(addr, "user=ella&channel=radio&events=none");
+    wait_for_line("tuned in: ella");
+    let message = listener.expect_type("message");
+    assert!(message["data"]["now_playing"].is_string(), "{message}");
+    wait_for_line("now playing:");
+    listener.close();
+    wait_for_line("left: ella (closed");
+}
