@@ -20,8 +20,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The wire protocol is documented in `docs/protocol.md`. The library logs through `log`
-//! and never installs a logger.
+//! ## Three ways to embed
+//! - [`Server::run`] or [`Server::run_with`] a [`Handler`] (told of connection requests,
+//!   presence changes and publications) on a thread of the host's;
+//! - a [`Handle`] (`Clone + Send`) steers a running server from other threads;
+//! - [`Server::bind_on`] a host's own `mio::Poll`, with tokens from a [`TokenSpace`] of the
+//!   host's choosing, driven by [`Server::handle_event`], [`Server::handle_timeout`] and
+//!   [`Server::next_deadline`].
+//!
+//! See `docs/embedding.md` for examples, and `docs/protocol.md` for the wire protocol.
+//!
+//! ## Features
+//! - `cli` (default): the binaries' dependencies (`env_logger`, `lexopt`) and `signals`.
+//! - `signals`: [`Server::shutdown_on_signals`] (graceful shutdown on SIGINT / SIGTERM).
+//!
+//! The library logs through `log` and never installs a logger, and never reads the
+//! environment.
 
 #![deny(missing_docs)]
 
