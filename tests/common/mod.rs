@@ -192,14 +192,7 @@ impl Server {
     /// Waits at most `timeout` for the process to exit; its status, or `None` if it is still
     /// running then (it is left running; dropping the `Server` kills it).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-                _ => return None,
-            }
-        }
+        wait_at_most(&mut self.child, timeout)
     }
 }
 
@@ -223,16 +216,22 @@ fn parse_listening_line(line: &str) -> Option<SocketAddr> {
 }
 
 fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let status = wait_at_most(child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
+}
+
+/// Waits at most `timeout` for `child` to exit: its status, or `None` if it still runs.
+fn wait_at_most(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            _ => return None,
         }
     }
 }
@@ -1228,14 +1227,7 @@ impl ChildGuard {
 
     /// Waits at most `timeout` for the process to exit; its status, or `None` if it still runs.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-                _ => return None,
-            }
-        }
+        wait_at_most(&mut self.child, timeout)
     }
 }
 
