@@ -223,6 +223,28 @@ impl Crowd {
     }
 }
 
+/// [`gather`] for the modes that need every member up before they start: `Ok(None)` when
+/// all are, else the problem to report, such as `3 of 5 members up (timed out; failures: ...)`.
+pub fn gather_everyone(
+    pool: &mut Pool,
+    crowd: &mut Crowd,
+    deadline: Instant,
+    target: impl Fn(usize) -> String,
+    what: &str,
+) -> io::Result<Option<String>> {
+    let complete = gather(pool, crowd, deadline, target, |_, _| {})?;
+    let wanted = crowd.members.len() as u64;
+    if complete && crowd.up == wanted {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "{} of {wanted} {what} up ({}failures: {})",
+        crowd.up,
+        if complete { "" } else { "timed out; " },
+        crowd.failures
+    )))
+}
+
 /// The connect phase: opens the crowd on its schedule and runs the loop until every member is
 /// up or failed (`Ok(true)`), or `deadline` passes (`Ok(false)`: the members still connecting
 /// failed with `timeout`). Events that are not the crowd's go to `other`.

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::cli::Options;
 use crate::conn::Ending;
-use crate::crowd::{gather, Crowd, Seen, UpWhen};
+use crate::crowd::{gather_everyone, Crowd, Seen, UpWhen};
 use crate::pacer::Pacer;
 use crate::pool::{Pool, What};
 use crate::report::{secs, Report};
@@ -34,22 +34,15 @@ pub fn run(o: &Options) -> Result<Report, String> {
         let query = format!("user={}-f{k}&channel={CHANNEL}&events=none", o.user_prefix);
         o.target.ws_target(&query, &o.query)
     };
-    let complete = gather(
+    let gathered = gather_everyone(
         &mut pool,
         &mut crowd,
         Instant::now() + o.timeout,
         target,
-        |_, _| {},
+        "subscribers",
     )
     .map_err(loop_failed)?;
-    if !complete || crowd.up < o.subscribers {
-        let problem = format!(
-            "{} of {} subscribers up ({}failures: {})",
-            crowd.up,
-            o.subscribers,
-            if complete { "" } else { "timed out; " },
-            crowd.failures
-        );
+    if let Some(problem) = gathered {
         return Ok(Report {
             text: format!("fanout: {problem}\n"),
             json: json!({"mode": "fanout", "subscribers": o.subscribers, "up": crowd.up,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::cli::Options;
-use crate::crowd::{gather, Crowd, Seen, UpWhen};
+use crate::crowd::{gather_everyone, Crowd, Seen, UpWhen};
 use crate::pool::{ConnId, Pool, What};
 use crate::report::Report;
 use crate::socket::Sources;
@@ -43,22 +43,15 @@ pub fn run(o: &Options) -> Result<Report, String> {
         let query = format!("user={}-m{k}&channel={CHANNEL}&events=all", o.user_prefix);
         o.target.ws_target(&query, &o.query)
     };
-    let complete = gather(
+    let gathered = gather_everyone(
         &mut pool,
         &mut crowd,
         Instant::now() + o.timeout,
         target,
-        |_, _| {},
+        "members",
     )
     .map_err(loop_failed)?;
-    if !complete || crowd.up < o.members {
-        let problem = format!(
-            "{} of {} members up ({}failures: {})",
-            crowd.up,
-            o.members,
-            if complete { "" } else { "timed out; " },
-            crowd.failures
-        );
+    if let Some(problem) = gathered {
         return Ok(failed_report(o, problem));
     }
 
