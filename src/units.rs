@@ -67,7 +67,7 @@ pub fn parse_size(text: &str) -> Result<usize, UnitError> {
 /// Formats a duration the way [`parse_duration`] reads it back.
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if !millis.is_multiple_of(1_000) || millis == 0 {
+    if millis % 1_000 != 0 || millis == 0 {
         format!("{millis}ms")
     } else {
         format!("{}s", millis / 1_000)

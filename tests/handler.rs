@@ -208,8 +208,13 @@ fn the_handler_is_told_of_presence_and_publications() {
 
 #[test]
 fn the_radio_example_plays_to_a_listener_and_sees_them_leave() {
-    let example =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/examples/radio");
+    // Examples are built beside the test executables: <target>/<profile>/{deps,examples}.
+    let example = std::env::current_exe()
+        .expect("the test executable's path")
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("the test executable lives in <target>/<profile>/deps")
+        .join("examples/radio");
     assert!(
         example.exists(),
         "cargo test builds the examples: {}",
