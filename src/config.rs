@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::cluster::RedisAddress;
 use crate::names::{self, NameError};
 use crate::rate::RateLimit;
 use crate::units::format_duration;
@@ -82,6 +83,19 @@ pub struct Config {
     pub token_secret: Option<String>,
     /// Clock skew tolerated on a token's `exp`, `nbf` and `iat`. Default 5 s.
     pub token_leeway: Duration,
+    /// When set, the server is a node of the cluster sharing this Redis: presence is the
+    /// union over nodes and publications reach every node (see the crate's cluster module).
+    /// Default none (a single node). Costs nothing per connection; about 100 bytes per
+    /// cluster-wide member for the node's copy of the presence.
+    pub redis: Option<RedisAddress>,
+    /// In a cluster: a node refreshes its liveness every third of this; a node silent for
+    /// this long is declared down and its users leave with reason `node_down`. Default 15 s.
+    pub node_ttl: Duration,
+    /// In a cluster: this node's id (a name, as users and channels). Default: random.
+    pub node_id: Option<String>,
+    /// Sets `SO_REUSEPORT` on the listener, so several processes (one per core) can bind the
+    /// same address and share the incoming connections. Default false.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -113,6 +127,10 @@ impl Default for Config {
             max_pending_handshakes: 1024,
             token_secret: None,
             token_leeway: Duration::from_secs(5),
+            redis: None,
+            node_ttl: Duration::from_secs(15),
+            node_id: None,
+            reuse_port: false,
         }
     }
 }
@@ -177,6 +195,14 @@ impl Config {
         token_secret: Option<String>,
         /// Sets [`Config::token_leeway`].
         token_leeway: Duration,
+        /// Sets [`Config::redis`].
+        redis: Option<RedisAddress>,
+        /// Sets [`Config::node_ttl`].
+        node_ttl: Duration,
+        /// Sets [`Config::node_id`].
+        node_id: Option<String>,
+        /// Sets [`Config::reuse_port`].
+        reuse_port: bool,
     }
 
     /// Checks every range and relation; the server refuses to start on an error.
@@ -229,9 +255,19 @@ impl Config {
                 min: 1,
             });
         }
+        if self.node_ttl < MIN_NODE_TTL {
+            return Err(ConfigError::NodeTtlTooShort(self.node_ttl));
+        }
+        if let Some(node) = &self.node_id {
+            names::validate(node).map_err(ConfigError::NodeId)?;
+        }
         names::validate(&self.default_channel).map_err(ConfigError::DefaultChannel)
     }
 }
+
+/// The shortest `node_ttl`: a node refreshes every third of it, and a refresh must fit in
+/// one Redis round trip with room to spare.
+pub const MIN_NODE_TTL: Duration = Duration::from_millis(300);
 
 /// A configuration the server cannot run with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +294,10 @@ pub enum ConfigError {
     DefaultChannel(NameError),
     /// An empty admin token or token secret would protect nothing.
     EmptySecret,
+    /// The node TTL is below [`MIN_NODE_TTL`].
+    NodeTtlTooShort(Duration),
+    /// The node id is not a valid name.
+    NodeId(NameError),
 }
 
 impl fmt::Display for ConfigError {
@@ -277,6 +317,13 @@ impl fmt::Display for ConfigError {
             ConfigError::EmptySecret => {
                 write!(f, "the admin token and the token secret must not be empty")
             }
+            ConfigError::NodeTtlTooShort(ttl) => write!(
+                f,
+                "node TTL is {}, the minimum is {}",
+                format_duration(*ttl),
+                format_duration(MIN_NODE_TTL)
+            ),
+            ConfigError::NodeId(error) => write!(f, "node id: {error}"),
         }
     }
 }

@@ -42,6 +42,7 @@
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("rollcall packs {tag, generation, slot} into a mio token and needs a 64-bit target");
 
+pub mod cluster;
 pub mod config;
 pub mod heartbeat;
 pub mod http;

@@ -42,6 +42,12 @@ OPTIONS:
     --token-leeway DUR          clock skew tolerated on exp/nbf/iat [default: 5s]
     --shutdown-timeout DUR      how long a graceful shutdown waits for peers [default: 5s]
     --max-body-size SIZE        largest HTTP request body [default: 64KiB]
+    --redis URL                 join the cluster of nodes sharing this Redis:
+                                redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] [env: ROLLCALL_REDIS]
+    --node-ttl DUR              a cluster node silent this long is down [default: 15s]
+    --node-id NAME              this node's id in the cluster [default: random]
+    --reuse-port                share the listen address with other processes (SO_REUSEPORT):
+                                one process per core, in a cluster
     -h, --help                  print this help
     -V, --version               print the version
 
@@ -104,9 +110,16 @@ fn main() -> ExitCode {
 fn parse_args() -> Result<Invocation, String> {
     let admin_token = std::env::var("ROLLCALL_ADMIN_TOKEN").ok();
     let token_secret = std::env::var("ROLLCALL_TOKEN_SECRET").ok();
+    let redis = match std::env::var("ROLLCALL_REDIS") {
+        Ok(url) if !url.is_empty() => {
+            Some(url.parse().map_err(|e| format!("ROLLCALL_REDIS: {e}"))?)
+        }
+        _ => None,
+    };
     let mut config = Config::default()
         .admin_token(admin_token)
-        .token_secret(token_secret);
+        .token_secret(token_secret)
+        .redis(redis);
     let mut allowed_origins = Vec::new();
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -182,6 +195,10 @@ fn parse_args() -> Result<Invocation, String> {
             "--max-body-size" => {
                 config.max_body_size(parse_size(&value()?).map_err(|e| invalid(&e))?)
             }
+            "--redis" => config.redis(Some(value()?.parse().map_err(|e| invalid(&e))?)),
+            "--node-ttl" => config.node_ttl(parse_duration(&value()?).map_err(|e| invalid(&e))?),
+            "--node-id" => config.node_id(Some(value()?)),
+            "--reuse-port" => config.reuse_port(true),
             _ => return Err(format!("unknown option {flag}")),
         };
     }

@@ -96,6 +96,19 @@ pub struct Gauges {
     pub resident_memory_bytes: u64,
     /// Unix time the server started, in seconds.
     pub start_time_seconds: f64,
+    /// In a cluster (`None` without one): its state as this node sees it.
+    pub cluster: Option<ClusterGauges>,
+}
+
+/// What a node of a cluster reports.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterGauges {
+    /// True while the node cannot use Redis and serves local presence only.
+    pub degraded: bool,
+    /// Live nodes as of the node's last refresh (0 while degraded).
+    pub nodes: u64,
+    /// Commands the node sent to Redis.
+    pub redis_commands: u64,
 }
 
 /// Renders the exposition text.
@@ -179,6 +192,26 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         "Start time of the process since the Unix epoch, in seconds.",
         &gauges.start_time_seconds,
     );
+    if let Some(cluster) = gauges.cluster {
+        metric(
+            "rollcall_cluster_degraded",
+            "gauge",
+            "1 while this node cannot use the cluster's Redis and serves local presence only.",
+            &u8::from(cluster.degraded),
+        );
+        metric(
+            "rollcall_cluster_nodes",
+            "gauge",
+            "Live nodes of the cluster, this one included, as of its last refresh.",
+            &cluster.nodes,
+        );
+        metric(
+            "rollcall_cluster_redis_commands_total",
+            "counter",
+            "Commands this node sent to Redis.",
+            &cluster.redis_commands,
+        );
+    }
     let name = "rollcall_connections_closed_total";
     let _ = write!(
         out,
@@ -238,5 +271,22 @@ mod tests {
         assert!(text.contains("rollcall_connections_closed_total{reason=\"http\"} 2\n"));
         assert!(text.contains("rollcall_connections_closed_total{reason=\"left\"} 0\n"));
         assert_eq!(counters.closed_count(Ending::Http), 2);
+        assert!(!text.contains("rollcall_cluster"));
+    }
+
+    #[test]
+    fn a_node_of_a_cluster_reports_its_state() {
+        let gauges = Gauges {
+            cluster: Some(ClusterGauges {
+                degraded: true,
+                nodes: 0,
+                redis_commands: 12,
+            }),
+            ..Gauges::default()
+        };
+        let text = render(&Counters::default(), &gauges);
+        assert!(text.contains("\nrollcall_cluster_degraded 1\n"));
+        assert!(text.contains("\nrollcall_cluster_nodes 0\n"));
+        assert!(text.contains("\nrollcall_cluster_redis_commands_total 12\n"));
     }
 }

@@ -87,6 +87,20 @@ pub struct Outcome {
     pub counts_changed: bool,
     /// A leave grace started: put this key on the wheel at the grace deadline.
     pub grace: Option<GraceKey>,
+    /// The user whose membership or connection count in the channel changed (for a
+    /// cluster, where this node's holding must be told to the others).
+    pub member: Option<MemberChange>,
+}
+
+/// A change of one user's local membership (see [`Outcome::member`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberChange {
+    /// The channel's name (kept: the channel may be gone once its last member left).
+    pub channel: Rc<str>,
+    /// The user.
+    pub user: UserId,
+    /// The meta the change set explicitly (`None`: kept as it was).
+    pub meta: Option<Meta>,
 }
 
 /// Names one pending leave grace on the wheel.
@@ -276,6 +290,11 @@ impl Registry {
         let already_subscribed = channel.subscribe(conn, mode).is_some();
         let mut outcome = Outcome {
             counts_changed: !already_subscribed,
+            member: Some(MemberChange {
+                channel: channel.name.clone(),
+                user: user.clone(),
+                meta: meta.clone(),
+            }),
             ..Outcome::default()
         };
         match channel.members.get_mut(user) {
@@ -335,6 +354,11 @@ impl Registry {
         channel.unsubscribe(conn).ok_or(NotJoined)?;
         let mut outcome = Outcome {
             counts_changed: true,
+            member: Some(MemberChange {
+                channel: channel.name.clone(),
+                user: user.clone(),
+                meta: None,
+            }),
             ..Outcome::default()
         };
         let member = channel.members.get_mut(user).ok_or(NotJoined)?;
@@ -374,6 +398,11 @@ impl Registry {
             return Outcome::default();
         };
         let (_, user) = channel.graces.swap_remove(index);
+        let member = Some(MemberChange {
+            channel: channel.name.clone(),
+            user: user.clone(),
+            meta: None,
+        });
         let Some(Member {
             grace: Some((_, reason)),
             ..
@@ -388,6 +417,7 @@ impl Registry {
             announcement: Some(announcement),
             counts_changed: true,
             grace: None,
+            member,
         }
     }
 
@@ -408,6 +438,11 @@ impl Registry {
             return Ok(Outcome::default());
         }
         member.meta = meta.clone();
+        let change = MemberChange {
+            channel: channel.name.clone(),
+            user: user.clone(),
+            meta: Some(meta.clone()),
+        };
         let announcement = channel.announce(id, None, |seq| Change::Update {
             user: user.clone(),
             meta,
@@ -415,6 +450,7 @@ impl Registry {
         });
         Ok(Outcome {
             announcement: Some(announcement),
+            member: Some(change),
             ..Outcome::default()
         })
     }
@@ -489,6 +525,14 @@ impl Registry {
             .map(|(id, _)| id)
     }
 
+    /// Every channel that has at least one watcher.
+    pub fn watched_channels(&self) -> impl Iterator<Item = ChannelId> + '_ {
+        self.channels
+            .iter()
+            .filter(|(_, channel)| !channel.watchers.is_empty())
+            .map(|(id, _)| id)
+    }
+
     /// True when `user` is a member of the channel (in grace included).
     pub fn is_member(&self, id: ChannelId, user: &str) -> bool {
         self.channels
@@ -510,6 +554,22 @@ impl Registry {
                 .subscribers
                 .iter()
                 .map(|(conn, mode)| (*conn, *mode))
+        })
+    }
+
+    /// How many of `user`'s connections this registry has in the channel: `Some(0)` while
+    /// its leave grace runs, `None` when it is no member.
+    pub fn holding(&self, id: ChannelId, user: &str) -> Option<u32> {
+        Some(self.channels.get(id)?.members.get(user)?.conns)
+    }
+
+    /// Every membership: channel, user, connections (0 in leave grace), meta.
+    pub fn holdings(&self) -> impl Iterator<Item = (&str, &str, u32, &Meta)> + '_ {
+        self.channels.iter().flat_map(|(_, channel)| {
+            channel
+                .members
+                .iter()
+                .map(|(user, member)| (&*channel.name, &**user, member.conns, &member.meta))
         })
     }
 

@@ -27,6 +27,13 @@ impl Json {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Checks and compacts a JSON text from elsewhere (another node); `None` if invalid.
+    pub fn parse(text: &str) -> Option<Json> {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(|value| Json::from_value(&value))
+    }
 }
 
 /// A user's presence metadata: a JSON object of bounded size, shown to the channel.
@@ -45,6 +52,14 @@ impl Meta {
     /// The object's JSON text.
     pub fn as_str(&self) -> &str {
         self.0.as_deref().map_or("{}", Json::as_str)
+    }
+
+    /// Meta from another node's JSON text; `None` unless it is a JSON object.
+    pub fn parse(text: &str) -> Option<Meta> {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .filter(serde_json::Value::is_object)
+            .map(|object| Meta::from_object(Json::from_value(&object)))
     }
 
     /// Meta from a JSON object's text (the caller has checked that it is an object).
@@ -102,6 +117,9 @@ pub enum LeaveReason {
     Shutdown,
     /// The connection's token expired without a refresh (Close 4001).
     Expired,
+    /// In a cluster: the node the user was connected to stopped refreshing its liveness
+    /// (it died or lost Redis for longer than `--node-ttl`).
+    NodeDown,
 }
 
 impl LeaveReason {
@@ -115,7 +133,24 @@ impl LeaveReason {
             LeaveReason::SlowConsumer => "slow_consumer",
             LeaveReason::Shutdown => "shutdown",
             LeaveReason::Expired => "expired",
+            LeaveReason::NodeDown => "node_down",
         }
+    }
+
+    /// The reason of a wire name.
+    pub fn parse(text: &str) -> Option<LeaveReason> {
+        [
+            LeaveReason::Left,
+            LeaveReason::Closed,
+            LeaveReason::Timeout,
+            LeaveReason::Error,
+            LeaveReason::SlowConsumer,
+            LeaveReason::Shutdown,
+            LeaveReason::Expired,
+            LeaveReason::NodeDown,
+        ]
+        .into_iter()
+        .find(|reason| reason.as_str() == text)
     }
 }
 

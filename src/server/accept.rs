@@ -139,7 +139,7 @@ impl Server {
                 match http::route(&request) {
                     Ok(Route::WebSocket) => self.upgrade(id, &request, leftover, now),
                     Ok(route) => {
-                        let response = self.serve(&route, &request);
+                        let response = self.serve(&route, &request, now);
                         if response.is_refusal() {
                             self.refuse(id, response, now);
                         } else {

@@ -64,7 +64,7 @@ impl Server {
     /// Tells the channel's `count` subscribers (but `except`) and its watchers its counts.
     pub(super) fn send_counts(&mut self, channel: ChannelId, except: Option<ConnId>) {
         let (Some(name), Some(counts)) =
-            (self.registry.name(channel), self.registry.counts(channel))
+            (self.registry.name(channel), self.channel_counts(channel))
         else {
             return;
         };
@@ -73,6 +73,21 @@ impl Server {
         }
         let text = event::count(name, counts, None);
         self.tell_channel(channel, EventsMode::Count, except, text);
+    }
+
+    /// Sends `text` to the watchers of every channel (for a channel of other nodes that no
+    /// local connection subscribes to or watches).
+    pub(super) fn tell_everything_watchers(&mut self, text: String) {
+        let recipients = self.watch_all.clone();
+        let sent = deliver(
+            &mut self.conns,
+            &mut self.queued,
+            &mut self.doomed,
+            self.config.max_backlog,
+            recipients.into_iter(),
+            text,
+        );
+        self.counters.messages_sent += sent as u64;
     }
 
     /// Sends `text` to the channel's subscribers in `mode` (but `except`) and its watchers.
@@ -97,13 +112,32 @@ impl Server {
         self.counters.messages_sent += sent as u64;
     }
 
-    /// Delivers a `message` to every connection in the channel, whatever its events mode.
-    /// Returns how many connections it was queued to.
-    pub(super) fn publish(&mut self, channel: ChannelId, from: Option<&str>, data: &Json) -> usize {
-        let Some(name) = self.registry.name(channel) else {
+    /// Publishes a `message` to every connection in the channel, whatever its events mode,
+    /// on this node and, in a cluster, on the others. Returns how many connections of this
+    /// node it was queued to.
+    pub(super) fn publish(
+        &mut self,
+        name: &str,
+        from: Option<&str>,
+        data: &Json,
+        now: crate::wheel::Millis,
+    ) -> usize {
+        self.tell_cluster_publication(name, from, data, now);
+        self.deliver_publication(name, from, data)
+    }
+
+    /// Delivers a publication to this node's connections in the channel. Returns how many
+    /// connections it was queued to.
+    pub(super) fn deliver_publication(
+        &mut self,
+        name: &str,
+        from: Option<&str>,
+        data: &Json,
+    ) -> usize {
+        self.handler.on_message(name, from, data.as_str());
+        let Some(channel) = self.registry.find(name) else {
             return 0;
         };
-        self.handler.on_message(name, from, data.as_str());
         let text = event::message(name, from, data);
         let recipients = self.registry.subscribers(channel).map(|(conn, _)| conn);
         let sent = deliver(

@@ -8,10 +8,11 @@ use serde_json::Value;
 
 use super::Server;
 use crate::http::{constant_time_eq, Request, Response, Route};
-use crate::metrics::{self, Gauges};
+use crate::metrics::{self, ClusterGauges, Gauges};
 use crate::names;
 use crate::protocol::event;
 use crate::protocol::Json;
+use crate::wheel::Millis;
 
 /// The live dashboard: one self-contained page (no CDN, no build step).
 const DASHBOARD: &str = include_str!("../dashboard.html");
@@ -20,7 +21,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl Server {
     /// Serves a routed request (any route but the WebSocket one).
-    pub(super) fn serve(&mut self, route: &Route, request: &Request) -> Response {
+    pub(super) fn serve(&mut self, route: &Route, request: &Request, now: Millis) -> Response {
         if route.needs_admin() && !self.authorized(request) {
             return Response::json_error(
                 401,
@@ -46,7 +47,7 @@ impl Server {
                 channel,
                 count_only,
             } => self.channel_presence(channel, *count_only),
-            Route::Publish => self.publish_request(request),
+            Route::Publish => self.publish_request(request, now),
             Route::WebSocket => Response::error(400, "a WebSocket upgrade is not an endpoint"),
         }
     }
@@ -81,52 +82,53 @@ impl Server {
                 .started
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
+            cluster: self.cluster.as_ref().map(|cluster| ClusterGauges {
+                degraded: !cluster.is_live(),
+                nodes: cluster.nodes(),
+                redis_commands: cluster.commands_sent(),
+            }),
         }
     }
 
-    /// `{"connections":N,"users":N,"channels":{C:{"seq":N,"users":{...}}}}`
+    /// `{"connections":N,"users":N,"channels":{C:{"seq":N,"users":{...}}}}`: connections and
+    /// users are this node's; channels are cluster-wide in a live cluster.
     pub(super) fn presence_json(&self) -> String {
         let connections = self.conns.iter().filter(|(_, conn)| conn.is_open()).count();
         let mut out = format!(
             r#"{{"connections":{connections},"users":{},"channels":{{"#,
             self.registry.users_online()
         );
-        for (index, channel) in self.registry.channels_with_members().enumerate() {
+        let mut names = self.channels_with_members();
+        names.sort();
+        for (index, name) in names.iter().enumerate() {
             if index > 0 {
                 out.push(',');
             }
-            let name = self.registry.name(channel).unwrap_or_default();
             out.push_str(&format!(r#""{name}":"#));
-            self.channel_json(channel, &mut out);
+            self.channel_json(name, &mut out);
         }
         out.push_str("}}");
         out
     }
 
     /// `{"seq":N,"users":{...}}`
-    fn channel_json(&self, channel: crate::registry::ChannelId, out: &mut String) {
-        out.push_str(&format!(
-            r#"{{"seq":{},"users":"#,
-            self.registry.seq(channel)
-        ));
-        event::write_users(out, self.registry.members(channel));
+    fn channel_json(&self, name: &str, out: &mut String) {
+        let seq = self.channel_counts_named(name).seq;
+        out.push_str(&format!(r#"{{"seq":{seq},"users":"#));
+        event::write_users(out, self.members_named(name));
         out.push('}');
     }
 
     fn channel_presence(&self, name: &str, count_only: bool) -> Response {
-        let channel = self
-            .registry
-            .find(name)
-            .filter(|id| self.registry.has_members(*id));
-        let Some(channel) = channel else {
+        let counts = self.channel_counts_named(name);
+        if counts.users == 0 {
             return Response::json_error(
                 404,
                 "not_found",
                 &format!("channel {name} has no members"),
             );
-        };
+        }
         if count_only {
-            let counts = self.registry.counts(channel).unwrap_or_default();
             let body = format!(
                 r#"{{"users":{},"connections":{},"seq":{}}}"#,
                 counts.users, counts.connections, counts.seq
@@ -134,12 +136,12 @@ impl Server {
             return Response::json(200, body);
         }
         let mut body = String::new();
-        self.channel_json(channel, &mut body);
+        self.channel_json(name, &mut body);
         Response::json(200, body)
     }
 
     /// `POST /publish` with `{"channel":C,"data":ANY}` or `{"channels":[C,...],"data":ANY}`.
-    fn publish_request(&mut self, request: &Request) -> Response {
+    fn publish_request(&mut self, request: &Request, now: Millis) -> Response {
         if request.content_length.is_none() {
             return Response::json_error(
                 411,
@@ -153,9 +155,7 @@ impl Server {
         };
         let mut delivered = 0;
         for name in &channels {
-            if let Some(channel) = self.registry.find(name) {
-                delivered += self.publish(channel, None, &data);
-            }
+            delivered += self.publish(name, None, &data, now);
         }
         Response::json(200, format!(r#"{{"delivered":{delivered}}}"#))
     }

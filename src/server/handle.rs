@@ -176,10 +176,7 @@ impl Server {
                     data,
                     reply,
                 } => {
-                    let delivered = self
-                        .registry
-                        .find(&channel)
-                        .map_or(0, |id| self.publish(id, None, &data));
+                    let delivered = self.publish(&channel, None, &data, now);
                     let _ = reply.send(delivered);
                 }
                 Request::SendToUser { user, data, reply } => {
@@ -195,10 +192,10 @@ impl Server {
                     let _ = reply.send(json);
                 }
                 Request::Counts { channel, reply } => {
-                    let counts = self
-                        .registry
-                        .find(&channel)
-                        .and_then(|id| self.registry.counts(id));
+                    let counts = self.registry.find(&channel).map_or_else(
+                        || Some(self.channel_counts_named(&channel)).filter(|c| c.users > 0),
+                        |id| self.channel_counts(id),
+                    );
                     let _ = reply.send(counts);
                 }
                 Request::Disconnect { user, reply } => {

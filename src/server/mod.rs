@@ -17,12 +17,14 @@
 
 mod accept;
 mod channel_set;
+mod cluster;
 mod conn;
 mod delivery;
 mod endpoints;
 mod handle;
 mod handler;
 mod metered;
+mod redis_link;
 mod session;
 mod shutdown;
 mod sockopt;
@@ -98,6 +100,8 @@ enum Timer {
     TokenExpiry(ConnId),
     /// A graceful shutdown has waited long enough.
     ShutdownDeadline,
+    /// The cluster's periodic look at its Redis connections (see `cluster`).
+    ClusterTick,
 }
 
 /// Why [`Server::bind`] failed.
@@ -114,6 +118,8 @@ pub enum BindError {
     },
     /// The poll could not be created.
     Poll(io::Error),
+    /// The cluster's Redis host name could not be resolved.
+    Cluster(String),
 }
 
 impl std::fmt::Display for BindError {
@@ -124,6 +130,7 @@ impl std::fmt::Display for BindError {
                 write!(f, "cannot listen on {address}: {error}")
             }
             BindError::Poll(error) => write!(f, "cannot create the event poll: {error}"),
+            BindError::Cluster(error) => write!(f, "cluster: {error}"),
         }
     }
 }
@@ -178,6 +185,8 @@ pub struct Server {
     inbox: handle::Inbox,
     /// The host's hooks ([`Server::run_with`]).
     handler: Box<dyn Handler>,
+    /// This node's part in a cluster (`--redis`), if any.
+    cluster: Option<cluster::ClusterNode>,
 }
 
 impl Server {
@@ -211,7 +220,8 @@ impl Server {
     ) -> Result<Server, BindError> {
         config.validate().map_err(BindError::Config)?;
         let address = config.listen;
-        let mut listener = listen(address).map_err(|error| BindError::Listen { address, error })?;
+        let mut listener = listen(address, config.reuse_port)
+            .map_err(|error| BindError::Listen { address, error })?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| BindError::Listen { address, error })?;
@@ -233,6 +243,12 @@ impl Server {
         let max_connections = config
             .max_connections
             .unwrap_or_else(connection_limit_from_fds);
+        let cluster = cluster::node_from_config(&config, duration_ms(config.node_ttl))
+            .map_err(|error| BindError::Cluster(error.0))?;
+        let mut wheel = Wheel::new(TICK_MS, 0);
+        if cluster.is_some() {
+            wheel.insert(Timer::ClusterTick, 0);
+        }
         Ok(Server {
             poll,
             poll_registry,
@@ -241,7 +257,7 @@ impl Server {
             local_addr,
             conns: Slots::default(),
             registry: Registry::new(),
-            wheel: Wheel::new(TICK_MS, 0),
+            wheel,
             origin: Instant::now(),
             heartbeat,
             ws_config,
@@ -263,6 +279,7 @@ impl Server {
             signals: None,
             inbox,
             handler: Box::new(handler::NoHandler),
+            cluster,
             config,
         })
     }
@@ -359,6 +376,7 @@ impl Server {
             Some(Target::Listener) => self.accept(now),
             Some(Target::Signals) => self.on_signals(now),
             Some(Target::Waker) => self.on_requests(now),
+            Some(Target::RedisCommands | Target::RedisNotes) => self.on_redis(now),
             Some(Target::Connection { slot, generation }) => {
                 if let Some(id) = self.conns.key_in_slot(slot, generation) {
                     self.drive(id, now);
@@ -450,6 +468,7 @@ impl Server {
                 Timer::AcceptRetry => self.accept(now),
                 Timer::ShutdownDeadline => self.shutdown_deadline(),
                 Timer::TokenExpiry(id) => self.token_deadline_passed(id, now),
+                Timer::ClusterTick => self.cluster_tick(now),
             }
             self.reap(now);
         }
@@ -527,15 +546,22 @@ fn duration_ms(duration: Duration) -> Millis {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Binds a listener with a backlog of [`LISTEN_BACKLOG`] (mio, like std, asks for 128).
-fn listen(address: SocketAddr) -> io::Result<TcpListener> {
-    let listener = TcpListener::bind(address)?;
+/// Binds a listener with a backlog of [`LISTEN_BACKLOG`] (mio, like std, asks for 128) and,
+/// with `reuse_port`, `SO_REUSEPORT`, so that several processes share the address and the
+/// kernel spreads new connections over them.
+fn listen(address: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    let listener = if reuse_port {
+        sockopt::bind_reusing_port(address)?
+    } else {
+        std::net::TcpListener::bind(address)?
+    };
+    listener.set_nonblocking(true)?;
     // Calling listen(2) again on a listening socket only changes its backlog.
     // SAFETY: the descriptor is the listener's own, open for the duration of the call.
     if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(listener)
+    Ok(TcpListener::from_std(listener))
 }
 
 /// The open-file soft limit minus [`FD_MARGIN`] (at least 1).

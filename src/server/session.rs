@@ -19,11 +19,14 @@ use super::delivery::flush;
 use super::{Server, Timer, MESSAGES_PER_TURN};
 use crate::metrics::Ending;
 use crate::protocol::event;
+use crate::protocol::event::{Counts, MemberView};
 use crate::protocol::{
     self, Action, Command, CommandError, ErrorCode, EventsMode, Json, LeaveReason, Meta,
 };
 use crate::rate::Admission;
-use crate::registry::{ChannelId, ConnId, CountsDue, NotJoined, Outcome, UserId};
+use crate::registry::{
+    Announcement, Change, ChannelId, ConnId, CountsDue, NotJoined, Outcome, UserId,
+};
 use crate::wheel::Millis;
 
 /// A join of one channel, from the URL or from a `join` command.
@@ -326,8 +329,8 @@ impl Server {
                         "publishing is disabled on this server (--client-publish)",
                     ));
                 }
-                let channel_id = self.joined(&channel, id)?;
-                self.publish(channel_id, Some(&user), &data);
+                self.joined(&channel, id)?;
+                self.publish(&channel, Some(&user), &data, now);
             }
             Action::Watch { channel } => {
                 if !self.conns.get(id).is_some_and(|conn| conn.admin) {
@@ -381,13 +384,15 @@ impl Server {
         if let Some(conn) = self.conns.get_mut(id) {
             conn.channels.insert(channel_id);
         }
+        // In a cluster the reply reads the view before this join's note comes back: the
+        // joiner then gets its own `join` (seq + 1) like every other member.
         match mode {
             EventsMode::All => {
                 let state = self.state_message(channel_id, reference);
                 self.send(id, state);
             }
             EventsMode::Count => {
-                if let Some(counts) = self.registry.counts(channel_id) {
+                if let Some(counts) = self.channel_counts(channel_id) {
                     self.send(id, event::count(channel, counts, reference));
                 }
             }
@@ -415,10 +420,9 @@ impl Server {
         }
         if let (Some(max), Some(channel)) = (self.config.max_members_per_channel, channel) {
             let members = self
-                .registry
-                .counts(channel)
+                .channel_counts(channel)
                 .map_or(0, |counts| counts.users);
-            if members >= max && !self.registry.is_member(channel, user) {
+            if members >= max && !self.is_member(channel, user) {
                 let message = format!("channel {name} is full ({max} members)");
                 return Err(CommandError::new(ErrorCode::TooLarge, message));
             }
@@ -433,6 +437,9 @@ impl Server {
 
     /// [`Server::apply`], with `joiner` left out of an immediate `count` (its join reply
     /// already carried the counts).
+    ///
+    /// In a live cluster the change goes to the other nodes instead, and local clients hear
+    /// of it when its note comes back (see `cluster`).
     fn apply_except(
         &mut self,
         channel: ChannelId,
@@ -440,19 +447,22 @@ impl Server {
         joiner: Option<ConnId>,
         now: Millis,
     ) {
-        if let Some(announcement) = outcome.announcement {
+        if let Some(member) = &outcome.member {
+            let leave = match &outcome.announcement {
+                Some(Announcement {
+                    change: Change::Leave { reason, .. },
+                    ..
+                }) => Some(*reason),
+                _ => None,
+            };
+            self.tell_cluster(channel, member, leave, now);
+        }
+        let told_by_cluster = self.cluster_is_live();
+        if let Some(announcement) = outcome.announcement.filter(|_| !told_by_cluster) {
             self.announce(announcement);
         }
-        if outcome.counts_changed {
-            let watched_elsewhere = !self.watch_all.is_empty();
-            match self
-                .registry
-                .counts_changed(channel, now, watched_elsewhere)
-            {
-                CountsDue::Now => self.send_counts(channel, joiner),
-                CountsDue::At(at) => self.wheel.insert(Timer::Counts(channel), at),
-                CountsDue::Nothing => {}
-            }
+        if outcome.counts_changed && !told_by_cluster {
+            self.counts_changed(channel, joiner, now);
         }
         if let Some(grace) = outcome.grace {
             let grace_ms = super::duration_ms(self.config.leave_grace);
@@ -460,14 +470,87 @@ impl Server {
         }
     }
 
+    /// The channel's counts changed: tells its `count` subscribers and watchers (but
+    /// `except`) now, or schedules it (at most one `count` per second).
+    pub(super) fn counts_changed(
+        &mut self,
+        channel: ChannelId,
+        except: Option<ConnId>,
+        now: Millis,
+    ) {
+        let watched_elsewhere = !self.watch_all.is_empty();
+        match self
+            .registry
+            .counts_changed(channel, now, watched_elsewhere)
+        {
+            CountsDue::Now => self.send_counts(channel, except),
+            CountsDue::At(at) => self.wheel.insert(Timer::Counts(channel), at),
+            CountsDue::Nothing => {}
+        }
+    }
+
+    /// True when presence reads and events come from the cluster's view.
+    pub(super) fn cluster_is_live(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|cluster| cluster.is_live())
+    }
+
     pub(super) fn state_message(&self, channel: ChannelId, reference: Option<&Json>) -> String {
         let name = self.registry.name(channel).unwrap_or_default();
-        event::state(
-            name,
-            self.registry.seq(channel),
-            self.registry.members(channel),
-            reference,
-        )
+        self.state_named(name, reference)
+    }
+
+    /// The `state` of the channel `name`: the cluster's view in a live cluster, else this
+    /// node's presence.
+    pub(super) fn state_named(&self, name: &str, reference: Option<&Json>) -> String {
+        let seq = self.channel_counts_named(name).seq;
+        event::state(name, seq, self.members_named(name), reference)
+    }
+
+    /// The members of the channel `name`: the cluster's view in a live cluster, else this
+    /// node's presence.
+    pub(super) fn members_named(
+        &self,
+        name: &str,
+    ) -> Box<dyn Iterator<Item = MemberView<'_>> + '_> {
+        match self.cluster.as_ref().filter(|cluster| cluster.is_live()) {
+            Some(cluster) => Box::new(cluster.view().members(name)),
+            None => Box::new(
+                self.registry
+                    .find(name)
+                    .into_iter()
+                    .flat_map(|channel| self.registry.members(channel)),
+            ),
+        }
+    }
+
+    /// The channel's counts (cluster-wide in a live cluster), unless `channel` is stale.
+    pub(super) fn channel_counts(&self, channel: ChannelId) -> Option<Counts> {
+        let name = self.registry.name(channel)?;
+        Some(self.channel_counts_named(name))
+    }
+
+    /// The counts of the channel `name` (all zero when it has no members).
+    pub(super) fn channel_counts_named(&self, name: &str) -> Counts {
+        if let Some(cluster) = self.cluster.as_ref().filter(|cluster| cluster.is_live()) {
+            return cluster.view().counts(name);
+        }
+        self.registry
+            .find(name)
+            .and_then(|channel| self.registry.counts(channel))
+            .unwrap_or_default()
+    }
+
+    /// True when `user` is a member of the channel (on any node, in a live cluster).
+    fn is_member(&self, channel: ChannelId, user: &str) -> bool {
+        match self.cluster.as_ref().filter(|cluster| cluster.is_live()) {
+            Some(cluster) => self
+                .registry
+                .name(channel)
+                .is_some_and(|name| cluster.view().is_member(name, user)),
+            None => self.registry.is_member(channel, user),
+        }
     }
 
     fn send_error(&mut self, id: ConnId, error: &CommandError) {

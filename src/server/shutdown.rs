@@ -86,6 +86,7 @@ impl Server {
         );
         self.shutdown = Some(now + timeout);
         self.wheel.insert(Timer::ShutdownDeadline, now + timeout);
+        self.cluster_goodbye(now);
         for id in open {
             let Some(Conn {
                 phase: Phase::Open(ws),
@@ -122,6 +123,10 @@ impl Server {
         if self.shutdown.is_some()
             && self.stop.is_none()
             && !self.conns.iter().any(|(_, conn)| conn.is_open())
+            && !self
+                .cluster
+                .as_ref()
+                .is_some_and(|cluster| cluster.saying_goodbye())
         {
             info!("shutdown complete");
             self.stop = Some(Stop::Graceful);

@@ -5,8 +5,8 @@
 //! numbers hosts use). Inside the block, a connection's token packs the low 16 bits of its
 //! generation above its 32-bit slot, so an event that outlived its connection is recognised
 //! (a slot would have to be reused 65,536 times within one poll batch to fool it); the
-//! highest slots, which a slab never reaches, name the listener, the signal pipe and the
-//! waker.
+//! highest slots, which a slab never reaches, name the listener, the signal pipe, the
+//! waker and, in a cluster, the two Redis connections.
 
 use mio::Token;
 
@@ -24,6 +24,10 @@ pub(crate) enum Target {
     Listener,
     Signals,
     Waker,
+    /// The cluster's Redis connection for commands.
+    RedisCommands,
+    /// The cluster's Redis connection subscribed to the notes.
+    RedisNotes,
     /// A connection: its slot and the low 16 bits of its generation.
     Connection {
         slot: u32,
@@ -37,6 +41,8 @@ const TAG_SHIFT: u32 = SLOT_BITS + GENERATION_BITS;
 const LISTENER_SLOT: u32 = u32::MAX;
 const SIGNALS_SLOT: u32 = u32::MAX - 1;
 const WAKER_SLOT: u32 = u32::MAX - 2;
+const REDIS_COMMANDS_SLOT: u32 = u32::MAX - 3;
+const REDIS_NOTES_SLOT: u32 = u32::MAX - 4;
 
 impl Default for TokenSpace {
     fn default() -> Self {
@@ -73,6 +79,14 @@ impl TokenSpace {
         self.token(WAKER_SLOT, 0)
     }
 
+    pub(crate) fn redis_commands(self) -> Token {
+        self.token(REDIS_COMMANDS_SLOT, 0)
+    }
+
+    pub(crate) fn redis_notes(self) -> Token {
+        self.token(REDIS_NOTES_SLOT, 0)
+    }
+
     /// What `token` names, or `None` when it is not this server's.
     pub(crate) fn classify(self, token: Token) -> Option<Target> {
         if !self.contains(token) {
@@ -84,6 +98,8 @@ impl TokenSpace {
             LISTENER_SLOT => Target::Listener,
             SIGNALS_SLOT => Target::Signals,
             WAKER_SLOT => Target::Waker,
+            REDIS_COMMANDS_SLOT => Target::RedisCommands,
+            REDIS_NOTES_SLOT => Target::RedisNotes,
             _ => Target::Connection {
                 slot,
                 generation: (bits >> SLOT_BITS) as u16,
@@ -123,13 +139,21 @@ mod tests {
     #[test]
     fn reserved_tokens_are_distinct_and_inside_the_block() {
         let space = TokenSpace::default();
-        let reserved = [space.listener(), space.signals(), space.waker()];
+        let reserved = [
+            space.listener(),
+            space.signals(),
+            space.waker(),
+            space.redis_commands(),
+            space.redis_notes(),
+        ];
         assert_eq!(
             reserved.map(|token| space.classify(token)),
             [
                 Some(Target::Listener),
                 Some(Target::Signals),
-                Some(Target::Waker)
+                Some(Target::Waker),
+                Some(Target::RedisCommands),
+                Some(Target::RedisNotes),
             ]
         );
     }

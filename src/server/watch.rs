@@ -10,7 +10,7 @@ use super::conn::Watching;
 use super::Server;
 use crate::http::upgrade::WATCH_ALL;
 use crate::protocol::{CommandError, ErrorCode, Json};
-use crate::registry::{ChannelId, ConnId};
+use crate::registry::ConnId;
 
 impl Server {
     /// Starts watching `target` (a channel name or `*`), replying with the `state`s.
@@ -19,22 +19,34 @@ impl Server {
             return;
         };
         let watching = conn.watching.get_or_insert_with(Box::default);
-        let channels: Vec<ChannelId> = if target == WATCH_ALL {
+        let channels: Vec<String> = if target == WATCH_ALL {
             watching.all = true;
             if !self.watch_all.contains(&id) {
                 self.watch_all.push(id);
             }
-            self.registry.channels_with_members().collect()
+            self.channels_with_members()
         } else {
             let channel = self.registry.watch(target, id);
             if !watching.channels.contains(&channel) {
                 watching.channels.push(channel);
             }
-            vec![channel]
+            vec![target.to_owned()]
         };
-        for channel in channels {
-            let state = self.state_message(channel, reference);
+        for name in channels {
+            let state = self.state_named(&name, reference);
             self.send(id, state);
+        }
+    }
+
+    /// The channels with members: cluster-wide in a live cluster, else this node's.
+    pub(super) fn channels_with_members(&self) -> Vec<String> {
+        match self.cluster.as_ref().filter(|cluster| cluster.is_live()) {
+            Some(cluster) => cluster.view().channels().map(str::to_owned).collect(),
+            None => self
+                .registry
+                .channels_with_members()
+                .filter_map(|channel| self.registry.name(channel).map(str::to_owned))
+                .collect(),
         }
     }
 

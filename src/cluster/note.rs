@@ -1,0 +1,246 @@
+//! Notes: what nodes tell each other through the cluster's Redis Pub/Sub channel. Presence
+//! notes are published by the cluster script (`script.lua`) inside the same atomic step that
+//! changes the presence keys, so their order on the channel is the order of the changes;
+//! publication notes are published by the node that received the publication.
+//!
+//! One note is one line of tab-separated fields, the kind first:
+//!
+//! | kind | fields |
+//! |---|---|
+//! | `J` join | channel, user, seq, conns, meta |
+//! | `U` update | channel, user, seq, meta |
+//! | `L` leave | channel, user, seq, reason |
+//! | `C` conns changed | channel, user, seq (unchanged), conns |
+//! | `P` publication | origin node, channel, from (empty: the server), data |
+//!
+//! Names cannot hold a tab (see `names`), and meta and data are compact JSON, which escapes
+//! control characters, so only the last field could ever hold one and it is split last.
+
+use crate::protocol::{Json, LeaveReason, Meta};
+
+/// A decoded note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// The user became a member of the channel (cluster-wide).
+    Join {
+        /// The channel.
+        channel: String,
+        /// The user.
+        user: String,
+        /// The channel's seq after the join.
+        seq: u64,
+        /// The user's connections in the channel, over every node.
+        conns: u32,
+        /// The user's meta.
+        meta: Meta,
+    },
+    /// The user's meta changed.
+    Update {
+        /// The channel.
+        channel: String,
+        /// The user.
+        user: String,
+        /// The channel's seq after the update.
+        seq: u64,
+        /// The new meta.
+        meta: Meta,
+    },
+    /// The user stopped being a member (cluster-wide).
+    Leave {
+        /// The channel.
+        channel: String,
+        /// The user.
+        user: String,
+        /// The channel's seq after the leave.
+        seq: u64,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// The user's connection count changed, membership did not.
+    Conns {
+        /// The channel.
+        channel: String,
+        /// The user.
+        user: String,
+        /// The channel's current seq (not advanced).
+        seq: u64,
+        /// The user's connections in the channel, over every node.
+        conns: u32,
+    },
+    /// A publication to the channel's subscribers on every node.
+    Publication {
+        /// The node that received it (it delivered it locally already).
+        origin: String,
+        /// The channel.
+        channel: String,
+        /// The publishing user; `None` for the server (`POST /publish`, a handle).
+        from: Option<String>,
+        /// The data, compact JSON.
+        data: Json,
+    },
+}
+
+/// Why a note could not be read (a node of another version, or not a node at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadNote;
+
+impl Note {
+    /// The note's channel.
+    pub fn channel(&self) -> &str {
+        match self {
+            Note::Join { channel, .. }
+            | Note::Update { channel, .. }
+            | Note::Leave { channel, .. }
+            | Note::Conns { channel, .. }
+            | Note::Publication { channel, .. } => channel,
+        }
+    }
+
+    /// Decodes one note.
+    pub fn parse(bytes: &[u8]) -> Result<Note, BadNote> {
+        let text = std::str::from_utf8(bytes).map_err(|_| BadNote)?;
+        let (kind, rest) = text.split_once('\t').ok_or(BadNote)?;
+        let fields = |n: usize| -> Result<Vec<&str>, BadNote> {
+            let fields: Vec<&str> = rest.splitn(n, '\t').collect();
+            if fields.len() == n {
+                Ok(fields)
+            } else {
+                Err(BadNote)
+            }
+        };
+        let number = |text: &str| text.parse::<u64>().map_err(|_| BadNote);
+        let conns = |text: &str| text.parse::<u32>().map_err(|_| BadNote);
+        let meta = |text: &str| Meta::parse(text).ok_or(BadNote);
+        Ok(match kind {
+            "J" => {
+                let f = fields(5)?;
+                Note::Join {
+                    channel: f[0].to_owned(),
+                    user: f[1].to_owned(),
+                    seq: number(f[2])?,
+                    conns: conns(f[3])?,
+                    meta: meta(f[4])?,
+                }
+            }
+            "U" => {
+                let f = fields(4)?;
+                Note::Update {
+                    channel: f[0].to_owned(),
+                    user: f[1].to_owned(),
+                    seq: number(f[2])?,
+                    meta: meta(f[3])?,
+                }
+            }
+            "L" => {
+                let f = fields(4)?;
+                Note::Leave {
+                    channel: f[0].to_owned(),
+                    user: f[1].to_owned(),
+                    seq: number(f[2])?,
+                    reason: LeaveReason::parse(f[3]).ok_or(BadNote)?,
+                }
+            }
+            "C" => {
+                let f = fields(4)?;
+                Note::Conns {
+                    channel: f[0].to_owned(),
+                    user: f[1].to_owned(),
+                    seq: number(f[2])?,
+                    conns: conns(f[3])?,
+                }
+            }
+            "P" => {
+                let f = fields(4)?;
+                Note::Publication {
+                    origin: f[0].to_owned(),
+                    channel: f[1].to_owned(),
+                    from: (!f[2].is_empty()).then(|| f[2].to_owned()),
+                    data: Json::parse(f[3]).ok_or(BadNote)?,
+                }
+            }
+            _ => return Err(BadNote),
+        })
+    }
+
+    /// Encodes a publication note (presence notes are encoded by the script).
+    pub fn publication(origin: &str, channel: &str, from: Option<&str>, data: &Json) -> String {
+        format!(
+            "P\t{origin}\t{channel}\t{}\t{}",
+            from.unwrap_or_default(),
+            data.as_str()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_notes_decode_field_by_field() {
+        assert_eq!(
+            Note::parse(b"J\tlobby\talice\t3\t2\t{\"a\":\"x\\ty\"}"),
+            Ok(Note::Join {
+                channel: "lobby".into(),
+                user: "alice".into(),
+                seq: 3,
+                conns: 2,
+                meta: Meta::parse("{\"a\":\"x\\ty\"}").expect("meta"),
+            })
+        );
+        assert_eq!(
+            Note::parse(b"L\tlobby\tbob\t4\tnode_down"),
+            Ok(Note::Leave {
+                channel: "lobby".into(),
+                user: "bob".into(),
+                seq: 4,
+                reason: LeaveReason::NodeDown,
+            })
+        );
+        assert!(matches!(
+            Note::parse(b"C\tlobby\tbob\t4\t0"),
+            Ok(Note::Conns {
+                conns: 0,
+                seq: 4,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Note::parse(b"U\tlobby\tbob\t5\t{}"),
+            Ok(Note::Update { seq: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn publications_round_trip_with_and_without_a_sender() {
+        let data = Json::parse("{\"text\":\"a\\tb\"}").expect("json");
+        for from in [None, Some("carol")] {
+            let line = Note::publication("node-1", "news", from, &data);
+            assert_eq!(
+                Note::parse(line.as_bytes()),
+                Ok(Note::Publication {
+                    origin: "node-1".into(),
+                    channel: "news".into(),
+                    from: from.map(str::to_owned),
+                    data: data.clone(),
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_notes_are_refused() {
+        for bad in [
+            &b""[..],
+            b"J",
+            b"J\tlobby\talice\t3\t2",
+            b"J\tlobby\talice\tx\t2\t{}",
+            b"L\tlobby\talice\t3\tbored",
+            b"U\tlobby\talice\t3\tnot json",
+            b"Z\ta\tb\tc\td",
+            b"\xff\t",
+        ] {
+            assert_eq!(Note::parse(bad), Err(BadNote), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,170 @@
+-- rollcall's cluster script: every change to the shared presence runs here, atomically, and
+-- publishes its note (see src/cluster/note.rs) in the same step, so the notes on the events
+-- channel come in the order of the changes and carry the channel's seq.
+--
+-- ARGV[1] is the key prefix ("rollcall:" or "rollcall:DB:"), ARGV[2] the operation, ARGV[3]
+-- the calling node; the rest depends on the operation.
+--
+-- Keys (P = prefix):
+--   P.."held:"..NODE     hash "CHANNEL USER" -> the node's connections there (0: leave grace)
+--   P.."holders:"..CH    hash USER -> number of nodes holding the user in the channel
+--   P.."conns:"..CH      hash USER -> connections over every node
+--   P.."meta:"..CH       hash USER -> the member's meta (JSON object)
+--   P.."seq:"..CH        the channel's seq (deleted with the channel's last member)
+--   P.."channels"        set of channels with members
+--   P.."nodes"           set of nodes that hold or held something
+--   P.."alive:"..NODE    the node's liveness, expiring after --node-ttl
+--   P.."events"          the Pub/Sub channel of notes
+--
+-- The script names its keys itself rather than in KEYS: it runs on one Redis (or a primary
+-- with replicas), not on a Redis Cluster.
+
+local P, op, node = ARGV[1], ARGV[2], ARGV[3]
+local EVENTS = P .. 'events'
+
+local function note(...)
+  redis.call('PUBLISH', EVENTS, table.concat({...}, '\t'))
+end
+
+local function seq_of(channel)
+  return tonumber(redis.call('GET', P .. 'seq:' .. channel)) or 0
+end
+
+-- The node now holds USER in CHANNEL with CONNS local connections. META, when given, is set
+-- (an update if it differs); with ONLY_IF_NEW it is used only for a new member.
+local function hold(holder, channel, user, conns, meta, only_if_new)
+  local held = P .. 'held:' .. holder
+  local field = channel .. ' ' .. user
+  local before = redis.call('HGET', held, field)
+  redis.call('HSET', held, field, conns)
+  local total = redis.call('HINCRBY', P .. 'conns:' .. channel, user, conns - (tonumber(before) or 0))
+  if not before and redis.call('HINCRBY', P .. 'holders:' .. channel, user, 1) == 1 then
+    meta = meta or '{}'
+    redis.call('HSET', P .. 'meta:' .. channel, user, meta)
+    redis.call('SADD', P .. 'channels', channel)
+    note('J', channel, user, redis.call('INCR', P .. 'seq:' .. channel), total, meta)
+    return
+  end
+  if meta and not only_if_new and meta ~= redis.call('HGET', P .. 'meta:' .. channel, user) then
+    redis.call('HSET', P .. 'meta:' .. channel, user, meta)
+    note('U', channel, user, redis.call('INCR', P .. 'seq:' .. channel), meta)
+  end
+  if conns ~= (tonumber(before) or 0) then
+    note('C', channel, user, seq_of(channel), total)
+  end
+end
+
+-- HOLDER no longer holds USER in CHANNEL; the last holder's release is the user's leave.
+local function release(holder, channel, user, reason)
+  local held = P .. 'held:' .. holder
+  local field = channel .. ' ' .. user
+  local before = tonumber(redis.call('HGET', held, field))
+  if not before then
+    return
+  end
+  redis.call('HDEL', held, field)
+  local total = redis.call('HINCRBY', P .. 'conns:' .. channel, user, -before)
+  if redis.call('HINCRBY', P .. 'holders:' .. channel, user, -1) > 0 then
+    if before ~= 0 then
+      note('C', channel, user, seq_of(channel), total)
+    end
+    return
+  end
+  redis.call('HDEL', P .. 'holders:' .. channel, user)
+  redis.call('HDEL', P .. 'conns:' .. channel, user)
+  redis.call('HDEL', P .. 'meta:' .. channel, user)
+  local seq = redis.call('INCR', P .. 'seq:' .. channel)
+  if redis.call('HLEN', P .. 'holders:' .. channel) == 0 then
+    redis.call('DEL', P .. 'seq:' .. channel)
+    redis.call('SREM', P .. 'channels', channel)
+  end
+  note('L', channel, user, seq, reason)
+end
+
+local function split(field)
+  local space = string.find(field, ' ', 1, true)
+  return string.sub(field, 1, space - 1), string.sub(field, space + 1)
+end
+
+-- Releases everything NODE holds (it died, or is leaving the cluster).
+local function reap(dead, reason)
+  local held = redis.call('HKEYS', P .. 'held:' .. dead)
+  for _, field in ipairs(held) do
+    local channel, user = split(field)
+    release(dead, channel, user, reason)
+  end
+  redis.call('DEL', P .. 'held:' .. dead)
+  redis.call('SREM', P .. 'nodes', dead)
+end
+
+-- Refreshes this node's liveness and reaps the nodes whose liveness expired. Returns the
+-- number of live nodes.
+local function beat(ttl)
+  redis.call('SET', P .. 'alive:' .. node, '1', 'PX', ttl)
+  redis.call('SADD', P .. 'nodes', node)
+  local live = 0
+  for _, other in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
+    if redis.call('EXISTS', P .. 'alive:' .. other) == 1 then
+      live = live + 1
+    else
+      reap(other, 'node_down')
+    end
+  end
+  return live
+end
+
+if op == 'hold' then
+  -- channel, user, conns, meta ('' keeps the member's meta)
+  local meta = ARGV[7]
+  if meta == '' then
+    meta = nil
+  end
+  hold(node, ARGV[4], ARGV[5], tonumber(ARGV[6]), meta, false)
+  return 1
+elseif op == 'release' then
+  -- channel, user, reason
+  release(node, ARGV[4], ARGV[5], ARGV[6])
+  return 1
+elseif op == 'beat' then
+  -- ttl in milliseconds
+  return beat(ARGV[4])
+elseif op == 'sync' then
+  -- ttl, then (channel, user, conns, meta) for everything the node holds now: after Redis
+  -- came back, or this node's liveness lapsed. What it held before and no longer does is
+  -- released with reason `closed`; meta is used only for users new to the cluster.
+  local wanted = {}
+  for i = 5, #ARGV, 4 do
+    wanted[ARGV[i] .. ' ' .. ARGV[i + 1]] = true
+  end
+  for _, field in ipairs(redis.call('HKEYS', P .. 'held:' .. node)) do
+    if not wanted[field] then
+      local channel, user = split(field)
+      release(node, channel, user, 'closed')
+    end
+  end
+  for i = 5, #ARGV, 4 do
+    hold(node, ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], true)
+  end
+  return beat(ARGV[4])
+elseif op == 'goodbye' then
+  -- reason: the node leaves the cluster (graceful shutdown)
+  reap(node, ARGV[4])
+  redis.call('DEL', P .. 'alive:' .. node)
+  return 1
+elseif op == 'snapshot' then
+  -- every channel: {channel, seq, {user, conns, meta, user, conns, meta, ...}}
+  local out = {}
+  for _, channel in ipairs(redis.call('SMEMBERS', P .. 'channels')) do
+    local members = {}
+    local metas = redis.call('HGETALL', P .. 'meta:' .. channel)
+    for i = 1, #metas, 2 do
+      local conns = redis.call('HGET', P .. 'conns:' .. channel, metas[i]) or '0'
+      table.insert(members, metas[i])
+      table.insert(members, tostring(conns))
+      table.insert(members, metas[i + 1])
+    end
+    table.insert(out, {channel, tostring(seq_of(channel)), members})
+  end
+  return out
+end
+return redis.error_reply('rollcall: unknown operation ' .. tostring(op))
