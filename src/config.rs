@@ -88,8 +88,9 @@ pub struct Config {
     /// Default none (a single node). Costs nothing per connection; about 100 bytes per
     /// cluster-wide member for the node's copy of the presence.
     pub redis: Option<RedisAddress>,
-    /// In a cluster: a node refreshes its liveness every third of this; a node silent for
-    /// this long is declared down and its users leave with reason `node_down`. Default 15 s.
+    /// In a cluster: a node that stopped refreshing its liveness (it refreshes every quarter
+    /// of this) is declared down within this time, and its users leave with reason
+    /// `node_down`. Default 15 s.
     pub node_ttl: Duration,
     /// In a cluster: this node's id (a name, as users and channels). Default: random.
     pub node_id: Option<String>,
@@ -265,7 +266,7 @@ impl Config {
     }
 }
 
-/// The shortest `node_ttl`: a node refreshes every third of it, and a refresh must fit in
+/// The shortest `node_ttl`: a node refreshes every quarter of it, and a refresh must fit in
 /// one Redis round trip with room to spare.
 pub const MIN_NODE_TTL: Duration = Duration::from_millis(300);
 

@@ -288,13 +288,16 @@ impl Registry {
             unreachable!("find_or_create returns a live channel");
         };
         let already_subscribed = channel.subscribe(conn, mode).is_some();
+        // A new subscription changes the user's connections; a given meta may differ from
+        // the one the other nodes of a cluster last set.
+        let member = (!already_subscribed || meta.is_some()).then(|| MemberChange {
+            channel: channel.name.clone(),
+            user: user.clone(),
+            meta: meta.clone(),
+        });
         let mut outcome = Outcome {
             counts_changed: !already_subscribed,
-            member: Some(MemberChange {
-                channel: channel.name.clone(),
-                user: user.clone(),
-                meta: meta.clone(),
-            }),
+            member,
             ..Outcome::default()
         };
         match channel.members.get_mut(user) {

@@ -42,8 +42,8 @@ mod registry {
     use rollcall::protocol::event::Counts;
     use rollcall::protocol::{decode, Action, EventsMode, LeaveReason, Meta};
     use rollcall::registry::{
-        Announcement, Change, ChannelId, ConnId, CountsDue, GraceKey, NotJoined, Outcome, Registry,
-        UserId, COUNT_INTERVAL_MS,
+        Announcement, Change, ChannelId, ConnId, CountsDue, GraceKey, MemberChange, NotJoined,
+        Outcome, Registry, UserId, COUNT_INTERVAL_MS,
     };
     use rollcall::wheel::Millis;
 
@@ -307,6 +307,11 @@ mod registry {
             conn.channels.insert(channel);
             let mut expected = Outcome {
                 counts_changed: !already,
+                member: (!already || meta_index.is_some()).then(|| MemberChange {
+                    channel: CHANNELS[channel].into(),
+                    user: conn.id.clone(),
+                    meta: meta_index.map(meta),
+                }),
                 ..Outcome::default()
             };
             let announce = |model: &mut ChannelModel, change: &dyn Fn(u64) -> Change| {
@@ -385,6 +390,11 @@ mod registry {
                         seq: model.seq,
                     },
                 });
+                expected.member = Some(MemberChange {
+                    channel: CHANNELS[channel].into(),
+                    user: conn.id.clone(),
+                    meta: Some(meta(meta_index)),
+                });
             }
             assert_eq!(result, Ok(expected), "update");
         }
@@ -408,6 +418,11 @@ mod registry {
             member.conns.remove(&conn.key);
             let mut expected = Outcome {
                 counts_changed: true,
+                member: Some(MemberChange {
+                    channel: CHANNELS[channel].into(),
+                    user: conn.id.clone(),
+                    meta: None,
+                }),
                 ..Outcome::default()
             };
             if member.conns.is_empty() {
@@ -486,6 +501,11 @@ mod registry {
                 }),
                 counts_changed: true,
                 grace: None,
+                member: Some(MemberChange {
+                    channel: CHANNELS[channel].into(),
+                    user: USERS[user].into(),
+                    meta: None,
+                }),
             };
             assert_eq!(outcome, expected, "end of a grace");
             self.remove_if_empty(channel);

@@ -12,7 +12,7 @@
 //! - Every node subscribes to the notes and moves its [`view::View`] with them; `state`,
 //!   `who`, counts and `GET /presence` read the view, and events reach local clients from the
 //!   notes, so every node tells the same events with the same seq.
-//! - A node refreshes a liveness key every TTL/3 through the same script, which also reaps the
+//! - A node refreshes a liveness key every TTL/4 through the same script, which also reaps the
 //!   holdings of nodes whose key expired (leave reason `node_down`).
 //! - Redis work is per presence change, per publication and per refresh: an idle connection
 //!   costs none.
@@ -107,18 +107,18 @@ impl Commands {
         self.script("release", [channel, user, reason.as_str()])
     }
 
-    /// Refreshes this node's liveness for `ttl_ms` and reaps expired nodes; the reply is the
-    /// number of live nodes.
-    pub fn beat(&self, ttl_ms: u64) -> Command {
-        let ttl = ttl_ms.to_string();
+    /// Refreshes this node's liveness for `liveness_ms` and reaps expired nodes; the reply
+    /// is the number of live nodes.
+    pub fn beat(&self, liveness_ms: u64) -> Command {
+        let ttl = liveness_ms.to_string();
         self.script("beat", [ttl.as_str()])
     }
 
     /// Replaces what this node holds with `holdings` (channel, user, conns, meta) and
-    /// refreshes its liveness; the reply is the number of live nodes.
+    /// refreshes its liveness for `liveness_ms`; the reply is the number of live nodes.
     pub fn sync<'a>(
         &self,
-        ttl_ms: u64,
+        liveness_ms: u64,
         holdings: impl Iterator<Item = (&'a str, &'a str, u32, &'a Meta)>,
     ) -> Command {
         let mut args = command([
@@ -128,7 +128,7 @@ impl Commands {
             &self.prefix,
             "sync",
             &self.node,
-            &ttl_ms.to_string(),
+            &liveness_ms.to_string(),
         ]);
         for (channel, user, conns, meta) in holdings {
             args.push(channel.as_bytes().to_vec());

@@ -97,7 +97,7 @@ impl ClusterNode {
             address,
             target,
             ttl_ms,
-            tick_ms: TICK_MS.min(ttl_ms / 3),
+            tick_ms: TICK_MS.min(ttl_ms / 4),
             command_link: None,
             note_link: None,
             expect: VecDeque::new(),
@@ -179,8 +179,8 @@ impl Server {
             return;
         }
         if cluster.live && now >= cluster.next_beat {
-            cluster.next_beat = now + cluster.ttl_ms / 3;
-            let beat = cluster.commands.beat(cluster.ttl_ms);
+            cluster.next_beat = now + beat_interval(cluster.ttl_ms);
+            let beat = cluster.commands.beat(liveness_ms(cluster.ttl_ms));
             cluster.send(&beat, Expect::Beat, now);
         }
         self.cluster_pump(now);
@@ -635,6 +635,18 @@ fn random_node_id() -> String {
     std::process::id().hash(&mut hasher);
     std::time::SystemTime::now().hash(&mut hasher);
     format!("node-{:016x}", hasher.finish())
+}
+
+/// A node refreshes its liveness every quarter of the TTL...
+fn beat_interval(ttl_ms: Millis) -> Millis {
+    ttl_ms / 4
+}
+
+/// ...and each refresh holds for three quarters. A node that dies is then expired between
+/// TTL/2 and 3·TTL/4 after its last refresh, and reaped at a survivor's next refresh, at most
+/// TTL/4 later: within the TTL. A live node may miss one refresh without being reaped.
+fn liveness_ms(ttl_ms: Millis) -> Millis {
+    ttl_ms * 3 / 4
 }
 
 fn describe(error: &LinkError) -> String {
