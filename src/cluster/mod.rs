@@ -108,14 +108,14 @@ impl Commands {
     }
 
     /// Refreshes this node's liveness for `liveness_ms` and reaps expired nodes; the reply
-    /// is the number of live nodes.
+    /// is read by [`parse_beat`].
     pub fn beat(&self, liveness_ms: u64) -> Command {
         let ttl = liveness_ms.to_string();
         self.script("beat", [ttl.as_str()])
     }
 
     /// Replaces what this node holds with `holdings` (channel, user, conns, meta) and
-    /// refreshes its liveness for `liveness_ms`; the reply is the number of live nodes.
+    /// refreshes its liveness for `liveness_ms`; the reply is read by [`parse_beat`].
     pub fn sync<'a>(
         &self,
         liveness_ms: u64,
@@ -220,6 +220,30 @@ pub fn parse_snapshot(reply: Reply) -> Option<Vec<ChannelSnapshot>> {
         .collect()
 }
 
+/// What a refresh (or a sync) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beat {
+    /// Live nodes, this one included.
+    pub nodes: u64,
+    /// This node's liveness had lapsed before the refresh: other nodes may have reaped
+    /// what it holds, so it must sync again.
+    pub lapsed: bool,
+}
+
+/// Reads the reply of a refresh or a sync: `{live nodes, lapsed}`.
+pub fn parse_beat(reply: &Reply) -> Option<Beat> {
+    let Reply::Array(Some(parts)) = reply else {
+        return None;
+    };
+    match parts.as_slice() {
+        [nodes, lapsed] => Some(Beat {
+            nodes: u64::try_from(nodes.integer()?).ok()?,
+            lapsed: lapsed.integer()? != 0,
+        }),
+        _ => None,
+    }
+}
+
 /// Reads a Pub/Sub push on the events connection: `Some(payload)` for a message,
 /// `None` for anything else (subscription confirmations).
 pub fn pushed_message(reply: &Reply) -> Option<&[u8]> {
@@ -316,6 +340,19 @@ mod tests {
         ] {
             assert_eq!(parse_snapshot(bad.clone()), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn refresh_replies_say_whether_the_node_lapsed() {
+        let reply = Reply::Array(Some(vec![Reply::Integer(3), Reply::Integer(1)]));
+        assert_eq!(
+            parse_beat(&reply),
+            Some(Beat {
+                nodes: 3,
+                lapsed: true
+            })
+        );
+        assert_eq!(parse_beat(&Reply::Integer(3)), None);
     }
 
     #[test]

@@ -98,8 +98,10 @@ local function reap(dead, reason)
 end
 
 -- Refreshes this node's liveness and reaps the nodes whose liveness expired. Returns the
--- number of live nodes.
+-- number of live nodes, and 1 when this node's own liveness had lapsed (another node may
+-- have reaped its holdings: it must sync them again), else 0.
 local function beat(ttl)
+  local lapsed = 1 - redis.call('EXISTS', P .. 'alive:' .. node)
   redis.call('SET', P .. 'alive:' .. node, '1', 'PX', ttl)
   redis.call('SADD', P .. 'nodes', node)
   local live = 0
@@ -110,7 +112,7 @@ local function beat(ttl)
       reap(other, 'node_down')
     end
   end
-  return live
+  return {live, lapsed}
 end
 
 if op == 'hold' then
@@ -145,7 +147,7 @@ elseif op == 'sync' then
   for i = 5, #ARGV, 4 do
     hold(node, ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], true)
   end
-  return beat(ARGV[4])
+  return {beat(ARGV[4])[1], 0}
 elseif op == 'goodbye' then
   -- reason: the node leaves the cluster (graceful shutdown)
   reap(node, ARGV[4])

@@ -313,12 +313,21 @@ impl Server {
         }
         match expect {
             Expect::Login | Expect::Script | Expect::Change | Expect::Goodbye => {}
-            Expect::Sync | Expect::Beat => {
-                cluster.nodes = reply
-                    .integer()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .unwrap_or(0);
-            }
+            Expect::Sync | Expect::Beat => match cluster::parse_beat(&reply) {
+                Some(beat) => {
+                    cluster.nodes = beat.nodes;
+                    if beat.lapsed {
+                        // Late refreshes (a stalled process, a slow Redis) let the others
+                        // reap this node: put back what it holds.
+                        warn!("cluster: this node's liveness had lapsed; syncing again");
+                        let sync = cluster
+                            .commands
+                            .sync(liveness_ms(cluster.ttl_ms), self.registry.holdings());
+                        cluster.send(&sync, Expect::Sync, now);
+                    }
+                }
+                None => self.cluster_fall(now, "a refresh reply of the wrong shape"),
+            },
             Expect::Snapshot => match cluster::parse_snapshot(reply) {
                 Some(snapshot) => {
                     let changed = cluster.view.load(snapshot);

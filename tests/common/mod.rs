@@ -22,6 +22,8 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::WebSocket;
 use tungstenite::Message;
 
+pub mod redis;
+
 /// How long we wait for something that should happen promptly (a reply, an event).
 /// Generous on purpose: it only matters when a test is about to fail.
 pub const STEP: Duration = Duration::from_secs(5);

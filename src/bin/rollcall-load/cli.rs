@@ -37,8 +37,13 @@ OPTIONS:
     --subscribers N         fanout: subscribers (events=none) [default: 100]
     --messages N            fanout: messages to publish [default: 10]
     --publish-rate N        fanout: POSTs per second, 0 = each after the previous answer [default: 0]
+    --subscribe-url URL     fanout, cluster: the subscribers are split evenly over these nodes
+                            (repeat the flag; include --url to keep some there), while POST
+                            /publish goes to --url [default: --url alone]
     --members N             presence-latency: members held in channel lat [default: 100]
     --samples N             presence-latency: users joining one after the other [default: 20]
+    --observe-url URL       presence-latency, cluster: the members (and so the observers)
+                            connect to this node, the timed users to --url [default: --url]
     --sources K             spread connections over 127.0.0.2 .. 127.0.0.(K+1); 1 = the kernel
                             chooses the source address [default: 1]
     --procs P               hold: split the connections over P processes [default: 1]
@@ -99,6 +104,10 @@ pub struct Options {
     pub publish_rate: f64,
     pub members: u64,
     pub samples: u64,
+    /// `--observe-url`: the node of the members, when not `--url`.
+    pub observe: Option<Target>,
+    /// `--subscribe-url`s: the nodes of the subscribers, when not `--url` alone.
+    pub subscribe: Vec<Target>,
     pub sources: u32,
     pub procs: u32,
     pub query: String,
@@ -143,6 +152,8 @@ fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         publish_rate: 0.0,
         members: 100,
         samples: 20,
+        observe: None,
+        subscribe: Vec::new(),
         sources: 1,
         procs: 1,
         query: String::new(),
@@ -186,6 +197,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             }
         };
         let duration = |text: String| parse_duration(&text).map_err(|e| format!("{flag}: {e}"));
+        let node = |flag: &str, text: String| Target::parse(&text).map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
             "-h" | "--help" => return Ok(Invocation::Help),
             "--url" => url = value()?,
@@ -202,6 +214,8 @@ fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             "--publish-rate" => o.publish_rate = rate(value()?)?,
             "--members" => o.members = count(value()?)?,
             "--samples" => o.samples = count(value()?)?,
+            "--observe-url" => o.observe = Some(node(&flag, value()?)?),
+            "--subscribe-url" => o.subscribe.push(node(&flag, value()?)?),
             "--sources" => o.sources = count(value()?)? as u32,
             "--procs" => o.procs = count(value()?)? as u32,
             "--query" => o.query = value()?.trim_start_matches(['?', '&']).to_string(),
@@ -256,8 +270,15 @@ fn validate(o: &Options) -> Result<(), String> {
     if o.procs as u64 > o.connections {
         return Err("--procs must not exceed --connections".into());
     }
-    if o.sources > 1 && !o.target.addr.is_ipv4() {
-        return Err("--sources needs an IPv4 server address".into());
+    if o.observe.is_some() && o.mode != Mode::PresenceLatency {
+        return Err("--observe-url works with presence-latency only".into());
+    }
+    if !o.subscribe.is_empty() && o.mode != Mode::Fanout {
+        return Err("--subscribe-url works with fanout only".into());
+    }
+    let mut servers = [&o.target].into_iter().chain(&o.observe).chain(&o.subscribe);
+    if o.sources > 1 && !servers.all(|t| t.addr.is_ipv4()) {
+        return Err("--sources needs IPv4 server addresses".into());
     }
     if o.sources > 250 {
         return Err("--sources must be at most 250 (127.0.0.2 .. 127.0.0.251)".into());
@@ -302,6 +323,9 @@ mod tests {
             .unwrap_err()
             .contains("at least 1"));
         assert!(run(&["--json"]).unwrap_err().contains("no mode"));
+        assert!(run(&["fanout", "--observe-url", "ws://127.0.0.1:1/"])
+            .unwrap_err()
+            .contains("presence-latency only"));
         let child = run(&["hold", "--child-slice", "100:50"]).unwrap();
         assert_eq!(
             child.child,
@@ -310,5 +334,29 @@ mod tests {
                 count: 50
             })
         );
+    }
+
+    #[test]
+    fn cluster_nodes_are_read_per_mode() {
+        let o = run(&[
+            "fanout",
+            "--url",
+            "ws://127.0.0.1:9001/",
+            "--subscribe-url",
+            "ws://127.0.0.1:9001/",
+            "--subscribe-url",
+            "ws://127.0.0.1:9002/ws",
+        ])
+        .unwrap();
+        let urls: Vec<&str> = o.subscribe.iter().map(Target::url).collect();
+        assert_eq!(urls, ["ws://127.0.0.1:9001/", "ws://127.0.0.1:9002/ws"]);
+        let o = run(&["presence-latency", "--observe-url", "ws://127.0.0.1:9002/"]).unwrap();
+        assert_eq!(o.observe.map(|t| t.addr.port()), Some(9002));
+        assert!(run(&["presence-latency", "--subscribe-url", "ws://127.0.0.1:1/"])
+            .unwrap_err()
+            .contains("fanout only"));
+        assert!(run(&["fanout", "--subscribe-url", "http://127.0.0.1:1/"])
+            .unwrap_err()
+            .starts_with("--subscribe-url: "));
     }
 }

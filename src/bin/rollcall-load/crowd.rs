@@ -2,6 +2,9 @@
 //! *up* (the `101`, the `welcome`, or the `welcome` and the `state`, as the mode needs), then
 //! while held: pings answered, drops counted.
 //!
+//! Each member connects where the mode's `dial(k)` says: `--url` for most modes; a mode that
+//! spans the nodes of a cluster sends members to other nodes too.
+//!
 //! Invariants: member `k` has pool tag `k`, so a mode's other connections use tags from the
 //! member count on; each member is counted exactly once as up or failed, and once more as
 //! dropped if it ends after being up.
@@ -16,6 +19,7 @@ use crate::conn::Ending;
 use crate::pacer::Pacer;
 use crate::pool::{ConnId, Event, Pool, What};
 use crate::stats::{Failure, Tally};
+use crate::target::Target;
 
 /// When a member counts as up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,9 @@ struct Member {
     stage: Stage,
     pings: u32,
 }
+
+/// Where a member connects: the server, and the request target (path and query) there.
+pub type Dial<'t> = (&'t Target, String);
 
 /// What a crowd event meant to the mode.
 pub enum Seen<'a> {
@@ -98,15 +105,21 @@ impl Crowd {
         self.pacer.started() - self.up - self.failures.total()
     }
 
-    /// Starts the members the schedule allows at `now`; `target(k)` is member k's path.
-    pub fn open_more(&mut self, pool: &mut Pool, now: Instant, target: impl Fn(usize) -> String) {
+    /// Starts the members the schedule allows at `now`; `dial(k)` says where member k goes.
+    pub fn open_more<'t>(
+        &mut self,
+        pool: &mut Pool,
+        now: Instant,
+        dial: impl Fn(usize) -> Dial<'t>,
+    ) {
         let first = self.pacer.started() as usize;
         let count = self.pacer.take(now, self.in_flight()) as usize;
         if count > 0 {
             self.first_connect.get_or_insert(now);
         }
         for k in first..first + count {
-            let id = pool.open_ws(&target(k), k, now);
+            let (target, path) = dial(k);
+            let id = pool.open_ws_to(target, &path, k, now);
             self.members[k].id = Some(id);
             self.members[k].stage = Stage::Connecting;
         }
@@ -225,14 +238,14 @@ impl Crowd {
 
 /// [`gather`] for the modes that need every member up before they start: `Ok(None)` when
 /// all are, else the problem to report, such as `3 of 5 members up (timed out; failures: ...)`.
-pub fn gather_everyone(
+pub fn gather_everyone<'t>(
     pool: &mut Pool,
     crowd: &mut Crowd,
     deadline: Instant,
-    target: impl Fn(usize) -> String,
+    dial: impl Fn(usize) -> Dial<'t>,
     what: &str,
 ) -> io::Result<Option<String>> {
-    let complete = gather(pool, crowd, deadline, target, |_, _| {})?;
+    let complete = gather(pool, crowd, deadline, dial, |_, _| {})?;
     let wanted = crowd.members.len() as u64;
     if complete && crowd.up == wanted {
         return Ok(None);
@@ -248,17 +261,17 @@ pub fn gather_everyone(
 /// The connect phase: opens the crowd on its schedule and runs the loop until every member is
 /// up or failed (`Ok(true)`), or `deadline` passes (`Ok(false)`: the members still connecting
 /// failed with `timeout`). Events that are not the crowd's go to `other`.
-pub fn gather(
+pub fn gather<'t>(
     pool: &mut Pool,
     crowd: &mut Crowd,
     deadline: Instant,
-    target: impl Fn(usize) -> String,
+    dial: impl Fn(usize) -> Dial<'t>,
     mut other: impl FnMut(&mut Pool, &Event),
 ) -> io::Result<bool> {
     let mut events = Vec::new();
     loop {
         let now = Instant::now();
-        crowd.open_more(pool, now, &target);
+        crowd.open_more(pool, now, &dial);
         if crowd.settled() {
             return Ok(true);
         }

@@ -132,13 +132,13 @@ pub fn run_slice(
         UpWhen::Welcome
     };
     let mut crowd = Crowd::new(slice.count, o.rate, o.in_flight, up_when);
-    let target = |k: usize| {
+    let dial = |k: usize| {
         let user = if o.plain {
             String::new()
         } else {
             format!("user={}-{}", o.user_prefix, slice.first + k as u64)
         };
-        pool_target(o, &user)
+        (&o.target, pool_target(o, &user))
     };
     let sample = |pid: u32| procfs::sample(pid).map_err(|e| format!("--server-pid: {e}"));
     if let (Control::Alone, Some(pid)) = (&control, o.server_pid) {
@@ -146,7 +146,7 @@ pub fn run_slice(
         server.before = Some(sample(pid)?);
     }
     let deadline = Instant::now() + o.timeout;
-    let complete = gather(&mut pool, &mut crowd, deadline, target, |_, _| {})
+    let complete = gather(&mut pool, &mut crowd, deadline, dial, |_, _| {})
         .map_err(|e| format!("event loop failed: {e}"))?;
     let mut result = summarize(&crowd, &clock, slice.count, !complete);
 

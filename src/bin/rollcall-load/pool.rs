@@ -12,6 +12,7 @@
 //!   the time the turn spent on the connections before).
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,7 @@ pub struct Pool {
     events: Events,
     slots: Slab<Slot>,
     next_generation: u32,
+    /// `--url`: where connections go unless the mode names another server.
     target: Target,
     sources: Sources,
     /// Events produced outside a poll (a connect that failed at once), delivered next poll.
@@ -111,20 +113,42 @@ impl Pool {
         })
     }
 
-    /// Starts a WebSocket connection to `target` (path and query); the mode's `tag` comes back
-    /// with each of its events. A connect that fails at once is reported by the next poll.
+    /// Starts a WebSocket connection to the pool's server (`path_and_query` is the request
+    /// target); the mode's `tag` comes back with each of its events. A connect that fails at
+    /// once is reported by the next poll.
     pub fn open_ws(&mut self, path_and_query: &str, tag: usize, now: Instant) -> ConnId {
-        let key = tungstenite::handshake::client::generate_key();
-        let request = self.target.upgrade_request(path_and_query, &key);
-        self.open(Purpose::Upgrade { key }, request, tag, now)
+        let (purpose, request) = upgrade(&self.target, path_and_query);
+        let server = self.target.addr;
+        self.open(purpose, request, server, tag, now)
     }
 
-    /// Sends one HTTP request on a new connection; its [`What::Response`] comes back.
+    /// [`Pool::open_ws`] to another server (another node of a cluster).
+    pub fn open_ws_to(
+        &mut self,
+        target: &Target,
+        path_and_query: &str,
+        tag: usize,
+        now: Instant,
+    ) -> ConnId {
+        let (purpose, request) = upgrade(target, path_and_query);
+        self.open(purpose, request, target.addr, tag, now)
+    }
+
+    /// Sends one HTTP request on a new connection to the pool's server; its
+    /// [`What::Response`] comes back.
     pub fn open_http(&mut self, request: Vec<u8>, tag: usize, now: Instant) -> ConnId {
-        self.open(Purpose::Http, request, tag, now)
+        let server = self.target.addr;
+        self.open(Purpose::Http, request, server, tag, now)
     }
 
-    fn open(&mut self, purpose: Purpose, request: Vec<u8>, tag: usize, now: Instant) -> ConnId {
+    fn open(
+        &mut self,
+        purpose: Purpose,
+        request: Vec<u8>,
+        server: SocketAddr,
+        tag: usize,
+        now: Instant,
+    ) -> ConnId {
         let generation = self.next_generation;
         self.next_generation = (self.next_generation + 1) % u32::MAX;
         let entry = self.slots.vacant_entry();
@@ -133,7 +157,7 @@ impl Pool {
             generation,
         };
         let source = self.sources.next_source();
-        let started = connect_from(source, self.target.addr).and_then(|mut stream| {
+        let started = connect_from(source, server).and_then(|mut stream| {
             self.poll.registry().register(
                 &mut stream,
                 id.token(),
@@ -307,6 +331,13 @@ impl Pool {
             let _ = self.poll.registry().deregister(stream);
         }
     }
+}
+
+/// An upgrade request to `target` with a fresh key, and the purpose that checks its answer.
+fn upgrade(target: &Target, path_and_query: &str) -> (Purpose, Vec<u8>) {
+    let key = tungstenite::handshake::client::generate_key();
+    let request = target.upgrade_request(path_and_query, &key);
+    (Purpose::Upgrade { key }, request)
 }
 
 #[cfg(test)]

@@ -1,14 +1,17 @@
-//! The server under test: `--url` parsed once, and the bytes of every request sent to it
+//! A server under test: a URL (`--url`, and the other nodes of a cluster given by
+//! `--observe-url` / `--subscribe-url`) parsed once, and the bytes of every request sent to it
 //! (WebSocket upgrades, `GET /presence`, `POST /publish`).
 //!
-//! Invariant: every request goes to the one address resolved from `--url`; nothing here
-//! opens a socket.
+//! Invariant: every request made from a `Target` goes to the one address resolved from its
+//! URL; nothing here opens a socket.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// Where the server is and how to address it.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The URL as given, for reports.
+    url: String,
     /// The resolved address (IPv4 preferred, for `--sources`).
     pub addr: SocketAddr,
     /// `HOST:PORT` as written, for the `Host` header.
@@ -56,11 +59,17 @@ impl Target {
             .copied()
             .ok_or_else(|| format!("{authority:?} resolves to no address"))?;
         Ok(Target {
+            url: url.to_string(),
             addr,
             host: authority.to_string(),
             path: path.to_string(),
             query: query.to_string(),
         })
+    }
+
+    /// The URL as given.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The request target (path and query) for a connection: the URL's own query, then
@@ -123,6 +132,7 @@ mod tests {
     fn urls_split_into_path_and_query() {
         let target = Target::parse("ws://127.0.0.1:9000/ws?events=none").unwrap();
         assert_eq!(target.addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(target.url(), "ws://127.0.0.1:9000/ws?events=none");
         assert_eq!(
             target.ws_target("user=a", "channel=b"),
             "/ws?events=none&user=a&channel=b"
