@@ -8,7 +8,8 @@
 //! - Pure core, no sockets and no clock (time is a parameter, in [`wheel::Millis`]):
 //!   [`registry`] (presence per channel and user), [`wheel`] (every deadline),
 //!   [`heartbeat`] (when to ping, when to give up), [`protocol`] (the JSON wire format),
-//!   [`http`] (the upgrade request), [`names`], [`units`], [`ids`].
+//!   [`http`] (the upgrade request), [`names`], [`units`], [`ids`], and [`cluster`] (the
+//!   Redis codec, the notes nodes exchange and the cluster-wide presence).
 //! - The event loop, [`Server`]: one thread, one `mio::Poll`, connections in a generational
 //!   slab; it reads the clock once per turn and passes `now` down.
 //!
@@ -27,6 +28,10 @@
 //! - [`Server::bind_on`] a host's own `mio::Poll`, with tokens from a [`TokenSpace`] of the
 //!   host's choosing, driven by [`Server::handle_event`], [`Server::handle_timeout`] and
 //!   [`Server::next_deadline`].
+//!
+//! A server with [`Config::redis`] set is a node of a cluster: presence and publications are
+//! shared with every node on the same Redis, through two non-blocking connections on the
+//! server's (or the host's) poll, with tokens from the same [`TokenSpace`].
 //!
 //! See `docs/embedding.md` for examples, and `docs/protocol.md` for the wire protocol.
 //!

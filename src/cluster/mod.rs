@@ -82,7 +82,7 @@ impl Commands {
         format!("{}events", self.prefix)
     }
 
-    /// Loads the script (once per connection, before any [`Commands::script`] call).
+    /// Loads the script (once per connection, before any command that runs it).
     pub fn load_script(&self) -> Command {
         command(["SCRIPT", "LOAD", SCRIPT])
     }

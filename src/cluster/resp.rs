@@ -3,8 +3,8 @@
 //!
 //! Only what a Redis client needs: it encodes commands, and decodes the five reply types
 //! (simple string, error, integer, bulk string, array, each possibly null). Decoding is
-//! bounded: nesting deeper than [`MAX_DEPTH`], a bulk string over [`MAX_BULK`] or an array
-//! over [`MAX_ARRAY`] elements is a protocol error, never an allocation of that size.
+//! bounded: nesting deeper than 8 arrays, a bulk string over 512 MiB or an array over 2^24
+//! elements is a protocol error, never an allocation of that size.
 
 use std::fmt;
 

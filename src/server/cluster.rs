@@ -36,6 +36,14 @@ const TICK_MS: Millis = 1_000;
 const FIRST_RETRY_MS: Millis = 250;
 const MAX_RETRY_MS: Millis = 4_000;
 
+/// Something that arrived from Redis.
+enum Incoming {
+    /// A reply on the command connection.
+    Reply(Reply),
+    /// A push on the notes connection.
+    Push(Reply),
+}
+
 /// What a reply on the command connection answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -240,7 +248,8 @@ impl Server {
         self.cluster_pump(now);
     }
 
-    /// Moves both connections as far as they go and handles every complete reply.
+    /// Moves both connections as far as they go and handles every complete reply, until
+    /// a round brings none.
     fn cluster_pump(&mut self, now: Millis) {
         loop {
             let Some(cluster) = self.cluster.as_mut() else {
@@ -255,44 +264,48 @@ impl Server {
                 self.cluster_fall(now, &describe(&error));
                 return;
             }
-            let reply = match commands.next_reply() {
-                Ok(Some(reply)) => Some(Ok(reply)),
-                Ok(None) => match notes.next_reply() {
-                    Ok(Some(push)) => Some(Err(push)),
-                    Ok(None) => None,
-                    Err(error) => {
-                        self.cluster_fall(now, &describe(&error));
-                        return;
-                    }
-                },
-                Err(error) => {
-                    self.cluster_fall(now, &describe(&error));
-                    return;
-                }
-            };
-            match reply {
-                Some(Ok(reply)) => self.on_command_reply(reply, now),
-                Some(Err(push)) => self.on_push(push, now),
-                None => {
-                    let has_output = self.cluster.as_ref().is_some_and(|cluster| {
-                        cluster.command_link.as_ref().is_some_and(Link::has_output)
-                    });
-                    // Output that was queued while handling replies: write it now (an edge
-                    // already consumed will not come back for it).
-                    if !has_output {
-                        return;
-                    }
-                    if let Some(Err(error)) = self
-                        .cluster
-                        .as_mut()
-                        .and_then(|cluster| cluster.command_link.as_mut())
-                        .map(Link::pump)
-                    {
-                        self.cluster_fall(now, &describe(&error));
-                    }
-                    return;
+            let mut handled = false;
+            while let Some(reply) = self.next_cluster_reply(now) {
+                handled = true;
+                match reply {
+                    Incoming::Reply(reply) => self.on_command_reply(reply, now),
+                    Incoming::Push(push) => self.on_push(push, now),
                 }
             }
+            if !handled {
+                return;
+            }
+        }
+    }
+
+    /// The next complete reply on either connection (commands first); `None` when there is
+    /// none, or a connection failed (then the node is degraded).
+    fn next_cluster_reply(&mut self, now: Millis) -> Option<Incoming> {
+        let cluster = self.cluster.as_mut()?;
+        let next = match cluster.command_link.as_mut()?.next_reply() {
+            Ok(Some(reply)) => Ok(Some(Incoming::Reply(reply))),
+            Ok(None) => cluster
+                .note_link
+                .as_mut()?
+                .next_reply()
+                .map(|push| push.map(Incoming::Push)),
+            Err(error) => Err(error),
+        };
+        next.unwrap_or_else(|error| {
+            self.cluster_fall(now, &describe(&error));
+            None
+        })
+    }
+
+    /// Writes the commands the turn queued (at its end: one write for all of them).
+    pub(super) fn cluster_flush(&mut self, now: Millis) {
+        let result = self
+            .cluster
+            .as_mut()
+            .and_then(|cluster| cluster.command_link.as_mut())
+            .map(Link::flush);
+        if let Some(Err(error)) = result {
+            self.cluster_fall(now, &describe(&error));
         }
     }
 
@@ -585,7 +598,6 @@ impl Server {
             }
         };
         cluster.send(&command, Expect::Change, now);
-        self.cluster_pump(now);
     }
 
     /// A publication: to the other nodes (when connected) besides local delivery.
@@ -604,7 +616,6 @@ impl Server {
         }
         let publish = cluster.commands.publish(channel, from, data);
         cluster.send(&publish, Expect::Change, now);
-        self.cluster_pump(now);
     }
 
     /// Graceful shutdown: the node's users leave the cluster with reason `shutdown`.
@@ -617,9 +628,7 @@ impl Server {
         }
         cluster.leaving = true;
         let goodbye = cluster.commands.goodbye(LeaveReason::Shutdown);
-        if cluster.send(&goodbye, Expect::Goodbye, now) {
-            self.cluster_pump(now);
-        }
+        cluster.send(&goodbye, Expect::Goodbye, now);
     }
 }
 

@@ -401,6 +401,8 @@ impl Server {
             self.flush_queued();
             self.reap(now);
         }
+        // What the turn told the cluster leaves in one write.
+        self.cluster_flush(now);
         self.check_drained();
     }
 

@@ -1,10 +1,11 @@
 //! One non-blocking connection to Redis on the loop's poll: commands are queued and written
 //! as far as the socket takes them, replies are read until `WouldBlock` and decoded in order.
 //!
-//! Invariants: the socket is registered once, edge-triggered, for reading and writing; every
-//! call that may have made progress possible ([`Link::pump`]) writes and reads until
-//! `WouldBlock`, so no readiness edge is lost; a reply is never split: [`Link::next_reply`]
-//! returns only complete ones.
+//! Invariants: the socket is registered once, edge-triggered, for reading and writing; a
+//! readiness event is answered by [`Link::pump`], which writes and reads until `WouldBlock`,
+//! so no edge is lost; [`Link::flush`] only writes, so nothing is read that the caller would
+//! not decode at once; a reply is never split: [`Link::next_reply`] returns only complete
+//! ones.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -77,14 +78,19 @@ impl Link {
         resp::encode(&mut self.out, command);
     }
 
-    /// True when queued commands wait to be written.
-    pub fn has_output(&self) -> bool {
-        self.written < self.out.len()
+    /// Finishes connecting, writes what is queued and reads what arrived, each until the
+    /// socket would block. What it read must then be taken with [`Link::next_reply`]: no
+    /// new readiness event comes for it.
+    pub fn pump(&mut self) -> Result<(), LinkError> {
+        self.flush()?;
+        if self.connected {
+            self.read()?;
+        }
+        Ok(())
     }
 
-    /// Finishes connecting, writes what is queued and reads what arrived, each until the
-    /// socket would block.
-    pub fn pump(&mut self) -> Result<(), LinkError> {
+    /// Finishes connecting and writes what is queued, until the socket would block.
+    pub fn flush(&mut self) -> Result<(), LinkError> {
         if !self.connected {
             if let Some(error) = self.stream.take_error().map_err(LinkError::Io)? {
                 return Err(LinkError::Io(error));
@@ -101,8 +107,7 @@ impl Link {
                 Err(error) => return Err(LinkError::Io(error)),
             }
         }
-        self.write()?;
-        self.read()
+        self.write()
     }
 
     fn write(&mut self) -> Result<(), LinkError> {
