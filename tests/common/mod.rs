@@ -165,6 +165,22 @@ impl Server {
         self.log.lock().expect("log lock").join("\n")
     }
 
+    /// Waits (bounded) until a line of the server's stderr contains `needle`; fails the test
+    /// after `timeout`.
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().lines().any(|line| line.contains(needle)) {
+            assert!(
+                Instant::now() < deadline,
+                "the server logged no line containing {needle:?} within {}ms; stderr:\n{}",
+                ms(timeout),
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
