@@ -2,6 +2,10 @@
 //! (every connection up, no failure, no missing message, no member left behind) and its JSON
 //! must carry the figures the benchmarks read. Also: a run that cannot succeed fails on its
 //! own, with status 1 and a message, within its `--timeout`.
+//!
+//! The cluster options (`--observe-url`, `--subscribe-url`) run against two nodes sharing a
+//! private `redis-server` (tests/common/redis.rs); without that program the test prints
+//! `SKIPPED` and passes, unless `ROLLCALL_REDIS_TESTS=1`.
 
 mod common;
 
@@ -11,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::redis::{self, RedisServer};
 use common::*;
 use serde_json::Value;
 
@@ -18,6 +23,9 @@ const LOAD: &str = env!("CARGO_BIN_EXE_rollcall-load");
 
 /// Longest any smoke run may take before the test fails (they take well under a few seconds).
 const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a cluster node may take from `listening on` to its `cluster live` line.
+const LIVE: Duration = Duration::from_secs(10);
 
 /// What a load run printed and how it ended.
 struct LoadRun {
@@ -186,6 +194,8 @@ fn churn_leaves_no_member_behind() {
     assert_eq!(j["completed"], 200, "{j}");
     assert_eq!(j["presence_check"]["ok"], true, "{j}");
     assert_eq!(j["presence_check"]["members_left"], 0, "{j}");
+    // A single server's first answer is final: no retry.
+    assert_eq!(j["presence_check"]["settle_ms"], 0, "{j}");
     assert!(j["cycles_per_second"].as_f64().unwrap() > 0.0, "{j}");
 }
 
@@ -244,6 +254,100 @@ fn presence_latency_times_joins_at_every_observer() {
     assert_eq!(j["observers"], 16, "{j}");
     assert_eq!(j["join_latency"]["samples"], 80, "{j}");
     assert_eq!(j["leave_latency"]["samples"], 80, "{j}");
+}
+
+/// A node of the cluster of `redis`, once it logged `cluster live` (bounded).
+#[track_caller]
+fn cluster_node(redis: &RedisServer) -> Server {
+    let node = Server::start(&["--redis", &redis.url(), "--node-ttl", "15s"]);
+    node.wait_for_log("cluster live", LIVE);
+    node
+}
+
+#[test]
+fn cluster_runs_cross_from_one_node_to_the_other() {
+    let Some(redis) = redis::start_or_skip("cluster_runs_cross_from_one_node_to_the_other") else {
+        return;
+    };
+    let (a, b) = (cluster_node(&redis), cluster_node(&redis));
+    let (url_a, url_b) = (url(&a), url(&b));
+
+    // Samples join at A, the members watch at B: every join and leave crossed Redis.
+    let run = load(
+        &url_a,
+        "presence-latency",
+        &["--members", "20", "--samples", "5", "--observe-url", &url_b],
+    );
+    assert_passed(&run);
+    let j = &run.json;
+    assert_eq!(j["observe_url"], url_b.as_str(), "{j}");
+    assert_eq!(
+        j["join_latency"]["samples"], 80,
+        "the warm-up is not counted: {j}"
+    );
+    assert_eq!(j["leave_latency"]["samples"], 80, "{j}");
+
+    // Published at A, half the subscribers at B.
+    let run = load(
+        &url_a,
+        "fanout",
+        &[
+            "--subscribers",
+            "60",
+            "--messages",
+            "10",
+            "--subscribe-url",
+            &url_a,
+            "--subscribe-url",
+            &url_b,
+        ],
+    );
+    assert_passed(&run);
+    let j = &run.json;
+    assert_eq!(
+        (j["delivered"].as_u64(), j["missing"].as_u64()),
+        (Some(600), Some(0)),
+        "{j}"
+    );
+    let nodes = j["nodes"].as_array().expect("per-node figures");
+    for (node, want) in nodes.iter().zip([&url_a, &url_b]) {
+        assert_eq!(node["url"], want.as_str(), "{j}");
+        assert_eq!(node["subscribers"], 30, "{j}");
+        assert_eq!(node["delivered"], 300, "{j}");
+        assert_eq!(node["latency"]["samples"], 300, "{j}");
+    }
+    assert_eq!(nodes.len(), 2, "{j}");
+}
+
+#[test]
+fn subscribers_on_a_node_outside_the_cluster_are_missing_their_messages() {
+    // Two separate servers: what is published at the first never reaches the second.
+    let (published, elsewhere) = (Server::start(&[]), Server::start(&[]));
+    let run = load(
+        &url(&published),
+        "fanout",
+        &[
+            "--subscribers",
+            "10",
+            "--messages",
+            "3",
+            "--subscribe-url",
+            &url(&published),
+            "--subscribe-url",
+            &url(&elsewhere),
+            "--timeout",
+            "1s",
+        ],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.json);
+    let j = &run.json;
+    assert_eq!(
+        (j["delivered"].as_u64(), j["missing"].as_u64()),
+        (Some(15), Some(15)),
+        "{j}"
+    );
+    assert_eq!(j["nodes"][1]["missing"], 15, "{j}");
+    assert!(run.stderr.contains("15 messages missing"), "{}", run.stderr);
 }
 
 #[test]

@@ -197,7 +197,8 @@ fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             }
         };
         let duration = |text: String| parse_duration(&text).map_err(|e| format!("{flag}: {e}"));
-        let node = |flag: &str, text: String| Target::parse(&text).map_err(|e| format!("{flag}: {e}"));
+        let node =
+            |flag: &str, text: String| Target::parse(&text).map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
             "-h" | "--help" => return Ok(Invocation::Help),
             "--url" => url = value()?,
@@ -276,7 +277,10 @@ fn validate(o: &Options) -> Result<(), String> {
     if !o.subscribe.is_empty() && o.mode != Mode::Fanout {
         return Err("--subscribe-url works with fanout only".into());
     }
-    let mut servers = [&o.target].into_iter().chain(&o.observe).chain(&o.subscribe);
+    let mut servers = [&o.target]
+        .into_iter()
+        .chain(&o.observe)
+        .chain(&o.subscribe);
     if o.sources > 1 && !servers.all(|t| t.addr.is_ipv4()) {
         return Err("--sources needs IPv4 server addresses".into());
     }
@@ -293,15 +297,21 @@ fn validate(o: &Options) -> Result<(), String> {
     Ok(())
 }
 
+/// The options of `args` (the mode first), for the modes' unit tests.
+#[cfg(test)]
+pub fn parse_for_test(args: &[&str]) -> Result<Options, String> {
+    match parse(lexopt::Parser::from_args(args.iter().copied()))? {
+        Invocation::Run(options) => Ok(*options),
+        Invocation::Help => Err("help".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn run(args: &[&str]) -> Result<Options, String> {
-        match parse(lexopt::Parser::from_args(args.iter().copied()))? {
-            Invocation::Run(options) => Ok(*options),
-            Invocation::Help => Err("help".into()),
-        }
+        parse_for_test(args)
     }
 
     #[test]
@@ -352,9 +362,11 @@ mod tests {
         assert_eq!(urls, ["ws://127.0.0.1:9001/", "ws://127.0.0.1:9002/ws"]);
         let o = run(&["presence-latency", "--observe-url", "ws://127.0.0.1:9002/"]).unwrap();
         assert_eq!(o.observe.map(|t| t.addr.port()), Some(9002));
-        assert!(run(&["presence-latency", "--subscribe-url", "ws://127.0.0.1:1/"])
-            .unwrap_err()
-            .contains("fanout only"));
+        assert!(
+            run(&["presence-latency", "--subscribe-url", "ws://127.0.0.1:1/"])
+                .unwrap_err()
+                .contains("fanout only")
+        );
         assert!(run(&["fanout", "--subscribe-url", "http://127.0.0.1:1/"])
             .unwrap_err()
             .starts_with("--subscribe-url: "));

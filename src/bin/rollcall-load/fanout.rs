@@ -3,6 +3,10 @@
 //! `--publish-rate`). Each message's `data` carries its sequence number and its send time in
 //! microseconds since the run began (one process, one monotonic clock), so every delivery
 //! gives a latency, and a bitmap per subscriber finds missing and duplicate messages.
+//!
+//! Across a cluster (`--subscribe-url`, repeated): subscriber k connects to node k mod the
+//! number of nodes, while every POST goes to `--url`; the figures are also given per node, so
+//! the trip through Redis shows next to local delivery.
 
 use std::time::{Duration, Instant};
 
@@ -16,11 +20,41 @@ use crate::pool::{Pool, What};
 use crate::report::{secs, Report};
 use crate::socket::Sources;
 use crate::stats::{per_second, Latencies, Tally};
+use crate::target::Target;
 
 const CHANNEL: &str = "fanout";
 
 /// Publications in flight at once when a `--publish-rate` is given.
 const MAX_PUBLISHING: u64 = 64;
+
+/// The deliveries to the subscribers of one node.
+struct Node<'t> {
+    target: &'t Target,
+    subscribers: u64,
+    delivered: u64,
+    latencies: Latencies,
+}
+
+/// The nodes the subscribers are split over: the `--subscribe-url`s, else `--url` alone.
+fn nodes(o: &Options) -> Vec<Node<'_>> {
+    let targets: Vec<&Target> = if o.subscribe.is_empty() {
+        vec![&o.target]
+    } else {
+        o.subscribe.iter().collect()
+    };
+    let count = targets.len() as u64;
+    targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, target)| Node {
+            target,
+            // Round robin: node i gets subscribers i, i + count, i + 2 count, ...
+            subscribers: (o.subscribers + count - 1 - i as u64) / count,
+            delivered: 0,
+            latencies: Latencies::default(),
+        })
+        .collect()
+}
 
 /// `fanout`.
 pub fn run(o: &Options) -> Result<Report, String> {
@@ -30,15 +64,17 @@ pub fn run(o: &Options) -> Result<Report, String> {
     let n = o.subscribers as usize;
     let m = o.messages as usize;
     let mut crowd = Crowd::new(o.subscribers, o.rate, o.in_flight, UpWhen::Welcome);
-    let target = |k: usize| {
+    let mut nodes = nodes(o);
+    let dial = |k: usize| {
         let query = format!("user={}-f{k}&channel={CHANNEL}&events=none", o.user_prefix);
-        o.target.ws_target(&query, &o.query)
+        let target = nodes[k % nodes.len()].target;
+        (target, target.ws_target(&query, &o.query))
     };
     let gathered = gather_everyone(
         &mut pool,
         &mut crowd,
         Instant::now() + o.timeout,
-        target,
+        dial,
         "subscribers",
     )
     .map_err(loop_failed)?;
@@ -65,6 +101,9 @@ pub fn run(o: &Options) -> Result<Report, String> {
     let (mut delivered, mut duplicates, mut foreign) = (0u64, 0u64, 0u64);
     let mut latencies = Latencies::default();
     let mut first_publish: Option<Instant> = None;
+    // When the last POST was answered: far ahead of the last delivery means the publications
+    // piled up in the server and went out coalesced (several messages per write and read).
+    let mut last_answer: Option<Instant> = None;
     let mut last_delivery = base;
     let deadline = base + o.timeout;
     let expected = (n * m) as u64;
@@ -116,7 +155,11 @@ pub fn run(o: &Options) -> Result<Report, String> {
                     delivered += 1;
                     last_delivery = event.at;
                     let at_us = event.at.duration_since(base).as_micros() as u64;
-                    latencies.push(at_us.saturating_sub(sent_us));
+                    let latency = at_us.saturating_sub(sent_us);
+                    latencies.push(latency);
+                    let node = k % nodes.len();
+                    nodes[node].delivered += 1;
+                    nodes[node].latencies.push(latency);
                 }
                 Seen::Handled => {}
                 Seen::Other => match event.what {
@@ -125,6 +168,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
                     }
                     What::Ended(ending) if event.tag >= n => {
                         publishing -= 1;
+                        last_answer = Some(event.at);
                         if let Ending::Failed(failure) | Ending::Lost(failure) = ending {
                             publish_failures.add(failure);
                         }
@@ -146,16 +190,30 @@ pub fn run(o: &Options) -> Result<Report, String> {
             last_delivery.saturating_duration_since(first)
         })
         .as_secs_f64();
+    let publish_seconds = match (first_publish, last_answer) {
+        (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
+        _ => 0.0,
+    };
     let missing = expected - delivered;
     let rate = per_second(delivered, seconds);
     let summary = latencies.summary();
-    let text = format!(
+    let mut text = format!(
         "fanout: {n} subscribers x {m} messages: {delivered} of {expected} delivered in \
-         {seconds:.3} s ({rate:.0} deliveries/s)\n  latency: {summary}\n  \
+         {seconds:.3} s ({rate:.0} deliveries/s); the POSTs were answered within \
+         {publish_seconds:.3} s\n  latency: {summary}\n  \
          missing {missing}, duplicates {duplicates}, publish failures: {publish_failures}, \
          subscribers dropped: {}\n",
         crowd.dropped
     );
+    let per_node: Vec<Value> = if o.subscribe.is_empty() {
+        Vec::new()
+    } else {
+        text.push_str(&format!("  published at {}\n", o.target.url()));
+        nodes
+            .iter_mut()
+            .map(|node| node_figures(node, o.messages, &mut text))
+            .collect()
+    };
     let problem = if timed_out {
         Some(format!(
             "deliveries timed out after {}: {missing} messages missing",
@@ -170,7 +228,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
     } else {
         None
     };
-    let json = json!({
+    let mut json = json!({
         "mode": "fanout",
         "subscribers": o.subscribers,
         "messages": o.messages,
@@ -181,14 +239,41 @@ pub fn run(o: &Options) -> Result<Report, String> {
         "publish_failures": publish_failures.to_json(),
         "subscribers_dropped": crowd.dropped.to_json(),
         "seconds": secs(seconds),
+        "publish_seconds": secs(publish_seconds),
         "delivered_per_second": rate.round(),
         "latency": summary.to_json(),
         "ok": problem.is_none(),
     });
+    if !per_node.is_empty() {
+        json["url"] = json!(o.target.url());
+        json["nodes"] = Value::Array(per_node);
+    }
     Ok(Report {
         text,
         json,
         problem,
+    })
+}
+
+/// One node's line of the summary (appended to `text`) and its JSON object.
+fn node_figures(node: &mut Node, messages: u64, text: &mut String) -> Value {
+    let expected = node.subscribers * messages;
+    let missing = expected - node.delivered;
+    let summary = node.latencies.summary();
+    text.push_str(&format!(
+        "  at {}: {} subscribers, {} of {expected} delivered, missing {missing}, latency: \
+         {summary}\n",
+        node.target.url(),
+        node.subscribers,
+        node.delivered
+    ));
+    json!({
+        "url": node.target.url(),
+        "subscribers": node.subscribers,
+        "expected": expected,
+        "delivered": node.delivered,
+        "missing": missing,
+        "latency": summary.to_json(),
     })
 }
 
@@ -212,5 +297,29 @@ mod tests {
             r#"{"type":"message","channel":"fanout","from":null,"data":{"sent_us":12,"seq":3}}"#;
         assert_eq!(parse_message(text), Some((3, 12)));
         assert_eq!(parse_message(r#"{"type":"pong","id":1}"#), None);
+    }
+
+    #[test]
+    fn subscribers_are_split_evenly_over_the_nodes() {
+        let mut o = crate::cli::parse_for_test(&[
+            "fanout",
+            "--subscribers",
+            "7",
+            "--subscribe-url",
+            "ws://127.0.0.1:9001/",
+            "--subscribe-url",
+            "ws://127.0.0.1:9002/",
+            "--subscribe-url",
+            "ws://127.0.0.1:9003/",
+        ])
+        .unwrap();
+        let counts: Vec<u64> = nodes(&o).iter().map(|node| node.subscribers).collect();
+        assert_eq!(counts, [3, 2, 2], "k mod 3 for k in 0..7");
+        o.subscribe.clear();
+        let alone: Vec<(u64, &str)> = nodes(&o)
+            .iter()
+            .map(|node| (node.subscribers, node.target.url()))
+            .collect();
+        assert_eq!(alone, [(7, "ws://127.0.0.1:8080/")]);
     }
 }

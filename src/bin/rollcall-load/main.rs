@@ -3,7 +3,8 @@
 //! `fanout` and `presence-latency` (see `--help` and each mode's module).
 //!
 //! The tree:
-//! - `cli.rs` flags and help; `target.rs` the server's URL and the request bytes;
+//! - `cli.rs` flags and help; `target.rs` a server's URL (`--url`, or another node of a
+//!   cluster) and the request bytes;
 //! - `socket.rs` connects from chosen source addresses; `conn.rs` one connection's phases;
 //!   `pool.rs` the mio loop over all connections; `pacer.rs` when the next one may start;
 //! - `crowd.rs` N clients until they are up; `hold.rs`, `churn.rs`, `fanout.rs`, `latency.rs`
