@@ -858,6 +858,59 @@ fn a_frozen_node_declared_down_puts_its_users_back_when_it_thaws() {
 }
 
 #[test]
+fn garbage_on_the_notes_channel_is_ignored_and_never_reaches_clients() {
+    let Some(redis) = redis::start_or_skip("garbage_on_the_notes_channel_is_ignored") else {
+        return;
+    };
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let mut olga = Member::join(a.addr(), "olga", "room");
+    // A writer that is no node (or a node of another version) publishes on the channel:
+    // bytes that are no note, a join whose user would break the JSON sent to clients, a leave
+    // for nobody far ahead of the seq, a publication of invalid JSON.
+    for garbage in [
+        "\u{1}\u{2}not a note",
+        "J\troom\tev\"il\t2\t1\t{}",
+        "J\troom\tmallory\t1\t1\t[1,2]",
+        "L\troom\tnobody\t99\tclosed",
+        "P\tx\troom\t\t{not json",
+    ] {
+        redis
+            .command(&["PUBLISH", "rollcall:events", garbage])
+            .expect("PUBLISH");
+    }
+    // Both nodes keep working: a real join on b reaches olga on a, as a `join` or, when the
+    // forged leave's gap made a reload the snapshot first, in the fresh `state` it sends.
+    let _bob = quiet(b.addr(), "bob", "room");
+    let deadline = Instant::now() + CONVERGE;
+    while !olga.members.contains("bob") {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            olga.recv(remaining).is_some(),
+            "olga never heard of bob; events {:?}, states {:?}",
+            olga.events,
+            olga.states
+        );
+    }
+    let expected: BTreeSet<String> = ["olga", "bob"].map(String::from).into();
+    assert_eq!(olga.members, expected);
+    for seen in olga.events.iter().chain(&olga.states) {
+        let text = seen.to_string();
+        assert!(
+            !text.contains("mallory") && !text.contains("nobody") && !text.contains("il"),
+            "a forged note reached a client: {text}"
+        );
+    }
+    wait_view(
+        &[("a", a.addr()), ("b", b.addr())],
+        "room",
+        &[("olga", 1), ("bob", 1)],
+        CONVERGE,
+    );
+    assert!(a.stderr().contains("ignored a note"), "{}", a.stderr());
+}
+
+#[test]
 fn nodes_outlive_a_redis_restart_and_converge_again() {
     let Some(mut redis) = redis::start_or_skip("nodes_outlive_a_redis_restart") else {
         return;

@@ -203,12 +203,12 @@ pub fn parse_snapshot(reply: Reply) -> Option<Vec<ChannelSnapshot>> {
                 .pop()?
                 .integer()
                 .and_then(|seq| u64::try_from(seq).ok())?;
-            let name = parts.pop()?.text()?.to_owned();
+            let name = valid_name(parts.pop()?.text()?)?;
             let members = flat
                 .chunks(3)
                 .map(|member| match member {
                     [user, conns, meta] => Some((
-                        user.text()?.to_owned(),
+                        valid_name(user.text()?)?,
                         u32::try_from(conns.integer()?).ok()?,
                         Meta::parse(meta.text()?)?,
                     )),
@@ -242,6 +242,11 @@ pub fn parse_beat(reply: &Reply) -> Option<Beat> {
         }),
         _ => None,
     }
+}
+
+/// A name from Redis, checked as client input is: it goes verbatim into events.
+fn valid_name(text: &str) -> Option<String> {
+    crate::names::validate(text).ok().map(|()| text.to_owned())
 }
 
 /// Reads a Pub/Sub push on the events connection: `Some(payload)` for a message,
@@ -336,6 +341,11 @@ mod tests {
                 bulk("lobby"),
                 bulk("1"),
                 Reply::Array(Some(vec![bulk("alice"), bulk("1")])),
+            ]))])),
+            Reply::Array(Some(vec![Reply::Array(Some(vec![
+                bulk("lobby"),
+                bulk("1"),
+                Reply::Array(Some(vec![bulk("al\"ice"), bulk("1"), bulk("{}")])),
             ]))])),
         ] {
             assert_eq!(parse_snapshot(bad.clone()), None, "{bad:?}");

@@ -15,7 +15,10 @@
 //!
 //! Names cannot hold a tab (see `names`), and meta and data are compact JSON, which escapes
 //! control characters, so only the last field could ever hold one and it is split last.
+//! Whatever is on the channel is checked like client input (names, JSON), because it is
+//! spliced into what clients receive.
 
+use crate::names;
 use crate::protocol::{Json, LeaveReason, Meta};
 
 /// A decoded note.
@@ -108,6 +111,12 @@ impl Note {
                 Err(BadNote)
             }
         };
+        // Names go verbatim into the events sent to clients: only valid ones pass.
+        let name = |text: &str| {
+            names::validate(text)
+                .map(|()| text.to_owned())
+                .map_err(|_| BadNote)
+        };
         let number = |text: &str| text.parse::<u64>().map_err(|_| BadNote);
         let conns = |text: &str| text.parse::<u32>().map_err(|_| BadNote);
         let meta = |text: &str| Meta::parse(text).ok_or(BadNote);
@@ -115,8 +124,8 @@ impl Note {
             "J" => {
                 let f = fields(5)?;
                 Note::Join {
-                    channel: f[0].to_owned(),
-                    user: f[1].to_owned(),
+                    channel: name(f[0])?,
+                    user: name(f[1])?,
                     seq: number(f[2])?,
                     conns: conns(f[3])?,
                     meta: meta(f[4])?,
@@ -125,8 +134,8 @@ impl Note {
             "U" => {
                 let f = fields(4)?;
                 Note::Update {
-                    channel: f[0].to_owned(),
-                    user: f[1].to_owned(),
+                    channel: name(f[0])?,
+                    user: name(f[1])?,
                     seq: number(f[2])?,
                     meta: meta(f[3])?,
                 }
@@ -134,8 +143,8 @@ impl Note {
             "L" => {
                 let f = fields(4)?;
                 Note::Leave {
-                    channel: f[0].to_owned(),
-                    user: f[1].to_owned(),
+                    channel: name(f[0])?,
+                    user: name(f[1])?,
                     seq: number(f[2])?,
                     reason: LeaveReason::parse(f[3]).ok_or(BadNote)?,
                 }
@@ -143,8 +152,8 @@ impl Note {
             "C" => {
                 let f = fields(4)?;
                 Note::Conns {
-                    channel: f[0].to_owned(),
-                    user: f[1].to_owned(),
+                    channel: name(f[0])?,
+                    user: name(f[1])?,
                     seq: number(f[2])?,
                     conns: conns(f[3])?,
                 }
@@ -152,9 +161,12 @@ impl Note {
             "P" => {
                 let f = fields(4)?;
                 Note::Publication {
-                    origin: f[0].to_owned(),
-                    channel: f[1].to_owned(),
-                    from: (!f[2].is_empty()).then(|| f[2].to_owned()),
+                    origin: name(f[0])?,
+                    channel: name(f[1])?,
+                    from: match f[2] {
+                        "" => None,
+                        from => Some(name(from)?),
+                    },
                     data: Json::parse(f[3]).ok_or(BadNote)?,
                 }
             }
@@ -238,6 +250,9 @@ mod tests {
             b"L\tlobby\talice\t3\tbored",
             b"U\tlobby\talice\t3\tnot json",
             b"Z\ta\tb\tc\td",
+            b"J\tlob\"by\talice\t3\t2\t{}",
+            b"L\tlobby\tal ice\t3\tclosed",
+            b"P\tn1\tlobby\t\"x\t{}",
             b"\xff\t",
         ] {
             assert_eq!(Note::parse(bad), Err(BadNote), "{bad:?}");
