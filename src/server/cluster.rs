@@ -230,9 +230,9 @@ impl Server {
         cluster.send(&load, Expect::Script, now);
         let sync = cluster
             .commands
-            .sync(cluster.ttl_ms, self.registry.holdings());
+            .sync(liveness_ms(cluster.ttl_ms), self.registry.holdings());
         cluster.send(&sync, Expect::Sync, now);
-        cluster.next_beat = now + cluster.ttl_ms / 3;
+        cluster.next_beat = now + beat_interval(cluster.ttl_ms);
         // The notes connection gets no replies but pushes (and a refused AUTH closes it).
         for login in cluster::login(&cluster.address, false) {
             note_link.send(&login);
