@@ -617,6 +617,57 @@ fn a_user_on_two_nodes_is_one_member_with_summed_conns() {
 }
 
 #[test]
+fn moving_to_another_node_within_the_leave_grace_is_silent() {
+    let Some(redis) = redis::start_or_skip("moving_to_another_node_within_the_leave_grace") else {
+        return;
+    };
+    let a = node(&redis, "a", &["--leave-grace", "2s"]);
+    let b = node(&redis, "b", &["--leave-grace", "2s"]);
+    let nodes = [("a", a.addr()), ("b", b.addr())];
+    let mut olga = Member::join(a.addr(), "olga", "room");
+    let carol_b = quiet(b.addr(), "carol", "room");
+    olga.expect_event("join", "carol", STEP);
+
+    // carol's tab on b drops (a network blip) and she is back on a within the grace: still
+    // one member, never announced as leaving, even after b's grace ran out.
+    drop(carol_b);
+    wait_view(&nodes, "room", &[("olga", 1), ("carol", 0)], CONVERGE);
+    let carol_a = quiet(a.addr(), "carol", "room");
+    wait_view(&nodes, "room", &[("olga", 1), ("carol", 1)], CONVERGE);
+    let _erin = quiet(b.addr(), "erin", "room");
+    olga.expect_event("join", "erin", STEP);
+    let graces_over = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < graces_over {
+        olga.recv(graces_over.saturating_duration_since(Instant::now()));
+    }
+    wait_view(
+        &nodes,
+        "room",
+        &[("olga", 1), ("carol", 1), ("erin", 1)],
+        CONVERGE,
+    );
+
+    // Her last connection goes: the leave comes once, after a's grace, with the real reason.
+    drop(carol_a);
+    let dropped = Instant::now();
+    olga.expect_leave("carol", "closed", CONVERGE);
+    assert!(
+        dropped.elapsed() >= Duration::from_millis(1_900),
+        "leave {}ms after the drop, before the 2 s grace",
+        ms(dropped.elapsed())
+    );
+    assert_eq!(
+        olga.summary(),
+        vec![
+            ev("join", "carol", ""),
+            ev("join", "erin", ""),
+            ev("leave", "carol", "closed"),
+        ]
+    );
+    olga.assert_seqs_consecutive();
+}
+
+#[test]
 fn state_who_and_presence_on_one_node_include_members_of_the_other() {
     let Some(redis) = redis::start_or_skip("state_who_and_presence_include_remote_members") else {
         return;

@@ -63,11 +63,16 @@ local function release(holder, channel, user, reason)
     return
   end
   redis.call('HDEL', held, field)
-  local total = redis.call('HINCRBY', P .. 'conns:' .. channel, user, -before)
-  if redis.call('HINCRBY', P .. 'holders:' .. channel, user, -1) > 0 then
-    if before ~= 0 then
+  local remaining = redis.call('HINCRBY', P .. 'holders:' .. channel, user, -1)
+  -- A holder in leave grace has no connections to take off (and Lua would send -0, which
+  -- HINCRBY refuses).
+  if before ~= 0 then
+    local total = redis.call('HINCRBY', P .. 'conns:' .. channel, user, -before)
+    if remaining > 0 then
       note('C', channel, user, seq_of(channel), total)
     end
+  end
+  if remaining > 0 then
     return
   end
   redis.call('HDEL', P .. 'holders:' .. channel, user)
