@@ -503,6 +503,8 @@ impl Server {
             .chain(self.registry.watched_channels())
             .filter_map(|channel| self.registry.name(channel).map(str::to_owned))
             .collect();
+        // Watchers of every channel also hear of the channels only the view had (or now has):
+        // on a switch to the local presence their fresh `state` shows them empty.
         if let Some(cluster) = self.cluster.as_ref().filter(|_| !self.watch_all.is_empty()) {
             names.extend(cluster.view.channels().map(str::to_owned));
         }

@@ -113,7 +113,7 @@ impl Server {
 
     /// `{"seq":N,"users":{...}}`
     fn channel_json(&self, name: &str, out: &mut String) {
-        let seq = self.channel_counts_named(name).seq;
+        let seq = self.seq_named(name);
         out.push_str(&format!(r#"{{"seq":{seq},"users":"#));
         event::write_users(out, self.members_named(name));
         out.push('}');

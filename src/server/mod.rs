@@ -24,6 +24,7 @@ mod endpoints;
 mod handle;
 mod handler;
 mod metered;
+mod reads;
 mod redis_link;
 mod session;
 mod shutdown;

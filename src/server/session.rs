@@ -19,7 +19,6 @@ use super::delivery::flush;
 use super::{Server, Timer, MESSAGES_PER_TURN};
 use crate::metrics::Ending;
 use crate::protocol::event;
-use crate::protocol::event::{Counts, MemberView};
 use crate::protocol::{
     self, Action, Command, CommandError, ErrorCode, EventsMode, Json, LeaveReason, Meta,
 };
@@ -457,7 +456,7 @@ impl Server {
             };
             self.tell_cluster(channel, member, leave, now);
         }
-        let told_by_cluster = self.cluster_is_live();
+        let told_by_cluster = self.cluster_view().is_some();
         if let Some(announcement) = outcome.announcement.filter(|_| !told_by_cluster) {
             self.announce(announcement);
         }
@@ -486,70 +485,6 @@ impl Server {
             CountsDue::Now => self.send_counts(channel, except),
             CountsDue::At(at) => self.wheel.insert(Timer::Counts(channel), at),
             CountsDue::Nothing => {}
-        }
-    }
-
-    /// True when presence reads and events come from the cluster's view.
-    pub(super) fn cluster_is_live(&self) -> bool {
-        self.cluster
-            .as_ref()
-            .is_some_and(|cluster| cluster.is_live())
-    }
-
-    pub(super) fn state_message(&self, channel: ChannelId, reference: Option<&Json>) -> String {
-        let name = self.registry.name(channel).unwrap_or_default();
-        self.state_named(name, reference)
-    }
-
-    /// The `state` of the channel `name`: the cluster's view in a live cluster, else this
-    /// node's presence.
-    pub(super) fn state_named(&self, name: &str, reference: Option<&Json>) -> String {
-        let seq = self.channel_counts_named(name).seq;
-        event::state(name, seq, self.members_named(name), reference)
-    }
-
-    /// The members of the channel `name`: the cluster's view in a live cluster, else this
-    /// node's presence.
-    pub(super) fn members_named(
-        &self,
-        name: &str,
-    ) -> Box<dyn Iterator<Item = MemberView<'_>> + '_> {
-        match self.cluster.as_ref().filter(|cluster| cluster.is_live()) {
-            Some(cluster) => Box::new(cluster.view().members(name)),
-            None => Box::new(
-                self.registry
-                    .find(name)
-                    .into_iter()
-                    .flat_map(|channel| self.registry.members(channel)),
-            ),
-        }
-    }
-
-    /// The channel's counts (cluster-wide in a live cluster), unless `channel` is stale.
-    pub(super) fn channel_counts(&self, channel: ChannelId) -> Option<Counts> {
-        let name = self.registry.name(channel)?;
-        Some(self.channel_counts_named(name))
-    }
-
-    /// The counts of the channel `name` (all zero when it has no members).
-    pub(super) fn channel_counts_named(&self, name: &str) -> Counts {
-        if let Some(cluster) = self.cluster.as_ref().filter(|cluster| cluster.is_live()) {
-            return cluster.view().counts(name);
-        }
-        self.registry
-            .find(name)
-            .and_then(|channel| self.registry.counts(channel))
-            .unwrap_or_default()
-    }
-
-    /// True when `user` is a member of the channel (on any node, in a live cluster).
-    fn is_member(&self, channel: ChannelId, user: &str) -> bool {
-        match self.cluster.as_ref().filter(|cluster| cluster.is_live()) {
-            Some(cluster) => self
-                .registry
-                .name(channel)
-                .is_some_and(|name| cluster.view().is_member(name, user)),
-            None => self.registry.is_member(channel, user),
         }
     }
 

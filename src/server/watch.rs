@@ -38,18 +38,6 @@ impl Server {
         }
     }
 
-    /// The channels with members: cluster-wide in a live cluster, else this node's.
-    pub(super) fn channels_with_members(&self) -> Vec<String> {
-        match self.cluster.as_ref().filter(|cluster| cluster.is_live()) {
-            Some(cluster) => cluster.view().channels().map(str::to_owned).collect(),
-            None => self
-                .registry
-                .channels_with_members()
-                .filter_map(|channel| self.registry.name(channel).map(str::to_owned))
-                .collect(),
-        }
-    }
-
     /// Stops watching `target`; `not_joined` if it was not watched.
     pub(super) fn unwatch(&mut self, id: ConnId, target: &str) -> Result<(), CommandError> {
         let not_watched =

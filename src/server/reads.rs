@@ -1,0 +1,104 @@
+//! Presence reads — `state`, counts, members, the channel list — from wherever they are
+//! true: the cluster's view in a live cluster (every node's members), else this node's
+//! registry. Every reply and endpoint that shows presence reads through here, so a client
+//! never gets one source's `state` and the other's counts.
+
+use super::Server;
+use crate::cluster::view::View;
+use crate::protocol::event::{self, Counts, MemberView};
+use crate::protocol::Json;
+use crate::registry::ChannelId;
+
+impl Server {
+    /// The cluster's view, when presence reads and events come from it (a live cluster).
+    pub(super) fn cluster_view(&self) -> Option<&View> {
+        self.cluster
+            .as_ref()
+            .filter(|cluster| cluster.is_live())
+            .map(|cluster| cluster.view())
+    }
+
+    /// The `state` of a channel of this node.
+    pub(super) fn state_message(&self, channel: ChannelId, reference: Option<&Json>) -> String {
+        let name = self.registry.name(channel).unwrap_or_default();
+        self.state_named(name, reference)
+    }
+
+    /// The `state` of the channel `name`.
+    pub(super) fn state_named(&self, name: &str, reference: Option<&Json>) -> String {
+        event::state(
+            name,
+            self.seq_named(name),
+            self.members_named(name),
+            reference,
+        )
+    }
+
+    /// The seq of the channel `name` (0 when it has no members).
+    pub(super) fn seq_named(&self, name: &str) -> u64 {
+        match self.cluster_view() {
+            Some(view) => view.seq(name),
+            None => self
+                .registry
+                .find(name)
+                .map_or(0, |channel| self.registry.seq(channel)),
+        }
+    }
+
+    /// The members of the channel `name`.
+    pub(super) fn members_named(
+        &self,
+        name: &str,
+    ) -> Box<dyn Iterator<Item = MemberView<'_>> + '_> {
+        match self.cluster_view() {
+            Some(view) => Box::new(view.members(name)),
+            None => Box::new(
+                self.registry
+                    .find(name)
+                    .into_iter()
+                    .flat_map(|channel| self.registry.members(channel)),
+            ),
+        }
+    }
+
+    /// The counts of a channel of this node, unless `channel` is stale.
+    pub(super) fn channel_counts(&self, channel: ChannelId) -> Option<Counts> {
+        let name = self.registry.name(channel)?;
+        Some(self.channel_counts_named(name))
+    }
+
+    /// The counts of the channel `name` (all zero when it has no members).
+    pub(super) fn channel_counts_named(&self, name: &str) -> Counts {
+        match self.cluster_view() {
+            Some(view) => view.counts(name),
+            None => self
+                .registry
+                .find(name)
+                .and_then(|channel| self.registry.counts(channel))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// True when `user` is a member of a channel of this node (on any node, in a cluster).
+    pub(super) fn is_member(&self, channel: ChannelId, user: &str) -> bool {
+        match self.cluster_view() {
+            Some(view) => self
+                .registry
+                .name(channel)
+                .is_some_and(|name| view.is_member(name, user)),
+            None => self.registry.is_member(channel, user),
+        }
+    }
+
+    /// The channels with members.
+    pub(super) fn channels_with_members(&self) -> Vec<String> {
+        match self.cluster_view() {
+            Some(view) => view.channels().map(str::to_owned).collect(),
+            None => self
+                .registry
+                .channels_with_members()
+                .filter_map(|channel| self.registry.name(channel).map(str::to_owned))
+                .collect(),
+        }
+    }
+}
