@@ -12,7 +12,7 @@
 --   P.."meta:"..CH       hash USER -> the member's meta (JSON object)
 --   P.."seq:"..CH        the channel's seq (deleted with the channel's last member)
 --   P.."channels"        set of channels with members
---   P.."nodes"           set of nodes that hold or held something
+--   P.."nodes"           set of nodes that refreshed or hold something (until reaped)
 --   P.."alive:"..NODE    the node's liveness, expiring after --node-ttl
 --   P.."events"          the Pub/Sub channel of notes
 --
@@ -33,6 +33,9 @@ end
 -- The node now holds USER in CHANNEL with CONNS local connections. META, when given, is set
 -- (an update if it differs); with ONLY_IF_NEW it is used only for a new member.
 local function hold(holder, channel, user, conns, meta, only_if_new)
+  -- A holder is always in the nodes set, so that its holdings are reaped if it dies (even
+  -- one reaped before, that holds again before its next refresh finds it lapsed).
+  redis.call('SADD', P .. 'nodes', holder)
   local held = P .. 'held:' .. holder
   local field = channel .. ' ' .. user
   local before = redis.call('HGET', held, field)
