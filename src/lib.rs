@@ -67,3 +67,9 @@ pub use server::{
     BindError, ConnectRequest, Decision, Handle, HandleError, Handler, Presence, Server, Stop,
     TokenSpace,
 };
+
+/// The embedding guide's examples (`docs/embedding.md`), compiled as doctests so that they
+/// stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/embedding.md")]
+struct EmbeddingGuide;
