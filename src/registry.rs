@@ -195,6 +195,15 @@ impl Channel {
         previous
     }
 
+    /// Names a change of `user`'s membership here, with the meta it set explicitly.
+    fn member_change(&self, user: &UserId, meta: Option<Meta>) -> MemberChange {
+        MemberChange {
+            channel: self.name.clone(),
+            user: user.clone(),
+            meta,
+        }
+    }
+
     fn cancel_grace(&mut self, token: u32) {
         self.graces.retain(|(pending, _)| *pending != token);
     }
@@ -290,11 +299,8 @@ impl Registry {
         let already_subscribed = channel.subscribe(conn, mode).is_some();
         // A new subscription changes the user's connections; a given meta may differ from
         // the one the other nodes of a cluster last set.
-        let member = (!already_subscribed || meta.is_some()).then(|| MemberChange {
-            channel: channel.name.clone(),
-            user: user.clone(),
-            meta: meta.clone(),
-        });
+        let member = (!already_subscribed || meta.is_some())
+            .then(|| channel.member_change(user, meta.clone()));
         let mut outcome = Outcome {
             counts_changed: !already_subscribed,
             member,
@@ -357,11 +363,7 @@ impl Registry {
         channel.unsubscribe(conn).ok_or(NotJoined)?;
         let mut outcome = Outcome {
             counts_changed: true,
-            member: Some(MemberChange {
-                channel: channel.name.clone(),
-                user: user.clone(),
-                meta: None,
-            }),
+            member: Some(channel.member_change(user, None)),
             ..Outcome::default()
         };
         let member = channel.members.get_mut(user).ok_or(NotJoined)?;
@@ -401,11 +403,7 @@ impl Registry {
             return Outcome::default();
         };
         let (_, user) = channel.graces.swap_remove(index);
-        let member = Some(MemberChange {
-            channel: channel.name.clone(),
-            user: user.clone(),
-            meta: None,
-        });
+        let member = Some(channel.member_change(&user, None));
         let Some(Member {
             grace: Some((_, reason)),
             ..
@@ -441,11 +439,7 @@ impl Registry {
             return Ok(Outcome::default());
         }
         member.meta = meta.clone();
-        let change = MemberChange {
-            channel: channel.name.clone(),
-            user: user.clone(),
-            meta: Some(meta.clone()),
-        };
+        let change = channel.member_change(user, Some(meta.clone()));
         let announcement = channel.announce(id, None, |seq| Change::Update {
             user: user.clone(),
             meta,
