@@ -4,7 +4,8 @@
 //! Each turn reads the clock once (`Instant::now()`), handles the readiness events, then the
 //! connections whose per-turn budget ran out, then the expired timers, and finally ends the
 //! connections doomed during the turn. The poll timeout is the wheel's next deadline.
-//! Plain HTTP requests (the operator endpoints) are served by the same loop.
+//! Plain HTTP requests (the operator endpoints) are served by the same loop, and so, in a
+//! cluster, are the node's two Redis connections (see `cluster`).
 //!
 //! Invariants:
 //! - Sockets are registered edge-triggered for reading and writing once; every handler
