@@ -55,16 +55,7 @@ const CHANNELS: [&str; 2] = ["lobby", "news"];
 const USERS: [&str; 3] = ["u0", "u1", "u2"];
 /// Metas, compact JSON objects; `{}` is also what a new member gets without one.
 const METAS: [&str; 3] = ["{}", r#"{"k":1}"#, r#"{"k":2}"#];
-const REASONS: [LeaveReason; 8] = [
-    LeaveReason::Left,
-    LeaveReason::Closed,
-    LeaveReason::Timeout,
-    LeaveReason::Error,
-    LeaveReason::SlowConsumer,
-    LeaveReason::Shutdown,
-    LeaveReason::Expired,
-    LeaveReason::NodeDown,
-];
+const REASONS: [LeaveReason; 8] = LeaveReason::ALL;
 /// Database 0: keys and the notes channel start with `rollcall:`.
 const DB: u32 = 0;
 /// Liveness given by every beat and sync: longer than any run, so only the simulated deaths

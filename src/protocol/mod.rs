@@ -137,20 +137,23 @@ impl LeaveReason {
         }
     }
 
+    /// Every reason.
+    pub const ALL: [LeaveReason; 8] = [
+        LeaveReason::Left,
+        LeaveReason::Closed,
+        LeaveReason::Timeout,
+        LeaveReason::Error,
+        LeaveReason::SlowConsumer,
+        LeaveReason::Shutdown,
+        LeaveReason::Expired,
+        LeaveReason::NodeDown,
+    ];
+
     /// The reason of a wire name.
     pub fn parse(text: &str) -> Option<LeaveReason> {
-        [
-            LeaveReason::Left,
-            LeaveReason::Closed,
-            LeaveReason::Timeout,
-            LeaveReason::Error,
-            LeaveReason::SlowConsumer,
-            LeaveReason::Shutdown,
-            LeaveReason::Expired,
-            LeaveReason::NodeDown,
-        ]
-        .into_iter()
-        .find(|reason| reason.as_str() == text)
+        LeaveReason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == text)
     }
 }
 
