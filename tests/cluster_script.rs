@@ -41,13 +41,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestRunner};
 use rollcall::cluster::note::Note;
 use rollcall::cluster::resp::{self, Reply};
 use rollcall::cluster::view::ChannelSnapshot;
 use rollcall::cluster::{self, Beat, Command, Commands};
 use rollcall::protocol::{LeaveReason, Meta};
 
+use common::cases::proptest_config;
 use common::redis;
 
 const NODES: [&str; 3] = ["n0", "n1", "n2"];
@@ -65,21 +66,6 @@ const LIVENESS_MS: u64 = 600_000;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cases run, unless `PROPTEST_CASES` says otherwise.
 const CASES: u32 = 200;
-
-/// `cases` runs, unless `PROPTEST_CASES` says otherwise; failures are printed, not written to
-/// a `proptest-regressions/` file beside the test (as in tests/properties.rs).
-fn config(cases: u32) -> Config {
-    let base = Config::default();
-    Config {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            base.cases
-        } else {
-            cases
-        },
-        failure_persistence: None,
-        ..base
-    }
-}
 
 fn meta(index: usize) -> Meta {
     Meta::parse(METAS[index]).expect("test metas are JSON objects")
@@ -1094,7 +1080,7 @@ fn cluster_script_matches_the_model() {
     let harness = RefCell::new(
         Harness::open(server.addr()).unwrap_or_else(|e| panic!("{e}\n{}", server.output())),
     );
-    let mut runner = TestRunner::new(config(CASES));
+    let mut runner = TestRunner::new(proptest_config(CASES));
     let result = runner.run(&proptest::collection::vec(op(), 1..50), |ops| {
         run_case(&mut harness.borrow_mut(), &ops).map_err(TestCaseError::fail)
     });

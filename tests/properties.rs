@@ -15,23 +15,10 @@
 //! Case counts are kept small so the file runs in a few seconds; `PROPTEST_CASES=N` runs
 //! each property N times instead. A failure prints the shrunk sequence of operations.
 
-use proptest::prelude::*;
-use proptest::test_runner::Config;
+mod common;
 
-/// `cases` runs per property, unless `PROPTEST_CASES` says otherwise; failures are printed,
-/// not written to a `proptest-regressions/` file beside the test.
-fn config(cases: u32) -> Config {
-    let base = Config::default();
-    Config {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            base.cases
-        } else {
-            cases
-        },
-        failure_persistence: None,
-        ..base
-    }
-}
+use common::cases::proptest_config as config;
+use proptest::prelude::*;
 
 mod registry {
     use super::*;

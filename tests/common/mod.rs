@@ -22,6 +22,7 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::WebSocket;
 use tungstenite::Message;
 
+pub mod cases;
 pub mod redis;
 
 /// How long we wait for something that should happen promptly (a reply, an event).
