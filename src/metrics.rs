@@ -88,8 +88,10 @@ pub struct Gauges {
     pub connections: usize,
     /// Accepted connections whose upgrade or request is not decided yet.
     pub handshakes_pending: usize,
-    /// Distinct users with an open WebSocket.
+    /// Distinct users with an open WebSocket (connections that only watch are no users).
     pub users_online: usize,
+    /// Open WebSockets watching at least one channel (or every channel).
+    pub watchers: usize,
     /// Channels that exist.
     pub channels: usize,
     /// Resident memory in bytes (0 where unknown).
@@ -135,8 +137,14 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
     metric(
         "rollcall_users_online",
         "gauge",
-        "Distinct users with an open WebSocket.",
+        "Distinct users with an open WebSocket (connections that only watch are no users).",
         &gauges.users_online,
+    );
+    metric(
+        "rollcall_watchers",
+        "gauge",
+        "Open WebSocket connections watching at least one channel.",
+        &gauges.watchers,
     );
     metric(
         "rollcall_channels",
@@ -240,6 +248,7 @@ mod tests {
         counters.closed(Ending::Http);
         let gauges = Gauges {
             connections: 3,
+            watchers: 2,
             start_time_seconds: 1.5e9,
             ..Gauges::default()
         };
@@ -248,6 +257,7 @@ mod tests {
             "rollcall_connections",
             "rollcall_handshakes_pending",
             "rollcall_users_online",
+            "rollcall_watchers",
             "rollcall_channels",
             "rollcall_connections_accepted_total",
             "rollcall_connections_closed_total",
@@ -263,6 +273,7 @@ mod tests {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} TYPE");
         }
         assert!(text.contains("\nrollcall_connections 3\n"));
+        assert!(text.contains("\nrollcall_watchers 2\n"));
         assert!(text.contains("\nrollcall_connections_accepted_total 7\n"));
         assert!(text.contains("\nrollcall_bytes_sent_total 1234\n"));
         assert!(text.contains("\nrollcall_process_start_time_seconds 1500000000\n"));

@@ -78,6 +78,19 @@ impl ChannelGrant {
         ChannelGrant { patterns: None }
     }
 
+    /// No channel at all (an admin watcher without a token, which joins nothing).
+    pub fn none() -> ChannelGrant {
+        ChannelGrant {
+            patterns: Some(Vec::new()),
+        }
+    }
+
+    /// True when every channel is allowed (`*` or no `channels` claim): what watching every
+    /// channel needs.
+    pub fn allows_all(&self) -> bool {
+        self.patterns.is_none()
+    }
+
     /// Parses `channels` entries: names, or prefixes followed by `*`.
     pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<ChannelGrant, String> {
         let mut patterns = Vec::new();
@@ -124,6 +137,19 @@ pub struct Claims {
     pub channels: ChannelGrant,
     /// `meta`, when present.
     pub meta: Option<Meta>,
+}
+
+impl Claims {
+    /// The grant of a connection that joins no channel (an admin watcher on a server that
+    /// requires tokens, admitted without one). It never expires: nothing is armed for it.
+    pub fn joining_nothing(subject: &str) -> Claims {
+        Claims {
+            subject: subject.to_owned(),
+            expires_at: u64::MAX,
+            channels: ChannelGrant::none(),
+            meta: None,
+        }
+    }
 }
 
 /// Verifies `token` with `secret` at `now_ms` (Unix milliseconds, so that a token is
@@ -403,6 +429,10 @@ mod tests {
     #[test]
     fn grants() {
         assert!(ChannelGrant::all().allows("anything"));
+        assert!(ChannelGrant::all().allows_all());
+        assert!(!ChannelGrant::none().allows("anything") && !ChannelGrant::none().allows_all());
+        let some = ChannelGrant::parse(["lobby", "chat.*"]).expect("grant");
+        assert!(!some.allows_all());
         assert!(ChannelGrant::parse(["*"]).expect("all").allows("x"));
         assert!(
             ChannelGrant::parse(["chat:*"]).is_err(),

@@ -188,3 +188,38 @@ fn without_allowed_origin_any_origin_may_upgrade() {
     );
     assert_eq!(resp.status, 101, "{resp:?}");
 }
+
+#[test]
+fn the_servers_own_pages_may_upgrade_whatever_the_allowed_origins() {
+    let server = Server::start(&["--allowed-origin", "https://app.example"]);
+    let addr = server.addr();
+    let host = addr.to_string();
+    let attempt = |origin: &str, host: &str| {
+        upgrade_attempt(
+            addr,
+            upgrade_request_with_headers("/?watch=*", &[("Origin", origin)])
+                .replace("Host: 127.0.0.1\r\n", &format!("Host: {host}\r\n"))
+                .as_bytes(),
+        )
+    };
+    // The dashboard served at http://HOST/ opens ws://HOST/?watch=*: Origin names the Host.
+    for origin in [
+        format!("http://{host}"),
+        format!("https://{host}"),
+        "https://app.example".into(),
+    ] {
+        let resp = attempt(&origin, &host);
+        assert_eq!(resp.status, 101, "Origin {origin}: {resp:?}");
+    }
+    // Another host, another port, or a Host that is not the Origin's: refused.
+    let other_port = format!("http://127.0.0.1:{}", addr.port().wrapping_add(1));
+    for (origin, host) in [
+        ("http://evil.example", host.as_str()),
+        (other_port.as_str(), host.as_str()),
+        (&*format!("http://{host}.evil"), host.as_str()),
+        (&*format!("http://{host}"), "evil.example"),
+    ] {
+        let resp = attempt(origin, host);
+        assert_eq!(resp.status, 403, "Origin {origin}, Host {host}: {resp:?}");
+    }
+}

@@ -272,7 +272,7 @@ fn presence_of_an_empty_server_and_channel_errors() {
     let presence = json_ok(&http_get(addr, "/presence"), "GET /presence");
     assert_eq!(
         presence,
-        json!({"connections": 0, "users": 0, "channels": {}}),
+        json!({"connections": 0, "users": 0, "watchers": 0, "channels": {}}),
         "empty server"
     );
 

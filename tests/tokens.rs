@@ -971,6 +971,110 @@ fn admin_token_still_works_with_tokens_enabled() {
     assert_eq!(welcome["user"], "alice", "{welcome}");
 }
 
+#[test]
+fn a_tokens_grant_bounds_watching_too() {
+    let server = token_server(&[]);
+    let everything = token_for("m");
+    let (_m, _) = connect_with(&server, &everything, "channel=secret&channel=lobby");
+    let granted = token(&json!({"sub": "g", "exp": now() + 60, "channels": ["lobby", "chat.*"]}));
+
+    // On the URL: only what the grant allows, and `*` only with a grant of every channel.
+    for watch in ["secret", "*", "lobby&watch=secret"] {
+        assert_refused(
+            &server,
+            &format!("token={granted}&watch={watch}"),
+            403,
+            "watch",
+            &format!("watch={watch} past the grant"),
+        );
+    }
+    let (mut g, _) = connect_with(&server, &granted, "watch=lobby&watch=chat.1");
+    for _ in 0..2 {
+        g.expect_type("state");
+    }
+
+    // By command: the same rules.
+    for channel in ["secret", "*"] {
+        let reply = request(
+            &mut g,
+            json!({"type": "watch", "channel": channel, "ref": channel}),
+        );
+        assert_error(&reply, "forbidden", "watching", &format!("watch {channel}"));
+    }
+    let reply = request(
+        &mut g,
+        json!({"type": "watch", "channel": "chat.2", "ref": 1}),
+    );
+    assert_eq!(reply["type"], "state", "{reply}");
+    // A granted watcher asks `who` only of what it watches.
+    let reply = request(
+        &mut g,
+        json!({"type": "who", "channel": "secret", "ref": 2}),
+    );
+    assert_error(&reply, "not_joined", "not joined", "who secret");
+
+    // A token of every channel may watch them all.
+    let (mut all, _) = connect_with(&server, &everything, "watch=*");
+    let state = all.expect_type("state");
+    let second = all.expect_type("state");
+    let mut names = [state["channel"].clone(), second["channel"].clone()];
+    names.sort_by_key(|name| name.to_string());
+    assert_eq!(names, [json!("lobby"), json!("secret")]);
+}
+
+#[test]
+fn the_admin_token_is_enough_for_the_dashboard_under_tokens() {
+    let server = Server::start_with_env(&["--admin-token", "A", "--token-secret", SECRET], &[]);
+    let addr = server.addr();
+    let (_m, _) = connect_with(&server, &token_for("m"), "channel=lobby");
+
+    // The dashboard's own request: no connection token, the admin token, `watch=*`.
+    let (mut dashboard, welcome) = Client::connect_welcomed(addr, "watch=*&admin=A");
+    assert!(
+        welcome["user"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("anon-")),
+        "{welcome}"
+    );
+    let state = dashboard.expect_type("state");
+    assert_eq!(user_names(&state), ["m"], "{state}");
+    // It watches; it does not join.
+    let reply = request(
+        &mut dashboard,
+        json!({"type": "join", "channel": "lobby", "ref": 1}),
+    );
+    assert_error(&reply, "forbidden", "channel lobby", "join without a token");
+    let presence = http_get_with(addr, "/presence", &[("Authorization", "Bearer A")]).json();
+    assert_eq!(presence["users"], 1, "{presence}");
+    assert_eq!(presence["watchers"], 1, "{presence}");
+
+    // Without the admin token (or with a wrong one) a token is still needed; with it, no
+    // channel can be joined by URL and no user named.
+    assert_refused(&server, "watch=*", 401, "watching needs", "watch, no admin");
+    assert_refused(
+        &server,
+        "watch=*&admin=B",
+        401,
+        "watching needs",
+        "wrong admin",
+    );
+    assert_refused(&server, "admin=A", 401, "missing", "admin without a watch");
+    assert_refused(
+        &server,
+        "watch=*&admin=A&channel=x",
+        403,
+        "channel x",
+        "join by URL",
+    );
+    assert_refused(
+        &server,
+        "watch=*&admin=A&user=u",
+        400,
+        "user",
+        "user by URL",
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Interoperability with PyJWT
 // ---------------------------------------------------------------------------------------------

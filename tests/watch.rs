@@ -101,10 +101,11 @@ fn watch_star_sees_every_channel_without_being_a_member() {
     assert_eq!(user_names(&states["c2"]), ["bob"], "{}", states["c2"]);
     assert_eq!(seq_of(&states["c1"]), c1_seq, "{}", states["c1"]);
 
-    // The watcher joined no channel, not even the default one.
+    // The watcher joined no channel, not even the default one (`who` would answer: a
+    // watcher of every channel may ask it of any channel).
     w.client
-        .send_json(&json!({"type": "who", "channel": "lobby", "ref": "l"}));
-    let error = w.expect("who lobby error", |v| v["type"] == "error");
+        .send_json(&json!({"type": "leave", "channel": "lobby", "ref": "l"}));
+    let error = w.expect("leave lobby error", |v| v["type"] == "error");
     assert_eq!(error["code"], "not_joined", "{error}");
     assert_eq!(error["ref"], "l", "{error}");
     let rest = w.quiet();
@@ -132,13 +133,15 @@ fn watch_star_sees_every_channel_without_being_a_member() {
     );
     w.expect_event("join", "c1", "dave");
 
-    // And of a channel created after the watch began.
+    // And of a channel created after the watch began: its `state` is the first word of it.
     let (_carol, _) = Client::join(addr, "user=carol&channel=c3");
-    let join = w.expect_event("join", "c3", "carol");
-    assert_eq!(seq_of(&join), 1, "{join}");
+    let state = w.expect("state of c3", |v| v["type"] == "state");
+    assert_eq!(state["channel"], "c3", "{state}");
+    assert_eq!(user_names(&state), ["carol"], "{state}");
+    assert_eq!(seq_of(&state), 1, "{state}");
 
-    // /presence does not list the watcher in any channel (but it is an open WebSocket of a
-    // user, so it counts in `connections` and `users`).
+    // /presence does not list the watcher in any channel; it is an open WebSocket (counted
+    // in `connections`) and a watcher, not a user.
     let presence = http_get(addr, "/presence").json();
     let channels = presence["channels"]
         .as_object()
@@ -155,14 +158,12 @@ fn watch_star_sees_every_channel_without_being_a_member() {
         );
     }
     assert_eq!(presence["connections"], 5, "{presence}");
-    assert_eq!(presence["users"], 5, "{presence}");
+    assert_eq!(presence["users"], 4, "{presence}");
+    assert_eq!(presence["watchers"], 1, "{presence}");
     let m = scrape(addr);
     assert_eq!(m.get("rollcall_connections"), 5.0);
-    assert_eq!(
-        m.get("rollcall_users_online"),
-        5.0,
-        "watchers count as users"
-    );
+    assert_eq!(m.get("rollcall_users_online"), 4.0, "watchers are no users");
+    assert_eq!(m.get("rollcall_watchers"), 1.0);
     assert_eq!(m.get("rollcall_channels"), 3.0);
 
     // Leaves too.
@@ -280,8 +281,11 @@ fn watch_and_unwatch_commands() {
         .send_json(&json!({"type": "watch", "channel": "*", "ref": "all"}));
     let states = x.states(3);
     assert_eq!(states.keys().collect::<Vec<_>>(), ["c1", "c2", "future"]);
+    // A channel created later shows up as a `state` (a new baseline, §12).
     let (_z, _) = Client::join(addr, "user=z&channel=later");
-    x.expect_event("join", "later", "z");
+    let later = x.expect("state of later", |v| v["type"] == "state");
+    assert_eq!(later["channel"], "later", "{later}");
+    assert_eq!(user_names(&later), ["z"], "{later}");
     x.client
         .send_json(&json!({"type": "unwatch", "channel": "*"}));
     let rest = x.quiet();
@@ -342,9 +346,9 @@ fn watching_requires_the_admin_token_when_one_is_set() {
     let (state, _) = q.wait_for_type("state", STEP);
     assert_eq!(state["channel"], "c1", "{state}");
     assert_eq!(state["ref"], 9, "{state}");
-    // The `*` watcher saw p join c1 and q join c2.
-    w.client.wait_for(STEP, "join of q in c2", |v| {
-        v["type"] == "join" && v["channel"] == "c2" && v["user"] == "q"
+    // The `*` watcher saw q create c2 (a `state` of the new channel).
+    w.client.wait_for(STEP, "state of c2 with q", |v| {
+        v["type"] == "state" && v["channel"] == "c2" && v["users"].get("q").is_some()
     });
 }
 
@@ -366,4 +370,142 @@ fn star_watcher_hears_the_last_member_leave() {
     b.close();
     let leave = w.expect_event("leave", "c2", "b");
     assert_eq!(leave["reason"], "closed", "{leave}");
+}
+
+#[test]
+fn star_watcher_gets_a_fresh_state_when_a_channel_is_created_again() {
+    let server = Server::start(&[]);
+    let addr = server.addr();
+    let (mut a, _) = Client::join(addr, "user=a&channel=Y");
+    let (client, _) = Client::connect_welcomed(addr, "user=w&watch=*");
+    let mut w = Watcher::new(client);
+    let states = w.states(1);
+    assert_eq!(seq_of(&states["Y"]), 1, "{}", states["Y"]);
+
+    // a was Y's only member: the channel goes, and comes back with a new seq.
+    a.send_json(&json!({"type": "leave", "channel": "Y"}));
+    let leave = w.expect_event("leave", "Y", "a");
+    assert_eq!(seq_of(&leave), 2, "{leave}");
+    a.send_json(&json!({"type": "join", "channel": "Y", "ref": 1}));
+    a.wait_for_type("state", STEP);
+    let anew = w.expect("a fresh state of Y", |v| v["type"] == "state");
+    assert_eq!(anew["channel"], "Y", "{anew}");
+    assert_eq!(user_names(&anew), ["a"], "{anew}");
+    assert_eq!(seq_of(&anew), 1, "{anew}");
+    let (_b, _) = Client::join(addr, "user=b&channel=Y");
+    let join = w.expect_event("join", "Y", "b");
+    assert_eq!(
+        seq_of(&join),
+        seq_of(&anew) + 1,
+        "{join}: follows the fresh state"
+    );
+
+    // §5's recovery works for watchers: `who` answers them.
+    w.client
+        .send_json(&json!({"type": "who", "channel": "Y", "ref": "w"}));
+    let state = w.expect("who Y", |v| v["type"] == "state");
+    assert_eq!(state["ref"], "w", "{state}");
+    assert_eq!(user_names(&state), ["a", "b"], "{state}");
+    assert_eq!(seq_of(&state), 2, "{state}");
+    // `who` of a channel without members: an empty state.
+    w.client
+        .send_json(&json!({"type": "who", "channel": "empty", "ref": "e"}));
+    let state = w.expect("who empty", |v| v["type"] == "state");
+    assert_eq!(
+        state,
+        json!({"type": "state", "channel": "empty", "seq": 0, "users": {}, "ref": "e"})
+    );
+}
+
+#[test]
+fn watchers_of_named_channels_may_ask_who_of_those_only() {
+    let server = Server::start(&[]);
+    let addr = server.addr();
+    let (_a, _) = Client::join(addr, "user=a&channel=c1");
+    let (_b, _) = Client::join(addr, "user=b&channel=c2");
+    let (client, _) = Client::connect_welcomed(addr, "user=w&watch=c1");
+    let mut w = Watcher::new(client);
+    w.states(1);
+    w.client
+        .send_json(&json!({"type": "who", "channel": "c1", "ref": 1}));
+    let state = w.expect("who c1", |v| v["type"] == "state");
+    assert_eq!(user_names(&state), ["a"], "{state}");
+    w.client
+        .send_json(&json!({"type": "who", "channel": "c2", "ref": 2}));
+    let error = w.expect("who c2 error", |v| v["type"] == "error");
+    assert_eq!(error["code"], "not_joined", "{error}");
+}
+
+#[test]
+fn watchers_are_counted_apart_from_users() {
+    let server = Server::start(&[]);
+    let addr = server.addr();
+    let (_w1, _) = Client::connect_welcomed(addr, "user=w1&watch=*");
+    let (mut w2, _) = Client::connect_welcomed(addr, "user=w2&watch=c1");
+    w2.expect_type("state");
+
+    let presence = http_get(addr, "/presence").json();
+    assert_eq!(
+        presence,
+        json!({"connections": 2, "users": 0, "watchers": 2, "channels": {}}),
+        "two watchers and no members"
+    );
+    let metrics = scrape(addr);
+    assert_eq!(metrics.get("rollcall_users_online"), 0.0);
+    assert_eq!(metrics.get("rollcall_watchers"), 2.0);
+
+    // A watcher that joins a channel becomes a user (and stays a watcher).
+    w2.send_json(&json!({"type": "join", "channel": "c2", "ref": 1}));
+    w2.wait_for_type("state", STEP);
+    let presence = http_get(addr, "/presence").json();
+    assert_eq!(presence["users"], 1, "{presence}");
+    assert_eq!(presence["watchers"], 2, "{presence}");
+    let (_m, _) = Client::join(addr, "user=m&channel=c1");
+    let metrics = scrape(addr);
+    assert_eq!(metrics.get("rollcall_users_online"), 2.0);
+    assert_eq!(metrics.get("rollcall_connections"), 3.0);
+
+    // A watcher that goes away leaves the counts as they were without it.
+    drop(w2);
+    let deadline = std::time::Instant::now() + STEP;
+    while scrape(addr).get("rollcall_watchers") != 1.0 {
+        assert!(std::time::Instant::now() < deadline, "w2 still counted");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(scrape(addr).get("rollcall_users_online"), 1.0);
+}
+
+#[test]
+fn watching_is_capped_like_joining() {
+    let server = Server::start(&["--max-channels-per-conn", "3"]);
+    let addr = server.addr();
+    let resp = upgrade_attempt(
+        addr,
+        upgrade_request("/?user=w&watch=a&watch=b&watch=c&watch=d").as_bytes(),
+    );
+    assert_eq!(resp.status, 400, "{resp:?}");
+    assert!(resp.body.contains("at most 3"), "{resp:?}");
+
+    let (_m, _) = Client::join(addr, "user=m&channel=m");
+    let (client, _) = Client::connect_welcomed(addr, "user=w&watch=a&watch=*");
+    let mut w = Watcher::new(client);
+    w.states(2);
+    let mut watch = |channel: &str| {
+        w.client
+            .send_json(&json!({"type": "watch", "channel": channel, "ref": channel}));
+        w.expect(&format!("reply to watch {channel}"), |v| {
+            v["ref"] == channel
+        })
+    };
+    assert_eq!(watch("b")["type"], "state");
+    // Watching again what is watched passes.
+    assert_eq!(watch("a")["type"], "state");
+    assert_eq!(watch("*")["type"], "state");
+    let error = watch("c");
+    assert_eq!(error["code"], "too_large", "{error}");
+    assert_eq!(
+        scrape(addr).get("rollcall_channels"),
+        3.0,
+        "m, a and b only"
+    );
 }

@@ -4,7 +4,7 @@
 use super::{constant_time_eq, Request, Response};
 use crate::names;
 use crate::protocol::EventsMode;
-use crate::token::{self, Claims};
+use crate::token::{self, ChannelGrant, Claims};
 
 /// Who may upgrade: the operator's access settings.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,7 +44,8 @@ pub struct Upgrade {
     pub events: EventsMode,
     /// `watch` values, in order, without repeats: channel names or [`WATCH_ALL`].
     pub watch: Vec<String>,
-    /// True when the connection may watch: no admin token is configured, or it presented it.
+    /// True when the connection presented the server's admin token: it may watch every
+    /// channel, whatever its token grants.
     pub admin: bool,
     /// The verified token's claims, when tokens are required.
     pub claims: Option<Claims>,
@@ -87,38 +88,40 @@ pub fn validate(request: &Request, access: Access<'_>) -> Result<Upgrade, Respon
             "missing or malformed Sec-WebSocket-Key",
         ));
     };
-    // RFC 6455 §10.2: browsers send Origin; refusing unknown ones stops cross-site
-    // WebSocket hijacking. Clients that are not browsers send none and are let through.
-    if let (false, Some(origin)) = (access.allowed_origins.is_empty(), request.header("Origin")) {
-        let origin = origin.trim();
-        if !access
-            .allowed_origins
-            .iter()
-            .any(|allowed| allowed.eq_ignore_ascii_case(origin))
-        {
-            return Err(Response::error(
-                403,
-                format!("origin {origin} is not allowed"),
-            ));
-        }
-    }
+    check_origin(request, access.allowed_origins)?;
     let mut query = parse_query(&request.query).map_err(|reason| Response::error(400, reason))?;
-    let claims = match access.tokens {
-        None => None,
-        Some(policy) => Some(check_token(&mut query, policy)?),
+    let admin = match (access.admin_token, query.admin.as_deref()) {
+        (Some(token), Some(given)) => constant_time_eq(given.as_bytes(), token.as_bytes()),
+        _ => false,
     };
-    let admin = match access.admin_token {
-        None => true,
-        Some(token) => query
-            .admin
-            .as_deref()
-            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())),
-    };
-    if !query.watch.is_empty() && !admin {
+    if access.admin_token.is_some() && !admin && !query.watch.is_empty() {
         return Err(Response::error(
             401,
             "watching needs admin=TOKEN with the server's admin token",
         ));
+    }
+    let claims = match access.tokens {
+        None => None,
+        // The admin token is enough to watch (the dashboard is no user): such a connection
+        // has no token, so it joins nothing (`ChannelGrant::none`, set when it opens).
+        Some(_) if admin && query.token.is_none() && !query.watch.is_empty() => {
+            admin_watcher_only(&query)?;
+            None
+        }
+        Some(policy) => Some(check_token(&mut query, policy)?),
+    };
+    // Without the admin token, a token's grant bounds what its connection watches too.
+    if let Some(grant) = claims
+        .as_ref()
+        .map(|claims| &claims.channels)
+        .filter(|_| !admin)
+    {
+        if let Some(target) = query.watch.iter().find(|target| !may_watch(grant, target)) {
+            return Err(Response::error(
+                403,
+                format!("watch {target} is not allowed by the token"),
+            ));
+        }
     }
     Ok(Upgrade {
         user: query.user,
@@ -213,6 +216,65 @@ fn check_token(query: &mut Query, policy: TokenPolicy<'_>) -> Result<Claims, Res
     Ok(claims)
 }
 
+/// True when a connection granted `grant` may watch `target` (a channel, or `*`, which needs
+/// a grant of every channel).
+pub fn may_watch(grant: &ChannelGrant, target: &str) -> bool {
+    if target == WATCH_ALL {
+        grant.allows_all()
+    } else {
+        grant.allows(target)
+    }
+}
+
+/// An admin connection without a token only watches: it names no user and joins no channel.
+fn admin_watcher_only(query: &Query) -> Result<(), Response> {
+    if query.user.is_some() {
+        return Err(Response::error(
+            400,
+            "user: not allowed when tokens are required (the token's sub is the user)",
+        ));
+    }
+    if let Some(channel) = query.channels.first() {
+        return Err(Response::error(
+            403,
+            format!("channel {channel}: joining needs a token; the admin token only watches"),
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 6455 §10.2: browsers send `Origin`; refusing unknown ones stops cross-site WebSocket
+/// hijacking. Clients that are not browsers send none and are let through, and the server's
+/// own pages (the dashboard: an `Origin` naming the request's own `Host`) always are.
+fn check_origin(request: &Request, allowed: &[String]) -> Result<(), Response> {
+    let Some(origin) = request.header("Origin").map(str::trim) else {
+        return Ok(());
+    };
+    if allowed.is_empty()
+        || is_same_origin(origin, request.header("Host"))
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    Err(Response::error(
+        403,
+        format!("origin {origin} is not allowed"),
+    ))
+}
+
+/// True when `origin` is `http://HOST` or `https://HOST` for the request's `Host` (a proxy
+/// in front may terminate TLS, hence both schemes).
+fn is_same_origin(origin: &str, host: Option<&str>) -> bool {
+    let Some(host) = host.map(str::trim).filter(|host| !host.is_empty()) else {
+        return false;
+    };
+    ["http://", "https://"].iter().any(|scheme| {
+        let (given_scheme, given_host) = (origin.get(..scheme.len()), origin.get(scheme.len()..));
+        given_scheme.is_some_and(|given| given.eq_ignore_ascii_case(scheme))
+            && given_host.is_some_and(|given| given.eq_ignore_ascii_case(host))
+    })
+}
+
 fn push_once(list: &mut Vec<String>, value: String) {
     if !list.contains(&value) {
         list.push(value);
@@ -280,7 +342,7 @@ mod tests {
         assert_eq!(upgrade.user.as_deref(), Some("alice@example.com"));
         assert_eq!(upgrade.channels, vec!["a", "b"]);
         assert_eq!(upgrade.events, EventsMode::Count);
-        assert!(upgrade.admin, "no admin token configured");
+        assert!(!upgrade.admin, "no admin token configured: none presented");
         // The example from RFC 6455 §1.3.
         assert_eq!(upgrade.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         let response = String::from_utf8(upgrade.response()).expect("ascii");
@@ -374,6 +436,64 @@ mod tests {
         let plain =
             validate(&request("/?user=bob", ""), access).expect("no watch, no token needed");
         assert!(!plain.admin);
+    }
+
+    #[test]
+    fn same_origin_is_the_requests_own_host() {
+        for (origin, host, same) in [
+            ("http://127.0.0.1:8080", Some("127.0.0.1:8080"), true),
+            ("HTTPS://Rollcall.Example", Some("rollcall.example"), true),
+            ("http://127.0.0.1:8081", Some("127.0.0.1:8080"), false),
+            ("http://127.0.0.1:8080.evil", Some("127.0.0.1:8080"), false),
+            ("ws://127.0.0.1:8080", Some("127.0.0.1:8080"), false),
+            ("http://", Some(""), false),
+            ("http://x", None, false),
+            ("http://é", Some("é"), true),
+            ("é", Some("x"), false),
+        ] {
+            assert_eq!(is_same_origin(origin, host), same, "{origin} {host:?}");
+        }
+    }
+
+    #[test]
+    fn with_tokens_the_grant_bounds_watching_unless_admin() {
+        let secret = b"s3cret";
+        let now = 1_800_000_000;
+        let grant = serde_json::json!({"sub": "g", "exp": now + 60, "channels": ["lobby"]});
+        let token = crate::token::sign(&grant, secret);
+        let tokens = Some(TokenPolicy {
+            secret,
+            now_ms: now * 1000,
+            leeway: 5,
+            max_meta_size: 1024,
+        });
+        let access = Access {
+            tokens,
+            ..Access::default()
+        };
+        let attempt = |target: String, access| validate(&request(&target, ""), access);
+        assert!(attempt(format!("/?token={token}&watch=lobby"), access).is_ok());
+        for watch in ["other", "*"] {
+            let refused = attempt(format!("/?token={token}&watch={watch}"), access);
+            assert_eq!(refused.expect_err(watch).status, 403, "{watch}");
+        }
+        let admin = Access {
+            admin_token: Some("A"),
+            ..access
+        };
+        let upgrade = attempt(format!("/?token={token}&watch=*&admin=A"), admin).expect("admin");
+        assert!(upgrade.admin && upgrade.claims.is_some());
+        // The admin token alone: a watcher without claims, joining nothing.
+        let upgrade = attempt("/?watch=*&admin=A".into(), admin).expect("admin watcher");
+        assert!(upgrade.admin && upgrade.claims.is_none() && upgrade.user.is_none());
+        for (target, status) in [
+            ("/?admin=A", 401),
+            ("/?watch=*&admin=A&channel=x", 403),
+            ("/?watch=*&admin=A&user=u", 400),
+        ] {
+            let refused = attempt(target.into(), admin).expect_err(target);
+            assert_eq!(refused.status, status, "{target}");
+        }
     }
 
     #[test]

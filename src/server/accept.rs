@@ -30,7 +30,8 @@ use crate::metrics::Ending;
 use crate::names;
 use crate::protocol::event;
 use crate::rate::TokenBucket;
-use crate::registry::ConnId;
+use crate::registry::{ConnId, UserId};
+use crate::token::Claims;
 use crate::wheel::Millis;
 
 /// How long accepting pauses after an accept error such as running out of descriptors.
@@ -178,6 +179,14 @@ impl Server {
                 let max = self.config.max_channels_per_conn;
                 let response =
                     Response::error(400, format!("a connection may join at most {max} channels"));
+                self.refuse(id, response, now);
+            }
+            Ok(upgrade) if upgrade.watch.len() > self.config.max_channels_per_conn => {
+                let max = self.config.max_channels_per_conn;
+                let response = Response::error(
+                    400,
+                    format!("a connection may watch at most {max} channels"),
+                );
                 self.refuse(id, response, now);
             }
             Ok(mut upgrade) => {
@@ -366,7 +375,13 @@ impl Server {
         leftover: Vec<u8>,
         now: Millis,
     ) {
-        let user = self.registry.connect_user(&name);
+        // A connection that only watches is no user (§12): it is counted once it joins.
+        let watches_only = upgrade.channels.is_empty() && !upgrade.watch.is_empty();
+        let user = if watches_only {
+            UserId::from(name.as_str())
+        } else {
+            self.registry.connect_user(&name)
+        };
         let stream = MeteredStream::new(stream, self.traffic.clone());
         let ws =
             WebSocket::from_partially_read(stream, leftover, Role::Server, Some(self.ws_config));
@@ -377,8 +392,16 @@ impl Server {
         conn.user = Some(user.clone());
         conn.mode = upgrade.events;
         conn.admin = upgrade.admin;
+        conn.counted = !watches_only;
         let token_expires_at = upgrade.claims.as_ref().map(|claims| claims.expires_at);
-        conn.grant = upgrade.claims.map(Box::new);
+        conn.grant = match upgrade.claims {
+            Some(claims) => Some(Box::new(claims)),
+            // Tokens are required but the admin token let it in to watch: it joins nothing.
+            None if self.config.token_secret.is_some() => {
+                Some(Box::new(Claims::joining_nothing(&name)))
+            }
+            None => None,
+        };
         conn.liveness = Liveness::new(now);
         let default_allowed = conn
             .grant

@@ -473,10 +473,11 @@ impl Server {
                 if self.watch_all.is_empty() || self.shutdown.is_some() {
                     return;
                 }
-                let text = match &change {
-                    Change::Join { user, meta, seq } => event::join(name, user, meta, *seq),
-                    Change::Leave { user, reason, seq } => event::leave(name, user, *reason, *seq),
-                    Change::Update { user, meta, seq } => event::update(name, user, meta, *seq),
+                // A channel's first event reaches them as a new baseline (see `delivery`).
+                let text = if super::delivery::starts_channel(&change) {
+                    self.state_named(name, None)
+                } else {
+                    super::delivery::change_event(name, &change)
                 };
                 self.tell_everything_watchers(text);
             }

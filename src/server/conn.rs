@@ -6,8 +6,8 @@
 //! `Open` (WebSocket frames through tungstenite) or `Closing` (our side shut, draining the
 //! peer until it closes or the linger deadline passes) → removed from the slab.
 //!
-//! Invariants: `user` is `Some` exactly while the connection counts as present (from the
-//! upgrade until it is detached); `channels` lists every channel it is subscribed to.
+//! Invariants: `user` is `Some` exactly while the connection is open and not yet detached
+//! (from the upgrade on), and it is registered with the registry's users while `counted`; `channels` lists every channel it is subscribed to.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -18,10 +18,11 @@ use tungstenite::WebSocket;
 use super::channel_set::ChannelSet;
 use super::metered::{MeteredStream, Traffic};
 use crate::heartbeat::Liveness;
+use crate::http::upgrade::WATCH_ALL;
 use crate::http::Upgrade;
 use crate::protocol::EventsMode;
 use crate::rate::TokenBucket;
-use crate::registry::{ChannelId, UserId};
+use crate::registry::{ChannelId, Registry, UserId};
 use crate::token::Claims;
 
 /// Bytes read per system call while the request is incomplete.
@@ -77,8 +78,11 @@ pub(crate) struct Conn {
     pub watching: Option<Box<Watching>>,
     /// The events mode from the URL, used by `join` commands that name none.
     pub mode: EventsMode,
-    /// True when the connection may watch (no admin token is set, or it presented it).
+    /// True when the connection presented the admin token (it may watch every channel).
     pub admin: bool,
+    /// True while the connection counts among its user's connections (`Registry::users`):
+    /// from its first join, or from the upgrade unless it only watches (a watcher is no user).
+    pub counted: bool,
     /// True while it is on the server's list of connections with output queued this turn.
     pub queued: bool,
     /// The command rate limit's bucket.
@@ -96,6 +100,23 @@ pub(crate) struct Watching {
     pub channels: Vec<ChannelId>,
 }
 
+impl Watching {
+    /// How many targets are watched (`*` counts as one).
+    pub fn len(&self) -> usize {
+        self.channels.len() + usize::from(self.all)
+    }
+
+    /// True when `target` (a channel name, or `*`) is watched by name.
+    pub fn names(&self, target: &str, registry: &Registry) -> bool {
+        if target == WATCH_ALL {
+            return self.all;
+        }
+        registry
+            .find(target)
+            .is_some_and(|channel| self.channels.contains(&channel))
+    }
+}
+
 impl Conn {
     pub fn new(stream: TcpStream, liveness: Liveness, bucket: TokenBucket) -> Conn {
         Conn {
@@ -109,6 +130,7 @@ impl Conn {
             watching: None,
             mode: EventsMode::All,
             admin: false,
+            counted: false,
             queued: false,
             bucket,
             grant: None,

@@ -53,12 +53,48 @@ impl Server {
         if self.shutdown.is_some() {
             return;
         }
-        let text = match &change {
-            Change::Join { user, meta, seq } => event::join(&name, user, meta, *seq),
-            Change::Leave { user, reason, seq } => event::leave(&name, user, *reason, *seq),
-            Change::Update { user, meta, seq } => event::update(&name, user, meta, *seq),
-        };
-        self.tell_channel(channel, EventsMode::All, except, text);
+        let text = change_event(&name, &change);
+        if starts_channel(&change) {
+            self.tell_channel_anew(channel, &name, except, text);
+        } else {
+            self.tell_channel(channel, EventsMode::All, except, text);
+        }
+    }
+
+    /// The first event of a channel (created, or created again after it emptied: its seq
+    /// started again at 0) goes to its subscribers and its own watchers as it is, and to the
+    /// watchers of every channel as a `state`, a new baseline for their §5 bookkeeping.
+    fn tell_channel_anew(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        except: Option<ConnId>,
+        text: String,
+    ) {
+        let mode = EventsMode::All;
+        let recipients = subscribers_in_mode(&self.registry, channel, mode, except).chain(
+            watchers_by_name(&self.registry, &self.watch_all, channel, mode, except),
+        );
+        let mut sent = deliver(
+            &mut self.conns,
+            &mut self.queued,
+            &mut self.doomed,
+            self.config.max_backlog,
+            recipients,
+            text,
+        );
+        let state = self.state_named(name, None);
+        let recipients =
+            watchers_of_everything(&self.registry, &self.watch_all, channel, mode, except);
+        sent += deliver(
+            &mut self.conns,
+            &mut self.queued,
+            &mut self.doomed,
+            self.config.max_backlog,
+            recipients,
+            state,
+        );
+        self.counters.messages_sent += sent as u64;
     }
 
     /// Tells the channel's `count` subscribers (but `except`) and its watchers its counts.
@@ -195,6 +231,21 @@ fn subscribers_in_mode(
         .map(|(conn, _)| conn)
 }
 
+/// The `join`, `leave` or `update` event telling `change` in channel `name`.
+pub(super) fn change_event(name: &str, change: &Change) -> String {
+    match change {
+        Change::Join { user, meta, seq } => event::join(name, user, meta, *seq),
+        Change::Leave { user, reason, seq } => event::leave(name, user, *reason, *seq),
+        Change::Update { user, meta, seq } => event::update(name, user, meta, *seq),
+    }
+}
+
+/// True for the first event of a channel: a join at seq 1 (a channel's seq starts at 0 and
+/// only a join can come first).
+pub(super) fn starts_channel(change: &Change) -> bool {
+    matches!(change, Change::Join { seq: 1, .. })
+}
+
 /// The channel's watchers and the watchers of every channel, each once, but `except` and
 /// those already subscribed in `mode` (they get the message as subscribers).
 fn watchers<'a>(
@@ -204,13 +255,39 @@ fn watchers<'a>(
     mode: EventsMode,
     except: Option<ConnId>,
 ) -> impl Iterator<Item = ConnId> + 'a {
+    watchers_by_name(registry, watch_all, channel, mode, except).chain(watchers_of_everything(
+        registry, watch_all, channel, mode, except,
+    ))
+}
+
+/// The channel's own watchers that do not watch every channel, but `except` and those
+/// subscribed in `mode`.
+fn watchers_by_name<'a>(
+    registry: &'a Registry,
+    watch_all: &'a [ConnId],
+    channel: ChannelId,
+    mode: EventsMode,
+    except: Option<ConnId>,
+) -> impl Iterator<Item = ConnId> + 'a {
     registry
         .watchers(channel)
         .filter(move |watcher| !watch_all.contains(watcher))
-        .chain(watch_all.iter().copied())
         .filter(move |&watcher| {
             Some(watcher) != except && registry.mode(channel, watcher) != Some(mode)
         })
+}
+
+/// The watchers of every channel, but `except` and those subscribed to the channel in `mode`.
+fn watchers_of_everything<'a>(
+    registry: &'a Registry,
+    watch_all: &'a [ConnId],
+    channel: ChannelId,
+    mode: EventsMode,
+    except: Option<ConnId>,
+) -> impl Iterator<Item = ConnId> + 'a {
+    watch_all.iter().copied().filter(move |&watcher| {
+        Some(watcher) != except && registry.mode(channel, watcher) != Some(mode)
+    })
 }
 
 /// Queues `text` to each recipient and lists it on `queued` for the end of the turn; a

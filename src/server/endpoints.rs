@@ -76,6 +76,7 @@ impl Server {
             connections,
             handshakes_pending,
             users_online: self.registry.users_online(),
+            watchers: self.watcher_count(),
             channels: self.registry.channel_count(),
             resident_memory_bytes: resident_memory_bytes(),
             start_time_seconds: self
@@ -90,13 +91,24 @@ impl Server {
         }
     }
 
-    /// `{"connections":N,"users":N,"channels":{C:{"seq":N,"users":{...}}}}`: connections and
-    /// users are this node's; channels are cluster-wide in a live cluster.
+    /// Open connections that watch something (§12: watchers are no users).
+    fn watcher_count(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(_, conn)| conn.is_open())
+            .filter(|(_, conn)| conn.watching.as_deref().is_some_and(|w| w.len() > 0))
+            .count()
+    }
+
+    /// `{"connections":N,"users":N,"watchers":N,"channels":{C:{"seq":N,"users":{...}}}}`:
+    /// connections (watchers included), users (watchers excluded) and watchers are this
+    /// node's; channels are cluster-wide in a live cluster.
     pub(super) fn presence_json(&self) -> String {
         let connections = self.conns.iter().filter(|(_, conn)| conn.is_open()).count();
         let mut out = format!(
-            r#"{{"connections":{connections},"users":{},"channels":{{"#,
-            self.registry.users_online()
+            r#"{{"connections":{connections},"users":{},"watchers":{},"channels":{{"#,
+            self.registry.users_online(),
+            self.watcher_count()
         );
         let mut names = self.channels_with_members();
         names.sort();

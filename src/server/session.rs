@@ -317,8 +317,11 @@ impl Server {
                 );
             }
             Action::Who { channel } => {
-                let channel_id = self.joined(&channel, id)?;
-                let state = self.state_message(channel_id, reference);
+                // Watchers may ask too (§12): they recover from a seq gap like members.
+                if !self.watches(id, &channel) {
+                    self.joined(&channel, id)?;
+                }
+                let state = self.state_named(&channel, reference);
                 self.send(id, state);
             }
             Action::Publish { channel, data } => {
@@ -332,12 +335,7 @@ impl Server {
                 self.publish(&channel, Some(&user), &data, now);
             }
             Action::Watch { channel } => {
-                if !self.conns.get(id).is_some_and(|conn| conn.admin) {
-                    return Err(CommandError::new(
-                        ErrorCode::Forbidden,
-                        "watching needs admin=TOKEN in the connection URL",
-                    ));
-                }
+                self.check_watch(id, &channel)?;
                 self.watch(id, &channel, reference);
             }
             Action::Unwatch { channel } => self.unwatch(id, &channel)?,
@@ -379,7 +377,8 @@ impl Server {
             Some(grant) => meta.or_else(|| grant.meta.clone()),
             None => meta,
         };
-        let (channel_id, outcome) = self.registry.join(channel, id, user, meta, mode);
+        let user = self.count_user(id).unwrap_or_else(|| user.clone());
+        let (channel_id, outcome) = self.registry.join(channel, id, &user, meta, mode);
         if let Some(conn) = self.conns.get_mut(id) {
             conn.channels.insert(channel_id);
         }
@@ -504,6 +503,7 @@ impl Server {
         let Some(user) = conn.user.take() else {
             return;
         };
+        let counted = mem::take(&mut conn.counted);
         let channels = mem::take(&mut conn.channels);
         let grace = !self.config.leave_grace.is_zero();
         for &channel in channels.as_slice() {
@@ -511,8 +511,22 @@ impl Server {
                 self.apply(channel, outcome, now);
             }
         }
-        self.registry.disconnect_user(&user);
+        if counted {
+            self.registry.disconnect_user(&user);
+        }
         self.unwatch_everything(id);
+    }
+
+    /// Registers a connection that only watched as one of its user's connections, now that
+    /// it joins a channel, and returns the registry's id of the user.
+    fn count_user(&mut self, id: ConnId) -> Option<UserId> {
+        let conn = self.conns.get_mut(id)?;
+        if !conn.counted {
+            let name = conn.user.take()?;
+            conn.user = Some(self.registry.connect_user(&name));
+            conn.counted = true;
+        }
+        conn.user.clone()
     }
 }
 

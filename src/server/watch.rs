@@ -3,17 +3,73 @@
 //! A watcher gets a `state` when it starts watching, then the channel's events and counts;
 //! it is no member, so it changes no count and no `seq` and appears in no member list.
 //! `*` watches every channel, including channels created later (they first show up in a
-//! `join` event). Invariant: `Conn::watching` and the registry's watcher lists (and
-//! `Server::watch_all`) name the same pairs.
+//! `state`: see `delivery`).
+//!
+//! Who may watch what: a connection that presented the admin token, anything; on a server
+//! with an admin token, nobody else; otherwise what the connection's token grants (`*` only
+//! with a grant of every channel), or anything without tokens. One connection watches at most
+//! `max_channels_per_conn` targets (`*` counts as one).
+//!
+//! Invariant: `Conn::watching` and the registry's watcher lists (and `Server::watch_all`)
+//! name the same pairs.
 
-use super::conn::Watching;
+use super::conn::{Conn, Watching};
 use super::Server;
-use crate::http::upgrade::WATCH_ALL;
+use crate::http::upgrade::{self, WATCH_ALL};
 use crate::protocol::{CommandError, ErrorCode, Json};
 use crate::registry::ConnId;
 
 impl Server {
-    /// Starts watching `target` (a channel name or `*`), replying with the `state`s.
+    /// `forbidden` unless the connection may watch `target`, `too_large` when it would watch
+    /// more than the cap.
+    pub(super) fn check_watch(&self, id: ConnId, target: &str) -> Result<(), CommandError> {
+        let Some(conn) = self.conns.get(id) else {
+            return Ok(());
+        };
+        self.may_watch(conn, target)?;
+        let watching = conn.watching.as_deref();
+        let already = watching.is_some_and(|w| w.names(target, &self.registry));
+        let max = self.config.max_channels_per_conn;
+        if !already && watching.map_or(0, Watching::len) >= max {
+            let message = format!("a connection may watch at most {max} channels");
+            return Err(CommandError::new(ErrorCode::TooLarge, message));
+        }
+        Ok(())
+    }
+
+    /// `forbidden` unless `conn` may watch `target` (see the module's rules).
+    fn may_watch(&self, conn: &Conn, target: &str) -> Result<(), CommandError> {
+        if conn.admin {
+            return Ok(());
+        }
+        if self.config.admin_token.is_some() {
+            return Err(CommandError::new(
+                ErrorCode::Forbidden,
+                "watching needs admin=TOKEN in the connection URL",
+            ));
+        }
+        match conn.grant.as_deref() {
+            Some(grant) if !upgrade::may_watch(&grant.channels, target) => Err(CommandError::new(
+                ErrorCode::Forbidden,
+                format!("watching {target} is not allowed by the connection's token"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// True when the connection watches the channel `name`, by name or through `*`.
+    pub(super) fn watches(&self, id: ConnId, name: &str) -> bool {
+        let Some(conn) = self.conns.get(id) else {
+            return false;
+        };
+        // Watching `*` needed a grant of every channel (or the admin token).
+        conn.watching
+            .as_deref()
+            .is_some_and(|watching| watching.all || watching.names(name, &self.registry))
+    }
+
+    /// Starts watching `target` (a channel name or `*`), replying with the `state`s. The
+    /// caller has checked [`Server::check_watch`].
     pub(super) fn watch(&mut self, id: ConnId, target: &str, reference: Option<&Json>) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;

@@ -120,6 +120,12 @@ async function main() {
   await until(dash, "lobby counts 2 users",
     () => document.querySelector('[data-channel="lobby"] [data-count="users"]')?.textContent === "2");
   log("dashboard shows alice and bob");
+  // alice created lobby and bob dev while the page watched: their joins are logged, though a
+  // new channel reaches a watcher of every channel as a `state` (docs/protocol.md §12).
+  for (const line of ["alice joined lobby", "bob joined lobby", "bob joined dev"]) {
+    await until(dash, `"${line}" in the event log`,
+      (text) => (document.querySelector("#log")?.textContent || "").includes(text), line);
+  }
 
   // A meta that looks like markup must stay text.
   const evil = '<img id="xss" src="x" onerror="window.pwned=1">';
