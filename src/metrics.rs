@@ -21,7 +21,8 @@ pub enum Ending {
     Http,
 }
 
-const LEAVE_REASONS: [LeaveReason; 7] = [
+/// The leave reasons in the order of the exposition; [`reason_index`] is its inverse.
+const LEAVE_REASONS: [LeaveReason; 8] = [
     LeaveReason::Closed,
     LeaveReason::Timeout,
     LeaveReason::Error,
@@ -29,14 +30,28 @@ const LEAVE_REASONS: [LeaveReason; 7] = [
     LeaveReason::Shutdown,
     LeaveReason::Expired,
     LeaveReason::Left,
+    LeaveReason::NodeDown,
 ];
+
+/// Where `reason` stands in [`LEAVE_REASONS`]: an exhaustive match, so that a new reason
+/// cannot compile without its own counter.
+const fn reason_index(reason: LeaveReason) -> usize {
+    match reason {
+        LeaveReason::Closed => 0,
+        LeaveReason::Timeout => 1,
+        LeaveReason::Error => 2,
+        LeaveReason::SlowConsumer => 3,
+        LeaveReason::Shutdown => 4,
+        LeaveReason::Expired => 5,
+        LeaveReason::Left => 6,
+        LeaveReason::NodeDown => 7,
+    }
+}
 
 impl Ending {
     fn index(self) -> usize {
         match self {
-            Ending::WebSocket(reason) => {
-                LEAVE_REASONS.iter().position(|r| *r == reason).unwrap_or(0)
-            }
+            Ending::WebSocket(reason) => reason_index(reason),
             Ending::Refused => LEAVE_REASONS.len(),
             Ending::Http => LEAVE_REASONS.len() + 1,
         }
@@ -234,6 +249,20 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_leave_reason_has_its_own_counter() {
+        for reason in LeaveReason::ALL {
+            let index = reason_index(reason);
+            assert_eq!(LEAVE_REASONS[index], reason, "{reason}");
+            let mut counters = Counters::default();
+            counters.closed(Ending::WebSocket(reason));
+            let text = render(&counters, &Gauges::default());
+            let line = format!("rollcall_connections_closed_total{{reason=\"{reason}\"}} 1\n");
+            assert!(text.contains(&line), "{reason} was counted elsewhere");
+        }
+        assert_eq!(LeaveReason::ALL.len(), LEAVE_REASONS.len());
+    }
 
     #[test]
     fn every_metric_has_help_type_and_value() {

@@ -276,7 +276,8 @@ impl Server {
             return;
         };
         let Phase::Handshake { stream, .. } = mem::replace(&mut conn.phase, Phase::Gone) else {
-            unreachable!("respond is only called during the handshake");
+            self.broken_invariant(id, "respond outside the handshake", now);
+            return;
         };
         self.pending -= 1;
         conn.phase = Phase::Responding {
@@ -313,7 +314,8 @@ impl Server {
         }
         let Phase::Responding { stream, then, .. } = mem::replace(&mut conn.phase, Phase::Gone)
         else {
-            unreachable!("matched above");
+            self.broken_invariant(id, "a response finished outside the responding phase", now);
+            return;
         };
         match then {
             AfterResponse::Open {

@@ -75,26 +75,11 @@ impl Server {
         let recipients = subscribers_in_mode(&self.registry, channel, mode, except).chain(
             watchers_by_name(&self.registry, &self.watch_all, channel, mode, except),
         );
-        let mut sent = deliver(
-            &mut self.conns,
-            &mut self.queued,
-            &mut self.doomed,
-            self.config.max_backlog,
-            recipients,
-            text,
-        );
+        self.outbox.deliver(&mut self.conns, recipients, text);
         let state = self.state_named(name, None);
         let recipients =
             watchers_of_everything(&self.registry, &self.watch_all, channel, mode, except);
-        sent += deliver(
-            &mut self.conns,
-            &mut self.queued,
-            &mut self.doomed,
-            self.config.max_backlog,
-            recipients,
-            state,
-        );
-        self.counters.messages_sent += sent as u64;
+        self.outbox.deliver(&mut self.conns, recipients, state);
     }
 
     /// Tells the channel's `count` subscribers (but `except`) and its watchers its counts.
@@ -115,15 +100,8 @@ impl Server {
     /// local connection subscribes to or watches).
     pub(super) fn tell_everything_watchers(&mut self, text: String) {
         let recipients = self.watch_all.clone();
-        let sent = deliver(
-            &mut self.conns,
-            &mut self.queued,
-            &mut self.doomed,
-            self.config.max_backlog,
-            recipients.into_iter(),
-            text,
-        );
-        self.counters.messages_sent += sent as u64;
+        self.outbox
+            .deliver(&mut self.conns, recipients.into_iter(), text);
     }
 
     /// Sends `text` to the channel's subscribers in `mode` (but `except`) and its watchers.
@@ -137,15 +115,7 @@ impl Server {
         let recipients = subscribers_in_mode(&self.registry, channel, mode, except).chain(
             watchers(&self.registry, &self.watch_all, channel, mode, except),
         );
-        let sent = deliver(
-            &mut self.conns,
-            &mut self.queued,
-            &mut self.doomed,
-            self.config.max_backlog,
-            recipients,
-            text,
-        );
-        self.counters.messages_sent += sent as u64;
+        self.outbox.deliver(&mut self.conns, recipients, text);
     }
 
     /// Publishes a `message` to every connection in the channel, whatever its events mode,
@@ -176,35 +146,20 @@ impl Server {
         };
         let text = event::message(name, from, data);
         let recipients = self.registry.subscribers(channel).map(|(conn, _)| conn);
-        let sent = deliver(
-            &mut self.conns,
-            &mut self.queued,
-            &mut self.doomed,
-            self.config.max_backlog,
-            recipients,
-            text,
-        );
-        self.counters.messages_sent += sent as u64;
+        let sent = self.outbox.deliver(&mut self.conns, recipients, text);
         sent
     }
 
     /// Sends one message to one connection (queued on `doomed` if that fails).
     pub(super) fn send(&mut self, id: ConnId, text: String) {
-        let sent = deliver(
-            &mut self.conns,
-            &mut self.queued,
-            &mut self.doomed,
-            self.config.max_backlog,
-            std::iter::once(id),
-            text,
-        );
-        self.counters.messages_sent += sent as u64;
+        self.outbox
+            .deliver(&mut self.conns, std::iter::once(id), text);
     }
 
     /// Writes what the turn queued, one system call per connection (the rest, if the socket
     /// is full, on its next writable event).
     pub(super) fn flush_queued(&mut self) {
-        for id in std::mem::take(&mut self.queued) {
+        for id in std::mem::take(&mut self.outbox.queued) {
             if let Some(Conn {
                 phase: Phase::Open(ws),
                 queued,
@@ -212,7 +167,7 @@ impl Server {
             }) = self.conns.get_mut(id)
             {
                 *queued = false;
-                flush(ws, id, &mut self.doomed);
+                flush(ws, id, &mut self.outbox.doomed);
             }
         }
     }
@@ -290,51 +245,84 @@ fn watchers_of_everything<'a>(
     })
 }
 
-/// Queues `text` to each recipient and lists it on `queued` for the end of the turn; a
-/// recipient over its backlog is doomed as a slow consumer. Returns how many connections
-/// it was queued to.
-fn deliver(
-    conns: &mut Slots<Conn>,
-    queued: &mut Vec<ConnId>,
-    doomed: &mut Vec<(ConnId, LeaveReason)>,
+/// What a turn owes its connections: the ones with messages queued (written when the turn
+/// ends, one system call each) and the endings decided while connections could not be
+/// removed (carried out by [`Server::reap`]). Every delivery goes through it.
+///
+/// Invariant: a connection is on `queued` at most once (its `Conn::queued` flag says so).
+pub(super) struct Outbox {
+    /// Connections with messages queued this turn.
+    pub queued: Vec<ConnId>,
+    /// Endings decided during the turn.
+    pub doomed: Vec<(ConnId, LeaveReason)>,
+    /// Unsent bytes a connection may hold before it is a slow consumer (`--max-backlog`).
     backlog: usize,
-    recipients: impl Iterator<Item = ConnId>,
-    text: String,
-) -> usize {
-    let text = Utf8Bytes::from(text);
-    let mut delivered = 0;
-    for id in recipients {
-        let Some(Conn {
-            phase: Phase::Open(ws),
-            queued: is_queued,
-            ..
-        }) = conns.get_mut(id)
-        else {
-            continue;
-        };
-        // After our Close (shutdown) nothing more may be sent (RFC 6455 §5.5.1).
-        if !ws.can_write() {
-            continue;
-        }
-        delivered += 1;
-        match ws.get_mut().queue_text(text.clone(), backlog) {
-            Ok(()) => {}
-            Err(QueueError::BacklogFull) => {
-                debug!("conn=#{id} has more than {backlog} bytes unsent: slow consumer");
-                doomed.push((id, LeaveReason::SlowConsumer));
-                continue;
-            }
-            Err(QueueError::Io(error)) => {
-                doom_on_write_error(id, &error, doomed);
-                continue;
-            }
-        }
-        if !*is_queued {
-            *is_queued = true;
-            queued.push(id);
+    /// Messages queued so far (`rollcall_messages_sent_total`, with the welcomes).
+    sent: u64,
+}
+
+impl Outbox {
+    /// An empty outbox for connections that may hold `backlog` unsent bytes.
+    pub fn new(backlog: usize) -> Outbox {
+        Outbox {
+            queued: Vec::new(),
+            doomed: Vec::new(),
+            backlog,
+            sent: 0,
         }
     }
-    delivered
+
+    /// Messages queued by deliveries so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Queues `text` to each recipient and lists it on `queued` for the end of the turn; a
+    /// recipient over its backlog is doomed as a slow consumer. Returns how many
+    /// connections it was queued to.
+    pub fn deliver(
+        &mut self,
+        conns: &mut Slots<Conn>,
+        recipients: impl Iterator<Item = ConnId>,
+        text: String,
+    ) -> usize {
+        let text = Utf8Bytes::from(text);
+        let backlog = self.backlog;
+        let mut delivered = 0;
+        for id in recipients {
+            let Some(Conn {
+                phase: Phase::Open(ws),
+                queued: is_queued,
+                ..
+            }) = conns.get_mut(id)
+            else {
+                continue;
+            };
+            // After our Close (shutdown) nothing more may be sent (RFC 6455 §5.5.1).
+            if !ws.can_write() {
+                continue;
+            }
+            delivered += 1;
+            match ws.get_mut().queue_text(text.clone(), backlog) {
+                Ok(()) => {}
+                Err(QueueError::BacklogFull) => {
+                    debug!("conn=#{id} has more than {backlog} bytes unsent: slow consumer");
+                    self.doomed.push((id, LeaveReason::SlowConsumer));
+                    continue;
+                }
+                Err(QueueError::Io(error)) => {
+                    doom_on_write_error(id, &error, &mut self.doomed);
+                    continue;
+                }
+            }
+            if !*is_queued {
+                *is_queued = true;
+                self.queued.push(id);
+            }
+        }
+        self.sent += delivered as u64;
+        delivered
+    }
 }
 
 /// Sends a heartbeat Ping (empty payload, RFC 6455 §5.5.2) at once; false when the

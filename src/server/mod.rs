@@ -14,7 +14,7 @@
 //! - A token, a timer key or a queued ending names a connection by `{slot, generation}`;
 //!   one whose connection is gone is skipped.
 //! - Connections are never removed while the registry's subscriber lists are being walked:
-//!   an ending found during delivery is queued on `doomed` and carried out by [`Server::reap`].
+//!   an ending found during delivery is queued on the outbox's `doomed` and carried out by [`Server::reap`].
 
 mod accept;
 mod channel_set;
@@ -160,10 +160,8 @@ pub struct Server {
     max_connections: usize,
     /// Connections whose per-turn budget ran out with input possibly left unread.
     ready: Vec<ConnId>,
-    /// Endings decided while connections could not be removed.
-    doomed: Vec<(ConnId, LeaveReason)>,
-    /// Connections with messages queued this turn, written when it ends.
-    queued: Vec<ConnId>,
+    /// Connections with messages queued this turn and endings decided during it.
+    outbox: delivery::Outbox,
     /// Connections still in their request (phase `Handshake`).
     pending: usize,
     trimmer: trim::Trimmer,
@@ -265,8 +263,7 @@ impl Server {
             ws_config,
             max_connections,
             ready: Vec::new(),
-            doomed: Vec::new(),
-            queued: Vec::new(),
+            outbox: delivery::Outbox::new(config.max_backlog),
             pending: 0,
             trimmer: trim::Trimmer::default(),
             accept_paused: false,
@@ -294,6 +291,7 @@ impl Server {
     /// The counters so far, with the byte totals filled in.
     fn counters_now(&self) -> Counters {
         let mut counters = self.counters.clone();
+        counters.messages_sent += self.outbox.sent();
         counters.bytes_received = self.traffic.received();
         counters.bytes_sent = self.traffic.sent();
         counters
@@ -399,7 +397,7 @@ impl Server {
         self.expire_timers(now);
         self.reap(now);
         // Endings found while writing may queue more (their leave events): until quiet.
-        while !self.queued.is_empty() {
+        while !self.outbox.queued.is_empty() {
             self.flush_queued();
             self.reap(now);
         }
@@ -438,7 +436,7 @@ impl Server {
                     self.remove(id);
                 }
             }
-            Phase::Gone => unreachable!("a phase transition was left incomplete"),
+            Phase::Gone => self.broken_invariant(id, "a phase transition was left incomplete", now),
         }
     }
 
@@ -489,7 +487,7 @@ impl Server {
         match conn.liveness.on_deadline(now, heartbeat) {
             Verdict::Recheck(at) => self.wheel.insert(Timer::Heartbeat(id), at),
             Verdict::Ping(at) => {
-                if delivery::send_ping(ws, id, &mut self.doomed) {
+                if delivery::send_ping(ws, id, &mut self.outbox.doomed) {
                     self.counters.pings_sent += 1;
                 }
                 self.wheel.insert(Timer::Heartbeat(id), at);
@@ -499,7 +497,7 @@ impl Server {
                     "conn=#{id} silent for {} ms: dropped",
                     now - conn.liveness.last_seen()
                 );
-                self.doomed.push((id, LeaveReason::Timeout));
+                self.outbox.doomed.push((id, LeaveReason::Timeout));
             }
         }
     }
@@ -523,9 +521,24 @@ impl Server {
         }
     }
 
+    /// A broken invariant found on one connection's path: a bug, loud in debug builds; in
+    /// release (which aborts on panic) it ends that connection only, never the others.
+    fn broken_invariant(&mut self, id: ConnId, what: &str, now: Millis) {
+        debug_assert!(false, "conn=#{id}: {what}");
+        log::error!("conn=#{id}: {what} (a bug); the connection is dropped");
+        let was_open = self.conns.get(id).is_some_and(|conn| conn.user.is_some());
+        self.counters.closed(if was_open {
+            crate::metrics::Ending::WebSocket(LeaveReason::Error)
+        } else {
+            crate::metrics::Ending::Refused
+        });
+        self.detach(id, LeaveReason::Error, now);
+        self.remove(id);
+    }
+
     /// Carries out the endings queued during the turn (which may queue more).
     fn reap(&mut self, now: Millis) {
-        while let Some((id, reason)) = self.doomed.pop() {
+        while let Some((id, reason)) = self.outbox.doomed.pop() {
             self.end(id, reason, now);
         }
     }

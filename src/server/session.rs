@@ -58,7 +58,7 @@ impl Server {
             match result {
                 Ok(message) => self.on_message(id, message, now),
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    flush(ws, id, &mut self.doomed);
+                    flush(ws, id, &mut self.outbox.doomed);
                     return;
                 }
                 Err(error) => {
@@ -66,7 +66,7 @@ impl Server {
                     return;
                 }
             }
-            if self.doomed.iter().any(|(doomed, _)| *doomed == id) {
+            if self.outbox.doomed.iter().any(|(doomed, _)| *doomed == id) {
                 return;
             }
         }
@@ -103,7 +103,7 @@ impl Server {
                     ..
                 }) = self.conns.get_mut(id)
                 {
-                    flush(ws, id, &mut self.doomed);
+                    flush(ws, id, &mut self.outbox.doomed);
                 }
                 self.end(id, LeaveReason::Closed, now);
             }
@@ -163,10 +163,10 @@ impl Server {
         match queued_now {
             Ok(()) if !*queued => {
                 *queued = true;
-                self.queued.push(id);
+                self.outbox.queued.push(id);
             }
             Ok(()) => {}
-            Err(_) => self.doomed.push((id, LeaveReason::SlowConsumer)),
+            Err(_) => self.outbox.doomed.push((id, LeaveReason::SlowConsumer)),
         }
         self.counters.messages_sent += 1;
     }
@@ -230,13 +230,18 @@ impl Server {
             "conn=#{id} closed: {reason} (close code {})",
             u16::from(code)
         );
+        match self.conns.get(id) {
+            Some(conn) if conn.is_open() => {}
+            Some(_) => return self.broken_invariant(id, "fail on a connection not open", now),
+            None => return,
+        }
         self.counters.closed(Ending::WebSocket(leave));
         self.detach(id, leave, now);
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         let Phase::Open(mut ws) = mem::replace(&mut conn.phase, Phase::Gone) else {
-            unreachable!("fail is only called on open connections");
+            return;
         };
         // A close reason is limited to 123 bytes (§5.5: control frames carry at most 125).
         let reason = truncate_utf8(reason, 123);

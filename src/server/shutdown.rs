@@ -103,7 +103,7 @@ impl Server {
             // after a Close, and none was sent yet); what the peer cannot take now goes on
             // its writable events, and a peer that never answers is left to the deadline.
             let _ = ws.close(Some(frame));
-            flush(ws, id, &mut self.doomed);
+            flush(ws, id, &mut self.outbox.doomed);
         }
         self.reap(now);
         self.check_drained();
