@@ -8,14 +8,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{ms, Server};
+use common::{ms, skip_or_fail, Server};
 
 /// The browser the script launches (Debian's package; playwright-core downloads none).
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -29,14 +29,11 @@ fn dashboard_shows_users_arriving_and_leaving_in_a_real_browser() {
     if let Some(missing) = missing_prerequisite(root) {
         let advice = "run .ci/run, or install chromium (apt-get install chromium) and \
                       `npm ci --prefix tests/browser`";
-        if std::env::var("ROLLCALL_BROWSER_TESTS").as_deref() == Ok("1") {
-            panic!("ROLLCALL_BROWSER_TESTS=1 but {missing}: {advice}");
-        }
-        // Straight to the process's stderr: libtest captures `eprintln!` of passing tests,
-        // and a skip should be seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: dashboard browser test: {missing}; {advice}"
+        skip_or_fail(
+            "ROLLCALL_BROWSER_TESTS",
+            "dashboard browser test",
+            &missing,
+            advice,
         );
         return;
     }

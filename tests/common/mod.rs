@@ -35,6 +35,18 @@ const STARTUP: Duration = Duration::from_secs(10);
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
 
+/// A test that cannot run here for lack of an optional dependency (`missing`): it fails when
+/// the environment variable `required` is `1` (CI sets it, so CI never skips), and otherwise
+/// says `SKIPPED: test: missing; advice` straight on the process's stderr (libtest captures
+/// `eprintln!` of passing tests, and a skip must be seen) and lets the test pass.
+#[track_caller]
+pub fn skip_or_fail(required: &str, test: &str, missing: &str, advice: &str) {
+    if std::env::var(required).as_deref() == Ok("1") {
+        panic!("{required}=1 but {test} cannot run: {missing}; {advice}");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {missing}; {advice}");
+}
+
 /// Milliseconds, for assertion messages.
 pub fn ms(d: Duration) -> u128 {
     d.as_millis()
