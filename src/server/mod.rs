@@ -155,6 +155,8 @@ pub struct Server {
     registry: Registry,
     wheel: Wheel<Timer>,
     origin: Instant,
+    /// The latest loop time seen (the `now` of the last turn), for [`Server::next_deadline`].
+    last_now: Millis,
     heartbeat: Heartbeat,
     ws_config: WebSocketConfig,
     max_connections: usize,
@@ -259,6 +261,7 @@ impl Server {
             registry: Registry::new(),
             wheel,
             origin: Instant::now(),
+            last_now: 0,
             heartbeat,
             ws_config,
             max_connections,
@@ -348,22 +351,30 @@ impl Server {
     /// its token; others are ignored) at `now`. Call [`Server::handle_timeout`] once the
     /// poll's events are handled.
     pub fn handle_event(&mut self, event: &Event, now: Instant) {
-        self.on_event(event, self.millis(now));
+        let now = self.millis(now);
+        self.on_event(event, now);
     }
 
     /// Host-driven: runs the deadlines due at `now` and finishes the turn (writes queued
     /// output, ends connections). Call it after every poll, events or not. Returns `Some`
     /// once a shutdown has completed: the host may then drop the server.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<Stop> {
-        self.end_turn(self.millis(now));
+        let now = self.millis(now);
+        self.end_turn(now);
         self.stop.take()
     }
 
     /// Host-driven: when [`Server::handle_timeout`] should run next at the latest (the
-    /// host's poll timeout); `None` when nothing is scheduled.
+    /// host's poll timeout); `None` when nothing is scheduled. It reads no clock: the instant
+    /// is on the time line of the `now`s the host passed in (a deadline already due, or work
+    /// left over from the last turn, gives an instant at or before the last `now`).
     pub fn next_deadline(&self) -> Option<Instant> {
-        let now = Instant::now();
-        self.poll_timeout(now).map(|wait| now + wait)
+        let at = if self.ready.is_empty() {
+            self.wheel.next_deadline()?
+        } else {
+            self.last_now
+        };
+        Some(self.origin + Duration::from_millis(at))
     }
 
     /// The block of tokens this server uses.
@@ -408,18 +419,17 @@ impl Server {
 
     /// How long the poll may sleep: until the next deadline, or not at all when some
     /// connection still has budgeted work.
-    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        let deadline = self.wheel.next_deadline()?;
-        Some(Duration::from_millis(
-            deadline.saturating_sub(self.millis(now)),
-        ))
+    fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
+        let deadline = self.next_deadline()?;
+        Some(deadline.saturating_duration_since(now))
     }
 
-    fn millis(&self, now: Instant) -> Millis {
-        duration_ms(now.saturating_duration_since(self.origin))
+    /// The loop's time for `now` (milliseconds since [`Server::bind`]); remembered as the
+    /// latest time the loop has seen.
+    fn millis(&mut self, now: Instant) -> Millis {
+        let now = duration_ms(now.saturating_duration_since(self.origin));
+        self.last_now = self.last_now.max(now);
+        now
     }
 
     /// Does whatever the connection's phase allows after a readiness event.

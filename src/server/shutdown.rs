@@ -61,12 +61,13 @@ impl Server {
         let _ = now;
     }
 
-    /// Starts a graceful shutdown, as the first SIGINT or SIGTERM does: [`Server::run`]
-    /// (or the next one) returns [`Stop::Graceful`] once every peer has answered its Close
-    /// or the shutdown timeout has passed. For hosts that handle signals themselves.
-    pub fn shutdown(&mut self) {
+    /// Starts a graceful shutdown at `now`, as the first SIGINT or SIGTERM does:
+    /// [`Server::run`] (or the next one), or the host's [`Server::handle_timeout`], reports
+    /// [`Stop::Graceful`] once every peer has answered its Close or the shutdown timeout has
+    /// passed. For hosts that handle signals themselves; the host's clock decides `now`.
+    pub fn shutdown(&mut self, now: std::time::Instant) {
         if self.shutdown.is_none() {
-            let now = self.millis(std::time::Instant::now());
+            let now = self.millis(now);
             self.begin_shutdown(now);
         }
     }
