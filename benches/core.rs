@@ -1,5 +1,5 @@
 //! Micro-benchmarks of rollcall's pure core, through its public API only: the timer wheel
-//! (insert, expiry, heartbeat lazy re-arm), the presence registry (join / leave / update in
+//! (insert, expiry, heartbeat lazy re-arm), the presence roster (join / leave / update in
 //! a big channel), the JSON codec (every server event, every client command) and the
 //! socket-free half of a broadcast (one event framed for 10k WebSocket connections).
 //!
@@ -17,8 +17,8 @@ use rollcall::protocol::{decode, Action, Meta};
 mod broadcast;
 #[path = "core/codec.rs"]
 mod codec;
-#[path = "core/registry.rs"]
-mod registry;
+#[path = "core/roster.rs"]
+mod roster;
 #[path = "core/wheel.rs"]
 mod wheel;
 
@@ -45,6 +45,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = wheel::benches, registry::benches, codec::benches, broadcast::benches
+    targets = wheel::benches, roster::benches, codec::benches, broadcast::benches
 }
 criterion_main!(benches);

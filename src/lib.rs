@@ -6,7 +6,7 @@
 //!
 //! ## Layers
 //! - Pure core, no sockets and no clock (time is a parameter, in [`wheel::Millis`]):
-//!   [`registry`] (presence per channel and user), [`wheel`] (every deadline),
+//!   [`roster`] (presence per channel and user), [`wheel`] (every deadline),
 //!   [`heartbeat`] (when to ping, when to give up), [`protocol`] (the JSON wire format),
 //!   [`http`] (the upgrade request), [`names`], [`units`], [`ids`], and [`cluster`] (the
 //!   Redis codec, the notes nodes exchange and the cluster-wide presence).
@@ -56,7 +56,7 @@ pub mod metrics;
 pub mod names;
 pub mod protocol;
 pub mod rate;
-pub mod registry;
+pub mod roster;
 mod server;
 pub mod token;
 pub mod units;

@@ -1,7 +1,8 @@
-//! Per-connection command rate limiting: a token bucket in virtual time.
+//! Per-connection command rate limiting: the token-bucket algorithm in virtual time, with
+//! *credits* for its tokens (in this code base "token" means a JWT, see `token`).
 //!
-//! Each command takes a token; tokens come back at `per_second` up to `burst`. A command
-//! without a token is refused (`rate_limited`); a connection that keeps sending while
+//! Each command takes a credit; credits come back at `per_second` up to `burst`. A command
+//! without a credit is refused (`rate_limited`); a connection that keeps sending while
 //! refused — more than `burst` refusals in a row — is flooding and is closed.
 //!
 //! Invariants: at most `burst` commands pass in any instant, and at most
@@ -14,7 +15,7 @@ use crate::wheel::Millis;
 /// The configured limit: `per_second` commands on average, `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
-    /// Tokens returned per second.
+    /// Credits returned per second.
     pub per_second: u32,
     /// The bucket's size.
     pub burst: u32,
@@ -79,9 +80,9 @@ pub enum Admission {
 
 /// One connection's bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TokenBucket {
-    /// Tokens, in thousandths (so that refills of less than a token are not lost).
-    millitokens: u32,
+pub struct RateBucket {
+    /// Credits, in thousandths (so that refills of less than a credit are not lost).
+    millicredits: u32,
     /// Refusals since the last allowed command.
     refused: u16,
     /// Low 16 bits of the time of the last refill, in units of 64 ms; a bucket untouched
@@ -92,21 +93,21 @@ pub struct TokenBucket {
 /// Refill time resolution in milliseconds.
 const STEP_MS: Millis = 64;
 
-impl TokenBucket {
+impl RateBucket {
     /// A full bucket at `now`.
-    pub fn new(limit: RateLimit, now: Millis) -> TokenBucket {
-        TokenBucket {
-            millitokens: limit.burst.saturating_mul(1000),
+    pub fn new(limit: RateLimit, now: Millis) -> RateBucket {
+        RateBucket {
+            millicredits: limit.burst.saturating_mul(1000),
             refused: 0,
             refilled_at: step(now),
         }
     }
 
-    /// Takes a token for a command at `now`.
+    /// Takes a credit for a command at `now`.
     pub fn admit(&mut self, limit: RateLimit, now: Millis) -> Admission {
         self.refill(limit, now);
-        if self.millitokens >= 1000 {
-            self.millitokens -= 1000;
+        if self.millicredits >= 1000 {
+            self.millicredits -= 1000;
             self.refused = 0;
             return Admission::Allowed;
         }
@@ -122,7 +123,7 @@ impl TokenBucket {
         let steps = u64::from(step(now).wrapping_sub(self.refilled_at));
         let earned = steps * STEP_MS * u64::from(limit.per_second);
         let full = u64::from(limit.burst) * 1000;
-        self.millitokens = (u64::from(self.millitokens) + earned).min(full) as u32;
+        self.millicredits = (u64::from(self.millicredits) + earned).min(full) as u32;
         self.refilled_at = step(now);
     }
 }
@@ -164,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_burst_passes_then_commands_are_limited() {
-        let mut bucket = TokenBucket::new(LIMIT, 0);
+        let mut bucket = RateBucket::new(LIMIT, 0);
         for _ in 0..40 {
             assert_eq!(bucket.admit(LIMIT, 0), Admission::Allowed);
         }
@@ -172,10 +173,10 @@ mod tests {
     }
 
     #[test]
-    fn tokens_come_back_at_the_rate() {
-        let mut bucket = TokenBucket::new(LIMIT, 0);
+    fn credits_come_back_at_the_rate() {
+        let mut bucket = RateBucket::new(LIMIT, 0);
         (0..40).for_each(|_| assert_eq!(bucket.admit(LIMIT, 0), Admission::Allowed));
-        // 20/s: one token per 50 ms; the refill counts in 64 ms steps.
+        // 20/s: one credit per 50 ms; the refill counts in 64 ms steps.
         assert_eq!(bucket.admit(LIMIT, 60), Admission::Limited);
         assert_eq!(bucket.admit(LIMIT, 64), Admission::Allowed);
         let allowed = (0..100)
@@ -190,7 +191,7 @@ mod tests {
 
     #[test]
     fn refusing_more_than_a_burst_in_a_row_is_flooding() {
-        let mut bucket = TokenBucket::new(LIMIT, 0);
+        let mut bucket = RateBucket::new(LIMIT, 0);
         (0..40).for_each(|_| {
             bucket.admit(LIMIT, 0);
         });
@@ -207,6 +208,6 @@ mod tests {
 
     #[test]
     fn eight_bytes_per_connection() {
-        assert_eq!(std::mem::size_of::<TokenBucket>(), 8);
+        assert_eq!(std::mem::size_of::<RateBucket>(), 8);
     }
 }

@@ -1,6 +1,6 @@
 //! Property tests of the pure core against small reference models, in virtual time.
 //!
-//! - [`registry`]: random connects, joins, updates, leaves, closes (with and without leave
+//! - [`roster`]: random connects, joins, updates, leaves, closes (with and without leave
 //!   grace), grace timers and count coalescing, checked after every step against a model
 //!   made of plain maps: members, connections, meta, `seq`, counts, the exact announcements
 //!   and the removal of empty channels.
@@ -20,7 +20,7 @@ mod common;
 use common::cases::proptest_config as config;
 use proptest::prelude::*;
 
-mod registry {
+mod roster {
     use super::*;
     use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
     use std::rc::Rc;
@@ -28,9 +28,9 @@ mod registry {
     use rollcall::ids::Key;
     use rollcall::protocol::event::Counts;
     use rollcall::protocol::{decode, Action, EventsMode, LeaveReason, Meta};
-    use rollcall::registry::{
+    use rollcall::roster::{
         Announcement, Change, ChannelId, ConnId, CountsDue, GraceKey, MemberChange, NotJoined,
-        Outcome, Registry, UserId, COUNT_INTERVAL_MS,
+        Outcome, Roster, UserId, COUNT_INTERVAL_MS,
     };
     use rollcall::wheel::Millis;
 
@@ -159,7 +159,7 @@ mod registry {
     }
 
     struct Harness {
-        registry: Registry,
+        roster: Roster,
         conns: Vec<Option<ConnModel>>,
         generations: Vec<u32>,
         channels: BTreeMap<usize, ChannelModel>,
@@ -177,7 +177,7 @@ mod registry {
     impl Harness {
         fn new() -> Self {
             Harness {
-                registry: Registry::new(),
+                roster: Roster::new(),
                 conns: (0..SLOTS).map(|_| None).collect(),
                 generations: vec![0; SLOTS],
                 channels: BTreeMap::new(),
@@ -226,7 +226,7 @@ mod registry {
             if self.conns[slot].is_some() {
                 return;
             }
-            let id = self.registry.connect_user(USERS[user]);
+            let id = self.roster.connect_user(USERS[user]);
             assert_eq!(&*id, USERS[user]);
             for other in self.conns.iter().flatten().filter(|c| c.user == user) {
                 assert!(Rc::ptr_eq(&other.id, &id), "one shared id per user");
@@ -265,7 +265,7 @@ mod registry {
             let Some(conn) = self.conns[slot].as_mut() else {
                 return;
             };
-            let (id, outcome) = self.registry.join(
+            let (id, outcome) = self.roster.join(
                 CHANNELS[channel],
                 conn.key,
                 &conn.id,
@@ -354,9 +354,7 @@ mod registry {
             let Some(id) = self.some_id(channel) else {
                 return;
             };
-            let result = self
-                .registry
-                .update(id, conn.key, &conn.id, meta(meta_index));
+            let result = self.roster.update(id, conn.key, &conn.id, meta(meta_index));
             if !conn.channels.contains(&channel) {
                 assert_eq!(result, Err(NotJoined), "update of a channel not joined");
                 return;
@@ -393,7 +391,7 @@ mod registry {
             let Some(conn) = self.conns[slot].as_mut() else {
                 return;
             };
-            let result = self.registry.leave(id, conn.key, &conn.id, reason, grace);
+            let result = self.roster.leave(id, conn.key, &conn.id, reason, grace);
             if !conn.channels.remove(&channel) {
                 assert_eq!(result, Err(NotJoined), "leave of a channel not joined");
                 return;
@@ -417,7 +415,7 @@ mod registry {
                     let key = outcome.grace.expect("the last connection starts a grace");
                     assert_eq!(key.channel, id, "grace key names the channel");
                     assert!(
-                        self.issued.insert((key.channel, key.token)),
+                        self.issued.insert((key.channel, key.serial)),
                         "grace token reused: {key:?}"
                     );
                     self.graces.push(key);
@@ -451,7 +449,7 @@ mod registry {
                 self.leave(slot, channel, reason, grace);
             }
             let conn = self.conns[slot].take().expect("open");
-            self.registry.disconnect_user(&conn.id);
+            self.roster.disconnect_user(&conn.id);
         }
 
         fn end_grace(&mut self, pick: usize) {
@@ -459,7 +457,7 @@ mod registry {
                 return;
             }
             let key = self.graces.swap_remove(pick % self.graces.len());
-            let outcome = self.registry.end_grace(key);
+            let outcome = self.roster.end_grace(key);
             let pending = self.channels.iter_mut().find_map(|(channel, model)| {
                 let user = model
                     .members
@@ -512,7 +510,7 @@ mod registry {
         }
 
         fn counts_changed(&mut self, id: ChannelId) {
-            let due = self.registry.counts_changed(id, self.now, self.watch_all);
+            let due = self.roster.counts_changed(id, self.now, self.watch_all);
             let Some(model) = self.live(id) else {
                 assert_eq!(due, CountsDue::Nothing, "counts of a removed channel");
                 return;
@@ -560,7 +558,7 @@ mod registry {
             while self.flushes.first().is_some_and(|(at, _)| *at <= until) {
                 let (at, id) = self.flushes.remove(0);
                 self.now = at;
-                let flushed = self.registry.flush_counts(id, at);
+                let flushed = self.roster.flush_counts(id, at);
                 let live = self.live(id).is_some();
                 let counts = self.counts.entry(id).or_default();
                 let expected = live && counts.pending.is_some();
@@ -574,21 +572,17 @@ mod registry {
             self.now = until;
         }
 
-        /// Everything the registry shows equals the model.
+        /// Everything the roster shows equals the model.
         fn check(&self) {
-            let registry = &self.registry;
-            assert_eq!(
-                registry.channel_count(),
-                self.channels.len(),
-                "channel count"
-            );
+            let roster = &self.roster;
+            assert_eq!(roster.channel_count(), self.channels.len(), "channel count");
             let online: HashSet<usize> = self.conns.iter().flatten().map(|c| c.user).collect();
-            assert_eq!(registry.users_online(), online.len(), "users online");
+            assert_eq!(roster.users_online(), online.len(), "users online");
             for (&channel, model) in &self.channels {
                 let name = CHANNELS[channel];
-                assert_eq!(registry.find(name), Some(model.id), "find {name}");
-                assert_eq!(registry.name(model.id), Some(name));
-                let mut members: Vec<(String, u32, String)> = registry
+                assert_eq!(roster.find(name), Some(model.id), "find {name}");
+                assert_eq!(roster.name(model.id), Some(name));
+                let mut members: Vec<(String, u32, String)> = roster
                     .members(model.id)
                     .map(|m| (m.user.to_owned(), m.conns, m.meta.as_str().to_owned()))
                     .collect();
@@ -608,7 +602,7 @@ mod registry {
                     .collect();
                 assert_eq!(members, expected, "members of {name}");
                 assert_eq!(
-                    registry.counts(model.id),
+                    roster.counts(model.id),
                     Some(Counts {
                         users: model.members.len(),
                         connections: model.subscribers.len(),
@@ -616,24 +610,24 @@ mod registry {
                     }),
                     "counts of {name}"
                 );
-                assert_eq!(registry.seq(model.id), model.seq, "seq of {name}");
-                assert_eq!(registry.has_members(model.id), !model.members.is_empty());
-                let mut subscribers: Vec<_> = registry.subscribers(model.id).collect();
+                assert_eq!(roster.seq(model.id), model.seq, "seq of {name}");
+                assert_eq!(roster.has_members(model.id), !model.members.is_empty());
+                let mut subscribers: Vec<_> = roster.subscribers(model.id).collect();
                 subscribers.sort_by_key(|(conn, _)| *conn);
                 let expected: Vec<_> = model.subscribers.iter().map(|(c, m)| (*c, *m)).collect();
                 assert_eq!(subscribers, expected, "subscribers of {name}");
             }
             for (channel, name) in CHANNELS.iter().enumerate() {
                 if !self.channels.contains_key(&channel) {
-                    assert_eq!(registry.find(name), None, "{name} is empty: removed");
+                    assert_eq!(roster.find(name), None, "{name} is empty: removed");
                 }
             }
             for (_, id) in &self.stale {
-                assert_eq!(registry.name(*id), None, "stale id {id} finds nothing");
-                assert_eq!(registry.counts(*id), None);
-                assert_eq!(registry.seq(*id), 0);
+                assert_eq!(roster.name(*id), None, "stale id {id} finds nothing");
+                assert_eq!(roster.counts(*id), None);
+                assert_eq!(roster.seq(*id), 0);
             }
-            let mut with_members: Vec<_> = registry.channels_with_members().collect();
+            let mut with_members: Vec<_> = roster.channels_with_members().collect();
             with_members.sort();
             let mut expected: Vec<_> = self
                 .channels
@@ -645,12 +639,12 @@ mod registry {
             assert_eq!(with_members, expected, "channels with members");
             for conn in self.conns.iter().flatten() {
                 for (channel, name) in CHANNELS.iter().enumerate() {
-                    let joined = registry.joined(name, conn.key);
+                    let joined = roster.joined(name, conn.key);
                     if conn.channels.contains(&channel) {
                         let model = &self.channels[&channel];
                         assert_eq!(joined, Ok(model.id));
                         assert_eq!(
-                            registry.mode(model.id, conn.key),
+                            roster.mode(model.id, conn.key),
                             model.subscribers.get(&conn.key).copied()
                         );
                     } else {
@@ -680,8 +674,8 @@ mod registry {
                 harness.end_grace(0);
                 harness.check();
             }
-            prop_assert_eq!(harness.registry.channel_count(), 0);
-            prop_assert_eq!(harness.registry.users_online(), 0);
+            prop_assert_eq!(harness.roster.channel_count(), 0);
+            prop_assert_eq!(harness.roster.users_online(), 0);
         }
     }
 }

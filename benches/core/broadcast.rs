@@ -2,7 +2,7 @@
 //! channel, each written as a WebSocket text frame through its own tungstenite `WebSocket`
 //! (server role, the server's buffer settings) over an in-memory sink. The server's
 //! delivery path is mirrored: encode once, share the bytes (`Utf8Bytes`), walk
-//! `Registry::subscribers`, look each connection up by generational key, `write` the frame.
+//! `Roster::subscribers`, look each connection up by generational key, `write` the frame.
 
 use std::hint::black_box;
 use std::io::{self, Read, Write};
@@ -11,7 +11,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rollcall::ids::Slots;
 use rollcall::protocol::{event, EventsMode, Meta};
-use rollcall::registry::{ChannelId, ConnId, Registry};
+use rollcall::roster::{ChannelId, ConnId, Roster};
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes, WebSocket};
 
@@ -42,7 +42,7 @@ impl Write for Sink {
 }
 
 struct Fixture {
-    registry: Registry,
+    roster: Roster,
     conns: Slots<WebSocket<Sink>>,
     channel: ChannelId,
     meta: Meta,
@@ -59,7 +59,7 @@ impl Fixture {
             .max_message_size(Some(defaults.max_message_size))
             .max_frame_size(Some(defaults.max_message_size));
         let meta = crate::meta(r#"{"name":"Member","status":"online"}"#);
-        let mut registry = Registry::new();
+        let mut roster = Roster::new();
         let mut conns = Slots::default();
         let mut channel = None;
         for i in 0..MEMBERS {
@@ -68,13 +68,12 @@ impl Fixture {
                 Role::Server,
                 Some(config),
             ));
-            let user = registry.connect_user(&format!("user-{i}"));
-            let (joined, _) =
-                registry.join(CHANNEL, id, &user, Some(meta.clone()), EventsMode::All);
+            let user = roster.connect_user(&format!("user-{i}"));
+            let (joined, _) = roster.join(CHANNEL, id, &user, Some(meta.clone()), EventsMode::All);
             channel = Some(joined);
         }
         Fixture {
-            registry,
+            roster,
             conns,
             channel: channel.expect("members"),
             meta,
@@ -84,11 +83,11 @@ impl Fixture {
 
 /// The `all` subscribers but `except`, as the server's `subscribers_in_mode`.
 fn recipients(
-    registry: &Registry,
+    roster: &Roster,
     channel: ChannelId,
     except: Option<ConnId>,
 ) -> impl Iterator<Item = ConnId> + '_ {
-    registry
+    roster
         .subscribers(channel)
         .filter(move |&(conn, mode)| mode == EventsMode::All && Some(conn) != except)
         .map(|(conn, _)| conn)
@@ -111,13 +110,13 @@ pub fn benches(c: &mut Criterion) {
             seq += 1;
             let text = Utf8Bytes::from(event::join(CHANNEL, "newcomer", &fixture.meta, seq));
             let Fixture {
-                registry,
+                roster,
                 conns,
                 channel,
                 ..
             } = fixture;
             let mut sent = 0usize;
-            for id in recipients(registry, *channel, None) {
+            for id in recipients(roster, *channel, None) {
                 let Some(ws) = conns.get_mut(id) else {
                     continue;
                 };
@@ -132,12 +131,12 @@ pub fn benches(c: &mut Criterion) {
         });
     });
 
-    // The same walk without framing: what the registry walk and the lookups cost alone.
+    // The same walk without framing: what the roster walk and the lookups cost alone.
     group.bench_function(BenchmarkId::new("walk_only", MEMBERS), |b| {
         let fixture = fixture.get_or_insert_with(Fixture::new);
         b.iter(|| {
             let mut writable = 0usize;
-            for id in recipients(&fixture.registry, fixture.channel, None) {
+            for id in recipients(&fixture.roster, fixture.channel, None) {
                 if fixture.conns.get(id).is_some_and(WebSocket::can_write) {
                     writable += 1;
                 }

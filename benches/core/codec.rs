@@ -6,7 +6,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion};
 use rollcall::protocol::event::{self, Counts};
 use rollcall::protocol::{decode, ErrorCode, EventsMode, Json, LeaveReason};
-use rollcall::registry::Registry;
+use rollcall::roster::Roster;
 use serde_json::json;
 
 use crate::MAX_META;
@@ -29,17 +29,17 @@ fn encode(c: &mut Criterion) {
     group.bench_function("welcome", |b| {
         b.iter(|| event::welcome(black_box("12.3"), black_box("alice"), 30_000, 60_000));
     });
-    // `state` walks the registry's member map, as the server does on join and `who`.
+    // `state` walks the roster's member map, as the server does on join and `who`.
     for size in [10, 1_000] {
-        let mut registry = Registry::new();
+        let mut roster = Roster::new();
         let mut channel = None;
         for i in 0..size {
-            let user = registry.connect_user(&format!("user-{i}"));
+            let user = roster.connect_user(&format!("user-{i}"));
             let conn = rollcall::ids::Key {
                 slot: i,
                 generation: 0,
             };
-            let (id, _) = registry.join("lobby", conn, &user, Some(meta.clone()), EventsMode::All);
+            let (id, _) = roster.join("lobby", conn, &user, Some(meta.clone()), EventsMode::All);
             channel = Some(id);
         }
         let channel = channel.expect("members");
@@ -48,7 +48,7 @@ fn encode(c: &mut Criterion) {
                 event::state(
                     "lobby",
                     black_box(7),
-                    registry.members(channel),
+                    roster.members(channel),
                     Some(&reference),
                 )
             });

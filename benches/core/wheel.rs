@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rollcall::heartbeat::{Heartbeat, Liveness, Verdict};
 use rollcall::ids::{Key, Slots};
-use rollcall::registry::GraceKey;
+use rollcall::roster::GraceKey;
 use rollcall::wheel::{Millis, Wheel};
 
 /// The server's tick and default heartbeat.

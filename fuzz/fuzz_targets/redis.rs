@@ -18,7 +18,7 @@ use rollcall::cluster::view::{Effect, View};
 use rollcall::cluster::{parse_snapshot, pushed_message};
 use rollcall::names;
 use rollcall::protocol::event;
-use rollcall::registry::Change;
+use rollcall::roster::Change;
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {

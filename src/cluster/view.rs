@@ -15,7 +15,7 @@ use std::rc::Rc;
 use super::note::Note;
 use crate::protocol::event::{Counts, MemberView};
 use crate::protocol::Meta;
-use crate::registry::Change;
+use crate::roster::Change;
 
 /// What applying a note changed.
 #[derive(Debug, Clone, PartialEq, Eq)]

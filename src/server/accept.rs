@@ -29,8 +29,8 @@ use crate::http::{self, Examined, Request, Response, Route, Upgrade};
 use crate::metrics::Ending;
 use crate::names;
 use crate::protocol::event;
-use crate::rate::TokenBucket;
-use crate::registry::{ConnId, UserId};
+use crate::rate::RateBucket;
+use crate::roster::{ConnId, UserId};
 use crate::token::Claims;
 use crate::wheel::Millis;
 
@@ -91,7 +91,7 @@ impl Server {
         let bucket = self
             .config
             .rate_limit
-            .map_or_else(TokenBucket::default, |limit| TokenBucket::new(limit, now));
+            .map_or_else(RateBucket::default, |limit| RateBucket::new(limit, now));
         let id = self
             .conns
             .insert(Conn::new(stream, Liveness::new(now), bucket));
@@ -382,7 +382,7 @@ impl Server {
         let user = if watches_only {
             UserId::from(name.as_str())
         } else {
-            self.registry.connect_user(&name)
+            self.roster.connect_user(&name)
         };
         let stream = MeteredStream::new(stream, self.traffic.clone());
         let ws =

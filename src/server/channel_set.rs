@@ -3,7 +3,7 @@
 //!
 //! Invariant: no channel appears twice; `Many` holds at least two.
 
-use crate::registry::ChannelId;
+use crate::roster::ChannelId;
 
 /// A small set of channel ids: 32 bytes inline, heap only for two or more.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use crate::cluster::resp::Reply;
 use crate::cluster::view::{Effect, View};
 use crate::cluster::{self, Commands, RedisAddress};
 use crate::protocol::{event, EventsMode, Json, LeaveReason};
-use crate::registry::{Announcement, Change, ChannelId, MemberChange};
+use crate::roster::{Announcement, Change, ChannelId, MemberChange};
 use crate::wheel::Millis;
 
 /// How often the cluster's timer looks at the links (retries, refresh, stuck replies), at
@@ -230,7 +230,7 @@ impl Server {
         cluster.send(&load, Expect::Script, now);
         let sync = cluster
             .commands
-            .sync(liveness_ms(cluster.ttl_ms), self.registry.holdings());
+            .sync(liveness_ms(cluster.ttl_ms), self.roster.holdings());
         cluster.send(&sync, Expect::Sync, now);
         cluster.next_beat = now + beat_interval(cluster.ttl_ms);
         // The notes connection gets no replies but pushes (and a refused AUTH closes it).
@@ -335,7 +335,7 @@ impl Server {
                         warn!("cluster: this node's liveness had lapsed; syncing again");
                         let sync = cluster
                             .commands
-                            .sync(liveness_ms(cluster.ttl_ms), self.registry.holdings());
+                            .sync(liveness_ms(cluster.ttl_ms), self.roster.holdings());
                         cluster.send(&sync, Expect::Sync, now);
                     }
                 }
@@ -462,7 +462,7 @@ impl Server {
     /// Tells local clients of a cluster-wide change in `name`: its subscribers and watchers
     /// when the channel is known here, else only the watchers of every channel.
     fn announce_named(&mut self, name: &str, change: Change) {
-        match self.registry.find(name) {
+        match self.roster.find(name) {
             Some(channel) => self.announce(Announcement {
                 channel,
                 name: name.into(),
@@ -485,7 +485,7 @@ impl Server {
     }
 
     fn cluster_counts_changed(&mut self, name: &str, now: Millis) {
-        match self.registry.find(name) {
+        match self.roster.find(name) {
             Some(channel) => self.counts_changed(channel, None, now),
             None if !self.watch_all.is_empty() && self.shutdown.is_none() => {
                 let counts = self.channel_counts_named(name);
@@ -499,10 +499,10 @@ impl Server {
     /// cluster's view and the local one).
     fn refresh_every_channel(&mut self, now: Millis) {
         let mut names: Vec<String> = self
-            .registry
+            .roster
             .channels_with_members()
-            .chain(self.registry.watched_channels())
-            .filter_map(|channel| self.registry.name(channel).map(str::to_owned))
+            .chain(self.roster.watched_channels())
+            .filter_map(|channel| self.roster.name(channel).map(str::to_owned))
             .collect();
         // Watchers of every channel also hear of the channels only the view had (or now has):
         // on a switch to the local presence their fresh `state` shows them empty.
@@ -523,14 +523,14 @@ impl Server {
             return;
         }
         let state = self.state_named(name, None);
-        match self.registry.find(name) {
+        match self.roster.find(name) {
             Some(channel) => {
                 let recipients: Vec<_> = self
-                    .registry
+                    .roster
                     .subscribers(channel)
                     .filter(|(_, mode)| *mode == EventsMode::All)
                     .map(|(conn, _)| conn)
-                    .chain(self.registry.watchers(channel))
+                    .chain(self.roster.watchers(channel))
                     .filter(|conn| !self.watch_all.contains(conn))
                     .chain(self.watch_all.iter().copied())
                     .collect();
@@ -574,7 +574,7 @@ impl Server {
         }
     }
 
-    /// After a local registry change: tells the cluster what this node now holds of the
+    /// After a local roster change: tells the cluster what this node now holds of the
     /// user in the channel.
     pub(super) fn tell_cluster(
         &mut self,
@@ -590,7 +590,7 @@ impl Server {
             return;
         }
         let name = &member.channel;
-        let command = match self.registry.holding(channel, &member.user) {
+        let command = match self.roster.holding(channel, &member.user) {
             Some(conns) => cluster
                 .commands
                 .hold(name, &member.user, conns, member.meta.as_ref()),

@@ -7,7 +7,7 @@
 //! peer until it closes or the linger deadline passes) → removed from the slab.
 //!
 //! Invariants: `user` is `Some` exactly while the connection is open and not yet detached
-//! (from the upgrade on), and it is registered with the registry's users while `counted`; `channels` lists every channel it is subscribed to.
+//! (from the upgrade on), and it is registered with the roster's users while `counted`; `channels` lists every channel it is subscribed to.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -21,8 +21,8 @@ use crate::heartbeat::Liveness;
 use crate::http::upgrade::WATCH_ALL;
 use crate::http::Upgrade;
 use crate::protocol::EventsMode;
-use crate::rate::TokenBucket;
-use crate::registry::{ChannelId, Registry, UserId};
+use crate::rate::RateBucket;
+use crate::roster::{ChannelId, Roster, UserId};
 use crate::token::Claims;
 
 /// Bytes read per system call while the request is incomplete.
@@ -80,13 +80,13 @@ pub(crate) struct Conn {
     pub mode: EventsMode,
     /// True when the connection presented the admin token (it may watch every channel).
     pub admin: bool,
-    /// True while the connection counts among its user's connections (`Registry::users`):
+    /// True while the connection counts among its user's connections (`Roster::users`):
     /// from its first join, or from the upgrade unless it only watches (a watcher is no user).
     pub counted: bool,
     /// True while it is on the server's list of connections with output queued this turn.
     pub queued: bool,
     /// The command rate limit's bucket.
-    pub bucket: TokenBucket,
+    pub bucket: RateBucket,
     /// The connection token's claims, when tokens are required (boxed: absent otherwise).
     pub grant: Option<Box<Claims>>,
 }
@@ -107,18 +107,18 @@ impl Watching {
     }
 
     /// True when `target` (a channel name, or `*`) is watched by name.
-    pub fn names(&self, target: &str, registry: &Registry) -> bool {
+    pub fn names(&self, target: &str, roster: &Roster) -> bool {
         if target == WATCH_ALL {
             return self.all;
         }
-        registry
+        roster
             .find(target)
             .is_some_and(|channel| self.channels.contains(&channel))
     }
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, liveness: Liveness, bucket: TokenBucket) -> Conn {
+    pub fn new(stream: TcpStream, liveness: Liveness, bucket: RateBucket) -> Conn {
         Conn {
             phase: Phase::Handshake {
                 stream,

@@ -9,7 +9,7 @@
 //! Invariants: each message is encoded once and the same bytes go to every recipient; a
 //! recipient is written to at most once per message (a subscriber that also watches gets
 //! one copy); a connection is on the `queued` list at most once; a recipient whose write fails is queued on `doomed`, never removed while the
-//! registry's lists are walked; nothing presence-related is sent once shutdown has begun.
+//! roster's lists are walked; nothing presence-related is sent once shutdown has begun.
 
 use std::io;
 
@@ -22,7 +22,7 @@ use super::metered::QueueError;
 use super::Server;
 use crate::ids::Slots;
 use crate::protocol::{event, EventsMode, Json, LeaveReason};
-use crate::registry::{Announcement, Change, ChannelId, ConnId, Registry};
+use crate::roster::{Announcement, Change, ChannelId, ConnId, Roster};
 
 impl Server {
     /// Tells the channel's `all` subscribers (but `except`) and its watchers what changed.
@@ -72,20 +72,19 @@ impl Server {
         text: String,
     ) {
         let mode = EventsMode::All;
-        let recipients = subscribers_in_mode(&self.registry, channel, mode, except).chain(
-            watchers_by_name(&self.registry, &self.watch_all, channel, mode, except),
+        let recipients = subscribers_in_mode(&self.roster, channel, mode, except).chain(
+            watchers_by_name(&self.roster, &self.watch_all, channel, mode, except),
         );
         self.outbox.deliver(&mut self.conns, recipients, text);
         let state = self.state_named(name, None);
         let recipients =
-            watchers_of_everything(&self.registry, &self.watch_all, channel, mode, except);
+            watchers_of_everything(&self.roster, &self.watch_all, channel, mode, except);
         self.outbox.deliver(&mut self.conns, recipients, state);
     }
 
     /// Tells the channel's `count` subscribers (but `except`) and its watchers its counts.
     pub(super) fn send_counts(&mut self, channel: ChannelId, except: Option<ConnId>) {
-        let (Some(name), Some(counts)) =
-            (self.registry.name(channel), self.channel_counts(channel))
+        let (Some(name), Some(counts)) = (self.roster.name(channel), self.channel_counts(channel))
         else {
             return;
         };
@@ -112,9 +111,13 @@ impl Server {
         except: Option<ConnId>,
         text: String,
     ) {
-        let recipients = subscribers_in_mode(&self.registry, channel, mode, except).chain(
-            watchers(&self.registry, &self.watch_all, channel, mode, except),
-        );
+        let recipients = subscribers_in_mode(&self.roster, channel, mode, except).chain(watchers(
+            &self.roster,
+            &self.watch_all,
+            channel,
+            mode,
+            except,
+        ));
         self.outbox.deliver(&mut self.conns, recipients, text);
     }
 
@@ -141,13 +144,12 @@ impl Server {
         data: &Json,
     ) -> usize {
         self.handler.on_message(name, from, data.as_str());
-        let Some(channel) = self.registry.find(name) else {
+        let Some(channel) = self.roster.find(name) else {
             return 0;
         };
         let text = event::message(name, from, data);
-        let recipients = self.registry.subscribers(channel).map(|(conn, _)| conn);
-        let sent = self.outbox.deliver(&mut self.conns, recipients, text);
-        sent
+        let recipients = self.roster.subscribers(channel).map(|(conn, _)| conn);
+        self.outbox.deliver(&mut self.conns, recipients, text)
     }
 
     /// Sends one message to one connection (queued on `doomed` if that fails).
@@ -175,12 +177,12 @@ impl Server {
 
 /// The channel's subscribers in `mode`, but `except`.
 fn subscribers_in_mode(
-    registry: &Registry,
+    roster: &Roster,
     channel: ChannelId,
     mode: EventsMode,
     except: Option<ConnId>,
 ) -> impl Iterator<Item = ConnId> + '_ {
-    registry
+    roster
         .subscribers(channel)
         .filter(move |&(conn, subscribed)| subscribed == mode && Some(conn) != except)
         .map(|(conn, _)| conn)
@@ -204,44 +206,44 @@ pub(super) fn starts_channel(change: &Change) -> bool {
 /// The channel's watchers and the watchers of every channel, each once, but `except` and
 /// those already subscribed in `mode` (they get the message as subscribers).
 fn watchers<'a>(
-    registry: &'a Registry,
+    roster: &'a Roster,
     watch_all: &'a [ConnId],
     channel: ChannelId,
     mode: EventsMode,
     except: Option<ConnId>,
 ) -> impl Iterator<Item = ConnId> + 'a {
-    watchers_by_name(registry, watch_all, channel, mode, except).chain(watchers_of_everything(
-        registry, watch_all, channel, mode, except,
+    watchers_by_name(roster, watch_all, channel, mode, except).chain(watchers_of_everything(
+        roster, watch_all, channel, mode, except,
     ))
 }
 
 /// The channel's own watchers that do not watch every channel, but `except` and those
 /// subscribed in `mode`.
 fn watchers_by_name<'a>(
-    registry: &'a Registry,
+    roster: &'a Roster,
     watch_all: &'a [ConnId],
     channel: ChannelId,
     mode: EventsMode,
     except: Option<ConnId>,
 ) -> impl Iterator<Item = ConnId> + 'a {
-    registry
+    roster
         .watchers(channel)
         .filter(move |watcher| !watch_all.contains(watcher))
         .filter(move |&watcher| {
-            Some(watcher) != except && registry.mode(channel, watcher) != Some(mode)
+            Some(watcher) != except && roster.mode(channel, watcher) != Some(mode)
         })
 }
 
 /// The watchers of every channel, but `except` and those subscribed to the channel in `mode`.
 fn watchers_of_everything<'a>(
-    registry: &'a Registry,
+    roster: &'a Roster,
     watch_all: &'a [ConnId],
     channel: ChannelId,
     mode: EventsMode,
     except: Option<ConnId>,
 ) -> impl Iterator<Item = ConnId> + 'a {
     watch_all.iter().copied().filter(move |&watcher| {
-        Some(watcher) != except && registry.mode(channel, watcher) != Some(mode)
+        Some(watcher) != except && roster.mode(channel, watcher) != Some(mode)
     })
 }
 

@@ -75,9 +75,9 @@ impl Server {
         Gauges {
             connections,
             handshakes_pending,
-            users_online: self.registry.users_online(),
+            users_online: self.roster.users_online(),
             watchers: self.watcher_count(),
-            channels: self.registry.channel_count(),
+            channels: self.roster.channel_count(),
             resident_memory_bytes: resident_memory_bytes(),
             start_time_seconds: self
                 .started
@@ -107,7 +107,7 @@ impl Server {
         let connections = self.conns.iter().filter(|(_, conn)| conn.is_open()).count();
         let mut out = format!(
             r#"{{"connections":{connections},"users":{},"watchers":{},"channels":{{"#,
-            self.registry.users_online(),
+            self.roster.users_online(),
             self.watcher_count()
         );
         let mut names = self.channels_with_members();

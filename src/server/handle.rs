@@ -192,7 +192,7 @@ impl Server {
                     let _ = reply.send(json);
                 }
                 Request::Counts { channel, reply } => {
-                    let counts = self.registry.find(&channel).map_or_else(
+                    let counts = self.roster.find(&channel).map_or_else(
                         || Some(self.channel_counts_named(&channel)).filter(|c| c.users > 0),
                         |id| self.channel_counts(id),
                     );
@@ -219,7 +219,7 @@ impl Server {
     }
 
     /// The open connections of `user` (a scan: handles are rare, connections many).
-    fn connections_of(&self, user: &str) -> Vec<crate::registry::ConnId> {
+    fn connections_of(&self, user: &str) -> Vec<crate::roster::ConnId> {
         self.conns
             .iter()
             .filter(|(_, conn)| conn.is_open() && conn.user.as_deref() == Some(user))

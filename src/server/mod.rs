@@ -13,7 +13,7 @@
 //!   its budget for the turn runs out.
 //! - A token, a timer key or a queued ending names a connection by `{slot, generation}`;
 //!   one whose connection is gone is skipped.
-//! - Connections are never removed while the registry's subscriber lists are being walked:
+//! - Connections are never removed while the roster's subscriber lists are being walked:
 //!   an ending found during delivery is queued on the outbox's `doomed` and carried out by [`Server::reap`].
 
 mod accept;
@@ -52,7 +52,7 @@ use crate::heartbeat::{Heartbeat, Verdict};
 use crate::ids::Slots;
 use crate::metrics::Counters;
 use crate::protocol::LeaveReason;
-use crate::registry::{ChannelId, ConnId, GraceKey, Registry};
+use crate::roster::{ChannelId, ConnId, GraceKey, Roster};
 use crate::wheel::{Millis, Wheel};
 
 use conn::{Conn, Phase};
@@ -152,7 +152,7 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     conns: Slots<Conn>,
-    registry: Registry,
+    roster: Roster,
     wheel: Wheel<Timer>,
     origin: Instant,
     /// The latest loop time seen (the `now` of the last turn), for [`Server::next_deadline`].
@@ -258,7 +258,7 @@ impl Server {
             listener,
             local_addr,
             conns: Slots::default(),
-            registry: Registry::new(),
+            roster: Roster::new(),
             wheel,
             origin: Instant::now(),
             last_now: 0,
@@ -469,11 +469,11 @@ impl Server {
                     }
                 }
                 Timer::Grace(key) => {
-                    let outcome = self.registry.end_grace(key);
+                    let outcome = self.roster.end_grace(key);
                     self.apply(key.channel, outcome, now);
                 }
                 Timer::Counts(channel) => {
-                    if self.registry.flush_counts(channel, now) {
+                    if self.roster.flush_counts(channel, now) {
                         self.send_counts(channel, None);
                     }
                 }

@@ -1,13 +1,13 @@
 //! Presence reads — `state`, counts, members, the channel list — from wherever they are
 //! true: the cluster's view in a live cluster (every node's members), else this node's
-//! registry. Every reply and endpoint that shows presence reads through here, so a client
+//! roster. Every reply and endpoint that shows presence reads through here, so a client
 //! never gets one source's `state` and the other's counts.
 
 use super::Server;
 use crate::cluster::view::View;
 use crate::protocol::event::{self, Counts, MemberView};
 use crate::protocol::Json;
-use crate::registry::ChannelId;
+use crate::roster::ChannelId;
 
 impl Server {
     /// The cluster's view, when presence reads and events come from it (a live cluster).
@@ -20,7 +20,7 @@ impl Server {
 
     /// The `state` of a channel of this node.
     pub(super) fn state_message(&self, channel: ChannelId, reference: Option<&Json>) -> String {
-        let name = self.registry.name(channel).unwrap_or_default();
+        let name = self.roster.name(channel).unwrap_or_default();
         self.state_named(name, reference)
     }
 
@@ -39,9 +39,9 @@ impl Server {
         match self.cluster_view() {
             Some(view) => view.seq(name),
             None => self
-                .registry
+                .roster
                 .find(name)
-                .map_or(0, |channel| self.registry.seq(channel)),
+                .map_or(0, |channel| self.roster.seq(channel)),
         }
     }
 
@@ -53,17 +53,17 @@ impl Server {
         match self.cluster_view() {
             Some(view) => Box::new(view.members(name)),
             None => Box::new(
-                self.registry
+                self.roster
                     .find(name)
                     .into_iter()
-                    .flat_map(|channel| self.registry.members(channel)),
+                    .flat_map(|channel| self.roster.members(channel)),
             ),
         }
     }
 
     /// The counts of a channel of this node, unless `channel` is stale.
     pub(super) fn channel_counts(&self, channel: ChannelId) -> Option<Counts> {
-        let name = self.registry.name(channel)?;
+        let name = self.roster.name(channel)?;
         Some(self.channel_counts_named(name))
     }
 
@@ -72,9 +72,9 @@ impl Server {
         match self.cluster_view() {
             Some(view) => view.counts(name),
             None => self
-                .registry
+                .roster
                 .find(name)
-                .and_then(|channel| self.registry.counts(channel))
+                .and_then(|channel| self.roster.counts(channel))
                 .unwrap_or_default(),
         }
     }
@@ -83,10 +83,10 @@ impl Server {
     pub(super) fn is_member(&self, channel: ChannelId, user: &str) -> bool {
         match self.cluster_view() {
             Some(view) => self
-                .registry
+                .roster
                 .name(channel)
                 .is_some_and(|name| view.is_member(name, user)),
-            None => self.registry.is_member(channel, user),
+            None => self.roster.is_member(channel, user),
         }
     }
 
@@ -95,9 +95,9 @@ impl Server {
         match self.cluster_view() {
             Some(view) => view.channels().map(str::to_owned).collect(),
             None => self
-                .registry
+                .roster
                 .channels_with_members()
-                .filter_map(|channel| self.registry.name(channel).map(str::to_owned))
+                .filter_map(|channel| self.roster.name(channel).map(str::to_owned))
                 .collect(),
         }
     }

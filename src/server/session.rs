@@ -1,4 +1,4 @@
-//! Open WebSocket sessions: reading frames, running commands against the registry, and
+//! Open WebSocket sessions: reading frames, running commands against the roster, and
 //! turning what changed into deliveries and timers.
 //!
 //! Invariants: peer input never panics (every tungstenite error ends only that connection,
@@ -23,7 +23,7 @@ use crate::protocol::{
     self, Action, Command, CommandError, ErrorCode, EventsMode, Json, LeaveReason, Meta,
 };
 use crate::rate::Admission;
-use crate::registry::{
+use crate::roster::{
     Announcement, Change, ChannelId, ConnId, CountsDue, NotJoined, Outcome, UserId,
 };
 use crate::wheel::Millis;
@@ -304,7 +304,7 @@ impl Server {
                     conn.channels.remove(channel_id);
                 }
                 let outcome = self
-                    .registry
+                    .roster
                     .leave(channel_id, id, &user, LeaveReason::Left, false);
                 self.apply(
                     channel_id,
@@ -314,7 +314,7 @@ impl Server {
             }
             Action::Update { channel, meta } => {
                 let channel_id = self.joined(&channel, id)?;
-                let outcome = self.registry.update(channel_id, id, &user, meta);
+                let outcome = self.roster.update(channel_id, id, &user, meta);
                 self.apply(
                     channel_id,
                     outcome.map_err(|e| not_joined(e, &channel))?,
@@ -352,7 +352,7 @@ impl Server {
 
     /// The channel `name` if this connection has joined it, else a `not_joined` error.
     fn joined(&self, name: &str, id: ConnId) -> Result<ChannelId, CommandError> {
-        self.registry
+        self.roster
             .joined(name, id)
             .map_err(|e| not_joined(e, name))
     }
@@ -383,7 +383,7 @@ impl Server {
             None => meta,
         };
         let user = self.count_user(id).unwrap_or_else(|| user.clone());
-        let (channel_id, outcome) = self.registry.join(channel, id, &user, meta, mode);
+        let (channel_id, outcome) = self.roster.join(channel, id, &user, meta, mode);
         if let Some(conn) = self.conns.get_mut(id) {
             conn.channels.insert(channel_id);
         }
@@ -408,8 +408,8 @@ impl Server {
     /// `too_large` when a new subscription would pass the channels-per-connection cap, or
     /// a new member the members-per-channel cap. Joining again what is joined always passes.
     fn check_join_limits(&self, id: ConnId, user: &UserId, name: &str) -> Result<(), CommandError> {
-        let channel = self.registry.find(name);
-        if channel.is_some_and(|channel| self.registry.mode(channel, id).is_some()) {
+        let channel = self.roster.find(name);
+        if channel.is_some_and(|channel| self.roster.mode(channel, id).is_some()) {
             return Ok(());
         }
         let joined = self
@@ -482,10 +482,7 @@ impl Server {
         now: Millis,
     ) {
         let watched_elsewhere = !self.watch_all.is_empty();
-        match self
-            .registry
-            .counts_changed(channel, now, watched_elsewhere)
-        {
+        match self.roster.counts_changed(channel, now, watched_elsewhere) {
             CountsDue::Now => self.send_counts(channel, except),
             CountsDue::At(at) => self.wheel.insert(Timer::Counts(channel), at),
             CountsDue::Nothing => {}
@@ -512,23 +509,23 @@ impl Server {
         let channels = mem::take(&mut conn.channels);
         let grace = !self.config.leave_grace.is_zero();
         for &channel in channels.as_slice() {
-            if let Ok(outcome) = self.registry.leave(channel, id, &user, reason, grace) {
+            if let Ok(outcome) = self.roster.leave(channel, id, &user, reason, grace) {
                 self.apply(channel, outcome, now);
             }
         }
         if counted {
-            self.registry.disconnect_user(&user);
+            self.roster.disconnect_user(&user);
         }
         self.unwatch_everything(id);
     }
 
     /// Registers a connection that only watched as one of its user's connections, now that
-    /// it joins a channel, and returns the registry's id of the user.
+    /// it joins a channel, and returns the roster's id of the user.
     fn count_user(&mut self, id: ConnId) -> Option<UserId> {
         let conn = self.conns.get_mut(id)?;
         if !conn.counted {
             let name = conn.user.take()?;
-            conn.user = Some(self.registry.connect_user(&name));
+            conn.user = Some(self.roster.connect_user(&name));
             conn.counted = true;
         }
         conn.user.clone()

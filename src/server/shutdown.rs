@@ -14,7 +14,7 @@ use tungstenite::protocol::CloseFrame;
 use super::conn::{Conn, Phase};
 use super::delivery::flush;
 use super::{Server, Timer};
-use crate::registry::ConnId;
+use crate::roster::ConnId;
 use crate::wheel::Millis;
 
 /// How [`Server::run`] ended.

@@ -14,7 +14,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use super::conn::{Conn, Phase};
 use super::{Server, Timer};
 use crate::protocol::{event, CommandError, ErrorCode, Json, LeaveReason};
-use crate::registry::ConnId;
+use crate::roster::ConnId;
 use crate::token::{self, TokenError};
 use crate::wheel::Millis;
 

@@ -10,14 +10,14 @@
 //! with a grant of every channel), or anything without tokens. One connection watches at most
 //! `max_channels_per_conn` targets (`*` counts as one).
 //!
-//! Invariant: `Conn::watching` and the registry's watcher lists (and `Server::watch_all`)
+//! Invariant: `Conn::watching` and the roster's watcher lists (and `Server::watch_all`)
 //! name the same pairs.
 
 use super::conn::{Conn, Watching};
 use super::Server;
 use crate::http::upgrade::{self, WATCH_ALL};
 use crate::protocol::{CommandError, ErrorCode, Json};
-use crate::registry::ConnId;
+use crate::roster::ConnId;
 
 impl Server {
     /// `forbidden` unless the connection may watch `target`, `too_large` when it would watch
@@ -28,7 +28,7 @@ impl Server {
         };
         self.may_watch(conn, target)?;
         let watching = conn.watching.as_deref();
-        let already = watching.is_some_and(|w| w.names(target, &self.registry));
+        let already = watching.is_some_and(|w| w.names(target, &self.roster));
         let max = self.config.max_channels_per_conn;
         if !already && watching.map_or(0, Watching::len) >= max {
             let message = format!("a connection may watch at most {max} channels");
@@ -65,7 +65,7 @@ impl Server {
         // Watching `*` needed a grant of every channel (or the admin token).
         conn.watching
             .as_deref()
-            .is_some_and(|watching| watching.all || watching.names(name, &self.registry))
+            .is_some_and(|watching| watching.all || watching.names(name, &self.roster))
     }
 
     /// Starts watching `target` (a channel name or `*`), replying with the `state`s. The
@@ -82,7 +82,7 @@ impl Server {
             }
             self.channels_with_members()
         } else {
-            let channel = self.registry.watch(target, id);
+            let channel = self.roster.watch(target, id);
             if !watching.channels.contains(&channel) {
                 watching.channels.push(channel);
             }
@@ -111,14 +111,12 @@ impl Server {
             return Ok(());
         }
         let channel = self
-            .registry
+            .roster
             .find(target)
             .filter(|c| watching.channels.contains(c))
             .ok_or_else(not_watched)?;
         watching.channels.retain(|c| *c != channel);
-        self.registry
-            .unwatch(channel, id)
-            .map_err(|_| not_watched())
+        self.roster.unwatch(channel, id).map_err(|_| not_watched())
     }
 
     /// Stops every watch of a connection that is going away.
@@ -136,7 +134,7 @@ impl Server {
         }
         for channel in channels {
             // A stale channel id means the channel is gone, and the watch with it.
-            let _ = self.registry.unwatch(channel, id);
+            let _ = self.roster.unwatch(channel, id);
         }
     }
 }

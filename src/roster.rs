@@ -1,4 +1,4 @@
-//! The presence registry: who is in which channel, through how many connections, with what
+//! The presence roster: who is in which channel, through how many connections, with what
 //! meta; the per-channel `seq`; leave grace and `count` coalescing. Pure data, no I/O, no
 //! clock: time comes in as [`Millis`] and timers go out as keys for the caller's wheel.
 //!
@@ -108,8 +108,8 @@ pub struct MemberChange {
 pub struct GraceKey {
     /// The channel.
     pub channel: ChannelId,
-    /// Distinguishes graces within the channel; a cancelled grace's token is never reused.
-    pub token: u32,
+    /// Distinguishes graces within the channel; a cancelled grace's serial is never reused.
+    pub serial: u32,
 }
 
 /// When the channel's `count` subscribers should be told about changed counts.
@@ -117,7 +117,7 @@ pub struct GraceKey {
 pub enum CountsDue {
     /// Send now.
     Now,
-    /// Put the channel on the wheel for this time, then call [`Registry::flush_counts`].
+    /// Put the channel on the wheel for this time, then call [`Roster::flush_counts`].
     At(Millis),
     /// Nothing to do: no `count` subscriber, or a flush is already scheduled.
     Nothing,
@@ -131,7 +131,7 @@ pub struct NotJoined;
 struct Member {
     conns: u32,
     meta: Meta,
-    /// Set while the leave grace runs: the token and the reason to announce when it ends.
+    /// Set while the leave grace runs: the serial and the reason to announce when it ends.
     grace: Option<(u32, LeaveReason)>,
 }
 
@@ -144,9 +144,9 @@ struct Channel {
     count_subscribers: usize,
     /// Connections watching this channel (usually none or a few dashboards).
     watchers: Vec<ConnId>,
-    /// Users in grace, by grace token.
+    /// Users in grace, by grace serial.
     graces: Vec<(u32, UserId)>,
-    next_grace_token: u32,
+    next_grace_serial: u32,
     counts_sent_at: Option<Millis>,
     counts_flush_scheduled: bool,
 }
@@ -161,7 +161,7 @@ impl Channel {
             count_subscribers: 0,
             watchers: Vec::new(),
             graces: Vec::new(),
-            next_grace_token: 0,
+            next_grace_serial: 0,
             counts_sent_at: None,
             counts_flush_scheduled: false,
         }
@@ -204,8 +204,8 @@ impl Channel {
         }
     }
 
-    fn cancel_grace(&mut self, token: u32) {
-        self.graces.retain(|(pending, _)| *pending != token);
+    fn cancel_grace(&mut self, serial: u32) {
+        self.graces.retain(|(pending, _)| *pending != serial);
     }
 
     fn is_empty(&self) -> bool {
@@ -215,17 +215,17 @@ impl Channel {
 
 /// Every channel's presence, and the users online.
 #[derive(Default)]
-pub struct Registry {
+pub struct Roster {
     channels: Slots<Channel>,
     by_name: HashMap<Rc<str>, ChannelId>,
     /// Connections per user, over all channels (and none).
     users: HashMap<UserId, u32>,
 }
 
-impl Registry {
-    /// An empty registry.
+impl Roster {
+    /// An empty roster.
     pub fn new() -> Self {
-        Registry::default()
+        Roster::default()
     }
 
     /// Registers one more connection of `name` and returns the shared user id.
@@ -332,8 +332,8 @@ impl Registry {
                 if let Some(meta) = &new_meta {
                     member.meta = meta.clone();
                 }
-                if let Some((token, _)) = ended_grace {
-                    channel.cancel_grace(token);
+                if let Some((serial, _)) = ended_grace {
+                    channel.cancel_grace(serial);
                 }
                 if let Some(meta) = new_meta {
                     outcome.announcement =
@@ -350,7 +350,7 @@ impl Registry {
 
     /// Unsubscribes `conn` of `user` from `channel`. When that was the user's last
     /// connection there, the user leaves, at once or, given `grace` and a reason other than
-    /// [`LeaveReason::Left`], when the grace timer fires ([`Registry::end_grace`]).
+    /// [`LeaveReason::Left`], when the grace timer fires ([`Roster::end_grace`]).
     pub fn leave(
         &mut self,
         id: ChannelId,
@@ -370,11 +370,14 @@ impl Registry {
         member.conns -= 1;
         if member.conns == 0 {
             if grace && reason != LeaveReason::Left {
-                let token = channel.next_grace_token;
-                channel.next_grace_token = token.wrapping_add(1);
-                member.grace = Some((token, reason));
-                channel.graces.push((token, user.clone()));
-                outcome.grace = Some(GraceKey { channel: id, token });
+                let serial = channel.next_grace_serial;
+                channel.next_grace_serial = serial.wrapping_add(1);
+                member.grace = Some((serial, reason));
+                channel.graces.push((serial, user.clone()));
+                outcome.grace = Some(GraceKey {
+                    channel: id,
+                    serial,
+                });
                 outcome.counts_changed = true;
             } else {
                 channel.members.remove(user);
@@ -398,7 +401,7 @@ impl Registry {
         let Some(index) = channel
             .graces
             .iter()
-            .position(|(token, _)| *token == key.token)
+            .position(|(serial, _)| *serial == key.serial)
         else {
             return Outcome::default();
         };
@@ -554,7 +557,7 @@ impl Registry {
         })
     }
 
-    /// How many of `user`'s connections this registry has in the channel: `Some(0)` while
+    /// How many of `user`'s connections this roster has in the channel: `Some(0)` while
     /// its leave grace runs, `None` when it is no member.
     pub fn holding(&self, id: ChannelId, user: &str) -> Option<u32> {
         Some(self.channels.get(id)?.members.get(user)?.conns)
@@ -657,8 +660,8 @@ mod tests {
         outcome.announcement.as_ref().map(|a| &a.change)
     }
 
-    fn users(registry: &Registry, id: ChannelId) -> Vec<(String, u32)> {
-        let mut users: Vec<_> = registry
+    fn users(roster: &Roster, id: ChannelId) -> Vec<(String, u32)> {
+        let mut users: Vec<_> = roster
             .members(id)
             .map(|m| (m.user.to_owned(), m.conns))
             .collect();
@@ -668,9 +671,9 @@ mod tests {
 
     #[test]
     fn first_connection_joins_and_last_leaves() {
-        let mut registry = Registry::new();
-        let alice = registry.connect_user("alice");
-        let (id, outcome) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        let mut roster = Roster::new();
+        let alice = roster.connect_user("alice");
+        let (id, outcome) = roster.join("c", conn(1), &alice, None, EventsMode::All);
         assert_eq!(
             outcome.announcement,
             Some(Announcement {
@@ -684,7 +687,7 @@ mod tests {
                 }
             })
         );
-        let outcome = registry
+        let outcome = roster
             .leave(id, conn(1), &alice, LeaveReason::Closed, false)
             .expect("joined");
         assert_eq!(
@@ -695,27 +698,27 @@ mod tests {
                 seq: 2
             })
         );
-        assert_eq!(registry.channel_count(), 0, "an empty channel is removed");
-        assert_eq!(registry.name(id), None, "its id is stale");
+        assert_eq!(roster.channel_count(), 0, "an empty channel is removed");
+        assert_eq!(roster.name(id), None, "its id is stale");
     }
 
     #[test]
     fn second_connection_of_a_user_is_silent() {
-        let mut registry = Registry::new();
-        let alice = registry.connect_user("alice");
-        let again = registry.connect_user("alice");
+        let mut roster = Roster::new();
+        let alice = roster.connect_user("alice");
+        let again = roster.connect_user("alice");
         assert!(Rc::ptr_eq(&alice, &again), "one shared id per user");
-        assert_eq!(registry.users_online(), 1);
-        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
-        let (_, outcome) = registry.join("c", conn(2), &alice, None, EventsMode::All);
+        assert_eq!(roster.users_online(), 1);
+        let (id, _) = roster.join("c", conn(1), &alice, None, EventsMode::All);
+        let (_, outcome) = roster.join("c", conn(2), &alice, None, EventsMode::All);
         assert_eq!(outcome.announcement, None);
         assert!(outcome.counts_changed);
-        assert_eq!(users(&registry, id), vec![("alice".into(), 2)]);
-        let outcome = registry
+        assert_eq!(users(&roster, id), vec![("alice".into(), 2)]);
+        let outcome = roster
             .leave(id, conn(1), &alice, LeaveReason::Closed, false)
             .expect("joined");
         assert_eq!(outcome.announcement, None, "another tab remains");
-        let outcome = registry
+        let outcome = roster
             .leave(id, conn(2), &alice, LeaveReason::Left, false)
             .expect("joined");
         assert!(matches!(
@@ -726,47 +729,47 @@ mod tests {
                 ..
             })
         ));
-        registry.disconnect_user(&alice);
-        registry.disconnect_user(&again);
-        assert_eq!(registry.users_online(), 0);
+        roster.disconnect_user(&alice);
+        roster.disconnect_user(&again);
+        assert_eq!(roster.users_online(), 0);
     }
 
     #[test]
     fn seq_counts_every_announced_change_per_channel() {
-        let mut registry = Registry::new();
-        let (alice, bob) = (registry.connect_user("alice"), registry.connect_user("bob"));
-        let (c, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
-        let (d, _) = registry.join("d", conn(1), &alice, None, EventsMode::All);
-        registry.join("c", conn(2), &bob, None, EventsMode::All);
-        let outcome = registry
+        let mut roster = Roster::new();
+        let (alice, bob) = (roster.connect_user("alice"), roster.connect_user("bob"));
+        let (c, _) = roster.join("c", conn(1), &alice, None, EventsMode::All);
+        let (d, _) = roster.join("d", conn(1), &alice, None, EventsMode::All);
+        roster.join("c", conn(2), &bob, None, EventsMode::All);
+        let outcome = roster
             .update(c, conn(2), &bob, meta(r#"{"s":1}"#))
             .expect("joined");
         assert!(matches!(
             change(&outcome),
             Some(Change::Update { seq: 3, .. })
         ));
-        let outcome = registry
+        let outcome = roster
             .update(c, conn(2), &bob, meta(r#"{"s":1}"#))
             .expect("joined");
         assert_eq!(outcome.announcement, None, "same meta: no change, no seq");
-        assert_eq!(registry.seq(c), 3);
-        assert_eq!(registry.seq(d), 1);
+        assert_eq!(roster.seq(c), 3);
+        assert_eq!(roster.seq(d), 1);
     }
 
     #[test]
     fn rejoin_is_idempotent_and_new_meta_is_an_update() {
-        let mut registry = Registry::new();
-        let alice = registry.connect_user("alice");
-        let (id, _) = registry.join(
+        let mut roster = Roster::new();
+        let alice = roster.connect_user("alice");
+        let (id, _) = roster.join(
             "c",
             conn(1),
             &alice,
             Some(meta(r#"{"a":1}"#)),
             EventsMode::All,
         );
-        let (_, outcome) = registry.join("c", conn(1), &alice, None, EventsMode::None);
+        let (_, outcome) = roster.join("c", conn(1), &alice, None, EventsMode::None);
         assert_eq!(outcome, Outcome::default());
-        let (_, outcome) = registry.join(
+        let (_, outcome) = roster.join(
             "c",
             conn(2),
             &alice,
@@ -777,8 +780,8 @@ mod tests {
             change(&outcome),
             Some(Change::Update { seq: 2, .. })
         ));
-        assert_eq!(users(&registry, id), vec![("alice".into(), 2)]);
-        let latest = registry
+        assert_eq!(users(&roster, id), vec![("alice".into(), 2)]);
+        let latest = roster
             .members(id)
             .next()
             .map(|m| m.meta.as_str().to_owned());
@@ -787,61 +790,61 @@ mod tests {
 
     #[test]
     fn leave_requires_membership() {
-        let mut registry = Registry::new();
-        let alice = registry.connect_user("alice");
-        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        let mut roster = Roster::new();
+        let alice = roster.connect_user("alice");
+        let (id, _) = roster.join("c", conn(1), &alice, None, EventsMode::All);
         assert_eq!(
-            registry.leave(id, conn(9), &alice, LeaveReason::Left, false),
+            roster.leave(id, conn(9), &alice, LeaveReason::Left, false),
             Err(NotJoined)
         );
         assert_eq!(
-            registry.update(id, conn(9), &alice, Meta::empty()),
+            roster.update(id, conn(9), &alice, Meta::empty()),
             Err(NotJoined)
         );
-        assert_eq!(registry.joined("c", conn(9)), Err(NotJoined));
-        assert_eq!(registry.joined("nope", conn(1)), Err(NotJoined));
-        assert_eq!(registry.joined("c", conn(1)), Ok(id));
+        assert_eq!(roster.joined("c", conn(9)), Err(NotJoined));
+        assert_eq!(roster.joined("nope", conn(1)), Err(NotJoined));
+        assert_eq!(roster.joined("c", conn(1)), Ok(id));
     }
 
     #[test]
     fn reconnect_within_grace_is_silent() {
-        let mut registry = Registry::new();
-        let alice = registry.connect_user("alice");
-        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
-        let outcome = registry
+        let mut roster = Roster::new();
+        let alice = roster.connect_user("alice");
+        let (id, _) = roster.join("c", conn(1), &alice, None, EventsMode::All);
+        let outcome = roster
             .leave(id, conn(1), &alice, LeaveReason::Closed, true)
             .expect("joined");
         assert_eq!(outcome.announcement, None);
         let grace = outcome.grace.expect("grace started");
         assert_eq!(
-            users(&registry, id),
+            users(&roster, id),
             vec![("alice".into(), 0)],
             "still present, no conns"
         );
-        let (again, outcome) = registry.join("c", conn(2), &alice, None, EventsMode::All);
+        let (again, outcome) = roster.join("c", conn(2), &alice, None, EventsMode::All);
         assert_eq!(again, id, "the channel survived the grace");
         assert_eq!(
             outcome.announcement, None,
             "no join after a reconnect within the grace"
         );
         assert_eq!(
-            registry.end_grace(grace),
+            roster.end_grace(grace),
             Outcome::default(),
             "the old grace is stale"
         );
-        assert_eq!(registry.seq(id), 1);
+        assert_eq!(roster.seq(id), 1);
     }
 
     #[test]
     fn grace_end_announces_the_original_reason() {
-        let mut registry = Registry::new();
-        let alice = registry.connect_user("alice");
-        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
-        let grace = registry
+        let mut roster = Roster::new();
+        let alice = roster.connect_user("alice");
+        let (id, _) = roster.join("c", conn(1), &alice, None, EventsMode::All);
+        let grace = roster
             .leave(id, conn(1), &alice, LeaveReason::Timeout, true)
             .expect("joined")
             .grace;
-        let outcome = registry.end_grace(grace.expect("grace"));
+        let outcome = roster.end_grace(grace.expect("grace"));
         assert_eq!(
             change(&outcome),
             Some(&Change::Leave {
@@ -850,15 +853,15 @@ mod tests {
                 seq: 2
             })
         );
-        assert_eq!(registry.channel_count(), 0);
+        assert_eq!(roster.channel_count(), 0);
     }
 
     #[test]
     fn explicit_leave_skips_the_grace() {
-        let mut registry = Registry::new();
-        let alice = registry.connect_user("alice");
-        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
-        let outcome = registry
+        let mut roster = Roster::new();
+        let alice = roster.connect_user("alice");
+        let (id, _) = roster.join("c", conn(1), &alice, None, EventsMode::All);
+        let outcome = roster
             .leave(id, conn(1), &alice, LeaveReason::Left, true)
             .expect("joined");
         assert_eq!(outcome.grace, None);
@@ -873,30 +876,27 @@ mod tests {
 
     #[test]
     fn counts_are_coalesced_to_one_per_interval() {
-        let mut registry = Registry::new();
-        let (alice, bob) = (registry.connect_user("alice"), registry.connect_user("bob"));
-        let (id, _) = registry.join("radio", conn(1), &alice, None, EventsMode::All);
+        let mut roster = Roster::new();
+        let (alice, bob) = (roster.connect_user("alice"), roster.connect_user("bob"));
+        let (id, _) = roster.join("radio", conn(1), &alice, None, EventsMode::All);
         assert_eq!(
-            registry.counts_changed(id, 0, false),
+            roster.counts_changed(id, 0, false),
             CountsDue::Nothing,
             "no count subscriber"
         );
-        registry.join("radio", conn(2), &bob, None, EventsMode::Count);
-        assert_eq!(registry.counts_changed(id, 100, false), CountsDue::Now);
+        roster.join("radio", conn(2), &bob, None, EventsMode::Count);
+        assert_eq!(roster.counts_changed(id, 100, false), CountsDue::Now);
+        assert_eq!(roster.counts_changed(id, 300, false), CountsDue::At(1_100));
         assert_eq!(
-            registry.counts_changed(id, 300, false),
-            CountsDue::At(1_100)
-        );
-        assert_eq!(
-            registry.counts_changed(id, 400, false),
+            roster.counts_changed(id, 400, false),
             CountsDue::Nothing,
             "already scheduled"
         );
-        assert!(registry.flush_counts(id, 1_100));
-        assert!(!registry.flush_counts(id, 1_200), "one flush per schedule");
-        assert_eq!(registry.counts_changed(id, 2_100, false), CountsDue::Now);
+        assert!(roster.flush_counts(id, 1_100));
+        assert!(!roster.flush_counts(id, 1_200), "one flush per schedule");
+        assert_eq!(roster.counts_changed(id, 2_100, false), CountsDue::Now);
         assert_eq!(
-            registry.counts(id),
+            roster.counts(id),
             Some(Counts {
                 users: 2,
                 connections: 2,
@@ -904,7 +904,7 @@ mod tests {
             })
         );
         let modes: Vec<_> = {
-            let mut modes: Vec<_> = registry.subscribers(id).collect();
+            let mut modes: Vec<_> = roster.subscribers(id).collect();
             modes.sort_by_key(|(conn, _)| *conn);
             modes.into_iter().map(|(_, mode)| mode).collect()
         };
@@ -913,55 +913,52 @@ mod tests {
 
     #[test]
     fn watchers_see_without_being_members() {
-        let mut registry = Registry::new();
-        let alice = registry.connect_user("alice");
-        let id = registry.watch("c", conn(9));
+        let mut roster = Roster::new();
+        let alice = roster.connect_user("alice");
+        let id = roster.watch("c", conn(9));
         assert_eq!(
-            registry.counts(id),
+            roster.counts(id),
             Some(Counts {
                 users: 0,
                 connections: 0,
                 seq: 0
             })
         );
-        assert_eq!(registry.channels_with_members().count(), 0);
+        assert_eq!(roster.channels_with_members().count(), 0);
         assert_eq!(
-            registry.counts_changed(id, 0, false),
+            roster.counts_changed(id, 0, false),
             CountsDue::Now,
             "a watcher listens to counts"
         );
-        let (same, outcome) = registry.join("c", conn(1), &alice, None, EventsMode::All);
+        let (same, outcome) = roster.join("c", conn(1), &alice, None, EventsMode::All);
         assert_eq!(same, id, "watching created the channel the join uses");
         assert!(matches!(
             change(&outcome),
             Some(Change::Join { seq: 1, .. })
         ));
-        assert_eq!(registry.watchers(id).collect::<Vec<_>>(), vec![conn(9)]);
+        assert_eq!(roster.watchers(id).collect::<Vec<_>>(), vec![conn(9)]);
         assert_eq!(
-            registry.mode(id, conn(9)),
+            roster.mode(id, conn(9)),
             None,
             "a watcher is not subscribed"
         );
-        assert_eq!(users(&registry, id), vec![("alice".into(), 1)]);
-        registry
+        assert_eq!(users(&roster, id), vec![("alice".into(), 1)]);
+        roster
             .leave(id, conn(1), &alice, LeaveReason::Closed, false)
             .expect("joined");
-        assert_eq!(registry.channel_count(), 1, "kept alive by its watcher");
-        assert_eq!(registry.unwatch(id, conn(9)), Ok(()));
-        assert_eq!(registry.unwatch(id, conn(9)), Err(NotJoined));
-        assert_eq!(registry.channel_count(), 0);
+        assert_eq!(roster.channel_count(), 1, "kept alive by its watcher");
+        assert_eq!(roster.unwatch(id, conn(9)), Ok(()));
+        assert_eq!(roster.unwatch(id, conn(9)), Err(NotJoined));
+        assert_eq!(roster.channel_count(), 0);
     }
 
     #[test]
     fn counts_for_someone_watching_everything() {
-        let mut registry = Registry::new();
-        let alice = registry.connect_user("alice");
-        let (id, _) = registry.join("c", conn(1), &alice, None, EventsMode::All);
-        assert_eq!(registry.counts_changed(id, 0, true), CountsDue::Now);
-        assert!(registry.has_members(id));
-        assert_eq!(
-            registry.channels_with_members().collect::<Vec<_>>(),
-            vec![id]
-        );
+        let mut roster = Roster::new();
+        let alice = roster.connect_user("alice");
+        let (id, _) = roster.join("c", conn(1), &alice, None, EventsMode::All);
+        assert_eq!(roster.counts_changed(id, 0, true), CountsDue::Now);
+        assert!(roster.has_members(id));
+        assert_eq!(roster.channels_with_members().collect::<Vec<_>>(), vec![id]);
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use rollcall::ids::Key;
 use rollcall::protocol::{EventsMode, LeaveReason, Meta};
-use rollcall::registry::{ChannelId, Registry, UserId};
+use rollcall::roster::{ChannelId, Roster, UserId};
 
 const SIZES: [usize; 2] = [1_000, 100_000];
 const CHANNEL: &str = "lobby";
@@ -23,7 +23,7 @@ fn conn(slot: usize) -> Key {
 }
 
 struct Fixture {
-    registry: Registry,
+    roster: Roster,
     channel: ChannelId,
     /// The channel's members; member `i` is subscribed through `conn(i)`.
     members: Vec<UserId>,
@@ -34,22 +34,21 @@ struct Fixture {
 
 impl Fixture {
     fn new(size: usize) -> Fixture {
-        let mut registry = Registry::new();
+        let mut roster = Roster::new();
         let meta = crate::meta(r#"{"name":"Member","status":"online"}"#);
         let members: Vec<UserId> = (0..size)
-            .map(|i| registry.connect_user(&format!("user-{i}")))
+            .map(|i| roster.connect_user(&format!("user-{i}")))
             .collect();
         let mut channel = None;
         for (i, user) in members.iter().enumerate() {
-            let (id, _) =
-                registry.join(CHANNEL, conn(i), user, Some(meta.clone()), EventsMode::All);
+            let (id, _) = roster.join(CHANNEL, conn(i), user, Some(meta.clone()), EventsMode::All);
             channel = Some(id);
         }
         let newcomers = (0..CHUNK)
-            .map(|i| registry.connect_user(&format!("newcomer-{i}")))
+            .map(|i| roster.connect_user(&format!("newcomer-{i}")))
             .collect();
         Fixture {
-            registry,
+            roster,
             channel: channel.expect("at least one member"),
             members,
             newcomers,
@@ -64,7 +63,7 @@ impl Fixture {
         for (i, user) in self.newcomers[..count].iter().enumerate() {
             let meta = metas[i].take();
             black_box(
-                self.registry
+                self.roster
                     .join(CHANNEL, conn(size + i), user, meta, EventsMode::All),
             );
         }
@@ -76,7 +75,7 @@ impl Fixture {
         let start = Instant::now();
         for (i, user) in self.newcomers[..count].iter().enumerate() {
             let outcome =
-                self.registry
+                self.roster
                     .leave(self.channel, conn(size + i), user, LeaveReason::Left, false);
             black_box(outcome.expect("joined"));
         }
@@ -85,7 +84,7 @@ impl Fixture {
 }
 
 pub fn benches(c: &mut Criterion) {
-    let mut group = c.benchmark_group("registry");
+    let mut group = c.benchmark_group("roster");
     group
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
@@ -139,7 +138,7 @@ pub fn benches(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("update", size), |b| {
             let fixture = fixture.get_or_insert_with(|| Fixture::new(size));
             let Fixture {
-                registry,
+                roster,
                 channel,
                 members,
                 ..
@@ -152,7 +151,7 @@ pub fn benches(c: &mut Criterion) {
                     (index, meta)
                 },
                 |(index, meta)| {
-                    registry
+                    roster
                         .update(*channel, conn(index), &members[index], meta)
                         .expect("a member")
                 },
