@@ -27,7 +27,7 @@ export RUSTC_BOOTSTRAP=1
 # --target keeps these artifacts apart from the ordinary ones in target/debug.
 export RUSTFLAGS="-Zsanitizer=leak -Cforce-frame-pointers=yes"
 echo "== building with LeakSanitizer for $triple"
-cargo build --locked --target "$triple" --bins
+cargo build --locked --target "$triple" --workspace --bins
 bin=target/$triple/debug
 if ! nm "$bin/rollcall" | grep -c '__lsan' >/dev/null; then
     echo "== $bin/rollcall carries no LSan runtime" >&2

@@ -373,7 +373,7 @@ fn a_half_open_peer_does_not_pile_up_what_is_published_to_it() {
 fn hold_one(addr: std::net::SocketAddr, prefix: &str) -> ChildGuard {
     let url = format!("ws://{addr}/");
     ChildGuard::spawn(
-        LOAD_BIN,
+        &load_bin(),
         &[
             "hold",
             "--url",

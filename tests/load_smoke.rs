@@ -19,8 +19,6 @@ use common::redis::{self, RedisServer};
 use common::*;
 use serde_json::Value;
 
-const LOAD: &str = env!("CARGO_BIN_EXE_rollcall-load");
-
 /// Longest any smoke run may take before the test fails (they take well under a few seconds).
 const RUN_LIMIT: Duration = Duration::from_secs(30);
 
@@ -37,7 +35,7 @@ struct LoadRun {
 /// Runs `rollcall-load MODE --url ws://ADDR/ --json ARGS...`, killed after [`RUN_LIMIT`].
 #[track_caller]
 fn load(url: &str, mode: &str, args: &[&str]) -> LoadRun {
-    let mut child = Command::new(LOAD)
+    let mut child = Command::new(load_bin())
         .arg(mode)
         .args(["--url", url, "--json", "--timeout", "20s"])
         .args(args)

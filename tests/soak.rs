@@ -38,7 +38,7 @@ fn churn_while_holding(server: &Server, cycles: usize) -> Value {
     let url = format!("ws://{addr}/");
     let held = HELD.to_string();
     let hold = ChildGuard::spawn(
-        LOAD_BIN,
+        &load_bin(),
         &[
             "hold",
             "--url",
@@ -68,7 +68,7 @@ fn churn_while_holding(server: &Server, cycles: usize) -> Value {
     }
     let (cycles, concurrency) = (cycles.to_string(), CONCURRENCY.to_string());
     let run = run_program(
-        LOAD_BIN,
+        &load_bin(),
         &[
             "churn",
             "--url",

@@ -1178,8 +1178,19 @@ pub fn resident_bytes(pid: u32) -> u64 {
 // Other processes: the load tool as a client, the server's resident memory
 // ---------------------------------------------------------------------------------------------
 
-/// Path of the load tool, a second binary of the crate.
-pub const LOAD_BIN: &str = env!("CARGO_BIN_EXE_rollcall-load");
+/// Path of the load tool (the workspace's `crates/rollcall-load`), built beside the server
+/// by `cargo test` at the workspace root (both packages are default members).
+#[track_caller]
+pub fn load_bin() -> String {
+    let path = std::path::Path::new(BIN).with_file_name("rollcall-load");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests from the workspace root (cargo test --locked), which \
+         builds it, or build it first (cargo build -p rollcall-load)",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
 
 /// A child process other than the server (a load tool acting as a client), killed on drop,
 /// also when it is stopped (SIGKILL ends a stopped process too).
