@@ -1,7 +1,8 @@
 //! Cluster mode: several nodes share one presence set and one stream of publications
 //! through Redis. This module is the pure part: the RESP codec, the notes nodes exchange,
-//! the node's copy of the cluster-wide presence, and the commands it sends. The event loop
-//! owns the two Redis connections (`server::cluster`).
+//! the node's copy of the cluster-wide presence, the commands it sends, and its session with
+//! Redis as a state machine ([`session`]). The event loop owns the two Redis connections
+//! (`server::cluster`).
 //!
 //! How it works, in short:
 //! - Each node records in Redis what it *holds*: for each channel and user with a local
@@ -20,6 +21,7 @@
 pub mod address;
 pub mod note;
 pub mod resp;
+pub mod session;
 pub mod view;
 
 use sha1::{Digest, Sha1};

@@ -1,20 +1,20 @@
-//! Cluster mode in the loop: the node's two Redis connections (one for commands, one
-//! subscribed to the notes), its state, and turning notes into deliveries.
+//! Cluster mode in the loop: the node's two Redis connections and turning what its
+//! [`Session`] decides into socket work and deliveries.
 //!
-//! A node is *live* once both connections are up, its holdings are synced and its view is
-//! loaded from a snapshot taken after the subscription started. While live, presence reads
-//! (`state`, `who`, counts, `GET /presence`) come from the cluster view and presence events
-//! reach local clients only from the notes, so every node tells the same events with the
-//! same seq. While not live (Redis unreachable: *degraded*), the node serves its local
-//! presence as a single server would; on each switch its `all` subscribers get a fresh
-//! `state` (and `count` subscribers a `count`), so no client keeps a view of the other mode.
+//! The session (`cluster::session`, pure) decides everything about Redis: when to connect,
+//! what to send, what a reply means, when the node is *live* (both connections up, holdings
+//! synced, view loaded from a snapshot taken after the subscription started). This file
+//! owns the sockets and tells local clients: while live, presence reads (`state`, `who`,
+//! counts, `GET /presence`) come from the cluster view and presence events reach local
+//! clients only from the notes, so every node tells the same events with the same seq. While
+//! not live (Redis unreachable: *degraded*), the node serves its local presence as a single
+//! server would; on each switch its `all` subscribers get a fresh `state` (and `count`
+//! subscribers a `count`), so no client keeps a view of the other mode.
 //!
-//! Invariants: the loop never waits for Redis: commands are pipelined and their replies
-//! matched in order (`expect`); a failure of either connection drops both, and the next
-//! attempt re-syncs everything this node holds, so nothing sent while the link was failing
-//! needs to be replayed; no command is sent per idle connection.
+//! Invariants: the loop never waits for Redis: commands are pipelined and written at the end
+//! of the turn; a failure of either connection drops both (the session re-syncs everything
+//! this node holds on the next attempt); no command is sent per idle connection.
 
-use std::collections::VecDeque;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use log::{debug, info, warn};
@@ -23,18 +23,12 @@ use super::redis_link::{Link, LinkError};
 use super::{Server, Timer};
 use crate::cluster::note::Note;
 use crate::cluster::resp::Reply;
+use crate::cluster::session::{Session, Step};
 use crate::cluster::view::{Effect, View};
-use crate::cluster::{self, Commands, RedisAddress};
+use crate::cluster::{Commands, RedisAddress};
 use crate::protocol::{event, EventsMode, Json, LeaveReason};
 use crate::roster::{Announcement, Change, ChannelId, MemberChange};
 use crate::wheel::Millis;
-
-/// How often the cluster's timer looks at the links (retries, refresh, stuck replies), at
-/// most; a short node TTL makes it shorter.
-const TICK_MS: Millis = 1_000;
-/// The first wait before connecting again after a failure; it doubles up to [`MAX_RETRY_MS`].
-const FIRST_RETRY_MS: Millis = 250;
-const MAX_RETRY_MS: Millis = 4_000;
 
 /// Something that arrived from Redis.
 enum Incoming {
@@ -44,44 +38,12 @@ enum Incoming {
     Push(Reply),
 }
 
-/// What a reply on the command connection answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    Login,
-    Script,
-    Sync,
-    Snapshot,
-    Beat,
-    Change,
-    Goodbye,
-}
-
-/// This node's membership of the cluster.
+/// This node's membership of the cluster: its session and the sockets it runs on.
 pub(super) struct ClusterNode {
-    address: RedisAddress,
+    session: Session,
     target: SocketAddr,
-    commands: Commands,
-    ttl_ms: Millis,
-    tick_ms: Millis,
     command_link: Option<Link>,
     note_link: Option<Link>,
-    /// What each reply still to come on the command link answers, and when it was sent.
-    expect: VecDeque<(Expect, Millis)>,
-    view: View,
-    /// Notes that arrived while a snapshot was on its way: applied after it.
-    held_back: Option<Vec<Note>>,
-    live: bool,
-    /// Whether the current outage was logged.
-    degraded_logged: bool,
-    next_beat: Millis,
-    retry_at: Millis,
-    retry_ms: Millis,
-    /// Live nodes, as of the last refresh.
-    nodes: u64,
-    /// Commands sent to Redis.
-    commands_sent: u64,
-    /// Set once this node said goodbye (graceful shutdown): no more changes are sent.
-    leaving: bool,
 }
 
 /// Why a cluster could not be set up at bind time.
@@ -100,102 +62,109 @@ impl ClusterNode {
             .ok()
             .and_then(|mut addresses| addresses.next())
             .ok_or_else(|| Unresolvable(format!("cannot resolve the host of {address}")))?;
+        let commands = Commands::new(node, address.db);
         Ok(ClusterNode {
-            commands: Commands::new(node, address.db),
-            address,
+            session: Session::new(address, commands, ttl_ms),
             target,
-            ttl_ms,
-            tick_ms: TICK_MS.min(ttl_ms / 4),
             command_link: None,
             note_link: None,
-            expect: VecDeque::new(),
-            view: View::default(),
-            held_back: None,
-            live: false,
-            degraded_logged: false,
-            next_beat: 0,
-            retry_at: 0,
-            retry_ms: FIRST_RETRY_MS,
-            nodes: 0,
-            commands_sent: 0,
-            leaving: false,
         })
     }
 
     /// True when the cluster view is in force (see the module's doc).
     pub fn is_live(&self) -> bool {
-        self.live
+        self.session.is_live()
     }
 
     /// The cluster-wide presence (meaningful while live).
     pub fn view(&self) -> &View {
-        &self.view
+        self.session.view()
     }
 
     /// Live nodes as of the last refresh (0 while degraded).
     pub fn nodes(&self) -> u64 {
-        if self.live {
-            self.nodes
-        } else {
-            0
-        }
+        self.session.nodes()
     }
 
     /// Commands sent to Redis so far.
     pub fn commands_sent(&self) -> u64 {
-        self.commands_sent
+        self.session.commands_sent()
     }
 
     /// True while a goodbye waits for its answer (a shutdown waits for it).
     pub fn saying_goodbye(&self) -> bool {
-        self.expect
-            .iter()
-            .any(|(expect, _)| *expect == Expect::Goodbye)
+        self.session.saying_goodbye()
     }
 
-    fn send(&mut self, command: &[Vec<u8>], expect: Expect, now: Millis) -> bool {
-        let Some(link) = self.command_link.as_mut() else {
-            return false;
-        };
-        link.send(command);
-        self.expect.push_back((expect, now));
-        self.commands_sent += 1;
-        true
+    /// Hands what the session queued to the connections (written at the end of the turn).
+    fn hand_over(&mut self) {
+        let commands = self.session.take_commands();
+        if let Some(link) = self.command_link.as_mut() {
+            for command in &commands {
+                link.send(command);
+            }
+        }
+        let notes = self.session.take_note_commands();
+        if let Some(link) = self.note_link.as_mut() {
+            for command in &notes {
+                link.send(command);
+            }
+        }
     }
 }
 
 impl Server {
-    /// The cluster's periodic look: connect when due, refresh liveness, give up on a
-    /// connection whose replies stopped coming.
+    /// The cluster's periodic look (connect when due, refresh liveness, give up on stuck
+    /// replies), then re-armed.
     pub(super) fn cluster_tick(&mut self, now: Millis) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
-        self.wheel.insert(Timer::ClusterTick, now + cluster.tick_ms);
-        if cluster.command_link.is_none() {
-            if now >= cluster.retry_at && !cluster.leaving {
-                self.cluster_connect(now);
-            }
-            return;
-        }
-        let stuck = cluster
-            .expect
-            .front()
-            .is_some_and(|(_, sent)| now.saturating_sub(*sent) > cluster.ttl_ms);
-        if stuck {
-            self.cluster_fall(now, "Redis stopped answering");
-            return;
-        }
-        if cluster.live && now >= cluster.next_beat {
-            cluster.next_beat = now + beat_interval(cluster.ttl_ms);
-            let beat = cluster.commands.beat(liveness_ms(cluster.ttl_ms));
-            cluster.send(&beat, Expect::Beat, now);
-        }
+        self.wheel
+            .insert(Timer::ClusterTick, now + cluster.session.tick_ms());
+        let step = cluster.session.tick(now);
+        self.cluster_step(step, now);
         self.cluster_pump(now);
     }
 
-    /// Opens both connections and queues what a new node says: log in, load the script,
-    /// sync everything held here; the notes connection subscribes.
+    /// Carries out what the session decided.
+    fn cluster_step(&mut self, step: Step, now: Millis) {
+        match step {
+            Step::Nothing => {}
+            Step::Connect => self.cluster_connect(now),
+            Step::Fall(why) => self.cluster_fall(now, &why),
+            Step::Note(note) => self.apply_note(note, now),
+            Step::Loaded {
+                became_live,
+                changed,
+                notes,
+            } => {
+                if became_live {
+                    if let Some(cluster) = self.cluster.as_ref() {
+                        info!(
+                            "cluster live: node {} with {} live nodes on {}",
+                            cluster.session.node(),
+                            cluster.session.nodes(),
+                            cluster.session.address()
+                        );
+                    }
+                    self.refresh_every_channel(now);
+                } else {
+                    for name in changed {
+                        self.refresh_channel(&name, now);
+                    }
+                }
+                for note in notes {
+                    self.apply_note(note, now);
+                }
+            }
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.hand_over();
+        }
+    }
+
+    /// Opens both connections and lets the session say what a new node says.
     fn cluster_connect(&mut self, now: Millis) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
@@ -213,33 +182,19 @@ impl Server {
             )
             .map(|notes| (commands, notes))
         });
-        let (command_link, mut note_link) = match links {
+        let (command_link, note_link) = match links {
             Ok(links) => links,
             Err(error) => {
-                let why = format!("cannot connect to {}: {error}", cluster.address);
+                let why = format!("cannot connect to {}: {error}", cluster.session.address());
                 self.cluster_fall(now, &why);
                 return;
             }
         };
-        debug!("cluster: connecting to {}", cluster.address);
+        debug!("cluster: connecting to {}", cluster.session.address());
         cluster.command_link = Some(command_link);
-        for login in cluster::login(&cluster.address, true) {
-            cluster.send(&login, Expect::Login, now);
-        }
-        let load = cluster.commands.load_script();
-        cluster.send(&load, Expect::Script, now);
-        let sync = cluster
-            .commands
-            .sync(liveness_ms(cluster.ttl_ms), self.roster.holdings());
-        cluster.send(&sync, Expect::Sync, now);
-        cluster.next_beat = now + beat_interval(cluster.ttl_ms);
-        // The notes connection gets no replies but pushes (and a refused AUTH closes it).
-        for login in cluster::login(&cluster.address, false) {
-            note_link.send(&login);
-        }
-        note_link.send(&cluster.commands.subscribe());
-        cluster.commands_sent += 1;
         cluster.note_link = Some(note_link);
+        cluster.session.connected(now, self.roster.holdings());
+        cluster.hand_over();
         self.cluster_pump(now);
     }
 
@@ -265,12 +220,18 @@ impl Server {
                 return;
             }
             let mut handled = false;
-            while let Some(reply) = self.next_cluster_reply(now) {
+            while let Some(incoming) = self.next_cluster_reply(now) {
                 handled = true;
-                match reply {
-                    Incoming::Reply(reply) => self.on_command_reply(reply, now),
-                    Incoming::Push(push) => self.on_push(push, now),
-                }
+                let Some(cluster) = self.cluster.as_mut() else {
+                    return;
+                };
+                let step = match incoming {
+                    Incoming::Reply(reply) => {
+                        cluster.session.on_reply(reply, now, self.roster.holdings())
+                    }
+                    Incoming::Push(push) => cluster.session.on_push(push, now),
+                };
+                self.cluster_step(step, now);
             }
             if !handled {
                 return;
@@ -299,126 +260,12 @@ impl Server {
 
     /// Writes the commands the turn queued (at its end: one write for all of them).
     pub(super) fn cluster_flush(&mut self, now: Millis) {
-        let result = self
-            .cluster
-            .as_mut()
-            .and_then(|cluster| cluster.command_link.as_mut())
-            .map(Link::flush);
+        let result = self.cluster.as_mut().and_then(|cluster| {
+            cluster.hand_over();
+            cluster.command_link.as_mut().map(Link::flush)
+        });
         if let Some(Err(error)) = result {
             self.cluster_fall(now, &describe(&error));
-        }
-    }
-
-    fn on_command_reply(&mut self, reply: Reply, now: Millis) {
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        let Some((expect, _)) = cluster.expect.pop_front() else {
-            self.cluster_fall(now, "a reply from Redis that nothing asked for");
-            return;
-        };
-        if let Reply::Error(error) = &reply {
-            // A refused login, or a script that failed: the shared state cannot be trusted
-            // to hold this node's changes; start over (the reconnect re-syncs).
-            let why = format!("Redis refused {expect:?}: {error}");
-            self.cluster_fall(now, &why);
-            return;
-        }
-        match expect {
-            Expect::Login | Expect::Script | Expect::Change | Expect::Goodbye => {}
-            Expect::Sync | Expect::Beat => match cluster::parse_beat(&reply) {
-                Some(beat) => {
-                    cluster.nodes = beat.nodes;
-                    if beat.lapsed {
-                        // Late refreshes (a stalled process, a slow Redis) let the others
-                        // reap this node: put back what it holds.
-                        warn!("cluster: this node's liveness had lapsed; syncing again");
-                        let sync = cluster
-                            .commands
-                            .sync(liveness_ms(cluster.ttl_ms), self.roster.holdings());
-                        cluster.send(&sync, Expect::Sync, now);
-                    }
-                }
-                None => self.cluster_fall(now, "a refresh reply of the wrong shape"),
-            },
-            Expect::Snapshot => match cluster::parse_snapshot(reply) {
-                Some(snapshot) => {
-                    let changed = cluster.view.load(snapshot);
-                    self.cluster_loaded(changed, now);
-                }
-                None => self.cluster_fall(now, "a snapshot reply of the wrong shape"),
-            },
-        }
-    }
-
-    /// The view was loaded: apply what arrived meanwhile, become live, and refresh what
-    /// local clients know.
-    fn cluster_loaded(&mut self, changed: Vec<String>, now: Millis) {
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        let held_back = cluster.held_back.take().unwrap_or_default();
-        let became_live = !cluster.live;
-        cluster.live = true;
-        cluster.retry_ms = FIRST_RETRY_MS;
-        if became_live {
-            info!(
-                "cluster live: node {} with {} live nodes on {}",
-                cluster.commands.node(),
-                cluster.nodes,
-                cluster.address
-            );
-            cluster.degraded_logged = false;
-            self.refresh_every_channel(now);
-        } else {
-            for name in changed {
-                self.refresh_channel(&name, now);
-            }
-        }
-        for note in held_back {
-            self.apply_note(note, now);
-        }
-    }
-
-    /// A push on the notes connection: the subscription's confirmation or a note.
-    fn on_push(&mut self, push: Reply, now: Millis) {
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        if cluster::is_subscribed(&push) {
-            self.cluster_resnapshot(now);
-            return;
-        }
-        let Some(payload) = cluster::pushed_message(&push) else {
-            if let Reply::Error(error) = push {
-                let why = format!("Redis refused the subscription: {error}");
-                self.cluster_fall(now, &why);
-            }
-            return;
-        };
-        match Note::parse(payload) {
-            Ok(note) => match cluster.held_back.as_mut() {
-                Some(held_back) => held_back.push(note),
-                None => self.apply_note(note, now),
-            },
-            Err(_) => warn!(
-                "cluster: ignored a note this node cannot read: {:?}",
-                String::from_utf8_lossy(payload)
-            ),
-        }
-    }
-
-    /// Asks for a snapshot; notes are held back until it arrives.
-    fn cluster_resnapshot(&mut self, now: Millis) {
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        if cluster.held_back.is_some() {
-            return;
-        }
-        let snapshot = cluster.commands.snapshot();
-        if cluster.send(&snapshot, Expect::Snapshot, now) {
-            cluster.held_back = Some(Vec::new());
         }
     }
 
@@ -435,18 +282,18 @@ impl Server {
         } = note
         {
             // The origin delivered to its own clients already.
-            if origin != cluster.commands.node() {
+            if origin != cluster.session.node() {
                 self.deliver_publication(&channel, from.as_deref(), &data);
             }
             return;
         }
-        let effect = cluster.view.apply(&note);
+        let effect = cluster.session.view_mut().apply(&note);
         let channel = note.channel();
         match effect {
             Effect::Nothing => {}
             Effect::Gap => {
                 debug!("cluster: notes of {channel} were missed; loading a snapshot");
-                self.cluster_resnapshot(now);
+                cluster.session.resnapshot(now);
             }
             Effect::Counts => self.cluster_counts_changed(channel, now),
             Effect::Announce(change) => {
@@ -507,7 +354,7 @@ impl Server {
         // Watchers of every channel also hear of the channels only the view had (or now has):
         // on a switch to the local presence their fresh `state` shows them empty.
         if let Some(cluster) = self.cluster.as_ref().filter(|_| !self.watch_all.is_empty()) {
-            names.extend(cluster.view.channels().map(str::to_owned));
+            names.extend(cluster.view().channels().map(str::to_owned));
         }
         names.sort();
         names.dedup();
@@ -556,20 +403,14 @@ impl Server {
             let mut link = link;
             link.deregister(&self.poll_registry);
         }
-        cluster.expect.clear();
-        cluster.held_back = None;
-        cluster.retry_at = now + cluster.retry_ms;
-        cluster.retry_ms = (cluster.retry_ms * 2).min(MAX_RETRY_MS);
-        if !cluster.degraded_logged {
-            cluster.degraded_logged = true;
-            warn!(
-                "cluster degraded: {why}; serving local presence only, retrying {}",
-                cluster.address
-            );
+        let fell = cluster.session.fell(now);
+        let address = cluster.session.address();
+        if fell.first {
+            warn!("cluster degraded: {why}; serving local presence only, retrying {address}");
         } else {
             debug!("cluster: still degraded: {why}");
         }
-        if std::mem::take(&mut cluster.live) {
+        if fell.was_live {
             self.refresh_every_channel(now);
         }
     }
@@ -586,24 +427,18 @@ impl Server {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
-        if cluster.leaving || cluster.command_link.is_none() {
-            return;
-        }
-        let name = &member.channel;
-        let command = match self.roster.holding(channel, &member.user) {
-            Some(conns) => cluster
-                .commands
-                .hold(name, &member.user, conns, member.meta.as_ref()),
-            None => {
-                cluster
-                    .commands
-                    .release(name, &member.user, leave.unwrap_or(LeaveReason::Closed))
-            }
-        };
-        cluster.send(&command, Expect::Change, now);
+        let conns = self.roster.holding(channel, &member.user);
+        cluster.session.hold(
+            &member.channel,
+            &member.user,
+            conns,
+            member.meta.as_ref(),
+            leave,
+            now,
+        );
     }
 
-    /// A publication: to the other nodes (when connected) besides local delivery.
+    /// A publication: to the other nodes (while live) besides local delivery.
     pub(super) fn tell_cluster_publication(
         &mut self,
         channel: &str,
@@ -611,27 +446,16 @@ impl Server {
         data: &Json,
         now: Millis,
     ) {
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        if !cluster.live {
-            return;
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.session.publish(channel, from, data, now);
         }
-        let publish = cluster.commands.publish(channel, from, data);
-        cluster.send(&publish, Expect::Change, now);
     }
 
     /// Graceful shutdown: the node's users leave the cluster with reason `shutdown`.
     pub(super) fn cluster_goodbye(&mut self, now: Millis) {
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        if cluster.leaving {
-            return;
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.session.goodbye(now);
         }
-        cluster.leaving = true;
-        let goodbye = cluster.commands.goodbye(LeaveReason::Shutdown);
-        cluster.send(&goodbye, Expect::Goodbye, now);
     }
 }
 
@@ -656,18 +480,6 @@ fn random_node_id() -> String {
     std::process::id().hash(&mut hasher);
     std::time::SystemTime::now().hash(&mut hasher);
     format!("node-{:016x}", hasher.finish())
-}
-
-/// A node refreshes its liveness every quarter of the TTL...
-fn beat_interval(ttl_ms: Millis) -> Millis {
-    ttl_ms / 4
-}
-
-/// ...and each refresh holds for three quarters. A node that dies is then expired between
-/// TTL/2 and 3·TTL/4 after its last refresh, and reaped at a survivor's next refresh, at most
-/// TTL/4 later: within the TTL. A live node may miss one refresh without being reaped.
-fn liveness_ms(ttl_ms: Millis) -> Millis {
-    ttl_ms * 3 / 4
 }
 
 fn describe(error: &LinkError) -> String {
