@@ -71,14 +71,17 @@ impl Server {
         except: Option<ConnId>,
         text: String,
     ) {
-        let mode = EventsMode::All;
-        let recipients = subscribers_in_mode(&self.roster, channel, mode, except).chain(
-            watchers_by_name(&self.roster, &self.watch_all, channel, mode, except),
-        );
-        self.outbox.deliver(&mut self.conns, recipients, text);
         let state = self.state_named(name, None);
-        let recipients =
-            watchers_of_everything(&self.roster, &self.watch_all, channel, mode, except);
+        let audience = Audience {
+            roster: &self.roster,
+            watch_all: &self.watch_all,
+            channel,
+            mode: EventsMode::All,
+            except,
+        };
+        let recipients = audience.subscribers().chain(audience.own_watchers());
+        self.outbox.deliver(&mut self.conns, recipients, text);
+        let recipients = audience.watchers_of_everything();
         self.outbox.deliver(&mut self.conns, recipients, state);
     }
 
@@ -111,13 +114,14 @@ impl Server {
         except: Option<ConnId>,
         text: String,
     ) {
-        let recipients = subscribers_in_mode(&self.roster, channel, mode, except).chain(watchers(
-            &self.roster,
-            &self.watch_all,
+        let audience = Audience {
+            roster: &self.roster,
+            watch_all: &self.watch_all,
             channel,
             mode,
             except,
-        ));
+        };
+        let recipients = audience.subscribers().chain(audience.watchers());
         self.outbox.deliver(&mut self.conns, recipients, text);
     }
 
@@ -175,19 +179,6 @@ impl Server {
     }
 }
 
-/// The channel's subscribers in `mode`, but `except`.
-fn subscribers_in_mode(
-    roster: &Roster,
-    channel: ChannelId,
-    mode: EventsMode,
-    except: Option<ConnId>,
-) -> impl Iterator<Item = ConnId> + '_ {
-    roster
-        .subscribers(channel)
-        .filter(move |&(conn, subscribed)| subscribed == mode && Some(conn) != except)
-        .map(|(conn, _)| conn)
-}
-
 /// The `join`, `leave` or `update` event telling `change` in channel `name`.
 pub(super) fn change_event(name: &str, change: &Change) -> String {
     match change {
@@ -203,48 +194,51 @@ pub(super) fn starts_channel(change: &Change) -> bool {
     matches!(change, Change::Join { seq: 1, .. })
 }
 
-/// The channel's watchers and the watchers of every channel, each once, but `except` and
-/// those already subscribed in `mode` (they get the message as subscribers).
-fn watchers<'a>(
+/// Who hears a message of one channel meant for its subscribers in `mode`: those
+/// subscribers and the watchers (of the channel, and of every channel), each once, but
+/// `except`. A watcher also subscribed in `mode` hears it as a subscriber.
+#[derive(Clone, Copy)]
+struct Audience<'a> {
     roster: &'a Roster,
     watch_all: &'a [ConnId],
     channel: ChannelId,
     mode: EventsMode,
     except: Option<ConnId>,
-) -> impl Iterator<Item = ConnId> + 'a {
-    watchers_by_name(roster, watch_all, channel, mode, except).chain(watchers_of_everything(
-        roster, watch_all, channel, mode, except,
-    ))
 }
 
-/// The channel's own watchers that do not watch every channel, but `except` and those
-/// subscribed in `mode`.
-fn watchers_by_name<'a>(
-    roster: &'a Roster,
-    watch_all: &'a [ConnId],
-    channel: ChannelId,
-    mode: EventsMode,
-    except: Option<ConnId>,
-) -> impl Iterator<Item = ConnId> + 'a {
-    roster
-        .watchers(channel)
-        .filter(move |watcher| !watch_all.contains(watcher))
-        .filter(move |&watcher| {
-            Some(watcher) != except && roster.mode(channel, watcher) != Some(mode)
-        })
-}
+impl<'a> Audience<'a> {
+    /// The channel's subscribers in `mode`.
+    fn subscribers(self) -> impl Iterator<Item = ConnId> + 'a {
+        self.roster
+            .subscribers(self.channel)
+            .filter(move |&(conn, subscribed)| subscribed == self.mode && Some(conn) != self.except)
+            .map(|(conn, _)| conn)
+    }
 
-/// The watchers of every channel, but `except` and those subscribed to the channel in `mode`.
-fn watchers_of_everything<'a>(
-    roster: &'a Roster,
-    watch_all: &'a [ConnId],
-    channel: ChannelId,
-    mode: EventsMode,
-    except: Option<ConnId>,
-) -> impl Iterator<Item = ConnId> + 'a {
-    watch_all.iter().copied().filter(move |&watcher| {
-        Some(watcher) != except && roster.mode(channel, watcher) != Some(mode)
-    })
+    /// Every watcher who hears it: the channel's own, then those of every channel.
+    fn watchers(self) -> impl Iterator<Item = ConnId> + 'a {
+        self.own_watchers().chain(self.watchers_of_everything())
+    }
+
+    /// The channel's own watchers that do not watch every channel.
+    fn own_watchers(self) -> impl Iterator<Item = ConnId> + 'a {
+        self.roster
+            .watchers(self.channel)
+            .filter(move |watcher| !self.watch_all.contains(watcher))
+            .filter(move |&watcher| self.hears_as_watcher(watcher))
+    }
+
+    /// The watchers of every channel.
+    fn watchers_of_everything(self) -> impl Iterator<Item = ConnId> + 'a {
+        self.watch_all
+            .iter()
+            .copied()
+            .filter(move |&watcher| self.hears_as_watcher(watcher))
+    }
+
+    fn hears_as_watcher(self, watcher: ConnId) -> bool {
+        Some(watcher) != self.except && self.roster.mode(self.channel, watcher) != Some(self.mode)
+    }
 }
 
 /// What a turn owes its connections: the ones with messages queued (written when the turn
