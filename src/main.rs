@@ -15,10 +15,11 @@ USAGE:
     rollcall [OPTIONS]
     rollcall token --user USER --ttl DUR [--channels LIST] [--meta JSON] [--token-secret SECRET]
         print a connection token signed with the secret (for development and tests);
-        LIST is comma-separated channel names or prefixes ending in `*` (lobby,chat.*)
+        LIST is comma-separated channel names or prefixes ending in `*` (lobby,chat.*);
+        `rollcall token --help` describes each option
 
 OPTIONS:
-    --listen ADDR               address to listen on [default: 127.0.0.1:8080]
+    --listen ADDR               IP address and port to listen on [default: 127.0.0.1:8080]
     --heartbeat-interval DUR    ping a connection silent this long [default: 30s]
     --heartbeat-timeout DUR     drop a connection silent this long [default: 60s]
     --handshake-timeout DUR     time to complete the upgrade [default: 10s]
@@ -29,7 +30,7 @@ OPTIONS:
     --read-buffer-size SIZE     input buffer per open connection [default: 128]
     --max-connections N         connection limit [default: open-file limit minus 32]
     --max-pending-handshakes N  connections still sending their request, at most [default: 1024]
-    --max-channels-per-conn N   channels one connection may join [default: 32]
+    --max-channels-per-conn N   channels one connection may join, and watch [default: 32]
     --max-members-per-channel N users one channel may hold [default: no limit]
     --rate-limit RATE           commands per connection: N/s or N/s:BURST, or off [default: 100/s:200]
     --default-channel NAME      channel joined when none is named [default: lobby]
@@ -56,11 +57,32 @@ DUR is a whole number with ms, s, m or h (500ms, 30s, 2m). SIZE is bytes, KiB or
 The protocol is described in docs/protocol.md.
 ";
 
+const TOKEN_USAGE: &str = "\
+rollcall token: print a connection token (a JWT signed with HS256), for development and tests
+
+USAGE:
+    rollcall token --user USER --ttl DUR [--channels LIST] [--meta JSON] [--token-secret SECRET]
+
+OPTIONS:
+    --user USER             the user the token admits (its `sub`)
+    --ttl DUR               how long the token is valid, at least 1s; `exp` is in whole
+                            seconds, so a part of a second rounds up (1500ms gives 2s)
+    --channels LIST         the channels it may join: comma-separated names or prefixes
+                            ending in `*` (lobby,chat.*) [default: every channel]
+    --meta JSON             a JSON object: the user's meta when a join gives none
+    --token-secret SECRET   the secret the server checks tokens with
+                            [env: ROLLCALL_TOKEN_SECRET]
+    -h, --help              print this help
+
+DUR is a whole number with ms, s, m or h (1500ms, 30s, 2m, 1h). Claims: docs/protocol.md §14.
+";
+
 enum Invocation {
     Serve(Box<Config>),
     /// `rollcall token ...`: print a signed connection token.
     Mint(String),
-    Help,
+    /// Print this usage text (the server's, or a subcommand's).
+    Help(&'static str),
     Version,
 }
 
@@ -72,8 +94,8 @@ fn main() -> ExitCode {
             println!("{token}");
             return ExitCode::SUCCESS;
         }
-        Ok(Invocation::Help) => {
-            print!("{USAGE}");
+        Ok(Invocation::Help(usage)) => {
+            print!("{usage}");
             return ExitCode::SUCCESS;
         }
         Ok(Invocation::Version) => {
@@ -137,7 +159,7 @@ fn parse_args() -> Result<Invocation, String> {
         };
         let invalid = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
         config = match flag.as_str() {
-            "-h" | "--help" => return Ok(Invocation::Help),
+            "-h" | "--help" => return Ok(Invocation::Help(USAGE)),
             "-V" | "--version" => return Ok(Invocation::Version),
             "--listen" => {
                 let text = value()?;
@@ -215,6 +237,19 @@ fn count(flag: &str, text: String) -> Result<usize, String> {
         .map_err(|_| format!("{flag}: {text:?} is not a whole number"))
 }
 
+/// The `--ttl` of `rollcall token`, in whole seconds: `exp` is a whole second, so a TTL
+/// under one second would make `exp == iat`, and a part of a second rounds up, never down,
+/// so the token lives at least as long as asked.
+fn token_ttl(text: &str) -> Result<u64, String> {
+    let ttl = parse_duration(text).map_err(|e| format!("--ttl: {e}"))?;
+    if ttl.as_secs() == 0 {
+        return Err(format!(
+            "--ttl: {text:?} is under one second; a token's `exp` is in whole seconds"
+        ));
+    }
+    Ok(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
+}
+
 /// `rollcall token --user U --ttl DUR [--channels LIST] [--meta JSON] [--token-secret S]`.
 fn mint(parser: &mut lexopt::Parser, env_secret: Option<String>) -> Result<Invocation, String> {
     let (mut user, mut ttl, mut channels, mut meta, mut secret) =
@@ -225,13 +260,17 @@ fn mint(parser: &mut lexopt::Parser, env_secret: Option<String>) -> Result<Invoc
             Short(c) => format!("-{c}"),
             Value(value) => return Err(format!("token: unexpected argument {value:?}")),
         };
+        // Every other option takes a value: asking for one would call `--help` "missing".
+        if flag == "-h" || flag == "--help" {
+            return Ok(Invocation::Help(TOKEN_USAGE));
+        }
         let value = parser.value().map_err(|e| e.to_string())?;
         let value = value
             .into_string()
             .map_err(|v| format!("{flag}: {v:?} is not valid UTF-8"))?;
         match flag.as_str() {
             "--user" => user = Some(value),
-            "--ttl" => ttl = Some(parse_duration(&value).map_err(|e| format!("--ttl: {e}"))?),
+            "--ttl" => ttl = Some(token_ttl(&value)?),
             "--channels" => channels = Some(value),
             "--meta" => meta = Some(value),
             "--token-secret" => secret = Some(value),
@@ -248,13 +287,20 @@ fn mint(parser: &mut lexopt::Parser, env_secret: Option<String>) -> Result<Invoc
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs();
-    let mut claims = serde_json::json!({"sub": user, "iat": now, "exp": now + ttl.as_secs()});
+    let mut claims = serde_json::json!({"sub": user, "iat": now, "exp": now + ttl});
     if let Some(list) = channels {
         let entries: Vec<&str> = list
             .split(',')
             .map(str::trim)
             .filter(|e| !e.is_empty())
             .collect();
+        // An empty grant allows nothing: a token no join accepts is a mistake, not a wish.
+        if entries.is_empty() {
+            return Err(format!(
+                "--channels: {list:?} names no channel; give names or prefixes ending in `*` \
+                 (lobby,chat.*), or leave --channels out to allow every channel"
+            ));
+        }
         rollcall::token::ChannelGrant::parse(entries.iter().copied())
             .map_err(|e| format!("--channels: {e}"))?;
         claims["channels"] = serde_json::json!(entries);

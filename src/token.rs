@@ -7,10 +7,12 @@
 //! in constant time (the `hmac` crate's `verify_slice`), and checks `exp`, `nbf` and `iat`
 //! with a leeway. Every failure has a short reason code for the HTTP 401 or the error.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use data_encoding::BASE64URL_NOPAD;
 use hmac::{Hmac, KeyInit, Mac};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
@@ -171,7 +173,7 @@ pub fn verify(
     else {
         return Err(TokenError::Malformed);
     };
-    let header = decode_object(header)?;
+    let header = object_of(&decode_part(header)?)?;
     // RFC 8725 §3.1: the algorithm is ours to choose, not the token's.
     if header.get("alg").and_then(Value::as_str) != Some("HS256") {
         return Err(TokenError::BadAlgorithm);
@@ -184,8 +186,9 @@ pub fn verify(
         .chain_update(&token.as_bytes()[..signed_len])
         .verify_slice(&signature)
         .map_err(|_| TokenError::BadSignature)?;
-    let object = decode_object(payload)?;
-    let claims = read_claims(&object, max_meta_size)?;
+    let payload = decode_part(payload)?;
+    let object = object_of(&payload)?;
+    let claims = read_claims(&object, &payload, max_meta_size)?;
     // RFC 7519 §4.1.4: valid only before `exp`.
     if now_ms >= seconds_to_ms(claims.expires_at.saturating_add(leeway)) {
         return Err(TokenError::Expired);
@@ -223,17 +226,27 @@ fn mac(secret: &[u8]) -> Hmac<Sha256> {
     }
 }
 
-fn decode_object(part: &str) -> Result<Map<String, Value>, TokenError> {
+/// A base64url part of a token, decoded to its (UTF-8) JSON text.
+fn decode_part(part: &str) -> Result<String, TokenError> {
     let bytes = BASE64URL_NOPAD
         .decode(part.as_bytes())
         .map_err(|_| TokenError::Malformed)?;
-    match serde_json::from_slice(&bytes) {
+    String::from_utf8(bytes).map_err(|_| TokenError::Malformed)
+}
+
+fn object_of(text: &str) -> Result<Map<String, Value>, TokenError> {
+    match serde_json::from_str(text) {
         Ok(Value::Object(object)) => Ok(object),
         _ => Err(TokenError::Malformed),
     }
 }
 
-fn read_claims(claims: &Map<String, Value>, max_meta_size: usize) -> Result<Claims, TokenError> {
+/// The claims of the payload `text`, already parsed as `claims`.
+fn read_claims(
+    claims: &Map<String, Value>,
+    text: &str,
+    max_meta_size: usize,
+) -> Result<Claims, TokenError> {
     let subject = claims
         .get("sub")
         .and_then(Value::as_str)
@@ -254,8 +267,14 @@ fn read_claims(claims: &Map<String, Value>, max_meta_size: usize) -> Result<Clai
     };
     let meta = match claims.get("meta") {
         None => None,
-        Some(object @ Value::Object(_)) => {
-            let json = Json::from_value(object);
+        Some(Value::Object(_)) => {
+            // From its text, so that its numbers keep every digit (protocol §2).
+            let fields: HashMap<String, &RawValue> =
+                serde_json::from_str(text).map_err(|_| TokenError::Malformed)?;
+            let json = fields
+                .get("meta")
+                .and_then(|meta| Json::parse(meta.get()))
+                .ok_or(TokenError::Malformed)?;
             if json.as_str().len() > max_meta_size {
                 return Err(TokenError::Malformed);
             }
@@ -440,5 +459,45 @@ mod tests {
         );
         let none = ChannelGrant::parse([]).expect("an empty list");
         assert!(!none.allows("lobby"), "an empty list allows nothing");
+    }
+
+    /// A token signed over `payload` exactly as written (`json!` cannot spell every number).
+    fn token_of_text(payload: &str) -> String {
+        let input = format!(
+            "{}.{}",
+            BASE64URL_NOPAD.encode(br#"{"alg":"HS256"}"#),
+            BASE64URL_NOPAD.encode(payload.as_bytes())
+        );
+        let signature = mac(SECRET)
+            .chain_update(input.as_bytes())
+            .finalize()
+            .into_bytes();
+        format!("{input}.{}", BASE64URL_NOPAD.encode(&signature))
+    }
+
+    /// Issue 13 item 4: the `meta` claim keeps every digit of its numbers, while the time
+    /// claims are still read from any spelling of a JSON number.
+    #[test]
+    fn meta_numbers_pass_through_and_times_read_any_number() {
+        let payload = format!(
+            r#"{{"sub":"a","exp":{}E0,"iat":{}.5,"meta":{{"big":12345678901234567890123,"neg":-9223372036854775809}}}}"#,
+            NOW + 60,
+            NOW - 1
+        );
+        let claims = verify_now(&token_of_text(&payload)).expect("valid");
+        assert_eq!(claims.expires_at, NOW + 60);
+        assert_eq!(
+            claims.meta.map(|m| m.as_str().to_owned()),
+            Some(r#"{"big":12345678901234567890123,"neg":-9223372036854775809}"#.into())
+        );
+        let later = format!(r#"{{"sub":"a","exp":{},"nbf":{}.0e0}}"#, NOW + 60, NOW + 10);
+        assert_eq!(
+            verify_now(&token_of_text(&later)),
+            Err(TokenError::NotYetValid)
+        );
+        for exp in ["1e400", "-1", "18446744073709551616e-30"] {
+            let payload = format!(r#"{{"sub":"a","exp":{exp}}}"#);
+            assert!(verify_now(&token_of_text(&payload)).is_err(), "exp {exp}");
+        }
     }
 }

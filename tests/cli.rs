@@ -1,5 +1,5 @@
-//! The command line: `--version`, `--help`, invalid values (exit 2) and a taken address
-//! (exit 1).
+//! The command line: `--version`, `--help`, invalid values (exit 2), a taken address
+//! (exit 1), and the `rollcall token` subcommand's own help and refusals.
 
 mod common;
 
@@ -7,6 +7,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::*;
+use data_encoding::BASE64URL_NOPAD;
+use serde_json::Value;
 
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 
@@ -97,4 +99,89 @@ fn server_starts_and_reports_its_port() {
         "{}",
         server.stderr()
     );
+}
+
+/// `rollcall token ARGS --token-secret S`, with no secret in the environment.
+#[track_caller]
+fn token_cli(args: &[&str]) -> CliRun {
+    let mut all = vec!["token"];
+    all.extend_from_slice(args);
+    all.extend(["--token-secret", "s3cret"]);
+    run_cli_with_env(&all, &[], &["ROLLCALL_TOKEN_SECRET"], EXIT_WAIT)
+}
+
+/// A refusal: exit 2, nothing on stdout, a message on stderr that contains `needle`.
+#[track_caller]
+fn assert_token_refused(args: &[&str], needle: &str) {
+    let run = token_cli(args);
+    assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
+    assert!(run.stdout.trim().is_empty(), "{args:?}: {run:?}");
+    assert!(
+        run.stderr.contains(needle),
+        "{args:?}: the message should mention {needle}: {run:?}"
+    );
+}
+
+#[test]
+fn token_help_prints_its_usage_and_exits_0() {
+    for flag in ["--help", "-h"] {
+        let run = run_cli(&["token", flag], EXIT_WAIT);
+        assert_eq!(run.code, Some(0), "token {flag}: {run:?}");
+        assert!(
+            run.stdout.contains("rollcall token"),
+            "token {flag}: {run:?}"
+        );
+        for option in ["--user", "--ttl", "--channels", "--meta", "--token-secret"] {
+            assert!(
+                run.stdout.contains(option),
+                "token {flag} does not mention {option}: {run:?}"
+            );
+        }
+        assert!(
+            run.stdout.contains("rounds up"),
+            "token {flag} should say a sub-second TTL rounds up: {run:?}"
+        );
+    }
+    // Also after other options, before any check of them.
+    let run = run_cli(&["token", "--user", "alice", "--help"], EXIT_WAIT);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("--ttl"), "{run:?}");
+}
+
+#[test]
+fn token_ttl_under_a_second_is_refused() {
+    for ttl in ["500ms", "999ms", "0s"] {
+        assert_token_refused(&["--user", "alice", "--ttl", ttl], "--ttl");
+    }
+}
+
+#[test]
+fn token_ttl_with_a_part_of_a_second_rounds_up() {
+    for (ttl, seconds) in [("1500ms", 2), ("1000ms", 1), ("2001ms", 3), ("1s", 1)] {
+        let run = token_cli(&["--user", "alice", "--ttl", ttl]);
+        assert_eq!(run.code, Some(0), "--ttl {ttl}: {run:?}");
+        let token = run.stdout.trim();
+        let payload = token
+            .split('.')
+            .nth(1)
+            .unwrap_or_else(|| panic!("not a JWT: {token:?}"));
+        let bytes = BASE64URL_NOPAD
+            .decode(payload.as_bytes())
+            .unwrap_or_else(|e| panic!("payload {payload:?} is not base64url: {e}"));
+        let claims: Value = serde_json::from_slice(&bytes).expect("the payload is JSON");
+        let (Some(iat), Some(exp)) = (claims["iat"].as_u64(), claims["exp"].as_u64()) else {
+            panic!("no whole-second iat and exp: {claims}");
+        };
+        assert_eq!(exp - iat, seconds, "--ttl {ttl}: {claims}");
+    }
+}
+
+#[test]
+fn token_channels_naming_nothing_is_refused() {
+    for list in ["", " , ", ",", "  "] {
+        assert_token_refused(
+            &["--user", "alice", "--ttl", "1h", "--channels", list],
+            "--channels",
+        );
+    }
 }

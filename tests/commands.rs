@@ -322,3 +322,61 @@ fn a_consumer_that_never_reads_is_dropped_as_slow_consumer() {
         "the server grew by {grown} bytes for a 64 KiB backlog"
     );
 }
+
+/// Reads text frames until one of `"type":ty` and returns its text as sent: a parsed `Value`
+/// would hide how the server spelled its numbers.
+#[track_caller]
+fn raw_text_of_type(raw: &mut RawWs, ty: &str) -> String {
+    let deadline = Instant::now() + STEP;
+    let marker = format!(r#"{{"type":"{ty}","#);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let frame = raw
+            .next_frame(remaining)
+            .unwrap_or_else(|| panic!("the connection ended before a `{ty}` message"));
+        if frame.opcode != 0x1 {
+            continue;
+        }
+        let text = String::from_utf8(frame.payload).expect("a text frame is UTF-8");
+        if text.starts_with(&marker) {
+            return text;
+        }
+    }
+}
+
+/// Issue 13 item 4: numbers no JSON number type holds (past u64, under i64::MIN, past f64)
+/// come back exactly as sent, in the `state`, `update` and `message` the client gets.
+#[test]
+fn meta_numbers_come_back_byte_exact() {
+    const META: &str = r#"{"big":12345678901234567890123,"neg":-9223372036854775809}"#;
+    let server = Server::start(&[]);
+    let mut raw = RawWs::connect(server.addr(), "/?user=alice&channel=c1");
+    raw_text_of_type(&mut raw, "state");
+
+    let join = format!(r#"{{"type":"join","channel":"c2","meta":{META}}}"#);
+    raw.send(&masked_frame(0x1, join.as_bytes()));
+    let state = raw_text_of_type(&mut raw, "state");
+    assert!(
+        state.contains(&format!(r#""alice":{{"conns":1,"meta":{META}}}"#)),
+        "state: {state}"
+    );
+
+    let update = format!(r#"{{"type":"update","channel":"c1","meta":{META}}}"#);
+    raw.send(&masked_frame(0x1, update.as_bytes()));
+    let update = raw_text_of_type(&mut raw, "update");
+    assert!(
+        update.contains(&format!(r#""meta":{META},"#)),
+        "update: {update}"
+    );
+
+    // A publication's data from POST /publish, exponents and trailing zeros included.
+    const DATA: &str = r#"[1E5,2.50,1e400,18446744073709551616]"#;
+    let body = format!(r#"{{"channel":"c1","data":{DATA}}}"#);
+    let resp = http_post(server.addr(), "/publish", &[], body.as_bytes());
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let message = raw_text_of_type(&mut raw, "message");
+    assert!(
+        message.ends_with(&format!(r#""data":{DATA}}}"#)),
+        "message: {message}"
+    );
+}

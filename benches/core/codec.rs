@@ -116,6 +116,12 @@ fn decode_commands(c: &mut Criterion) {
             "publish",
             r#"{"type":"publish","channel":"lobby","data":{"text":"hello, world","n":[1,2,3]}}"#,
         ),
+        // Numbers are kept with every digit (protocol §2), each as its own text: the cost
+        // scales with how many a command carries.
+        (
+            "publish_numbers",
+            r#"{"type":"publish","channel":"lobby","data":{"id":12345678901234567890123,"xy":[[48.8566,2.3522],[-33.8688,151.2093],[40.7128,-74.006],[35.6762,139.6503]],"t":1733338800123,"v":[0,1,2,3,4,5,6,7]}}"#,
+        ),
         ("ping", r#"{"type":"ping","id":17}"#),
         ("watch", r#"{"type":"watch","channel":"lobby"}"#),
     ];

@@ -4,7 +4,11 @@
 //! valid and whose `meta` is an object within the size limit, or a [`CommandError`] with the
 //! command's `ref` (when one could be read) for the reply. Nothing here panics on input.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::error::Category;
+use serde_json::value::RawValue;
 
 use super::{ErrorCode, EventsMode, Json, Meta};
 use crate::names;
@@ -98,37 +102,96 @@ impl CommandError {
     }
 }
 
+/// A command's fields, each as the JSON text the client sent (a repeated field: the last).
+/// A handful of fields: a list searched in order beats hashing, and keys without escapes
+/// are borrowed from the message.
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Fields<'a> {
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| *value)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
+        while let Some(Key(key)) = map.next_key()? {
+            let value = map.next_value()?;
+            // JSON objects may repeat a name: the last one wins, as in serde_json's maps.
+            match fields.iter_mut().find(|(known, _)| *known == key) {
+                Some(field) => field.1 = value,
+                None => fields.push((key, value)),
+            }
+        }
+        Ok(Fields(fields))
+    }
+}
+
+/// An object key: borrowed from the message unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
 /// Decodes one text message. `max_meta_size` bounds the serialized `meta` object.
 pub fn decode(text: &str, max_meta_size: usize) -> Result<Command, CommandError> {
-    let value: Value = serde_json::from_str(text).map_err(|error| {
-        CommandError::new(ErrorCode::BadRequest, format!("invalid JSON: {error}"))
-    })?;
-    let Value::Object(fields) = value else {
-        return Err(CommandError::new(
-            ErrorCode::BadRequest,
-            "a command must be a JSON object",
-        ));
-    };
+    // Fields stay as text: free-form values are canonicalized from it, numbers as sent.
+    let fields: Fields<'_> =
+        serde_json::from_str(text).map_err(|error| match error.classify() {
+            Category::Data => bad_request("a command must be a JSON object"),
+            _ => CommandError::new(ErrorCode::BadRequest, format!("invalid JSON: {error}")),
+        })?;
     let reference = fields
         .get("ref")
-        .filter(|r| !r.is_null())
-        .map(Json::from_value);
+        .filter(|r| r.get() != "null")
+        .map(free_form)
+        .transpose()?;
     match decode_action(&fields, max_meta_size) {
         Ok(action) => Ok(Command { reference, action }),
         Err(error) => Err(CommandError { reference, ..error }),
     }
 }
 
-fn decode_action(
-    fields: &Map<String, Value>,
-    max_meta_size: usize,
-) -> Result<Action, CommandError> {
+fn decode_action(fields: &Fields<'_>, max_meta_size: usize) -> Result<Action, CommandError> {
     let kind = match fields.get("type") {
-        Some(Value::String(kind)) => kind.as_str(),
-        Some(_) => return Err(bad_request("\"type\" must be a string")),
+        Some(kind) => string(kind).ok_or_else(|| bad_request("\"type\" must be a string"))?,
         None => return Err(bad_request("missing \"type\"")),
     };
-    let action = match kind {
+    let action = match &*kind {
         "join" => Action::Join {
             channel: channel(fields)?,
             meta: optional_meta(fields, max_meta_size)?,
@@ -147,10 +210,11 @@ fn decode_action(
         },
         "publish" => Action::Publish {
             channel: channel(fields)?,
-            data: fields
-                .get("data")
-                .map(Json::from_value)
-                .ok_or_else(|| bad_request("\"publish\" needs \"data\""))?,
+            data: free_form(
+                fields
+                    .get("data")
+                    .ok_or_else(|| bad_request("\"publish\" needs \"data\""))?,
+            )?,
         },
         "watch" => Action::Watch {
             channel: watch_target(fields)?,
@@ -158,14 +222,17 @@ fn decode_action(
         "unwatch" => Action::Unwatch {
             channel: watch_target(fields)?,
         },
-        "refresh" => match fields.get("token") {
-            Some(Value::String(token)) => Action::Refresh {
-                token: token.clone(),
+        "refresh" => match fields.get("token").and_then(string) {
+            Some(token) => Action::Refresh {
+                token: token.into_owned(),
             },
-            _ => return Err(bad_request("\"refresh\" needs a \"token\" string")),
+            None => return Err(bad_request("\"refresh\" needs a \"token\" string")),
         },
         "ping" => Action::Ping {
-            id: Json::from_value(fields.get("id").unwrap_or(&Value::Null)),
+            id: match fields.get("id") {
+                Some(id) => free_form(id)?,
+                None => Json::null(),
+            },
         },
         other => {
             return Err(CommandError::new(
@@ -181,56 +248,66 @@ fn bad_request(message: &str) -> CommandError {
     CommandError::new(ErrorCode::BadRequest, message)
 }
 
-fn channel(fields: &Map<String, Value>) -> Result<String, CommandError> {
-    let Some(Value::String(channel)) = fields.get("channel") else {
+/// The decoded text of a JSON string value (borrowed when it has no escapes); `None` for
+/// any other value.
+fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get().strip_prefix('"')?.strip_suffix('"')?;
+    if !text.contains('\\') {
+        return Some(Cow::Borrowed(text));
+    }
+    serde_json::from_str(raw.get()).ok().map(Cow::Owned)
+}
+
+/// A free-form value in its canonical form (§2: numbers as sent).
+fn free_form(raw: &RawValue) -> Result<Json, CommandError> {
+    Json::from_raw(raw).ok_or_else(|| bad_request("a value is nested too deeply"))
+}
+
+fn channel(fields: &Fields<'_>) -> Result<String, CommandError> {
+    let Some(channel) = fields.get("channel").and_then(string) else {
         return Err(bad_request("\"channel\" must be a string"));
     };
-    names::validate(channel)
+    names::validate(&channel)
         .map_err(|error| CommandError::new(ErrorCode::BadRequest, format!("channel {error}")))?;
-    Ok(channel.clone())
+    Ok(channel.into_owned())
 }
 
 /// A channel name or `*` (every channel).
-fn watch_target(fields: &Map<String, Value>) -> Result<String, CommandError> {
-    match fields.get("channel") {
-        Some(Value::String(all)) if all == crate::http::upgrade::WATCH_ALL => Ok(all.clone()),
+fn watch_target(fields: &Fields<'_>) -> Result<String, CommandError> {
+    match fields.get("channel").and_then(string) {
+        Some(all) if all == crate::http::upgrade::WATCH_ALL => Ok(all.into_owned()),
         _ => channel(fields),
     }
 }
 
-fn optional_meta(
-    fields: &Map<String, Value>,
-    max_meta_size: usize,
-) -> Result<Option<Meta>, CommandError> {
-    match fields.get("meta") {
-        None => Ok(None),
-        Some(object @ Value::Object(_)) => {
-            let json = Json::from_value(object);
-            if json.as_str().len() > max_meta_size {
-                return Err(CommandError::new(
-                    ErrorCode::TooLarge,
-                    format!(
-                        "meta is {} bytes serialized, the limit is {max_meta_size}",
-                        json.as_str().len()
-                    ),
-                ));
-            }
-            Ok(Some(Meta::from_object(json)))
-        }
-        Some(_) => Err(bad_request("\"meta\" must be a JSON object")),
+fn optional_meta(fields: &Fields<'_>, max_meta_size: usize) -> Result<Option<Meta>, CommandError> {
+    let Some(meta) = fields.get("meta") else {
+        return Ok(None);
+    };
+    if !meta.get().starts_with('{') {
+        return Err(bad_request("\"meta\" must be a JSON object"));
     }
+    let json = free_form(meta)?;
+    if json.as_str().len() > max_meta_size {
+        return Err(CommandError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "meta is {} bytes serialized, the limit is {max_meta_size}",
+                json.as_str().len()
+            ),
+        ));
+    }
+    Ok(Some(Meta::from_object(json)))
 }
 
-fn events(fields: &Map<String, Value>) -> Result<Option<EventsMode>, CommandError> {
-    match fields.get("events") {
-        None => Ok(None),
-        Some(Value::String(mode)) => EventsMode::parse(mode)
-            .map(Some)
-            .ok_or_else(|| bad_request("\"events\" must be \"all\", \"count\" or \"none\"")),
-        Some(_) => Err(bad_request(
-            "\"events\" must be \"all\", \"count\" or \"none\"",
-        )),
-    }
+fn events(fields: &Fields<'_>) -> Result<Option<EventsMode>, CommandError> {
+    let Some(mode) = fields.get("events") else {
+        return Ok(None);
+    };
+    string(mode)
+        .and_then(|mode| EventsMode::parse(&mode))
+        .map(Some)
+        .ok_or_else(|| bad_request("\"events\" must be \"all\", \"count\" or \"none\""))
 }
 
 #[cfg(test)]

@@ -5,7 +5,13 @@
 //! with typed errors; [`event`] encodes what the server sends. Names (users, channels) are
 //! validated on entry so encoding can write them verbatim; free-form JSON (`meta`, `data`,
 //! `id`, `ref`) is kept as compact serialized text ([`Json`]) and spliced in unchanged.
+//!
+//! Invariant: a number a client sends reaches every recipient exactly as sent: free-form
+//! values are canonicalized from their text ([`canonical`]), never through an `f64`. The
+//! canonical form is a fixed point: a value relayed by other nodes arrives as the first node
+//! wrote it.
 
+pub mod canonical;
 pub mod command;
 pub mod event;
 
@@ -13,12 +19,14 @@ use std::fmt;
 
 pub use command::{decode, Action, Command, CommandError};
 
-/// A compact, valid JSON text (a value a client sent, re-serialized without whitespace).
+/// A compact, valid JSON text (a value a client sent, re-serialized without whitespace, keys
+/// sorted, its numbers as sent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Json(Box<str>);
 
 impl Json {
-    /// Serializes a parsed value compactly.
+    /// Serializes a value a host built compactly (its numbers are whatever the host's `Value`
+    /// holds; a client's text goes through [`Json::parse`] instead).
     pub fn from_value(value: &serde_json::Value) -> Json {
         Json(value.to_string().into_boxed_str())
     }
@@ -28,11 +36,21 @@ impl Json {
         &self.0
     }
 
-    /// Checks and compacts a JSON text from elsewhere (another node); `None` if invalid.
+    /// The canonical form of a JSON text (a client's value, or another node's), `None` if
+    /// it is not valid JSON: see [`canonical`] (numbers pass through exactly as sent).
     pub fn parse(text: &str) -> Option<Json> {
-        serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .map(|value| Json::from_value(&value))
+        canonical::canonical(text).map(|text| Json(text.into_boxed_str()))
+    }
+
+    /// The canonical form of a value serde_json has already checked (a command's field);
+    /// `None` when it is nested too deeply.
+    pub(crate) fn from_raw(raw: &serde_json::value::RawValue) -> Option<Json> {
+        canonical::of_raw(raw).map(|text| Json(text.into_boxed_str()))
+    }
+
+    /// `null`.
+    pub fn null() -> Json {
+        Json("null".into())
     }
 }
 
@@ -54,12 +72,11 @@ impl Meta {
         self.0.as_deref().map_or("{}", Json::as_str)
     }
 
-    /// Meta from another node's JSON text; `None` unless it is a JSON object.
+    /// Meta from another node's (or a token's) JSON text; `None` unless it is a JSON object.
     pub fn parse(text: &str) -> Option<Meta> {
-        serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .filter(serde_json::Value::is_object)
-            .map(|object| Meta::from_object(Json::from_value(&object)))
+        Json::parse(text)
+            .filter(|json| json.as_str().starts_with('{'))
+            .map(Meta::from_object)
     }
 
     /// Meta from a JSON object's text (the caller has checked that it is an object).
@@ -191,5 +208,103 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::RateLimited => "rate_limited",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event;
+    use super::*;
+
+    /// A number as a client sends it, and as the server sends it on: exactly as sent.
+    const NUMBERS: [(&str, &str); 12] = [
+        ("12345678901234567890123", "12345678901234567890123"),
+        // i64::MIN - 1 and u64::MAX + 1: past every integer type.
+        ("-9223372036854775809", "-9223372036854775809"),
+        ("18446744073709551616", "18446744073709551616"),
+        // Past f64: kept, not refused as "out of range".
+        ("1e400", "1e400"),
+        ("1e-400", "1e-400"),
+        ("0.1", "0.1"),
+        (
+            "0.10000000000000000000000001",
+            "0.10000000000000000000000001",
+        ),
+        ("-0.0", "-0.0"),
+        ("-0", "-0"),
+        ("1.0", "1.0"),
+        ("2.50", "2.50"),
+        ("1E5", "1E5"),
+    ];
+
+    #[track_caller]
+    fn decode_ok(text: &str) -> Command {
+        decode(text, 1024).unwrap_or_else(|error| panic!("{text}: {error:?}"))
+    }
+
+    #[test]
+    fn numbers_in_id_and_ref_pass_through() {
+        for (sent, wire) in NUMBERS {
+            let command = decode_ok(&format!(r#"{{"type":"ping","id":{sent},"ref":[{sent}]}}"#));
+            let Action::Ping { id } = command.action else {
+                panic!("{sent}: not a ping");
+            };
+            assert_eq!(
+                event::pong(&id, command.reference.as_ref()),
+                format!(r#"{{"type":"pong","id":{wire},"ref":[{wire}]}}"#),
+                "sent {sent}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_in_meta_and_data_pass_through() {
+        for (sent, wire) in NUMBERS {
+            let text = format!(r#"{{"type":"update","channel":"c","meta":{{"n": {sent}}}}}"#);
+            let Action::Update { meta, .. } = decode_ok(&text).action else {
+                panic!("{sent}: not an update");
+            };
+            assert_eq!(
+                event::update("c", "u", &meta, 1),
+                format!(
+                    r#"{{"type":"update","channel":"c","user":"u","meta":{{"n":{wire}}},"seq":1}}"#
+                ),
+                "sent {sent}"
+            );
+            let text = format!(r#"{{"type":"publish","channel":"c","data":[ {sent} ]}}"#);
+            let Action::Publish { data, .. } = decode_ok(&text).action else {
+                panic!("{sent}: not a publish");
+            };
+            assert_eq!(
+                event::message("c", None, &data),
+                format!(r#"{{"type":"message","channel":"c","from":null,"data":[{wire}]}}"#),
+                "sent {sent}"
+            );
+        }
+    }
+
+    /// Another node's text is checked and kept as is; the wire form is a fixed point, so a
+    /// value relayed through any number of nodes arrives as the first node sent it.
+    #[test]
+    fn numbers_from_other_nodes_pass_through() {
+        for (sent, wire) in NUMBERS {
+            let parsed = Json::parse(sent).unwrap_or_else(|| panic!("{sent} refused"));
+            assert_eq!(parsed.as_str(), wire);
+            assert_eq!(Json::parse(wire).map(|json| json.0), Some(wire.into()));
+            let meta = Meta::parse(&format!(r#"{{"n":{sent}}}"#)).expect("an object");
+            assert_eq!(meta.as_str(), format!(r#"{{"n":{wire}}}"#));
+        }
+    }
+
+    /// Only numbers are kept as sent: the rest of §2's canonical form still applies.
+    #[test]
+    fn whitespace_key_order_and_duplicates_are_still_canonical() {
+        let json =
+            Json::parse(r#"{ "b" : 1E5, "a" : [ 1.50 , -0 ], "b" : 12345678901234567890123 }"#)
+                .expect("valid");
+        assert_eq!(
+            json.as_str(),
+            r#"{"a":[1.50,-0],"b":12345678901234567890123}"#
+        );
     }
 }

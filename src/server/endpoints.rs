@@ -2,8 +2,11 @@
 //! and the live dashboard. Each turns a routed request into a [`Response`]; nothing here
 //! blocks or waits (the request, body included, is complete before it is served).
 
+use std::collections::HashMap;
 use std::time::UNIX_EPOCH;
 
+use serde_json::error::Category;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::Server;
@@ -175,17 +178,25 @@ impl Server {
 
 /// Reads a publication body: its channels (validated, without repeats) and its data.
 fn parse_publication(body: &[u8]) -> Result<(Vec<String>, Json), String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
-    let Value::Object(fields) = value else {
-        return Err("the body must be a JSON object".into());
-    };
+    // Fields stay as text: `data` is canonicalized from it, numbers exactly as sent (§2).
+    let text = std::str::from_utf8(body).map_err(|_| "invalid JSON: not UTF-8".to_owned())?;
+    let fields: HashMap<String, &RawValue> =
+        serde_json::from_str(text).map_err(|e| match e.classify() {
+            Category::Data => "the body must be a JSON object".to_owned(),
+            _ => format!("invalid JSON: {e}"),
+        })?;
     let data = fields
         .get("data")
-        .map(Json::from_value)
-        .ok_or("missing \"data\"")?;
-    let names: Vec<&Value> = match (fields.get("channel"), fields.get("channels")) {
+        .map(|data| Json::parse(data.get()).ok_or("invalid JSON in \"data\""))
+        .ok_or("missing \"data\"")??;
+    let field = |name: &str| -> Option<Value> {
+        fields
+            .get(name)
+            .map(|raw| serde_json::from_str(raw.get()).unwrap_or(Value::Null))
+    };
+    let names: Vec<Value> = match (field("channel"), field("channels")) {
         (Some(channel), None) => vec![channel],
-        (None, Some(Value::Array(channels))) if !channels.is_empty() => channels.iter().collect(),
+        (None, Some(Value::Array(channels))) if !channels.is_empty() => channels,
         (None, Some(_)) => return Err("\"channels\" must be a non-empty array of names".into()),
         (Some(_), Some(_)) => return Err("give \"channel\" or \"channels\", not both".into()),
         (None, None) => return Err("missing \"channel\" or \"channels\"".into()),
@@ -195,9 +206,9 @@ fn parse_publication(body: &[u8]) -> Result<(Vec<String>, Json), String> {
         let Value::String(name) = name else {
             return Err("channel names must be strings".into());
         };
-        names::validate(name).map_err(|error| format!("channel {error}"))?;
-        if !channels.contains(name) {
-            channels.push(name.clone());
+        names::validate(&name).map_err(|error| format!("channel {error}"))?;
+        if !channels.contains(&name) {
+            channels.push(name);
         }
     }
     Ok((channels, data))
