@@ -4,7 +4,8 @@
 //! Input: one selector byte for the meta limit, then the text (inputs that are not UTF-8
 //! are skipped). Checked besides "never panics": the decoder's invariant (names valid, meta
 //! an object within the limit, every kept JSON value valid), that it is deterministic, and
-//! that every event built from its output is one valid JSON object carrying the values.
+//! that every event built from its output is one valid JSON object carrying the values; and
+//! that the canonical form of free-form JSON (`protocol::canonical`) is a fixed point.
 
 #![no_main]
 
@@ -26,6 +27,16 @@ fuzz_target!(|data: &[u8]| {
         2 => 16 << 10,
         _ => usize::MAX,
     };
+    // The canonical form of any JSON text is a fixed point, and agrees with serde_json on
+    // whether the text is JSON (but for nesting deeper than the canonical form's bound).
+    if let Some(canonical) = rollcall::protocol::canonical::canonical(text) {
+        assert!(serde_json::from_str::<serde_json::de::IgnoredAny>(text).is_ok());
+        assert_eq!(
+            rollcall::protocol::canonical::canonical(&canonical).as_deref(),
+            Some(canonical.as_str()),
+            "canonical form is a fixed point"
+        );
+    }
     let result = decode(text, max_meta);
     assert_eq!(result, decode(text, max_meta), "decode is deterministic");
     match result {
