@@ -101,9 +101,8 @@ impl Server {
     /// Sends `text` to the watchers of every channel (for a channel of other nodes that no
     /// local connection subscribes to or watches).
     pub(super) fn tell_everything_watchers(&mut self, text: String) {
-        let recipients = self.watch_all.clone();
-        self.outbox
-            .deliver(&mut self.conns, recipients.into_iter(), text);
+        let recipients = self.watch_all.iter().copied();
+        self.outbox.deliver(&mut self.conns, recipients, text);
     }
 
     /// Sends `text` to the channel's subscribers in `mode` (but `except`) and its watchers.

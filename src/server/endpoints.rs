@@ -70,16 +70,12 @@ impl Server {
     }
 
     fn gauges(&self) -> Gauges {
-        let (mut connections, mut handshakes_pending) = (0, 0);
-        for (_, conn) in self.conns.iter() {
-            connections += usize::from(conn.is_open());
-            handshakes_pending += usize::from(conn.is_pending());
-        }
+        let census = self.census();
         Gauges {
-            connections,
-            handshakes_pending,
+            connections: census.open,
+            handshakes_pending: census.pending,
             users_online: self.roster.users_online(),
-            watchers: self.watcher_count(),
+            watchers: census.watchers,
             channels: self.roster.channel_count(),
             resident_memory_bytes: resident_memory_bytes(),
             start_time_seconds: self
@@ -94,24 +90,31 @@ impl Server {
         }
     }
 
-    /// Open connections that watch something (§12: watchers are no users).
-    fn watcher_count(&self) -> usize {
-        self.conns
-            .iter()
-            .filter(|(_, conn)| conn.is_open())
-            .filter(|(_, conn)| conn.watching.as_deref().is_some_and(|w| w.len() > 0))
-            .count()
+    /// The connections by state, in one pass over them.
+    fn census(&self) -> Census {
+        let mut census = Census::default();
+        for (_, conn) in self.conns.iter() {
+            census.pending += usize::from(conn.is_pending());
+            if conn.is_open() {
+                census.open += 1;
+                // A watcher is no user (§12): counted apart.
+                census.watchers +=
+                    usize::from(conn.watching.as_deref().is_some_and(|w| w.len() > 0));
+            }
+        }
+        census
     }
 
     /// `{"connections":N,"users":N,"watchers":N,"channels":{C:{"seq":N,"users":{...}}}}`:
     /// connections (watchers included), users (watchers excluded) and watchers are this
     /// node's; channels are cluster-wide in a live cluster.
     pub(super) fn presence_json(&self) -> String {
-        let connections = self.conns.iter().filter(|(_, conn)| conn.is_open()).count();
+        let census = self.census();
         let mut out = format!(
-            r#"{{"connections":{connections},"users":{},"watchers":{},"channels":{{"#,
+            r#"{{"connections":{},"users":{},"watchers":{},"channels":{{"#,
+            census.open,
             self.roster.users_online(),
-            self.watcher_count()
+            census.watchers
         );
         let mut names = self.channels_with_members();
         names.sort();
@@ -177,6 +180,17 @@ impl Server {
 }
 
 /// Reads a publication body: its channels (validated, without repeats) and its data.
+/// How many connections are in which state.
+#[derive(Default)]
+struct Census {
+    /// Open WebSockets (watchers included).
+    open: usize,
+    /// Connections whose request or upgrade is not decided yet.
+    pending: usize,
+    /// Open WebSockets watching at least one channel.
+    watchers: usize,
+}
+
 fn parse_publication(body: &[u8]) -> Result<(Vec<String>, Json), String> {
     // Fields stay as text: `data` is canonicalized from it, numbers exactly as sent (§2).
     let text = std::str::from_utf8(body).map_err(|_| "invalid JSON: not UTF-8".to_owned())?;
