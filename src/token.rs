@@ -7,16 +7,15 @@
 //! in constant time (the `hmac` crate's `verify_slice`), and checks `exp`, `nbf` and `iat`
 //! with a leeway. Every failure has a short reason code for the HTTP 401 or the error.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use data_encoding::BASE64URL_NOPAD;
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use crate::names;
+use crate::protocol::fields::Fields;
 use crate::protocol::{Json, Meta};
 
 /// Why a token was refused.
@@ -269,8 +268,7 @@ fn read_claims(
         None => None,
         Some(Value::Object(_)) => {
             // From its text, so that its numbers keep every digit (protocol §2).
-            let fields: HashMap<String, &RawValue> =
-                serde_json::from_str(text).map_err(|_| TokenError::Malformed)?;
+            let fields = Fields::parse(text).map_err(|_| TokenError::Malformed)?;
             let json = fields
                 .get("meta")
                 .and_then(|meta| Json::parse(meta.get()))

@@ -6,10 +6,10 @@
 
 use std::borrow::Cow;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
 
+use super::fields::Fields;
 use super::{ErrorCode, EventsMode, Json, Meta};
 use crate::names;
 
@@ -102,79 +102,13 @@ impl CommandError {
     }
 }
 
-/// A command's fields, each as the JSON text the client sent (a repeated field: the last).
-/// A handful of fields: a list searched in order beats hashing, and keys without escapes
-/// are borrowed from the message.
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'a> Fields<'a> {
-    fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.0
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| *value)
-    }
-}
-
-impl<'de> Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(FieldsVisitor)
-    }
-}
-
-struct FieldsVisitor;
-
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-        let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
-        while let Some(Key(key)) = map.next_key()? {
-            let value = map.next_value()?;
-            // JSON objects may repeat a name: the last one wins, as in serde_json's maps.
-            match fields.iter_mut().find(|(known, _)| *known == key) {
-                Some(field) => field.1 = value,
-                None => fields.push((key, value)),
-            }
-        }
-        Ok(Fields(fields))
-    }
-}
-
-/// An object key: borrowed from the message unless it has escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(key)))
-            }
-            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(key.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
 /// Decodes one text message. `max_meta_size` bounds the serialized `meta` object.
 pub fn decode(text: &str, max_meta_size: usize) -> Result<Command, CommandError> {
     // Fields stay as text: free-form values are canonicalized from it, numbers as sent.
-    let fields: Fields<'_> =
-        serde_json::from_str(text).map_err(|error| match error.classify() {
-            Category::Data => bad_request("a command must be a JSON object"),
-            _ => CommandError::new(ErrorCode::BadRequest, format!("invalid JSON: {error}")),
-        })?;
+    let fields = Fields::parse(text).map_err(|error| match error.classify() {
+        Category::Data => bad_request("a command must be a JSON object"),
+        _ => CommandError::new(ErrorCode::BadRequest, format!("invalid JSON: {error}")),
+    })?;
     let reference = fields
         .get("ref")
         .filter(|r| r.get() != "null")

@@ -14,6 +14,7 @@
 pub mod canonical;
 pub mod command;
 pub mod event;
+pub(crate) mod fields;
 
 use std::fmt;
 

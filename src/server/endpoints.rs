@@ -2,11 +2,9 @@
 //! and the live dashboard. Each turns a routed request into a [`Response`]; nothing here
 //! blocks or waits (the request, body included, is complete before it is served).
 
-use std::collections::HashMap;
 use std::time::UNIX_EPOCH;
 
 use serde_json::error::Category;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::Server;
@@ -14,6 +12,7 @@ use crate::http::{constant_time_eq, Request, Response, Route};
 use crate::metrics::{self, ClusterGauges, Gauges};
 use crate::names;
 use crate::protocol::event;
+use crate::protocol::fields::Fields;
 use crate::protocol::Json;
 use crate::wheel::Millis;
 
@@ -194,11 +193,10 @@ struct Census {
 fn parse_publication(body: &[u8]) -> Result<(Vec<String>, Json), String> {
     // Fields stay as text: `data` is canonicalized from it, numbers exactly as sent (§2).
     let text = std::str::from_utf8(body).map_err(|_| "invalid JSON: not UTF-8".to_owned())?;
-    let fields: HashMap<String, &RawValue> =
-        serde_json::from_str(text).map_err(|e| match e.classify() {
-            Category::Data => "the body must be a JSON object".to_owned(),
-            _ => format!("invalid JSON: {e}"),
-        })?;
+    let fields = Fields::parse(text).map_err(|e| match e.classify() {
+        Category::Data => "the body must be a JSON object".to_owned(),
+        _ => format!("invalid JSON: {e}"),
+    })?;
     let data = fields
         .get("data")
         .map(|data| Json::parse(data.get()).ok_or("invalid JSON in \"data\""))
