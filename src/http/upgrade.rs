@@ -187,12 +187,7 @@ fn parse_query(query: &str) -> Result<Query, String> {
 /// With tokens required: the token names the user (so `user=` is refused) and must allow
 /// every channel of the URL.
 fn check_token(query: &mut Query, policy: TokenPolicy<'_>) -> Result<Claims, Response> {
-    if query.user.is_some() {
-        return Err(Response::error(
-            400,
-            "user: not allowed when tokens are required (the token's sub is the user)",
-        ));
-    }
+    refuse_user_parameter(query)?;
     let token = query.token.as_deref().unwrap_or("");
     let claims = token::verify(
         token,
@@ -226,14 +221,20 @@ pub fn may_watch(grant: &ChannelGrant, target: &str) -> bool {
     }
 }
 
-/// An admin connection without a token only watches: it names no user and joins no channel.
-fn admin_watcher_only(query: &Query) -> Result<(), Response> {
-    if query.user.is_some() {
-        return Err(Response::error(
+/// When tokens are required, a `user` parameter is refused: the token names the user.
+fn refuse_user_parameter(query: &Query) -> Result<(), Response> {
+    match query.user {
+        Some(_) => Err(Response::error(
             400,
             "user: not allowed when tokens are required (the token's sub is the user)",
-        ));
+        )),
+        None => Ok(()),
     }
+}
+
+/// An admin connection without a token only watches: it names no user and joins no channel.
+fn admin_watcher_only(query: &Query) -> Result<(), Response> {
+    refuse_user_parameter(query)?;
     if let Some(channel) = query.channels.first() {
         return Err(Response::error(
             403,

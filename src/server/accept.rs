@@ -174,20 +174,17 @@ impl Server {
             admin_token: self.config.admin_token.as_deref(),
             tokens,
         };
+        let max = self.config.max_channels_per_conn;
         match upgrade::validate(request, access) {
-            Ok(upgrade) if upgrade.channels.len() > self.config.max_channels_per_conn => {
-                let max = self.config.max_channels_per_conn;
-                let response =
-                    Response::error(400, format!("a connection may join at most {max} channels"));
-                self.refuse(id, response, now);
-            }
-            Ok(upgrade) if upgrade.watch.len() > self.config.max_channels_per_conn => {
-                let max = self.config.max_channels_per_conn;
-                let response = Response::error(
-                    400,
-                    format!("a connection may watch at most {max} channels"),
-                );
-                self.refuse(id, response, now);
+            // Joins and watches are capped apart, each at `max`.
+            Ok(upgrade) if upgrade.channels.len() > max || upgrade.watch.len() > max => {
+                let verb = if upgrade.channels.len() > max {
+                    "join"
+                } else {
+                    "watch"
+                };
+                let message = format!("a connection may {verb} at most {max} channels");
+                self.refuse(id, Response::error(400, message), now);
             }
             Ok(mut upgrade) => {
                 if let Err(response) = self.ask_handler(request, &mut upgrade) {
