@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use rollcall::protocol::{decode, Action, Meta};
+use rollcall::model::{Action, Meta};
+use rollcall::protocol::decode;
 
 #[path = "core/broadcast.rs"]
 mod broadcast;

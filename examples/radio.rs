@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
-use rollcall::protocol::LeaveReason;
+use rollcall::model::LeaveReason;
 use rollcall::{Config, Handler, Presence, Server};
 use serde_json::json;
 

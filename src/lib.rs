@@ -49,10 +49,13 @@ compile_error!("rollcall packs {tag, generation, slot} into a mio token and need
 
 pub mod cluster;
 pub mod config;
+pub mod dialect;
+pub mod engine;
 pub mod heartbeat;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod model;
 pub mod names;
 pub mod protocol;
 pub mod rate;
@@ -63,10 +66,8 @@ pub mod units;
 pub mod wheel;
 
 pub use config::{Config, ConfigError};
-pub use server::{
-    BindError, ConnectRequest, Decision, Handle, HandleError, Handler, Presence, Server, Stop,
-    TokenSpace,
-};
+pub use engine::{ConnectRequest, Decision, Handler, Presence};
+pub use server::{BindError, Handle, HandleError, Server, Stop, TokenSpace};
 
 /// The embedding guide's examples (`docs/embedding.md`), compiled as doctests so that they
 /// stay true.

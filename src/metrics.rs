@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use crate::protocol::LeaveReason;
+use crate::model::LeaveReason;
 
 /// How a connection ended, the `reason` label of `rollcall_connections_closed_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::ids::{Key, Slots};
-use crate::protocol::event::{Counts, MemberView};
-use crate::protocol::{EventsMode, LeaveReason, Meta};
+use crate::model::{Counts, MemberView};
+use crate::model::{EventsMode, LeaveReason, Meta};
 use crate::wheel::Millis;
 
 /// A user id, shared by every connection and membership of the user.
@@ -650,7 +650,7 @@ mod tests {
             1024,
         )
         .map(|command| match command.action {
-            crate::protocol::Action::Update { meta, .. } => meta,
+            crate::model::Action::Update { meta, .. } => meta,
             other => panic!("{other:?}"),
         })
         .expect("test meta")

@@ -14,9 +14,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
+use crate::model::{Json, Meta};
 use crate::names;
 use crate::protocol::fields::Fields;
-use crate::protocol::{Json, Meta};
 
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

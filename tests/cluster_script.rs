@@ -46,7 +46,7 @@ use rollcall::cluster::note::Note;
 use rollcall::cluster::resp::{self, Reply};
 use rollcall::cluster::view::ChannelSnapshot;
 use rollcall::cluster::{self, Beat, Command, Commands};
-use rollcall::protocol::{LeaveReason, Meta};
+use rollcall::model::{LeaveReason, Meta};
 
 use common::cases::proptest_config;
 use common::redis;

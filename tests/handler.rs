@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rollcall::protocol::LeaveReason;
+use rollcall::model::LeaveReason;
 use rollcall::{Config, ConnectRequest, Decision, Handle, Handler, Presence, Server};
 use serde_json::json;
 

@@ -26,8 +26,9 @@ mod roster {
     use std::rc::Rc;
 
     use rollcall::ids::Key;
-    use rollcall::protocol::event::Counts;
-    use rollcall::protocol::{decode, Action, EventsMode, LeaveReason, Meta};
+    use rollcall::model::Counts;
+    use rollcall::model::{Action, EventsMode, LeaveReason, Meta};
+    use rollcall::protocol::decode;
     use rollcall::roster::{
         Announcement, Change, ChannelId, ConnId, CountsDue, GraceKey, MemberChange, NotJoined,
         Outcome, Roster, UserId, COUNT_INTERVAL_MS,

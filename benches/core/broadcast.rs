@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rollcall::ids::Slots;
-use rollcall::protocol::{event, EventsMode, Meta};
+use rollcall::model::{EventsMode, Meta};
+use rollcall::protocol::event;
 use rollcall::roster::{ChannelId, ConnId, Roster};
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes, WebSocket};

@@ -4,8 +4,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
-use rollcall::protocol::event::{self, Counts};
-use rollcall::protocol::{decode, ErrorCode, EventsMode, Json, LeaveReason};
+use rollcall::model::Counts;
+use rollcall::model::{ErrorCode, EventsMode, Json, LeaveReason};
+use rollcall::protocol::decode;
+use rollcall::protocol::event;
 use rollcall::roster::Roster;
 use serde_json::json;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use rollcall::ids::Key;
-use rollcall::protocol::{EventsMode, LeaveReason, Meta};
+use rollcall::model::{EventsMode, LeaveReason, Meta};
 use rollcall::roster::{ChannelId, Roster, UserId};
 
 const SIZES: [usize; 2] = [1_000, 100_000];

@@ -11,7 +11,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use rollcall::names;
-use rollcall::protocol::{decode, event, Action, ErrorCode, Json, LeaveReason, Meta};
+use rollcall::protocol::{decode, event};
+use rollcall::model::{Action, ErrorCode, Json, LeaveReason, Meta};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {

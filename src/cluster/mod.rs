@@ -30,7 +30,7 @@ pub use address::{BadRedisUrl, RedisAddress};
 use resp::Reply;
 use view::ChannelSnapshot;
 
-use crate::protocol::{Json, LeaveReason, Meta};
+use crate::model::{Json, LeaveReason, Meta};
 
 /// The cluster script (see its header for the keys it keeps).
 pub const SCRIPT: &str = include_str!("script.lua");

@@ -18,8 +18,8 @@
 //! Whatever is on the channel is checked like client input (names, JSON), because it is
 //! spliced into what clients receive.
 
+use crate::model::{Json, LeaveReason, Meta};
 use crate::names;
-use crate::protocol::{Json, LeaveReason, Meta};
 
 /// A decoded note.
 #[derive(Debug, Clone, PartialEq, Eq)]

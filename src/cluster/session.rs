@@ -24,7 +24,7 @@ use super::note::Note;
 use super::resp::Reply;
 use super::view::View;
 use super::{Command, Commands, RedisAddress};
-use crate::protocol::{Json, LeaveReason, Meta};
+use crate::model::{Json, LeaveReason, Meta};
 use crate::wheel::Millis;
 
 /// The longest pause between two ticks, whatever the TTL.

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::note::Note;
-use crate::protocol::event::{Counts, MemberView};
-use crate::protocol::Meta;
+use crate::model::Meta;
+use crate::model::{Counts, MemberView};
 use crate::roster::Change;
 
 /// What applying a note changed.
@@ -252,7 +252,7 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::LeaveReason;
+    use crate::model::LeaveReason;
 
     fn join(channel: &str, user: &str, seq: u64, conns: u32) -> Note {
         Note::Join {

@@ -2,8 +2,8 @@
 //! (`user`, `channel`, `events`, `watch`, `admin`) and building the `101` response.
 
 use super::{constant_time_eq, Request, Response};
+use crate::model::EventsMode;
 use crate::names;
-use crate::protocol::EventsMode;
 use crate::token::{self, ChannelGrant, Claims};
 
 /// Who may upgrade: the operator's access settings.

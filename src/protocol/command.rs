@@ -10,97 +10,8 @@ use serde_json::error::Category;
 use serde_json::value::RawValue;
 
 use super::fields::Fields;
-use super::{ErrorCode, EventsMode, Json, Meta};
+use crate::model::{Action, Command, CommandError, ErrorCode, EventsMode, Json, Meta};
 use crate::names;
-
-/// A decoded command and the `ref` its replies echo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    /// The client's `ref`, echoed by the reply or error this command causes.
-    pub reference: Option<Json>,
-    /// What the client asks for.
-    pub action: Action,
-}
-
-/// The commands of protocol v1.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Join a channel (idempotent), optionally with meta and an events mode.
-    Join {
-        /// The channel.
-        channel: String,
-        /// The user's meta in this channel; `None` keeps the current one (or `{}`).
-        meta: Option<Meta>,
-        /// The events mode; `None` means the connection's URL mode.
-        events: Option<EventsMode>,
-    },
-    /// Leave a channel.
-    Leave {
-        /// The channel.
-        channel: String,
-    },
-    /// Replace the user's meta in a channel.
-    Update {
-        /// The channel.
-        channel: String,
-        /// The new meta.
-        meta: Meta,
-    },
-    /// Ask for the channel's current state.
-    Who {
-        /// The channel.
-        channel: String,
-    },
-    /// Publish data to a channel's members.
-    Publish {
-        /// The channel.
-        channel: String,
-        /// Any JSON value.
-        data: Json,
-    },
-    /// Watch a channel's presence without joining it (`*`: every channel).
-    Watch {
-        /// The channel, or `*`.
-        channel: String,
-    },
-    /// Stop watching (`*`: stop watching every channel).
-    Unwatch {
-        /// The channel, or `*`.
-        channel: String,
-    },
-    /// Replace the connection's token before it expires.
-    Refresh {
-        /// The new token (a JWT).
-        token: String,
-    },
-    /// Application-level ping, answered with `pong` carrying the same `id`.
-    Ping {
-        /// Any JSON value (`null` when absent).
-        id: Json,
-    },
-}
-
-/// A command the server answers with an `error` message; the connection stays open.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandError {
-    /// The error code.
-    pub code: ErrorCode,
-    /// A short human-readable explanation.
-    pub message: String,
-    /// The offending command's `ref`, when it had one.
-    pub reference: Option<Json>,
-}
-
-impl CommandError {
-    /// An error of `code` with `message`, not yet tied to a `ref`.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        CommandError {
-            code,
-            message: message.into(),
-            reference: None,
-        }
-    }
-}
 
 /// Decodes one text message. `max_meta_size` bounds the serialized `meta` object.
 pub fn decode(text: &str, max_meta_size: usize) -> Result<Command, CommandError> {
@@ -231,7 +142,7 @@ fn optional_meta(fields: &Fields<'_>, max_meta_size: usize) -> Result<Option<Met
             ),
         ));
     }
-    Ok(Some(Meta::from_object(json)))
+    Ok(Some(Meta::from_json(json)))
 }
 
 fn events(fields: &Fields<'_>) -> Result<Option<EventsMode>, CommandError> {

@@ -7,29 +7,7 @@
 
 use std::fmt::Write;
 
-use super::{ErrorCode, Json, LeaveReason, Meta};
-
-/// One member line of a `state` message.
-#[derive(Debug, Clone, Copy)]
-pub struct MemberView<'a> {
-    /// The user id.
-    pub user: &'a str,
-    /// How many of the user's connections are in the channel.
-    pub conns: u32,
-    /// The user's meta in the channel.
-    pub meta: &'a Meta,
-}
-
-/// Counts of a channel, as carried by `count` messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counts {
-    /// Distinct users present.
-    pub users: usize,
-    /// Connections subscribed.
-    pub connections: usize,
-    /// The channel's sequence number.
-    pub seq: u64,
-}
+use crate::model::{Counts, ErrorCode, Json, LeaveReason, MemberView, Meta};
 
 /// `{"type":"welcome","conn":ID,"user":U,"heartbeat":{"interval_ms":N,"timeout_ms":N}}`
 pub fn welcome(conn: &str, user: &str, interval_ms: u64, timeout_ms: u64) -> String {
@@ -168,7 +146,7 @@ mod tests {
 
     fn meta(text: &str) -> Meta {
         let value: Value = serde_json::from_str(text).expect("test meta");
-        Meta::from_object(Json::from_value(&value))
+        Meta::from_json(Json::from_value(&value))
     }
 
     #[test]

@@ -18,20 +18,16 @@ use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
 use super::conn::{self, AfterResponse, Conn, Phase, RequestRead};
-use super::handler::{ConnectRequest, Decision};
 use super::metered::MeteredStream;
-use super::session::JoinRequest;
 use super::sockopt;
 use super::{Server, Timer, LINGER_MS};
-use crate::heartbeat::Liveness;
-use crate::http::upgrade::{self, Access, TokenPolicy};
+use crate::dialect::Dialect;
+use crate::engine::{ConnectRequest, Decision, Opened};
+use crate::http::upgrade::{Access, TokenPolicy};
 use crate::http::{self, Examined, Request, Response, Route, Upgrade};
 use crate::metrics::Ending;
 use crate::names;
-use crate::protocol::event;
-use crate::rate::RateBucket;
-use crate::roster::{ConnId, UserId};
-use crate::token::Claims;
+use crate::roster::ConnId;
 use crate::wheel::Millis;
 
 /// How long accepting pauses after an accept error such as running out of descriptors.
@@ -87,14 +83,7 @@ impl Server {
             return;
         }
         sockopt::tune(&stream, self.config.heartbeat_timeout);
-        // Without a rate limit the bucket is never consulted.
-        let bucket = self
-            .config
-            .rate_limit
-            .map_or_else(RateBucket::default, |limit| RateBucket::new(limit, now));
-        let id = self
-            .conns
-            .insert(Conn::new(stream, Liveness::new(now), bucket));
+        let id = self.conns.insert(Conn::new(stream));
         self.pending += 1;
         self.trimmer.grew(self.conns.len());
         let token = self.tokens.connection(id);
@@ -159,13 +148,21 @@ impl Server {
             self.refuse(id, Response::error(503, "server shutting down"), now);
             return;
         }
+        let Some(dialect) = Dialect::for_request(request, self.config.echo) else {
+            self.refuse(
+                id,
+                Response::error(404, "no WebSocket protocol is served here"),
+                now,
+            );
+            return;
+        };
         let tokens = self
             .config
             .token_secret
             .as_deref()
             .map(|secret| TokenPolicy {
                 secret: secret.as_bytes(),
-                now_ms: self.unix_millis(now),
+                now_ms: self.engine.unix_millis(now),
                 leeway: self.config.token_leeway.as_secs(),
                 max_meta_size: self.config.max_meta_size,
             });
@@ -175,7 +172,7 @@ impl Server {
             tokens,
         };
         let max = self.config.max_channels_per_conn;
-        match upgrade::validate(request, access) {
+        match dialect.upgrade(request, access) {
             // Joins and watches are capped apart, each at `max`.
             Ok(upgrade) if upgrade.channels.len() > max || upgrade.watch.len() > max => {
                 let verb = if upgrade.channels.len() > max {
@@ -195,13 +192,7 @@ impl Server {
                 let mut response = upgrade.response();
                 // The welcome rides with the 101: an idle connection's WebSocket then never
                 // allocates an output buffer for it (tungstenite keeps the largest one forever).
-                if !self.config.echo {
-                    let welcome = event::welcome(
-                        &id.to_string(),
-                        &user,
-                        self.heartbeat.interval,
-                        self.heartbeat.timeout,
-                    );
+                if let Some(welcome) = self.engine.welcome(dialect, id, &user) {
                     append_text_frame(&mut response, welcome);
                     self.counters.messages_sent += 1;
                 }
@@ -211,6 +202,7 @@ impl Server {
                     AfterResponse::Open {
                         upgrade: Box::new(upgrade),
                         user,
+                        dialect,
                         leftover,
                     },
                     now,
@@ -234,7 +226,7 @@ impl Server {
             channels: &upgrade.channels,
             headers: &request.headers,
         };
-        match self.handler.on_connect(&asked) {
+        match self.engine.handler_mut().on_connect(&asked) {
             Decision::Accept => Ok(()),
             Decision::AcceptAs { user, channels } => {
                 let invalid = std::iter::once(&user)
@@ -318,8 +310,28 @@ impl Server {
             AfterResponse::Open {
                 upgrade,
                 user,
+                dialect,
                 leftover,
-            } => self.open(id, stream, *upgrade, user, leftover, now),
+            } => {
+                let Upgrade {
+                    channels,
+                    events,
+                    watch,
+                    admin,
+                    claims,
+                    ..
+                } = *upgrade;
+                let opened = Opened {
+                    user,
+                    dialect,
+                    events,
+                    channels,
+                    watch,
+                    admin,
+                    claims,
+                };
+                self.open(id, stream, opened, leftover, now);
+            }
             AfterResponse::Close => self.linger(id, stream, now),
         }
     }
@@ -363,24 +375,16 @@ impl Server {
         format!("anon-{}", self.next_anonymous)
     }
 
-    /// The 101 and the welcome are out: wrap the socket in a WebSocket, join its channels,
-    /// start its watches, and process any frames that arrived behind the request.
+    /// The 101 and the welcome are out: wrap the socket in a WebSocket, start its session
+    /// (its joins and watches), and process any frames that arrived behind the request.
     fn open(
         &mut self,
         id: ConnId,
         stream: TcpStream,
-        upgrade: Upgrade,
-        name: String,
+        opened: Opened,
         leftover: Vec<u8>,
         now: Millis,
     ) {
-        // A connection that only watches is no user (§12): it is counted once it joins.
-        let watches_only = upgrade.channels.is_empty() && !upgrade.watch.is_empty();
-        let user = if watches_only {
-            UserId::from(name.as_str())
-        } else {
-            self.roster.connect_user(&name)
-        };
         let stream = MeteredStream::new(stream, self.traffic.clone());
         let ws =
             WebSocket::from_partially_read(stream, leftover, Role::Server, Some(self.ws_config));
@@ -388,66 +392,8 @@ impl Server {
             return;
         };
         conn.phase = Phase::Open(ws);
-        conn.user = Some(user.clone());
-        conn.mode = upgrade.events;
-        conn.admin = upgrade.admin;
-        conn.counted = !watches_only;
-        let token_expires_at = upgrade.claims.as_ref().map(|claims| claims.expires_at);
-        conn.grant = match upgrade.claims {
-            Some(claims) => Some(Box::new(claims)),
-            // Tokens are required but the admin token let it in to watch: it joins nothing.
-            None if self.config.token_secret.is_some() => {
-                Some(Box::new(Claims::joining_nothing(&name)))
-            }
-            None => None,
-        };
-        conn.liveness = Liveness::new(now);
-        let default_allowed = conn
-            .grant
-            .as_ref()
-            .is_none_or(|grant| grant.channels.allows(&self.config.default_channel));
-        self.wheel.insert(
-            Timer::Heartbeat(id),
-            conn.liveness.first_deadline(self.heartbeat),
-        );
-        if let Some(expires_at) = token_expires_at {
-            let deadline = self.token_deadline(expires_at);
-            self.wheel.insert(Timer::TokenExpiry(id), deadline);
-        }
-        debug!("conn=#{id} open as user {user}");
-        // Only a connection that asks for nothing lands in the default channel: a watcher
-        // that names no channel stays out of presence.
-        let channels = if self.config.echo {
-            Vec::new()
-        } else if upgrade.channels.is_empty() && upgrade.watch.is_empty() {
-            // With a token, only if the token allows it.
-            let default = &self.config.default_channel;
-            default_allowed
-                .then(|| default.clone())
-                .into_iter()
-                .collect()
-        } else {
-            upgrade.channels
-        };
-        for channel in channels {
-            let request = JoinRequest {
-                channel: &channel,
-                meta: None,
-                mode: upgrade.events,
-                reference: None,
-            };
-            if let Err(error) = self.join(id, &user, request, now) {
-                self.send(id, event::error(error.code, &error.message, None));
-            }
-        }
-        let watch = if self.config.echo {
-            Vec::new()
-        } else {
-            upgrade.watch
-        };
-        for target in watch {
-            self.watch(id, &target, None);
-        }
+        self.engine.open(id, opened, now);
+        self.carry_out(now);
         self.drive_open(id, now);
     }
 }

@@ -6,8 +6,8 @@
 //! `Open` (WebSocket frames through tungstenite) or `Closing` (our side shut, draining the
 //! peer until it closes or the linger deadline passes) → removed from the slab.
 //!
-//! Invariants: `user` is `Some` exactly while the connection is open and not yet detached
-//! (from the upgrade on), and it is registered with the roster's users while `counted`; `channels` lists every channel it is subscribed to.
+//! Invariant: a connection in phase `Open` has a session in the engine, until the engine
+//! ends it (then the phase moves on to `Closing`, or the connection is removed).
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -15,15 +15,9 @@ use std::net::Shutdown;
 use mio::net::TcpStream;
 use tungstenite::WebSocket;
 
-use super::channel_set::ChannelSet;
 use super::metered::{MeteredStream, Traffic};
-use crate::heartbeat::Liveness;
-use crate::http::upgrade::WATCH_ALL;
+use crate::dialect::Dialect;
 use crate::http::Upgrade;
-use crate::protocol::EventsMode;
-use crate::rate::RateBucket;
-use crate::roster::{ChannelId, Roster, UserId};
-use crate::token::Claims;
 
 /// Bytes read per system call while the request is incomplete.
 const REQUEST_READ_CHUNK: usize = 1024;
@@ -57,83 +51,35 @@ pub(crate) enum Phase {
 
 /// What follows a fully written response.
 pub(crate) enum AfterResponse {
-    /// A 101 (and the welcome): open the WebSocket for `user` with the bytes that followed
-    /// the request. Boxed: it is large and lives only for the instant of the 101.
+    /// A 101 (and the welcome): open the WebSocket for `user`, speaking `dialect`, with
+    /// the bytes that followed the request. Boxed: it is large and lives only for the
+    /// instant of the 101.
     Open {
         upgrade: Box<Upgrade>,
         user: String,
+        dialect: Dialect,
         leftover: Vec<u8>,
     },
     /// An error response: close.
     Close,
 }
 
-/// A connection in the slab.
+/// A connection in the slab: its socket's phase. What it is to the application (user,
+/// channels, limits, liveness) is its session in the engine, under the same id.
 pub(crate) struct Conn {
     pub phase: Phase,
-    pub liveness: Liveness,
-    pub user: Option<UserId>,
-    pub channels: ChannelSet,
-    /// What the connection watches; boxed because few connections watch anything.
-    pub watching: Option<Box<Watching>>,
-    /// The events mode from the URL, used by `join` commands that name none.
-    pub mode: EventsMode,
-    /// True when the connection presented the admin token (it may watch every channel).
-    pub admin: bool,
-    /// True while the connection counts among its user's connections (`Roster::users`):
-    /// from its first join, or from the upgrade unless it only watches (a watcher is no user).
-    pub counted: bool,
     /// True while it is on the server's list of connections with output queued this turn.
     pub queued: bool,
-    /// The command rate limit's bucket.
-    pub bucket: RateBucket,
-    /// The connection token's claims, when tokens are required (boxed: absent otherwise).
-    pub grant: Option<Box<Claims>>,
-}
-
-/// The channels a connection watches without being a member.
-#[derive(Default)]
-pub(crate) struct Watching {
-    /// Watches every channel.
-    pub all: bool,
-    /// Watches these channels.
-    pub channels: Vec<ChannelId>,
-}
-
-impl Watching {
-    /// How many targets are watched (`*` counts as one).
-    pub fn len(&self) -> usize {
-        self.channels.len() + usize::from(self.all)
-    }
-
-    /// True when `target` (a channel name, or `*`) is watched by name.
-    pub fn names(&self, target: &str, roster: &Roster) -> bool {
-        if target == WATCH_ALL {
-            return self.all;
-        }
-        roster
-            .find(target)
-            .is_some_and(|channel| self.channels.contains(&channel))
-    }
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, liveness: Liveness, bucket: RateBucket) -> Conn {
+    pub fn new(stream: TcpStream) -> Conn {
         Conn {
             phase: Phase::Handshake {
                 stream,
                 received: Vec::new(),
             },
-            liveness,
-            user: None,
-            channels: ChannelSet::Empty,
-            watching: None,
-            mode: EventsMode::All,
-            admin: false,
-            counted: false,
             queued: false,
-            bucket,
-            grant: None,
         }
     }
 

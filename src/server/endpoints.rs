@@ -10,10 +10,10 @@ use serde_json::Value;
 use super::Server;
 use crate::http::{constant_time_eq, Request, Response, Route};
 use crate::metrics::{self, ClusterGauges, Gauges};
+use crate::model::Json;
 use crate::names;
 use crate::protocol::event;
 use crate::protocol::fields::Fields;
-use crate::protocol::Json;
 use crate::wheel::Millis;
 
 /// The live dashboard: one self-contained page (no CDN, no build step).
@@ -73,34 +73,31 @@ impl Server {
         Gauges {
             connections: census.open,
             handshakes_pending: census.pending,
-            users_online: self.roster.users_online(),
+            users_online: self.engine.roster().users_online(),
             watchers: census.watchers,
-            channels: self.roster.channel_count(),
+            channels: self.engine.roster().channel_count(),
             resident_memory_bytes: resident_memory_bytes(),
             start_time_seconds: self
                 .started
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
-            cluster: self.cluster.as_ref().map(|cluster| ClusterGauges {
-                degraded: !cluster.is_live(),
-                nodes: cluster.nodes(),
-                redis_commands: cluster.commands_sent(),
+            cluster: self.engine.cluster_status().map(|status| ClusterGauges {
+                degraded: !status.live,
+                nodes: status.nodes,
+                redis_commands: status.commands_sent,
             }),
         }
     }
 
-    /// The connections by state, in one pass over them.
+    /// The connections by state: sockets from the slab, watchers from the engine.
     fn census(&self) -> Census {
         let mut census = Census::default();
         for (_, conn) in self.conns.iter() {
             census.pending += usize::from(conn.is_pending());
-            if conn.is_open() {
-                census.open += 1;
-                // A watcher is no user (§12): counted apart.
-                census.watchers +=
-                    usize::from(conn.watching.as_deref().is_some_and(|w| w.len() > 0));
-            }
+            census.open += usize::from(conn.is_open());
         }
+        // A watcher is no user (§12): counted apart.
+        census.watchers = self.engine.watchers();
         census
     }
 
@@ -112,10 +109,10 @@ impl Server {
         let mut out = format!(
             r#"{{"connections":{},"users":{},"watchers":{},"channels":{{"#,
             census.open,
-            self.roster.users_online(),
+            self.engine.roster().users_online(),
             census.watchers
         );
-        let mut names = self.channels_with_members();
+        let mut names = self.engine.channels_with_members();
         names.sort();
         for (index, name) in names.iter().enumerate() {
             if index > 0 {
@@ -130,14 +127,14 @@ impl Server {
 
     /// `{"seq":N,"users":{...}}`
     fn channel_json(&self, name: &str, out: &mut String) {
-        let seq = self.seq_named(name);
+        let seq = self.engine.seq_named(name);
         out.push_str(&format!(r#"{{"seq":{seq},"users":"#));
-        event::write_users(out, self.members_named(name));
+        event::write_users(out, self.engine.members_named(name));
         out.push('}');
     }
 
     fn channel_presence(&self, name: &str, count_only: bool) -> Response {
-        let counts = self.channel_counts_named(name);
+        let counts = self.engine.channel_counts_named(name);
         if counts.users == 0 {
             return Response::json_error(
                 404,
@@ -172,7 +169,7 @@ impl Server {
         };
         let mut delivered = 0;
         for name in &channels {
-            delivered += self.publish(name, None, &data, now);
+            delivered += self.engine.publish(name, None, &data, now);
         }
         Response::json(200, format!(r#"{{"delivered":{delivered}}}"#))
     }

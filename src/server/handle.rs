@@ -13,12 +13,10 @@ use std::sync::Arc;
 
 use mio::{Token, Waker};
 use serde_json::Value;
-use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::Server;
+use crate::model::{Counts, Json};
 use crate::names;
-use crate::protocol::event::{self, Counts};
-use crate::protocol::{Json, LeaveReason};
 use crate::wheel::Millis;
 
 /// Steers a running [`Server`] from any thread. Cheap to clone.
@@ -176,54 +174,31 @@ impl Server {
                     data,
                     reply,
                 } => {
-                    let delivered = self.publish(&channel, None, &data, now);
+                    let delivered = self.engine.publish(&channel, None, &data, now);
                     let _ = reply.send(delivered);
                 }
                 Request::SendToUser { user, data, reply } => {
-                    let connections = self.connections_of(&user);
-                    let text = event::direct_message(&data);
-                    for &id in &connections {
-                        self.send(id, text.clone());
-                    }
-                    let _ = reply.send(connections.len());
+                    let _ = reply.send(self.engine.send_to_user(&user, &data));
                 }
                 Request::Presence { reply } => {
                     let json = serde_json::from_str(&self.presence_json()).unwrap_or(Value::Null);
                     let _ = reply.send(json);
                 }
                 Request::Counts { channel, reply } => {
-                    let counts = self.roster.find(&channel).map_or_else(
-                        || Some(self.channel_counts_named(&channel)).filter(|c| c.users > 0),
-                        |id| self.channel_counts(id),
+                    let engine = &self.engine;
+                    let counts = engine.roster().find(&channel).map_or_else(
+                        || Some(engine.channel_counts_named(&channel)).filter(|c| c.users > 0),
+                        |id| engine.channel_counts(id),
                     );
                     let _ = reply.send(counts);
                 }
                 Request::Disconnect { user, reply } => {
-                    let connections = self.connections_of(&user);
-                    for &id in &connections {
-                        self.fail(
-                            id,
-                            CloseCode::Normal,
-                            "disconnected by the server",
-                            LeaveReason::Closed,
-                            now,
-                        );
-                    }
-                    let _ = reply.send(connections.len());
+                    let _ = reply.send(self.engine.disconnect_user(&user, now));
                 }
                 Request::Shutdown if self.shutdown.is_none() => self.begin_shutdown(now),
                 Request::Shutdown => {}
             }
             self.reap(now);
         }
-    }
-
-    /// The open connections of `user` (a scan: handles are rare, connections many).
-    fn connections_of(&self, user: &str) -> Vec<crate::roster::ConnId> {
-        self.conns
-            .iter()
-            .filter(|(_, conn)| conn.is_open() && conn.user.as_deref() == Some(user))
-            .map(|(id, _)| id)
-            .collect()
     }
 }

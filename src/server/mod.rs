@@ -1,5 +1,7 @@
-//! The event loop: one thread, one `mio::Poll`, every connection in a generational slab,
-//! every deadline on one timer wheel.
+//! The event loop, I/O only: one thread, one `mio::Poll`, every connection's socket in a
+//! generational slab, every deadline on one timer wheel. The application is the
+//! [`Engine`]: the loop feeds it what the sockets say and carries out the effects it
+//! returns (see `effects`).
 //!
 //! Each turn reads the clock once (`Instant::now()`), handles the readiness events, then the
 //! connections whose per-turn budget ran out, then the expired timers, and finally ends the
@@ -13,33 +15,30 @@
 //!   its budget for the turn runs out.
 //! - A token, a timer key or a queued ending names a connection by `{slot, generation}`;
 //!   one whose connection is gone is skipped.
-//! - Connections are never removed while the roster's subscriber lists are being walked:
-//!   an ending found during delivery is queued on the outbox's `doomed` and carried out by [`Server::reap`].
+//! - Connections are never removed while a delivery is being written: an ending found then
+//!   is queued on the outbox's `doomed` and carried out by [`Server::reap`], which also
+//!   carries out the engine's effects until neither is left.
 
 mod accept;
-mod channel_set;
 mod cluster;
 mod conn;
 mod delivery;
+mod effects;
 mod endpoints;
 mod handle;
-mod handler;
 mod metered;
-mod reads;
 mod redis_link;
 mod session;
 mod shutdown;
 mod sockopt;
 mod token_space;
-mod tokens;
 mod trim;
-mod watch;
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info};
 use mio::event::Event;
@@ -48,16 +47,15 @@ use mio::{Events, Interest, Poll, Registry as PollRegistry};
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::config::{Config, ConfigError};
-use crate::heartbeat::{Heartbeat, Verdict};
+use crate::engine::{self, millis as duration_ms, Engine, Handler};
 use crate::ids::Slots;
 use crate::metrics::Counters;
-use crate::protocol::LeaveReason;
-use crate::roster::{ChannelId, ConnId, GraceKey, Roster};
+use crate::model::LeaveReason;
+use crate::roster::ConnId;
 use crate::wheel::{Millis, Wheel};
 
 use conn::{Conn, Phase};
 pub use handle::{Handle, HandleError};
-pub use handler::{ConnectRequest, Decision, Handler, Presence};
 use metered::Traffic;
 pub use shutdown::Stop;
 use token_space::Target;
@@ -86,24 +84,16 @@ const FD_MARGIN: usize = 32;
 /// its phase (or its connection) does nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
+    /// A deadline the engine armed, given back to it when due.
+    Engine(engine::Timer),
     /// The connection must finish its handshake by now.
     Handshake(ConnId),
-    /// Time to look at the connection's liveness.
-    Heartbeat(ConnId),
     /// A closing connection has lingered long enough.
     Linger(ConnId),
-    /// A user's leave grace ends.
-    Grace(GraceKey),
-    /// A channel's coalesced `count` is due.
-    Counts(ChannelId),
     /// Accepting was paused after an error (such as running out of descriptors).
     AcceptRetry,
-    /// The connection's token expires (unless it was refreshed meanwhile).
-    TokenExpiry(ConnId),
     /// A graceful shutdown has waited long enough.
     ShutdownDeadline,
-    /// The cluster's periodic look at its Redis connections (see `cluster`).
-    ClusterTick,
 }
 
 /// Why [`Server::bind`] failed.
@@ -152,12 +142,14 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     conns: Slots<Conn>,
-    roster: Roster,
+    /// The application: sessions, presence, commands, limits, the cluster's state.
+    engine: Engine,
+    /// The engine's effects being carried out (kept to reuse its allocation).
+    effects: Vec<engine::Effect>,
     wheel: Wheel<Timer>,
     origin: Instant,
     /// The latest loop time seen (the `now` of the last turn), for [`Server::next_deadline`].
     last_now: Millis,
-    heartbeat: Heartbeat,
     ws_config: WebSocketConfig,
     max_connections: usize,
     /// Connections whose per-turn budget ran out with input possibly left unread.
@@ -170,8 +162,6 @@ pub struct Server {
     /// True while accepting is paused after an accept error.
     accept_paused: bool,
     next_anonymous: u64,
-    /// Connections watching every channel.
-    watch_all: Vec<ConnId>,
     counters: Counters,
     traffic: Rc<Traffic>,
     /// Wall-clock time of [`Server::bind`] (the loop's time 0), for
@@ -185,10 +175,8 @@ pub struct Server {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     /// Requests from [`Handle`]s.
     inbox: handle::Inbox,
-    /// The host's hooks ([`Server::run_with`]).
-    handler: Box<dyn Handler>,
-    /// This node's part in a cluster (`--redis`), if any.
-    cluster: Option<cluster::ClusterNode>,
+    /// This node's Redis connections (`--redis`), if any.
+    cluster: Option<cluster::Links>,
 }
 
 impl Server {
@@ -231,10 +219,6 @@ impl Server {
         poll_registry
             .register(&mut listener, tokens.listener(), Interest::READABLE)
             .map_err(BindError::Poll)?;
-        let heartbeat = Heartbeat {
-            interval: duration_ms(config.heartbeat_interval),
-            timeout: duration_ms(config.heartbeat_timeout),
-        };
         // Output never waits in tungstenite: it goes straight to the connection's own queue
         // (see `metered`), so only the input side is configured here.
         let ws_config = WebSocketConfig::default()
@@ -245,24 +229,28 @@ impl Server {
         let max_connections = config
             .max_connections
             .unwrap_or_else(connection_limit_from_fds);
-        let cluster = cluster::node_from_config(&config, duration_ms(config.node_ttl))
-            .map_err(|error| BindError::Cluster(error.0))?;
-        let mut wheel = Wheel::new(TICK_MS, 0);
-        if cluster.is_some() {
-            wheel.insert(Timer::ClusterTick, 0);
-        }
-        Ok(Server {
+        let (session, links) = match cluster::node_from_config(&config) {
+            Ok(Some((session, links))) => (Some(session), Some(links)),
+            Ok(None) => (None, None),
+            Err(error) => return Err(BindError::Cluster(error.0)),
+        };
+        // The loop's time 0, on both clocks: the only wall-clock reading (token times).
+        let origin = Instant::now();
+        let started = SystemTime::now();
+        let unix_origin_ms = started.duration_since(UNIX_EPOCH).map_or(0, duration_ms);
+        let engine = Engine::new(&config, unix_origin_ms, session);
+        let mut server = Server {
             poll,
             poll_registry,
             tokens,
             listener,
             local_addr,
             conns: Slots::default(),
-            roster: Roster::new(),
-            wheel,
-            origin: Instant::now(),
+            engine,
+            effects: Vec::new(),
+            wheel: Wheel::new(TICK_MS, 0),
+            origin,
             last_now: 0,
-            heartbeat,
             ws_config,
             max_connections,
             ready: Vec::new(),
@@ -271,19 +259,20 @@ impl Server {
             trimmer: trim::Trimmer::default(),
             accept_paused: false,
             next_anonymous: 0,
-            watch_all: Vec::new(),
             counters: Counters::default(),
             traffic: Rc::default(),
-            started: SystemTime::now(),
+            started,
             shutdown: None,
             stop: None,
             #[cfg(feature = "signals")]
             signals: None,
             inbox,
-            handler: Box::new(handler::NoHandler),
-            cluster,
+            cluster: links,
             config,
-        })
+        };
+        // The engine's first deadlines (a cluster's first look at Redis) go on the wheel.
+        server.carry_out(0);
+        Ok(server)
     }
 
     /// The address actually bound (useful with port 0).
@@ -314,7 +303,7 @@ impl Server {
 
     /// Installs `handler` for a host-driven server (or before [`Server::run`]).
     pub fn set_handler(&mut self, handler: impl Handler + 'static) {
-        self.handler = Box::new(handler);
+        self.engine.set_handler(Box::new(handler));
     }
 
     /// Runs the event loop on this thread until a shutdown completes ([`Stop`]), or the
@@ -455,8 +444,8 @@ impl Server {
         self.wheel.expire(now, &mut fired);
         for timer in fired {
             match timer {
+                Timer::Engine(timer) => self.engine.on_timer(timer, now),
                 Timer::Handshake(id) => self.handshake_deadline(id, now),
-                Timer::Heartbeat(id) => self.heartbeat_deadline(id, now),
                 Timer::Linger(id) => {
                     if matches!(
                         self.conns.get(id),
@@ -468,65 +457,22 @@ impl Server {
                         self.remove(id);
                     }
                 }
-                Timer::Grace(key) => {
-                    let outcome = self.roster.end_grace(key);
-                    self.apply(key.channel, outcome, now);
-                }
-                Timer::Counts(channel) => {
-                    if self.roster.flush_counts(channel, now) {
-                        self.send_counts(channel, None);
-                    }
-                }
                 Timer::AcceptRetry => self.accept(now),
                 Timer::ShutdownDeadline => self.shutdown_deadline(),
-                Timer::TokenExpiry(id) => self.token_deadline_passed(id, now),
-                Timer::ClusterTick => self.cluster_tick(now),
             }
             self.reap(now);
         }
     }
 
-    fn heartbeat_deadline(&mut self, id: ConnId, now: Millis) {
-        let heartbeat = self.heartbeat;
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        let Phase::Open(ws) = &mut conn.phase else {
-            return;
-        };
-        match conn.liveness.on_deadline(now, heartbeat) {
-            Verdict::Recheck(at) => self.wheel.insert(Timer::Heartbeat(id), at),
-            Verdict::Ping(at) => {
-                if delivery::send_ping(ws, id, &mut self.outbox.doomed) {
-                    self.counters.pings_sent += 1;
-                }
-                self.wheel.insert(Timer::Heartbeat(id), at);
-            }
-            Verdict::Expired => {
-                debug!(
-                    "conn=#{id} silent for {} ms: dropped",
-                    now - conn.liveness.last_seen()
-                );
-                self.outbox.doomed.push((id, LeaveReason::Timeout));
-            }
-        }
-    }
-
-    /// Ends a connection at once: its presence leaves with `reason`, its socket is closed.
-    /// During a shutdown every ending's reason is `shutdown`.
+    /// Ends a connection at once, for a reason the socket found (the peer closed, failed or
+    /// could not keep up): its presence leaves, its socket is closed.
     fn end(&mut self, id: ConnId, reason: LeaveReason, now: Millis) {
-        let reason = if self.shutdown.is_some() {
-            LeaveReason::Shutdown
-        } else {
-            reason
-        };
-        if self.conns.get(id).is_some_and(Conn::is_open) {
+        if let Some(reason) = self.engine.end(id, reason, now) {
             self.counters
                 .closed(crate::metrics::Ending::WebSocket(reason));
         }
         if self.conns.get(id).is_some() {
             debug!("conn=#{id} ended: {reason}");
-            self.detach(id, reason, now);
             self.remove(id);
         }
     }
@@ -536,19 +482,22 @@ impl Server {
     fn broken_invariant(&mut self, id: ConnId, what: &str, now: Millis) {
         debug_assert!(false, "conn=#{id}: {what}");
         log::error!("conn=#{id}: {what} (a bug); the connection is dropped");
-        let was_open = self.conns.get(id).is_some_and(|conn| conn.user.is_some());
-        self.counters.closed(if was_open {
-            crate::metrics::Ending::WebSocket(LeaveReason::Error)
-        } else {
-            crate::metrics::Ending::Refused
-        });
-        self.detach(id, LeaveReason::Error, now);
+        let ending = match self.engine.end(id, LeaveReason::Error, now) {
+            Some(reason) => crate::metrics::Ending::WebSocket(reason),
+            None => crate::metrics::Ending::Refused,
+        };
+        self.counters.closed(ending);
         self.remove(id);
     }
 
-    /// Carries out the endings queued during the turn (which may queue more).
+    /// Carries out the engine's effects and the endings queued during the turn (each may
+    /// bring more of the other) until none is left.
     fn reap(&mut self, now: Millis) {
-        while let Some((id, reason)) = self.outbox.doomed.pop() {
+        loop {
+            self.carry_out(now);
+            let Some((id, reason)) = self.outbox.doomed.pop() else {
+                return;
+            };
             self.end(id, reason, now);
         }
     }
@@ -567,10 +516,6 @@ impl Server {
             self.wheel.insert(Timer::AcceptRetry, 0);
         }
     }
-}
-
-fn duration_ms(duration: Duration) -> Millis {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Binds a listener with a backlog of [`LISTEN_BACKLOG`] (mio, like std, asks for 128) and,

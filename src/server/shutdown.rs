@@ -8,13 +8,8 @@
 //! WebSocket that ends during it ends with reason `shutdown`.
 
 use log::info;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::CloseFrame;
 
-use super::conn::{Conn, Phase};
-use super::delivery::flush;
 use super::{Server, Timer};
-use crate::roster::ConnId;
 use crate::wheel::Millis;
 
 /// How [`Server::run`] ended.
@@ -72,40 +67,17 @@ impl Server {
         }
     }
 
-    /// Starts the graceful shutdown at `now`.
+    /// Starts the graceful shutdown at `now`: the engine tells every open connection to
+    /// go away (and the cluster goodbye); the loop returns once they have answered.
     pub(super) fn begin_shutdown(&mut self, now: Millis) {
-        let open: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, conn)| conn.is_open())
-            .map(|(id, _)| id)
-            .collect();
         let timeout = super::duration_ms(self.config.shutdown_timeout);
         info!(
             "shutting down: closing {} connections, waiting up to {timeout} ms",
-            open.len()
+            self.engine.open_connections()
         );
         self.shutdown = Some(now + timeout);
         self.wheel.insert(Timer::ShutdownDeadline, now + timeout);
-        self.cluster_goodbye(now);
-        for id in open {
-            let Some(Conn {
-                phase: Phase::Open(ws),
-                ..
-            }) = self.conns.get_mut(id)
-            else {
-                continue;
-            };
-            let frame = CloseFrame {
-                code: CloseCode::Away,
-                reason: "server shutting down".into(),
-            };
-            // tungstenite frames the Close into the connection's queue (it only refuses
-            // after a Close, and none was sent yet); what the peer cannot take now goes on
-            // its writable events, and a peer that never answers is left to the deadline.
-            let _ = ws.close(Some(frame));
-            flush(ws, id, &mut self.outbox.doomed);
-        }
+        self.engine.begin_shutdown(now);
         self.reap(now);
         self.check_drained();
     }
@@ -124,10 +96,7 @@ impl Server {
         if self.shutdown.is_some()
             && self.stop.is_none()
             && !self.conns.iter().any(|(_, conn)| conn.is_open())
-            && !self
-                .cluster
-                .as_ref()
-                .is_some_and(|cluster| cluster.saying_goodbye())
+            && !self.engine.saying_goodbye()
         {
             info!("shutdown complete");
             self.stop = Some(Stop::Graceful);

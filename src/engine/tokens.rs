@@ -1,30 +1,22 @@
 //! Connection tokens in the loop: the expiry deadline on the wheel, the `refresh` command,
 //! and the closing of a connection whose token ran out (Close 4001).
 //!
-//! Time: token claims are Unix seconds; the loop's time is milliseconds since
-//! [`Server::bind`], whose wall-clock time is the only other clock reading involved.
+//! Time: token claims are Unix seconds; the loop's time is milliseconds since its origin,
+//! whose Unix time the socket layer read once and gave the engine ([`Engine::new`]).
 //! Invariant: an open connection with a grant has a `TokenExpiry` entry on the wheel at or
 //! before its current expiry; a refresh only moves the expiry later, so the entry, when it
 //! fires early, is simply put back (lazy re-arm).
 
-use std::time::UNIX_EPOCH;
-
-use tungstenite::protocol::frame::coding::CloseCode;
-
-use super::conn::{Conn, Phase};
-use super::{Server, Timer};
-use crate::protocol::{event, CommandError, ErrorCode, Json, LeaveReason};
+use super::{Engine, Timer, TOKEN_EXPIRED};
+use crate::model::{CommandError, ErrorCode, Event, Json, LeaveReason};
 use crate::roster::ConnId;
 use crate::token::{self, TokenError};
 use crate::wheel::Millis;
 
-/// The application close code for an expired token (RFC 6455 §7.4.2: 4000–4999 are ours).
-const TOKEN_EXPIRED: u16 = 4001;
-
-impl Server {
+impl Engine {
     /// The loop's time `now` as Unix milliseconds.
-    pub(super) fn unix_millis(&self, now: Millis) -> u64 {
-        self.unix_origin_ms() + now
+    pub fn unix_millis(&self, now: Millis) -> u64 {
+        self.unix_origin_ms + now
     }
 
     /// The loop time at which a token expiring at `expires_at` (Unix seconds) stops being
@@ -34,13 +26,7 @@ impl Server {
         expires_at
             .saturating_add(leeway)
             .saturating_mul(1000)
-            .saturating_sub(self.unix_origin_ms())
-    }
-
-    fn unix_origin_ms(&self) -> u64 {
-        self.started
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+            .saturating_sub(self.unix_origin_ms)
     }
 
     /// `{"type":"refresh","token":T}`: the same user's newer token takes over.
@@ -71,39 +57,38 @@ impl Server {
             self.config.max_meta_size,
         )
         .map_err(refused)?;
-        let Some(conn) = self.conns.get_mut(id) else {
+        let Some(session) = self.sessions.get_mut(id) else {
             return Ok(());
         };
-        if conn.user.as_deref() != Some(claims.subject.as_str()) {
+        if *session.user != *claims.subject {
             return Err(refused(TokenError::WrongSubject));
         }
         let expires_at = claims.expires_at;
-        conn.grant = Some(Box::new(claims));
+        session.grant = Some(Box::new(claims));
         let deadline = self.token_deadline(expires_at);
-        self.wheel.insert(Timer::TokenExpiry(id), deadline);
-        self.send(id, event::refreshed(expires_at, reference));
+        self.arm(Timer::TokenExpiry(id), deadline);
+        let refreshed = Event::Refreshed {
+            expires_at,
+            reference,
+        };
+        self.send(id, &refreshed);
         Ok(())
     }
 
     /// A token deadline fired: close the connection if its token is still the expired one.
     pub(super) fn token_deadline_passed(&mut self, id: ConnId, now: Millis) {
-        let Some(Conn {
-            phase: Phase::Open(_),
-            grant: Some(grant),
-            ..
-        }) = self.conns.get(id)
-        else {
+        let Some(grant) = self.sessions.get(id).and_then(|s| s.grant.as_deref()) else {
             return;
         };
         let deadline = self.token_deadline(grant.expires_at);
         if now < deadline {
             // Refreshed since this entry was made: wait for the new deadline.
-            self.wheel.insert(Timer::TokenExpiry(id), deadline);
+            self.arm(Timer::TokenExpiry(id), deadline);
             return;
         }
         self.fail(
             id,
-            CloseCode::from(TOKEN_EXPIRED),
+            TOKEN_EXPIRED,
             "token expired",
             LeaveReason::Expired,
             now,

@@ -10,24 +10,24 @@
 //! with a grant of every channel), or anything without tokens. One connection watches at most
 //! `max_channels_per_conn` targets (`*` counts as one).
 //!
-//! Invariant: `Conn::watching` and the roster's watcher lists (and `Server::watch_all`)
+//! Invariant: `Session::watching` and the roster's watcher lists (and `Engine::watch_all`)
 //! name the same pairs.
 
-use super::conn::{Conn, Watching};
-use super::Server;
+use super::session::{Session, Watching};
+use super::Engine;
 use crate::http::upgrade::{self, WATCH_ALL};
-use crate::protocol::{CommandError, ErrorCode, Json};
+use crate::model::{CommandError, ErrorCode, Json};
 use crate::roster::ConnId;
 
-impl Server {
+impl Engine {
     /// `forbidden` unless the connection may watch `target`, `too_large` when it would watch
     /// more than the cap.
     pub(super) fn check_watch(&self, id: ConnId, target: &str) -> Result<(), CommandError> {
-        let Some(conn) = self.conns.get(id) else {
+        let Some(session) = self.sessions.get(id) else {
             return Ok(());
         };
-        self.may_watch(conn, target)?;
-        let watching = conn.watching.as_deref();
+        self.may_watch(session, target)?;
+        let watching = session.watching.as_deref();
         let already = watching.is_some_and(|w| w.names(target, &self.roster));
         let max = self.config.max_channels_per_conn;
         if !already && watching.map_or(0, Watching::len) >= max {
@@ -37,9 +37,9 @@ impl Server {
         Ok(())
     }
 
-    /// `forbidden` unless `conn` may watch `target` (see the module's rules).
-    fn may_watch(&self, conn: &Conn, target: &str) -> Result<(), CommandError> {
-        if conn.admin {
+    /// `forbidden` unless `session` may watch `target` (see the module's rules).
+    fn may_watch(&self, session: &Session, target: &str) -> Result<(), CommandError> {
+        if session.admin {
             return Ok(());
         }
         if self.config.admin_token.is_some() {
@@ -48,7 +48,7 @@ impl Server {
                 "watching needs admin=TOKEN in the connection URL",
             ));
         }
-        match conn.grant.as_deref() {
+        match session.grant.as_deref() {
             Some(grant) if !upgrade::may_watch(&grant.channels, target) => Err(CommandError::new(
                 ErrorCode::Forbidden,
                 format!("watching {target} is not allowed by the connection's token"),
@@ -59,22 +59,23 @@ impl Server {
 
     /// True when the connection watches the channel `name`, by name or through `*`.
     pub(super) fn watches(&self, id: ConnId, name: &str) -> bool {
-        let Some(conn) = self.conns.get(id) else {
+        let Some(session) = self.sessions.get(id) else {
             return false;
         };
         // Watching `*` needed a grant of every channel (or the admin token).
-        conn.watching
+        session
+            .watching
             .as_deref()
             .is_some_and(|watching| watching.all || watching.names(name, &self.roster))
     }
 
     /// Starts watching `target` (a channel name or `*`), replying with the `state`s. The
-    /// caller has checked [`Server::check_watch`].
+    /// caller has checked [`Engine::check_watch`].
     pub(super) fn watch(&mut self, id: ConnId, target: &str, reference: Option<&Json>) {
-        let Some(conn) = self.conns.get_mut(id) else {
+        let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
-        let watching = conn.watching.get_or_insert_with(Box::default);
+        let watching = session.watching.get_or_insert_with(Box::default);
         let channels: Vec<String> = if target == WATCH_ALL {
             watching.all = true;
             if !self.watch_all.contains(&id) {
@@ -89,8 +90,7 @@ impl Server {
             vec![target.to_owned()]
         };
         for name in channels {
-            let state = self.state_named(&name, reference);
-            self.send(id, state);
+            self.send_state(id, &name, reference);
         }
     }
 
@@ -99,9 +99,9 @@ impl Server {
         let not_watched =
             || CommandError::new(ErrorCode::NotJoined, format!("not watching {target}"));
         let watching = self
-            .conns
+            .sessions
             .get_mut(id)
-            .and_then(|conn| conn.watching.as_mut())
+            .and_then(|session| session.watching.as_mut())
             .ok_or_else(not_watched)?;
         if target == WATCH_ALL {
             if !std::mem::take(&mut watching.all) {
@@ -120,15 +120,8 @@ impl Server {
     }
 
     /// Stops every watch of a connection that is going away.
-    pub(super) fn unwatch_everything(&mut self, id: ConnId) {
-        let Some(Watching { all, channels }) = self
-            .conns
-            .get_mut(id)
-            .and_then(|conn| conn.watching.take())
-            .map(|w| *w)
-        else {
-            return;
-        };
+    pub(super) fn unwatch_everything(&mut self, id: ConnId, watching: Watching) {
+        let Watching { all, channels } = watching;
         if all {
             self.watch_all.retain(|watcher| *watcher != id);
         }

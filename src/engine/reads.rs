@@ -3,39 +3,23 @@
 //! roster. Every reply and endpoint that shows presence reads through here, so a client
 //! never gets one source's `state` and the other's counts.
 
-use super::Server;
+use super::Engine;
 use crate::cluster::view::View;
-use crate::protocol::event::{self, Counts, MemberView};
-use crate::protocol::Json;
+use crate::model::event::Members;
+use crate::model::Counts;
 use crate::roster::ChannelId;
 
-impl Server {
+impl Engine {
     /// The cluster's view, when presence reads and events come from it (a live cluster).
-    pub(super) fn cluster_view(&self) -> Option<&View> {
+    pub fn cluster_view(&self) -> Option<&View> {
         self.cluster
             .as_ref()
             .filter(|cluster| cluster.is_live())
             .map(|cluster| cluster.view())
     }
 
-    /// The `state` of a channel of this node.
-    pub(super) fn state_message(&self, channel: ChannelId, reference: Option<&Json>) -> String {
-        let name = self.roster.name(channel).unwrap_or_default();
-        self.state_named(name, reference)
-    }
-
-    /// The `state` of the channel `name`.
-    pub(super) fn state_named(&self, name: &str, reference: Option<&Json>) -> String {
-        event::state(
-            name,
-            self.seq_named(name),
-            self.members_named(name),
-            reference,
-        )
-    }
-
     /// The seq of the channel `name` (0 when it has no members).
-    pub(super) fn seq_named(&self, name: &str) -> u64 {
+    pub fn seq_named(&self, name: &str) -> u64 {
         match self.cluster_view() {
             Some(view) => view.seq(name),
             None => self
@@ -46,10 +30,7 @@ impl Server {
     }
 
     /// The members of the channel `name`.
-    pub(super) fn members_named(
-        &self,
-        name: &str,
-    ) -> Box<dyn Iterator<Item = MemberView<'_>> + '_> {
+    pub fn members_named<'a>(&'a self, name: &str) -> Members<'a> {
         match self.cluster_view() {
             Some(view) => Box::new(view.members(name)),
             None => Box::new(
@@ -62,13 +43,13 @@ impl Server {
     }
 
     /// The counts of a channel of this node, unless `channel` is stale.
-    pub(super) fn channel_counts(&self, channel: ChannelId) -> Option<Counts> {
+    pub fn channel_counts(&self, channel: ChannelId) -> Option<Counts> {
         let name = self.roster.name(channel)?;
         Some(self.channel_counts_named(name))
     }
 
     /// The counts of the channel `name` (all zero when it has no members).
-    pub(super) fn channel_counts_named(&self, name: &str) -> Counts {
+    pub fn channel_counts_named(&self, name: &str) -> Counts {
         match self.cluster_view() {
             Some(view) => view.counts(name),
             None => self
@@ -91,7 +72,7 @@ impl Server {
     }
 
     /// The channels with members.
-    pub(super) fn channels_with_members(&self) -> Vec<String> {
+    pub fn channels_with_members(&self) -> Vec<String> {
         match self.cluster_view() {
             Some(view) => view.channels().map(str::to_owned).collect(),
             None => self

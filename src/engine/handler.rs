@@ -1,11 +1,11 @@
-//! [`Handler`]: a host's hooks into a running server ([`Server::run_with`]).
+//! [`Handler`]: a host's hooks into a running server ([`crate::Server::run_with`]).
 //!
 //! The handler decides on each connection request (accept, accept as a chosen user with
 //! chosen channels, or refuse with a status and a reason: the hook for custom
 //! authentication) and is told of every presence change and publication. It runs on the
 //! loop's thread, between socket events: it must return quickly and never block.
 
-use crate::protocol::LeaveReason;
+use crate::model::LeaveReason;
 
 /// What a connection asks for, as the server read it from the upgrade request.
 #[derive(Debug)]
@@ -93,7 +93,7 @@ pub trait Handler {
     }
 }
 
-/// The handler of [`Server::run`](super::Server::run): hooks that do nothing.
-pub(super) struct NoHandler;
+/// The handler of [`Server::run`](crate::Server::run): hooks that do nothing.
+pub(crate) struct NoHandler;
 
 impl Handler for NoHandler {}

@@ -1,0 +1,106 @@
+//! Wire dialects: how a connection's frames become neutral commands and neutral events
+//! become its frames. Pure: no sockets, no clock.
+//!
+//! A dialect reads its upgrade request into an identity request ([`Upgrade`]), decodes each
+//! data frame into a [`Decoded`] and encodes each [`Event`] it carries (the welcome
+//! included). The engine records each connection's dialect in one byte and encodes a
+//! broadcast once per dialect in use, never once per connection.
+//!
+//! Adding a dialect (see `docs/architecture.md`): one module here, a variant of [`Dialect`]
+//! with its arms in the methods below, and the request that selects it in
+//! [`Dialect::for_request`].
+
+pub mod echo;
+pub mod v1;
+
+use crate::http::upgrade::Access;
+use crate::http::{Request, Response, Upgrade};
+use crate::model::{Command, CommandError, Event};
+
+/// A connection's wire protocol, one byte per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Dialect {
+    /// rollcall's own JSON protocol v1 (`docs/protocol.md`).
+    V1 = 0,
+    /// Conformance mode (`--echo`): every data frame goes back as it came.
+    Echo = 1,
+}
+
+/// A data frame as the socket layer read it.
+#[derive(Debug, Clone, Copy)]
+pub enum Frame<'a> {
+    /// A text frame (valid UTF-8, RFC 6455 §8.1).
+    Text(&'a str),
+    /// A binary frame.
+    Binary(&'a [u8]),
+}
+
+/// What a data frame asks for.
+#[derive(Debug)]
+pub enum Decoded {
+    /// A command for the engine.
+    Command(Command),
+    /// A frame the dialect refuses: the engine answers with this error (after the rate
+    /// limit, like any command).
+    Refused(CommandError),
+    /// The frame goes back unchanged (the echo dialect); the engine is not involved.
+    Echo,
+}
+
+impl Dialect {
+    /// Every dialect, in the order of their byte.
+    pub const ALL: [Dialect; 2] = [Dialect::V1, Dialect::Echo];
+
+    /// The number of dialects (the size of a per-dialect table).
+    pub const COUNT: usize = Dialect::ALL.len();
+
+    /// The dialect's byte, as an index into a per-dialect table.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The dialect a WebSocket request at `request` speaks, on a server in conformance mode
+    /// or not; `None` when no dialect serves that path.
+    pub fn for_request(request: &Request, echo: bool) -> Option<Dialect> {
+        match request.path.as_str() {
+            "/" | "/ws" if echo => Some(Dialect::Echo),
+            "/" | "/ws" => Some(Dialect::V1),
+            _ => None,
+        }
+    }
+
+    /// Reads the upgrade request into the identity and subscriptions it asks for, or the
+    /// refusal to send.
+    pub fn upgrade(self, request: &Request, access: Access<'_>) -> Result<Upgrade, Response> {
+        match self {
+            Dialect::V1 => v1::upgrade(request, access),
+            Dialect::Echo => echo::upgrade(request, access),
+        }
+    }
+
+    /// Decodes one data frame; `max_meta_size` bounds a `meta` object.
+    pub fn decode(self, frame: Frame<'_>, max_meta_size: usize) -> Decoded {
+        match self {
+            Dialect::V1 => v1::decode(frame, max_meta_size),
+            Dialect::Echo => Decoded::Echo,
+        }
+    }
+
+    /// True when connections of this dialect take part in presence (join, watch, hear
+    /// events); false for a dialect that only talks back, such as echo.
+    pub fn carries_presence(self) -> bool {
+        match self {
+            Dialect::V1 => true,
+            Dialect::Echo => false,
+        }
+    }
+
+    /// The text frame that carries `event`, or `None` when this dialect does not carry it.
+    pub fn encode(self, event: &Event<'_>) -> Option<String> {
+        match self {
+            Dialect::V1 => Some(v1::encode(event)),
+            Dialect::Echo => None,
+        }
+    }
+}

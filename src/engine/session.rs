@@ -1,0 +1,147 @@
+//! One open connection's application state, and the table that holds every one of them
+//! under the connection's id.
+//!
+//! Ids are the socket layer's: it allocates `{slot, generation}` when it accepts, and the
+//! engine keeps the session in the same slot, so no map stands between the two and a stale
+//! id (an older generation) finds nothing here either.
+//!
+//! Invariants: `user` is registered with the roster's users exactly while `counted`;
+//! `channels` lists every channel the connection is subscribed to; `watching` and the
+//! roster's watcher lists (and the engine's `watch_all`) name the same pairs.
+
+use super::channel_set::ChannelSet;
+use crate::dialect::Dialect;
+use crate::heartbeat::Liveness;
+use crate::http::upgrade::WATCH_ALL;
+use crate::ids::Key;
+use crate::model::EventsMode;
+use crate::rate::RateBucket;
+use crate::roster::{ChannelId, ConnId, Roster, UserId};
+use crate::token::Claims;
+
+/// An open connection, as the application sees it.
+pub(crate) struct Session {
+    /// Its user (registered with the roster's users while `counted`).
+    pub user: UserId,
+    pub channels: ChannelSet,
+    /// What the connection watches; boxed because few connections watch anything.
+    pub watching: Option<Box<Watching>>,
+    pub liveness: Liveness,
+    /// The command rate limit's bucket.
+    pub bucket: RateBucket,
+    /// The connection token's claims, when tokens are required (boxed: absent otherwise).
+    pub grant: Option<Box<Claims>>,
+    /// The wire dialect it speaks.
+    pub dialect: Dialect,
+    /// The events mode from the URL, used by `join` commands that name none.
+    pub mode: EventsMode,
+    /// True when the connection presented the admin token (it may watch every channel).
+    pub admin: bool,
+    /// True while the connection counts among its user's connections (`Roster::users`):
+    /// from its first join, or from the upgrade unless it only watches (a watcher is no user).
+    pub counted: bool,
+}
+
+impl Session {
+    /// True while it watches anything (a watcher is counted apart from users, §12).
+    pub fn is_watcher(&self) -> bool {
+        self.watching.as_deref().is_some_and(|w| w.len() > 0)
+    }
+}
+
+/// The channels a connection watches without being a member.
+#[derive(Default)]
+pub(crate) struct Watching {
+    /// Watches every channel.
+    pub all: bool,
+    /// Watches these channels.
+    pub channels: Vec<ChannelId>,
+}
+
+impl Watching {
+    /// How many targets are watched (`*` counts as one).
+    pub fn len(&self) -> usize {
+        self.channels.len() + usize::from(self.all)
+    }
+
+    /// True when `target` (a channel name, or `*`) is watched by name.
+    pub fn names(&self, target: &str, roster: &Roster) -> bool {
+        if target == WATCH_ALL {
+            return self.all;
+        }
+        roster
+            .find(target)
+            .is_some_and(|channel| self.channels.contains(&channel))
+    }
+}
+
+/// Every open connection's session, in the slot of its id.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    slots: Vec<Option<(u32, Session)>>,
+    len: usize,
+}
+
+impl Sessions {
+    /// Holds `session` under `id`, replacing whatever an older generation left.
+    pub fn insert(&mut self, id: ConnId, session: Session) {
+        let slot = id.slot as usize;
+        if slot >= self.slots.len() {
+            self.slots.resize_with(slot + 1, || None);
+        }
+        let previous = self.slots[slot].replace((id.generation, session));
+        self.len += 1;
+        self.len -= usize::from(previous.is_some());
+    }
+
+    /// The session of `id`, unless it is gone.
+    pub fn get(&self, id: ConnId) -> Option<&Session> {
+        match self.slots.get(id.slot as usize)? {
+            Some((generation, session)) if *generation == id.generation => Some(session),
+            _ => None,
+        }
+    }
+
+    /// Mutable access to the session of `id`, unless it is gone.
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Session> {
+        match self.slots.get_mut(id.slot as usize)? {
+            Some((generation, session)) if *generation == id.generation => Some(session),
+            _ => None,
+        }
+    }
+
+    /// Takes the session of `id` out, unless it is gone; gives back the table's tail when
+    /// the connections that used it are gone.
+    pub fn remove(&mut self, id: ConnId) -> Option<Session> {
+        let held = self.slots.get_mut(id.slot as usize)?;
+        if !matches!(held, Some((generation, _)) if *generation == id.generation) {
+            return None;
+        }
+        let (_, session) = held.take()?;
+        self.len -= 1;
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+        if self.slots.capacity() > 2 * self.slots.len() + 64 {
+            self.slots.shrink_to_fit();
+        }
+        Some(session)
+    }
+
+    /// The number of sessions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Every session with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Session)> {
+        self.slots.iter().enumerate().filter_map(|(slot, held)| {
+            let (generation, session) = held.as_ref()?;
+            let id = Key {
+                slot: slot as u32,
+                generation: *generation,
+            };
+            Some((id, session))
+        })
+    }
+}
