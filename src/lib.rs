@@ -6,12 +6,20 @@
 //!
 //! ## Layers
 //! - Pure core, no sockets and no clock (time is a parameter, in [`wheel::Millis`]):
-//!   [`roster`] (presence per channel and user), [`wheel`] (every deadline),
-//!   [`heartbeat`] (when to ping, when to give up), [`protocol`] (the JSON wire format),
-//!   [`http`] (the upgrade request), [`names`], [`units`], [`ids`], and [`cluster`] (the
-//!   Redis codec, the notes nodes exchange and the cluster-wide presence).
-//! - The event loop, [`Server`]: one thread, one `mio::Poll`, connections in a generational
-//!   slab; it reads the clock once per turn and passes `now` down.
+//!   - [`engine`], the application: sessions, presence, commands, limits, liveness, tokens,
+//!     watchers, counts, the cluster's state and shutdown; inputs in, [`engine::Effect`]s
+//!     out;
+//!   - [`dialect`], the wire protocols (rollcall v1, the conformance echo): upgrade request
+//!     to identity, frames to neutral commands, neutral events to frames;
+//!   - [`model`], the neutral vocabulary both speak (values, modes, reasons, commands, events);
+//!   - and what they are built from: [`roster`] (presence per channel and user), [`wheel`]
+//!     (every deadline), [`heartbeat`] (when to ping, when to give up), [`protocol`] (v1's
+//!     JSON codec), [`http`] (the upgrade request), [`token`], [`rate`], [`names`],
+//!     [`units`], [`ids`], and [`cluster`] (the Redis codec, the notes nodes exchange, the
+//!     cluster-wide presence and the node's Redis session).
+//! - The event loop, [`Server`], I/O only: one thread, one `mio::Poll`, sockets in a
+//!   generational slab; it reads the clock once per turn, feeds the engine and carries out
+//!   its effects. See `docs/architecture.md`.
 //!
 //! ## Quick start
 //! ```no_run

@@ -24,6 +24,8 @@ mod delivery;
 mod handler;
 mod reads;
 mod session;
+#[cfg(test)]
+mod tests;
 mod tokens;
 mod watch;
 

@@ -145,3 +145,44 @@ impl Sessions {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle connection pays for its slot: a field added here shows in this figure
+    /// (and in the README's memory table) before it ships.
+    #[test]
+    fn a_session_takes_96_bytes_in_its_slot() {
+        assert_eq!(std::mem::size_of::<Option<(u32, Session)>>(), 96);
+    }
+
+    #[test]
+    fn a_stale_id_finds_nothing_and_the_tail_is_given_back() {
+        let mut sessions = Sessions::default();
+        let id = |slot, generation| Key { slot, generation };
+        let session = || Session {
+            user: "u".into(),
+            channels: ChannelSet::default(),
+            watching: None,
+            liveness: Liveness::new(0),
+            bucket: RateBucket::default(),
+            grant: None,
+            dialect: Dialect::V1,
+            mode: EventsMode::All,
+            admin: false,
+            counted: true,
+        };
+        sessions.insert(id(3, 1), session());
+        assert_eq!(sessions.len(), 1);
+        assert!(sessions.get(id(3, 0)).is_none(), "an older generation");
+        assert!(sessions.remove(id(3, 2)).is_none(), "a newer generation");
+        assert!(sessions.get(id(3, 1)).is_some());
+        assert_eq!(
+            sessions.iter().map(|(key, _)| key).collect::<Vec<_>>(),
+            [id(3, 1)]
+        );
+        assert!(sessions.remove(id(3, 1)).is_some());
+        assert_eq!((sessions.len(), sessions.slots.len()), (0, 0));
+    }
+}

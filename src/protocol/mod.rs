@@ -1,13 +1,15 @@
-//! Wire protocol v1: the JSON messages carried in WebSocket text frames (see
-//! `docs/protocol.md`, the public contract).
+//! Wire protocol v1's JSON codec: the messages carried in WebSocket text frames (see
+//! `docs/protocol.md`, the public contract), used by the v1 dialect
+//! ([`crate::dialect::v1`]).
 //!
-//! Pure and allocation-light: [`command`] decodes what a client sends into typed commands
-//! with typed errors; [`event`] encodes what the server sends. Names (users, channels) are
+//! Pure and allocation-light: [`command`] decodes what a client sends into the neutral
+//! commands ([`crate::model::Command`]) with typed errors; [`event`] encodes what the
+//! server sends. Names (users, channels) are
 //! validated on entry so encoding can write them verbatim; free-form JSON (`meta`, `data`,
-//! `id`, `ref`) is kept as compact serialized text ([`Json`]) and spliced in unchanged.
+//! `id`, `ref`) is kept as compact serialized text ([`crate::model::Json`]) and spliced in unchanged.
 //!
 //! Invariant: a number a client sends reaches every recipient exactly as sent: free-form
-//! values are canonicalized from their text ([`canonical`]), never through an `f64`. The
+//! values are canonicalized from their text ([`crate::model::canonical`]), never through an `f64`. The
 //! canonical form is a fixed point: a value relayed by other nodes arrives as the first node
 //! wrote it.
 
