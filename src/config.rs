@@ -97,6 +97,73 @@ pub struct Config {
     /// Sets `SO_REUSEPORT` on the listener, so several processes (one per core) can bind the
     /// same address and share the incoming connections. Default false.
     pub reuse_port: bool,
+    /// The operator endpoints served beside the WebSocket (`/healthz` always is). Default:
+    /// every one, and without [`Config::admin_token`] `/presence` and `/publish` are open to
+    /// anyone who reaches the port.
+    pub endpoints: Endpoints,
+}
+
+/// Which operator endpoint groups a server answers; the others are 404.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    /// `GET /presence` and `GET /presence/CHANNEL`.
+    pub presence: bool,
+    /// `POST /publish`.
+    pub publish: bool,
+    /// The live dashboard at `GET /`.
+    pub dashboard: bool,
+    /// `GET /metrics`.
+    pub metrics: bool,
+}
+
+impl Endpoints {
+    /// Every endpoint (the default).
+    pub const ALL: Endpoints = Endpoints {
+        presence: true,
+        publish: true,
+        dashboard: true,
+        metrics: true,
+    };
+
+    /// None but `/healthz` (a host that answers presence questions itself).
+    pub const NONE: Endpoints = Endpoints {
+        presence: false,
+        publish: false,
+        dashboard: false,
+        metrics: false,
+    };
+
+    /// Parses a comma-separated list of `presence`, `publish`, `dashboard`, `metrics`, or
+    /// `all` or `none`.
+    pub fn parse(text: &str) -> Result<Endpoints, String> {
+        match text {
+            "all" => return Ok(Endpoints::ALL),
+            "none" => return Ok(Endpoints::NONE),
+            _ => {}
+        }
+        let mut endpoints = Endpoints::NONE;
+        for name in text.split(',') {
+            let flag = match name.trim() {
+                "presence" => &mut endpoints.presence,
+                "publish" => &mut endpoints.publish,
+                "dashboard" => &mut endpoints.dashboard,
+                "metrics" => &mut endpoints.metrics,
+                other => {
+                    return Err(format!(
+                        "unknown endpoint {other:?}: expected presence, publish, dashboard, metrics, all or none"
+                    ))
+                }
+            };
+            *flag = true;
+        }
+        Ok(endpoints)
+    }
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints::ALL
+    }
 }
 
 impl Default for Config {
@@ -132,6 +199,7 @@ impl Default for Config {
             node_ttl: Duration::from_secs(15),
             node_id: None,
             reuse_port: false,
+            endpoints: Endpoints::ALL,
         }
     }
 }
@@ -204,6 +272,8 @@ impl Config {
         node_id: Option<String>,
         /// Sets [`Config::reuse_port`].
         reuse_port: bool,
+        /// Sets [`Config::endpoints`].
+        endpoints: Endpoints,
     }
 
     /// Checks every range and relation; the server refuses to start on an error.

@@ -73,9 +73,15 @@ pub mod token;
 pub mod units;
 pub mod wheel;
 
-pub use config::{Config, ConfigError};
+/// The `mio` this crate is built with: a host driving [`Server::bind_on`] uses its `Poll`,
+/// `Registry`, `Token` and `Events` (no version to match by hand).
+pub use mio;
+
+pub use config::{Config, ConfigError, Endpoints};
+pub use model::{Counts, EventsMode, Json, LeaveReason, Meta};
+pub use rate::RateLimit;
 pub use engine::{ConnectRequest, Decision, Handler, Presence};
-pub use server::{BindError, Handle, HandleError, Server, Stop, TokenSpace};
+pub use server::{BindError, Handle, HandleError, Server, Spawned, Stop, TokenSpace};
 
 /// The embedding guide's examples (`docs/embedding.md`), compiled as doctests so that they
 /// stay true.

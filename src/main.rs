@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use lexopt::prelude::*;
 use rollcall::rate::RateLimit;
 use rollcall::units::{parse_duration, parse_size};
-use rollcall::{Config, Server, Stop};
+use rollcall::{Config, Endpoints, Server, Stop};
 
 const USAGE: &str = "\
 rollcall: a lean WebSocket presence server
@@ -49,6 +49,8 @@ OPTIONS:
     --node-id NAME              this node's id in the cluster [default: random]
     --reuse-port                share the listen address with other processes (SO_REUSEPORT):
                                 one process per core, in a cluster
+    --endpoints LIST            operator endpoints to serve besides /healthz: a comma list of
+                                presence, publish, dashboard, metrics, or all or none [default: all]
     -h, --help                  print this help
     -V, --version               print the version
 
@@ -203,6 +205,9 @@ fn parse_args() -> Result<Invocation, String> {
                 text => config.rate_limit(Some(RateLimit::parse(text).map_err(|e| invalid(&e))?)),
             },
             "--admin-token" => config.admin_token(Some(value()?)),
+            "--endpoints" => {
+                config.endpoints(Endpoints::parse(&value()?).map_err(|e| invalid(&e))?)
+            }
             "--token-secret" => config.token_secret(Some(value()?)),
             "--token-leeway" => {
                 config.token_leeway(parse_duration(&value()?).map_err(|e| invalid(&e))?)

@@ -47,6 +47,7 @@ fn invalid_flag_values_exit_2_with_a_message() {
         &["--listen", "127.0.0.1:0", "--heartbeat-interval", "abc"][..],
         &["--listen", "127.0.0.1:0", "--max-message-size", "12XB"][..],
         &["--listen", "127.0.0.1:0", "--no-such-flag"][..],
+        &["--listen", "127.0.0.1:0", "--endpoints", "presence,stats"][..],
         // The timeout must exceed the interval.
         &[
             "--listen",

@@ -527,3 +527,41 @@ fn get_root_serves_the_dashboard() {
     let (_client, welcome) = Client::connect_welcomed(server.addr(), "user=alice");
     assert_eq!(welcome["user"], "alice");
 }
+
+/// `--endpoints` switches groups off: they answer 404 (JSON on the API paths), `/healthz`
+/// and the WebSocket stay, and what is left on still works.
+#[test]
+fn switched_off_endpoints_answer_404_and_the_rest_still_serve() {
+    let server = Server::start(&["--endpoints", "metrics"]);
+    let addr = server.addr();
+    for (raw, what) in [
+        (&b"GET /presence HTTP/1.1\r\nHost: x\r\n\r\n"[..], "/presence"),
+        (&b"GET /presence/lobby HTTP/1.1\r\nHost: x\r\n\r\n"[..], "/presence/lobby"),
+        (
+            &b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"[..],
+            "/publish",
+        ),
+    ] {
+        let resp = http_request(addr, raw);
+        assert_response(&resp, 404, what);
+        assert_eq!(resp.json()["error"], "not_found", "{what}: {resp:?}");
+    }
+    let dashboard = http_request(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_response(&dashboard, 404, "the dashboard");
+    assert_response(
+        &http_request(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+        200,
+        "/metrics stays on",
+    );
+    assert_response(
+        &http_request(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+        200,
+        "/healthz is always served",
+    );
+    let (_client, state) = Client::join(addr, "user=alice");
+    assert_eq!(state["type"], "state", "the WebSocket is always served");
+
+    let none = Server::start(&["--endpoints", "none"]);
+    let resp = http_request(none.addr(), b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_response(&resp, 404, "/metrics with --endpoints none");
+}

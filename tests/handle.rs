@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use rollcall::{Config, Handle, HandleError, Server, Stop};
+use rollcall::{Config, Handle, HandleError, Handler, Server, Stop};
 use serde_json::json;
 
 /// A server running on its own thread; its [`Stop`] arrives on the channel.
@@ -143,4 +143,63 @@ fn shutdown_through_a_handle_ends_run_and_later_calls_say_stopped() {
         );
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Hooks that do nothing, for a spawned server.
+struct NoHooks;
+
+impl Handler for NoHooks {}
+
+fn local_config() -> Config {
+    Config::default().listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+#[test]
+fn a_spawned_server_is_steered_from_its_handle_and_joins_with_its_stop() {
+    let spawned = Server::spawn(local_config(), NoHooks).expect("spawned");
+    let (mut alice, _) = Client::join(spawned.local_addr, "user=alice&channel=radio");
+    assert_eq!(spawned.handle.publish("radio", &json!({"n": 1})), Ok(1));
+    assert_eq!(alice.expect_type("message")["data"], json!({"n": 1}));
+    spawned.handle.shutdown().expect("sent");
+    let stop = spawned.thread.join().expect("the loop's thread");
+    assert_eq!(stop.expect("no I/O error"), Stop::Graceful);
+}
+
+#[test]
+fn spawning_on_a_taken_address_says_why() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let config = Config::default().listen(taken.local_addr().expect("address"));
+    let error = Server::spawn(config, NoHooks).expect_err("the address is taken");
+    assert!(error.to_string().contains("cannot listen"), "{error}");
+}
+
+/// Once `run` has returned, a handle answers `Stopped` at once, though the `Server` value
+/// still lives on its thread (a call that waited would time out instead).
+#[test]
+fn a_handle_says_stopped_once_run_returned_while_the_server_lives() {
+    let (ready, bound) = mpsc::channel();
+    let (returned, run_returned) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let mut server = Server::bind(local_config()).expect("bind");
+        let _ = ready.send(server.handle());
+        let _ = returned.send(server.run().is_ok());
+        let _ = released.recv();
+        drop(server);
+    });
+    let handle = bound.recv_timeout(STEP).expect("bound");
+    handle.shutdown().expect("sent");
+    assert_eq!(run_returned.recv_timeout(Duration::from_secs(10)), Ok(true));
+    let patient = handle.with_timeout(Duration::from_secs(10));
+    assert_eq!(patient.presence(), Err(HandleError::Stopped));
+    assert_eq!(patient.publish("radio", &json!(1)), Err(HandleError::Stopped));
+    let _ = release.send(());
+}
+
+/// A handle whose loop is not running (bound, never run) gives up after its timeout.
+#[test]
+fn a_handle_with_a_timeout_gives_up_on_a_loop_that_does_not_run() {
+    let server = Server::bind(local_config()).expect("bind");
+    let handle = server.handle().with_timeout(Duration::from_millis(100));
+    assert_eq!(handle.counts("radio"), Err(HandleError::TimedOut));
 }

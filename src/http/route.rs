@@ -2,6 +2,7 @@
 //! 404 / 405 / 426 refusal. Errors of the JSON API (`/presence*`, `/publish`) are JSON.
 
 use super::{Request, Response};
+use crate::config::Endpoints;
 use crate::names;
 
 /// An endpoint a request is routed to.
@@ -29,6 +30,18 @@ pub enum Route {
 }
 
 impl Route {
+    /// True when `endpoints` has this route's group switched on (`/healthz` and the
+    /// WebSocket always are).
+    pub fn is_served(&self, endpoints: &Endpoints) -> bool {
+        match self {
+            Route::WebSocket | Route::Health => true,
+            Route::Dashboard => endpoints.dashboard,
+            Route::Metrics => endpoints.metrics,
+            Route::Presence | Route::PresenceChannel { .. } => endpoints.presence,
+            Route::Publish => endpoints.publish,
+        }
+    }
+
     /// True for the endpoints that `--admin-token` protects.
     pub fn needs_admin(&self) -> bool {
         matches!(

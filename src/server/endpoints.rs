@@ -8,6 +8,7 @@ use serde_json::error::Category;
 use serde_json::Value;
 
 use super::Server;
+use crate::http::route::is_api_path;
 use crate::http::{constant_time_eq, Request, Response, Route};
 use crate::metrics::{self, ClusterGauges, Gauges};
 use crate::model::Json;
@@ -24,6 +25,14 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 impl Server {
     /// Serves a routed request (any route but the WebSocket one).
     pub(super) fn serve(&mut self, route: &Route, request: &Request, now: Millis) -> Response {
+        if !route.is_served(&self.config.endpoints) {
+            let message = "this endpoint is switched off on this server (--endpoints)";
+            return if is_api_path(&request.path) {
+                Response::json_error(404, "not_found", message)
+            } else {
+                Response::error(404, message)
+            };
+        }
         if route.needs_admin() && !self.authorized(request) {
             return Response::json_error(
                 401,

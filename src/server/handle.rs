@@ -3,13 +3,20 @@
 //!
 //! Requests travel over a channel and wake the loop through a `mio::Waker`; the loop
 //! answers each over its own reply channel. The loop never blocks on a handle: it drains
-//! the requests that are there when it wakes. A caller blocks until the loop answers, so it
-//! must not call from the loop's own thread.
+//! the requests that are there when it wakes.
+//!
+//! Invariants: a call never waits for a loop that cannot answer: one made on the loop's own
+//! thread (from a `Handler` hook) fails at once with [`HandleError::OnLoopThread`]; once the
+//! loop has stopped, waiting calls and new ones fail with [`HandleError::Stopped`] within
+//! [`STOP_CHECK`]; a handle made with [`Handle::with_timeout`] gives up after its timeout.
 
 use std::fmt;
 use std::io;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
 
 use mio::{Token, Waker};
 use serde_json::Value;
@@ -19,20 +26,70 @@ use crate::model::{Counts, Json};
 use crate::names;
 use crate::wheel::Millis;
 
+/// How often a waiting call looks whether the loop has stopped meanwhile.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
 /// Steers a running [`Server`] from any thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
     requests: Sender<Request>,
     waker: Arc<Waker>,
+    state: Arc<LoopState>,
+    /// How long a call waits for its answer (`None`: as long as the loop runs).
+    timeout: Option<Duration>,
+}
+
+/// What handles know of the loop: whether it has stopped, and its thread.
+#[derive(Default)]
+pub(super) struct LoopState {
+    stopped: AtomicBool,
+    thread: Mutex<Option<ThreadId>>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("stopped", &self.state.is_stopped())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoopState {
+    /// The loop runs (again) on `thread`.
+    pub fn running_on(&self, thread: ThreadId) {
+        *self.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
+        self.stopped.store(false, Ordering::Release);
+    }
+
+    /// The loop has stopped: waiting and later calls fail with `Stopped`.
+    pub fn stopped(&self) {
+        self.stopped.store(true, Ordering::Release);
+        *self.thread.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    fn is_loop_thread(&self) -> bool {
+        *self.thread.lock().unwrap_or_else(PoisonError::into_inner) == Some(thread::current().id())
+    }
 }
 
 /// Why a [`Handle`] call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HandleError {
-    /// The server was dropped (its loop no longer runs).
+    /// The server's loop has stopped (its run returned, or the server was dropped).
     Stopped,
     /// A channel or user name is not valid.
     InvalidName(String),
+    /// The call was made on the loop's own thread (from a `Handler` hook), where waiting for
+    /// the loop would wait forever: act through the hook's `Actions` instead.
+    OnLoopThread,
+    /// No answer within the handle's timeout ([`Handle::with_timeout`]).
+    TimedOut,
 }
 
 impl fmt::Display for HandleError {
@@ -40,6 +97,11 @@ impl fmt::Display for HandleError {
         match self {
             HandleError::Stopped => write!(f, "the server has stopped"),
             HandleError::InvalidName(reason) => write!(f, "invalid name: {reason}"),
+            HandleError::OnLoopThread => write!(
+                f,
+                "a Handle cannot be called on the server's own thread (use the hook's Actions)"
+            ),
+            HandleError::TimedOut => write!(f, "the server did not answer in time"),
         }
     }
 }
@@ -118,18 +180,51 @@ impl Handle {
         })
     }
 
-    /// Starts a graceful shutdown ([`Server::shutdown`]); returns at once.
+    /// Starts a graceful shutdown ([`Server::shutdown`]); returns at once, from any thread
+    /// (the loop's own included).
     pub fn shutdown(&self) -> Result<(), HandleError> {
         self.send(Request::Shutdown)
     }
 
+    /// This handle, whose calls give up with [`HandleError::TimedOut`] when the loop has not
+    /// answered within `timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> Handle {
+        Handle {
+            timeout: Some(timeout),
+            ..self.clone()
+        }
+    }
+
     fn ask<T>(&self, request: impl FnOnce(Sender<T>) -> Request) -> Result<T, HandleError> {
+        if self.state.is_loop_thread() {
+            return Err(HandleError::OnLoopThread);
+        }
         let (reply, answer) = mpsc::channel();
         self.send(request(reply))?;
-        answer.recv().map_err(|_| HandleError::Stopped)
+        let deadline = self.timeout.map(|timeout| Instant::now() + timeout);
+        loop {
+            let wait = deadline.map_or(STOP_CHECK, |deadline| {
+                STOP_CHECK.min(deadline.saturating_duration_since(Instant::now()))
+            });
+            match answer.recv_timeout(wait) {
+                Ok(answer) => return Ok(answer),
+                Err(RecvTimeoutError::Disconnected) => return Err(HandleError::Stopped),
+                Err(RecvTimeoutError::Timeout) if self.state.is_stopped() => {
+                    return Err(HandleError::Stopped)
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                        return Err(HandleError::TimedOut);
+                    }
+                }
+            }
+        }
     }
 
     fn send(&self, request: Request) -> Result<(), HandleError> {
+        if self.state.is_stopped() {
+            return Err(HandleError::Stopped);
+        }
         self.requests
             .send(request)
             .map_err(|_| HandleError::Stopped)?;
@@ -145,6 +240,8 @@ fn valid(name: &str) -> Result<(), HandleError> {
 pub(super) struct Inbox {
     requests: Receiver<Request>,
     handle: Handle,
+    /// The thread the loop last ran on, as handles were told.
+    thread: Option<ThreadId>,
 }
 
 impl Inbox {
@@ -153,8 +250,38 @@ impl Inbox {
         let (requests, inbox) = mpsc::channel();
         Ok(Inbox {
             requests: inbox,
-            handle: Handle { requests, waker },
+            handle: Handle {
+                requests,
+                waker,
+                state: Arc::default(),
+                timeout: None,
+            },
+            thread: None,
         })
+    }
+
+    /// The loop runs on this thread (called as each turn starts: cheap unless the thread
+    /// changed or the loop had stopped).
+    pub fn enter(&mut self) {
+        let current = thread::current().id();
+        if self.thread != Some(current) {
+            self.thread = Some(current);
+            self.handle.state.running_on(current);
+        }
+    }
+
+    /// The loop has stopped: every waiting request is dropped, so its caller hears
+    /// `Stopped` at once, and later calls fail before they are sent.
+    pub fn close(&mut self) {
+        self.thread = None;
+        self.handle.state.stopped();
+        while self.requests.try_recv().is_ok() {}
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -31,6 +31,7 @@ mod redis_link;
 mod session;
 mod shutdown;
 mod sockopt;
+mod spawn;
 mod token_space;
 mod trim;
 
@@ -43,7 +44,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use log::{debug, info};
 use mio::event::Event;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Registry as PollRegistry};
+use mio::{Events, Interest, Poll, Registry};
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::config::{Config, ConfigError};
@@ -58,6 +59,7 @@ use conn::{Conn, Phase};
 pub use handle::{Handle, HandleError};
 use metered::Traffic;
 pub use shutdown::Stop;
+pub use spawn::Spawned;
 use token_space::Target;
 pub use token_space::TokenSpace;
 
@@ -137,7 +139,7 @@ pub struct Server {
     /// The server's own poll; `None` when it runs on a host's.
     poll: Option<Poll>,
     /// Where its sockets are registered (its own poll's, or the host's).
-    poll_registry: PollRegistry,
+    poll_registry: Registry,
     tokens: TokenSpace,
     listener: TcpListener,
     local_addr: SocketAddr,
@@ -195,7 +197,7 @@ impl Server {
     /// [`Server::next_deadline`].
     pub fn bind_on(
         config: Config,
-        registry: &PollRegistry,
+        registry: &Registry,
         tokens: TokenSpace,
     ) -> Result<Server, BindError> {
         let registry = registry.try_clone().map_err(BindError::Poll)?;
@@ -205,7 +207,7 @@ impl Server {
     fn bind_with(
         config: Config,
         poll: Option<Poll>,
-        poll_registry: PollRegistry,
+        poll_registry: Registry,
         tokens: TokenSpace,
     ) -> Result<Server, BindError> {
         config.validate().map_err(BindError::Config)?;
@@ -316,6 +318,7 @@ impl Server {
             ));
         };
         info!("listening on {}", self.local_addr);
+        self.inbox.enter();
         let mut events = Events::with_capacity(1024);
         let stop = loop {
             match poll.poll(&mut events, self.poll_timeout(Instant::now())) {
@@ -333,6 +336,7 @@ impl Server {
             }
         };
         self.poll = Some(poll);
+        self.inbox.close();
         stop
     }
 
@@ -341,6 +345,7 @@ impl Server {
     /// poll's events are handled.
     pub fn handle_event(&mut self, event: &Event, now: Instant) {
         let now = self.millis(now);
+        self.inbox.enter();
         self.on_event(event, now);
     }
 
@@ -349,8 +354,13 @@ impl Server {
     /// once a shutdown has completed: the host may then drop the server.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<Stop> {
         let now = self.millis(now);
+        self.inbox.enter();
         self.end_turn(now);
-        self.stop.take()
+        let stop = self.stop.take();
+        if stop.is_some() {
+            self.inbox.close();
+        }
+        stop
     }
 
     /// Host-driven: when [`Server::handle_timeout`] should run next at the latest (the

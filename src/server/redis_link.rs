@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
-use mio::{Interest, Registry as PollRegistry, Token};
+use mio::{Interest, Registry, Token};
 
 use crate::cluster::resp::{self, ProtocolError, Reply};
 
@@ -54,7 +54,7 @@ pub(super) struct Link {
 
 impl Link {
     /// Starts connecting to `address` and registers the socket with `token`.
-    pub fn connect(address: SocketAddr, registry: &PollRegistry, token: Token) -> io::Result<Link> {
+    pub fn connect(address: SocketAddr, registry: &Registry, token: Token) -> io::Result<Link> {
         let mut stream = TcpStream::connect(address)?;
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
         let _ = stream.set_nodelay(true);
@@ -69,7 +69,7 @@ impl Link {
     }
 
     /// Takes the socket off the poll (before the link is dropped).
-    pub fn deregister(&mut self, registry: &PollRegistry) {
+    pub fn deregister(&mut self, registry: &Registry) {
         let _ = registry.deregister(&mut self.stream);
     }
 
