@@ -125,3 +125,25 @@ fn a_server_on_a_host_s_poll_cannot_run_its_own_loop() {
     let error = server.run().expect_err("run refuses");
     assert!(error.to_string().contains("bind_on"), "{error}");
 }
+
+/// `examples/embed_mio.rs`, the guide's host loop with a timer of its own: SIGTERM reaches
+/// rollcall through the host's poll (the interrupted wait is retried), the client is told
+/// to go away, and the host loop ends with a graceful stop.
+#[test]
+fn the_host_loop_example_shuts_down_gracefully_on_sigterm() {
+    let (mut host, printed) =
+        ChildGuard::spawn_reading(&example("embed_mio"), &["127.0.0.1:0", "127.0.0.1:0"]);
+    let addr = printed_address(&printed.recv_timeout(STEP).expect("the example started"));
+    let (mut client, _) = Client::join(addr, "user=ada&channel=lab");
+    host.signal(libc::SIGTERM);
+    assert_eq!(
+        client.expect_closed(STEP).map(|(code, _)| code),
+        Some(1001),
+        "going away"
+    );
+    drop(client);
+    let status = host.wait_exit(STEP).expect("the host loop ended");
+    assert!(status.success(), "{status}");
+    let last = printed.iter().last().unwrap_or_default();
+    assert_eq!(last, "stopped: Graceful");
+}

@@ -208,27 +208,9 @@ fn the_handler_is_told_of_presence_and_publications() {
 
 #[test]
 fn the_radio_example_plays_to_a_listener_and_sees_them_leave() {
-    // Examples are built beside the test executables: <target>/<profile>/{deps,examples}.
-    let example = std::env::current_exe()
-        .expect("the test executable's path")
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("the test executable lives in <target>/<profile>/deps")
-        .join("examples/radio");
-    assert!(
-        example.exists(),
-        "cargo test builds the examples: {}",
-        example.display()
-    );
-    let (_radio, printed) =
-        ChildGuard::spawn_reading(example.to_str().expect("utf-8 path"), &["127.0.0.1:0", "1"]);
+    let (_radio, printed) = ChildGuard::spawn_reading(&example("radio"), &["127.0.0.1:0", "1"]);
     let first = printed.recv_timeout(STEP).expect("the example started");
-    let addr: SocketAddr = first
-        .split("ws://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let addr = printed_address(&first);
     let wait_for_line = |needle: &str| {
         let deadline = Instant::now() + STEP;
         loop {

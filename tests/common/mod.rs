@@ -1192,6 +1192,31 @@ pub fn load_bin() -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// The path of the example `name`, which `cargo test` builds beside the test executables:
+/// `<target>/<profile>/{deps,examples}`.
+#[track_caller]
+pub fn example(name: &str) -> String {
+    let path = std::env::current_exe()
+        .expect("the test executable's path")
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("the test executable lives in <target>/<profile>/deps")
+        .join("examples")
+        .join(name);
+    assert!(path.exists(), "cargo test builds the examples: {}", path.display());
+    path.to_str().expect("a UTF-8 path").to_owned()
+}
+
+/// The first `ws://ADDRESS/` in a line an example printed.
+#[track_caller]
+pub fn printed_address(line: &str) -> SocketAddr {
+    line.split("ws://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
 /// A child process other than the server (a load tool acting as a client), killed on drop,
 /// also when it is stopped (SIGKILL ends a stopped process too).
 pub struct ChildGuard {
