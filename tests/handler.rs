@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
@@ -230,4 +231,47 @@ fn the_radio_example_plays_to_a_listener_and_sees_them_leave() {
     wait_for_line("now playing:");
     listener.close();
     wait_for_line("left: ella (closed");
+}
+
+/// What `on_connect` can read of a request: any header (without regard to case), any query
+/// parameter decoded, the peer's address.
+#[test]
+fn the_connect_request_offers_headers_query_and_peer() {
+    struct Reader(mpsc::Sender<(Option<String>, Option<String>, Option<String>, bool)>);
+    impl Handler for Reader {
+        fn on_connect(&mut self, request: &ConnectRequest<'_>) -> Decision {
+            let _ = self.0.send((
+                request.header("x-app-version").map(str::to_owned),
+                request.query("room"),
+                request.query("missing"),
+                request
+                    .peer_addr
+                    .is_some_and(|peer| peer.ip().is_loopback()),
+            ));
+            Decision::Accept
+        }
+    }
+    let (seen, read) = mpsc::channel();
+    let spawned = Server::spawn(
+        Config::default().listen(SocketAddr::from(([127, 0, 0, 1], 0))),
+        Reader(seen),
+    )
+    .expect("spawned");
+    let request = upgrade_request("/?user=ada&room=caf%C3%A9+noir")
+        .replacen("\r\n", "\r\nx-APP-version:  2.1 \r\n", 1);
+    let mut stream = tcp_connect(spawned.local_addr);
+    stream.write_all(request.as_bytes()).expect("sent");
+    let mut status = [0u8; 12];
+    stream.read_exact(&mut status).expect("a response");
+    assert_eq!(&status, b"HTTP/1.1 101");
+    assert_eq!(
+        read.recv_timeout(STEP).expect("on_connect ran"),
+        (
+            Some("2.1".to_owned()),
+            Some("café noir".to_owned()),
+            None,
+            true
+        )
+    );
+    spawned.handle.shutdown().expect("sent");
 }

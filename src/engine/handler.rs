@@ -5,6 +5,10 @@
 //! authentication) and is told of every presence change and publication. It runs on the
 //! loop's thread, between socket events: it must return quickly and never block.
 
+// core::net: the address is a plain value here; sockets stay in `server`.
+use core::net::SocketAddr;
+
+use crate::http::upgrade::percent_decode;
 use crate::model::LeaveReason;
 
 /// What a connection asks for, as the server read it from the upgrade request.
@@ -18,6 +22,33 @@ pub struct ConnectRequest<'a> {
     pub channels: &'a [String],
     /// The request's header fields.
     pub headers: &'a [(String, String)],
+    /// The address the connection came from (behind a reverse proxy, the proxy's: see its
+    /// `X-Forwarded-For` header).
+    pub peer_addr: Option<SocketAddr>,
+}
+
+impl ConnectRequest<'_> {
+    /// The first header field called `name` (compared without regard to case), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim())
+    }
+
+    /// The first query parameter called `name`, percent-decoded (`+` is a space); `None`
+    /// when it is absent or its encoding is broken. Any parameter, not only rollcall's.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let (_, query) = self.target.split_once('?')?;
+        query
+            .split('&')
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (key == name).then_some(value)
+            })
+            .next()
+            .and_then(percent_decode)
+    }
 }
 
 /// A handler's answer to a [`ConnectRequest`].

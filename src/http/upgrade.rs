@@ -284,7 +284,7 @@ fn push_once(list: &mut Vec<String>, value: String) {
 
 /// Decodes `%XX` escapes and `+` (as a space, per HTML forms); `None` on a broken escape or
 /// a result that is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::mem;
+use std::net::SocketAddr;
 
 use log::{debug, warn};
 use mio::net::TcpStream;
@@ -39,8 +40,8 @@ impl Server {
         let was_paused = mem::replace(&mut self.accept_paused, false);
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => {
-                    self.admit(stream, now);
+                Ok((stream, peer)) => {
+                    self.admit(stream, peer, now);
                     // An endpoint served here (a publish) may have doomed slow consumers:
                     // end them before the next request can queue more for them.
                     self.reap(now);
@@ -62,7 +63,7 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, now: Millis) {
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Millis) {
         self.counters.accepted += 1;
         let refusal = if self.conns.len() >= self.max_connections {
             Some("server at its connection limit")
@@ -83,7 +84,7 @@ impl Server {
             return;
         }
         sockopt::tune(&stream, self.config.heartbeat_timeout);
-        let id = self.conns.insert(Conn::new(stream));
+        let id = self.conns.insert(Conn::new(stream, peer));
         self.pending += 1;
         self.trimmer.grew(self.conns.len());
         let token = self.tokens.connection(id);
@@ -109,7 +110,12 @@ impl Server {
     pub(super) fn read_request(&mut self, id: ConnId, now: Millis) {
         let limit = http::MAX_HEAD + self.config.max_body_size;
         let Some(Conn {
-            phase: Phase::Handshake { stream, received },
+            phase:
+                Phase::Handshake {
+                    stream,
+                    received,
+                    peer,
+                },
             ..
         }) = self.conns.get_mut(id)
         else {
@@ -127,7 +133,10 @@ impl Server {
             Examined::Complete(request) => {
                 let leftover = received.split_off(request.len);
                 match http::route(&request) {
-                    Ok(Route::WebSocket) => self.upgrade(id, &request, leftover, now),
+                    Ok(Route::WebSocket) => {
+                        let peer = *peer;
+                        self.upgrade(id, &request, peer, leftover, now)
+                    }
                     Ok(route) => {
                         let response = self.serve(&route, &request, now);
                         if response.is_refusal() {
@@ -143,7 +152,14 @@ impl Server {
         }
     }
 
-    fn upgrade(&mut self, id: ConnId, request: &Request, leftover: Vec<u8>, now: Millis) {
+    fn upgrade(
+        &mut self,
+        id: ConnId,
+        request: &Request,
+        peer: SocketAddr,
+        leftover: Vec<u8>,
+        now: Millis,
+    ) {
         if self.shutdown.is_some() {
             self.refuse(id, Response::error(503, "server shutting down"), now);
             return;
@@ -184,7 +200,7 @@ impl Server {
                 self.refuse(id, Response::error(400, message), now);
             }
             Ok(mut upgrade) => {
-                if let Err(response) = self.ask_handler(request, &mut upgrade) {
+                if let Err(response) = self.ask_handler(request, peer, &mut upgrade) {
                     self.refuse(id, response, now);
                     return;
                 }
@@ -214,7 +230,12 @@ impl Server {
 
     /// Lets the handler decide on a valid upgrade: it may change the user and channels, or
     /// refuse with its own status and reason.
-    fn ask_handler(&mut self, request: &Request, upgrade: &mut Upgrade) -> Result<(), Response> {
+    fn ask_handler(
+        &mut self,
+        request: &Request,
+        peer: SocketAddr,
+        upgrade: &mut Upgrade,
+    ) -> Result<(), Response> {
         let target = if request.query.is_empty() {
             request.path.clone()
         } else {
@@ -225,6 +246,7 @@ impl Server {
             user: upgrade.user.as_deref(),
             channels: &upgrade.channels,
             headers: &request.headers,
+            peer_addr: Some(peer),
         };
         match self.engine.handler_mut().on_connect(&asked) {
             Decision::Accept => Ok(()),

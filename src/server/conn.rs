@@ -10,7 +10,7 @@
 //! ends it (then the phase moves on to `Closing`, or the connection is removed).
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 
 use mio::net::TcpStream;
 use tungstenite::WebSocket;
@@ -30,10 +30,12 @@ pub(crate) type Socket = WebSocket<MeteredStream>;
 // variants would cost each connection an allocation and its header for nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Phase {
-    /// Reading the HTTP request; `received` holds the bytes so far.
+    /// Reading the HTTP request; `received` holds the bytes so far; `peer` is the address
+    /// it came from (for the host's `on_connect`; free: `Open` is the largest variant).
     Handshake {
         stream: TcpStream,
         received: Vec<u8>,
+        peer: SocketAddr,
     },
     /// Writing an HTTP response; `pending` is what is left to write.
     Responding {
@@ -73,11 +75,12 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream) -> Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr) -> Conn {
         Conn {
             phase: Phase::Handshake {
                 stream,
                 received: Vec::new(),
+                peer,
             },
             queued: false,
         }
