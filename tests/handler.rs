@@ -237,7 +237,9 @@ fn the_radio_example_plays_to_a_listener_and_sees_them_leave() {
 /// parameter decoded, the peer's address.
 #[test]
 fn the_connect_request_offers_headers_query_and_peer() {
-    struct Reader(mpsc::Sender<(Option<String>, Option<String>, Option<String>, bool)>);
+    /// The header, the two query parameters, and whether the peer is on loopback.
+    type Read = (Option<String>, Option<String>, Option<String>, bool);
+    struct Reader(mpsc::Sender<Read>);
     impl Handler for Reader {
         fn on_connect(&mut self, request: &ConnectRequest<'_>) -> Decision {
             let _ = self.0.send((
