@@ -26,6 +26,31 @@ impl fmt::Display for Key {
     }
 }
 
+impl std::str::FromStr for Key {
+    type Err = ParseKeyError;
+
+    /// Reads a key as [`Key`]'s `Display` writes it: `SLOT.GENERATION`.
+    fn from_str(text: &str) -> Result<Key, ParseKeyError> {
+        let (slot, generation) = text.split_once('.').ok_or(ParseKeyError)?;
+        Ok(Key {
+            slot: slot.parse().map_err(|_| ParseKeyError)?,
+            generation: generation.parse().map_err(|_| ParseKeyError)?,
+        })
+    }
+}
+
+/// A text that is not a [`Key`] (`SLOT.GENERATION`, two decimal `u32`s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseKeyError;
+
+impl fmt::Display for ParseKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a connection id (SLOT.GENERATION, as the welcome gives it)")
+    }
+}
+
+impl std::error::Error for ParseKeyError {}
+
 struct Entry<T> {
     generation: u32,
     value: T,
@@ -132,6 +157,18 @@ impl<T> Slots<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_reads_back_as_it_is_written_and_nothing_else_reads() {
+        let key = Key {
+            slot: 7,
+            generation: 4_000_000_000,
+        };
+        assert_eq!(key.to_string().parse(), Ok(key));
+        for text in ["", "7", "7.", ".7", "7.x", "-1.0", "7.4294967296", "7.1.2", " 7.1"] {
+            assert_eq!(text.parse::<Key>(), Err(ParseKeyError), "{text:?}");
+        }
+    }
 
     #[test]
     fn stale_key_is_skipped_after_slot_reuse() {

@@ -78,7 +78,10 @@ pub mod wheel;
 pub use mio;
 
 pub use config::{Config, ConfigError, Endpoints};
-pub use model::{Counts, EventsMode, Json, LeaveReason, Meta};
+pub use model::{
+    ChannelSnapshot, Counts, EventsMode, Json, LeaveReason, Member, Meta, PresenceSnapshot,
+    UserStatus,
+};
 pub use rate::RateLimit;
 pub use engine::{ConnectRequest, Decision, Handler, Presence};
 pub use server::{BindError, Handle, HandleError, Server, Spawned, Stop, TokenSpace};

@@ -192,7 +192,10 @@ fn a_handle_says_stopped_once_run_returned_while_the_server_lives() {
     assert_eq!(run_returned.recv_timeout(Duration::from_secs(10)), Ok(true));
     let patient = handle.with_timeout(Duration::from_secs(10));
     assert_eq!(patient.presence(), Err(HandleError::Stopped));
-    assert_eq!(patient.publish("radio", &json!(1)), Err(HandleError::Stopped));
+    assert_eq!(
+        patient.publish("radio", &json!(1)),
+        Err(HandleError::Stopped)
+    );
     let _ = release.send(());
 }
 
@@ -202,4 +205,72 @@ fn a_handle_with_a_timeout_gives_up_on_a_loop_that_does_not_run() {
     let server = Server::bind(local_config()).expect("bind");
     let handle = server.handle().with_timeout(Duration::from_millis(100));
     assert_eq!(handle.counts("radio"), Err(HandleError::TimedOut));
+}
+
+/// The typed queries: a snapshot, a channel's members, a user's status; and the welcome's
+/// connection id names one connection to send to or disconnect.
+#[test]
+fn typed_queries_and_connections_by_their_welcome_id() {
+    let spawned = Server::spawn(local_config(), NoHooks).expect("spawned");
+    let addr = spawned.local_addr;
+    let handle = &spawned.handle;
+    let (mut ada, _) = Client::join(addr, "user=ada&channel=lab&channel=hall");
+    let (mut bob, welcome) = Client::connect_welcomed(addr, "user=bob&channel=lab");
+    bob.expect_type("state");
+    ada.wait_for_type("join", STEP);
+
+    let members = handle.members("lab").expect("members");
+    let users: Vec<_> = members.iter().map(|m| (m.user.as_str(), m.conns)).collect();
+    assert_eq!(users, [("ada", 1), ("bob", 1)]);
+    assert_eq!(members[0].meta.as_str(), "{}");
+    assert_eq!(handle.members("empty").expect("members"), []);
+
+    let status = handle.status("ada").expect("status");
+    assert_eq!(status.connections, 1);
+    assert_eq!(status.channels, ["hall", "lab"]);
+    assert!(status.is_online());
+    assert_eq!(handle.channels_of("bob").expect("channels"), ["lab"]);
+    assert!(!handle.status("nobody").expect("status").is_online());
+
+    let snapshot = handle.snapshot().expect("snapshot");
+    assert_eq!(
+        (snapshot.connections, snapshot.users, snapshot.watchers),
+        (2, 2, 0)
+    );
+    assert_eq!(
+        snapshot.channels.keys().collect::<Vec<_>>(),
+        ["hall", "lab"]
+    );
+    assert_eq!(snapshot.channels["lab"].seq, 2);
+    assert_eq!(snapshot.channels["lab"].members, members);
+
+    let bob_id = welcome["conn"].as_str().expect("the welcome's conn id");
+    assert_eq!(
+        handle.send_to_connection(bob_id, &json!({"hi": "bob"})),
+        Ok(true)
+    );
+    let message = bob.expect_type("message");
+    assert_eq!(message["channel"], json!(null));
+    assert_eq!(message["data"], json!({"hi": "bob"}));
+    assert_eq!(handle.send_to_connection("99.0", &json!(1)), Ok(false));
+    assert_eq!(
+        handle.send_to_connection("bob", &json!(1)),
+        Err(HandleError::InvalidConnection("bob".into()))
+    );
+    assert_eq!(handle.publish_json("lab", r#"[ 1, {"a": "b"} ]"#), Ok(2));
+    let data = bob.wait_for_type("message", STEP).0["data"].clone();
+    assert_eq!(data, json!([1, {"a": "b"}]));
+    assert_eq!(
+        handle.publish_json("lab", "{oops"),
+        Err(HandleError::InvalidJson)
+    );
+
+    assert_eq!(handle.disconnect_connection(bob_id), Ok(true));
+    assert_eq!(bob.expect_closed(STEP).map(|(code, _)| code), Some(1000));
+    assert_eq!(
+        handle.disconnect_connection(bob_id),
+        Ok(false),
+        "already gone"
+    );
+    handle.shutdown().expect("sent");
 }

@@ -136,6 +136,21 @@ impl Engine {
         self.deliver(connections.into_iter(), &event)
     }
 
+    /// The host sends `data` to one connection (by the id its welcome gave); false when no
+    /// such connection is open.
+    pub fn send_to_connection(&mut self, id: ConnId, data: &Json) -> bool {
+        if self.sessions.get(id).is_none() {
+            return false;
+        }
+        let event = Event::Message {
+            channel: None,
+            from: None,
+            data,
+        };
+        self.send(id, &event);
+        true
+    }
+
     /// Sends `event` to `recipients` (each named once); returns how many it went to.
     pub(super) fn deliver(
         &mut self,

@@ -463,6 +463,22 @@ impl Engine {
         connections.len()
     }
 
+    /// The host disconnects one connection (Close 1000); false when no such connection is
+    /// open.
+    pub fn disconnect_connection(&mut self, id: ConnId, now: Millis) -> bool {
+        if self.sessions.get(id).is_none() {
+            return false;
+        }
+        self.fail(
+            id,
+            NORMAL,
+            "disconnected by the server",
+            LeaveReason::Closed,
+            now,
+        );
+        true
+    }
+
     fn heartbeat_deadline(&mut self, id: ConnId, now: Millis) {
         let heartbeat = self.heartbeat;
         let Some(session) = self.sessions.get_mut(id) else {

@@ -6,7 +6,7 @@
 use super::Engine;
 use crate::cluster::view::View;
 use crate::model::event::Members;
-use crate::model::Counts;
+use crate::model::{ChannelSnapshot, Counts, Json, Member, PresenceSnapshot, UserStatus};
 use crate::roster::ChannelId;
 
 impl Engine {
@@ -80,6 +80,55 @@ impl Engine {
                 .channels_with_members()
                 .filter_map(|channel| self.roster.name(channel).map(str::to_owned))
                 .collect(),
+        }
+    }
+
+    /// The members of the channel `name`, by user id.
+    pub fn members(&self, name: &str) -> Vec<Member> {
+        let mut members: Vec<Member> = self
+            .members_named(name)
+            .map(|member| Member {
+                user: member.user.to_owned(),
+                conns: member.conns,
+                meta: Json::parse(member.meta.as_str()).unwrap_or_else(Json::null),
+            })
+            .collect();
+        members.sort_by(|a, b| a.user.cmp(&b.user));
+        members
+    }
+
+    /// Every channel with members, with this node's connection figures.
+    pub fn snapshot(&self) -> PresenceSnapshot {
+        let channels = self
+            .channels_with_members()
+            .into_iter()
+            .map(|name| {
+                let channel = ChannelSnapshot {
+                    seq: self.seq_named(&name),
+                    members: self.members(&name),
+                };
+                (name, channel)
+            })
+            .collect();
+        PresenceSnapshot {
+            connections: self.open_connections(),
+            users: self.roster.users_online(),
+            watchers: self.watchers(),
+            channels,
+        }
+    }
+
+    /// Where `user` is: its connections here and the channels it is a member of.
+    pub fn user_status(&self, user: &str) -> UserStatus {
+        let mut channels: Vec<String> = self
+            .channels_with_members()
+            .into_iter()
+            .filter(|name| self.members_named(name).any(|member| member.user == user))
+            .collect();
+        channels.sort();
+        UserStatus {
+            connections: self.connections_of(user).len(),
+            channels,
         }
     }
 }

@@ -11,11 +11,13 @@
 pub mod canonical;
 pub mod command;
 pub mod event;
+mod snapshot;
 
 use std::fmt;
 
 pub use command::{Action, Command, CommandError};
 pub use event::Event;
+pub use snapshot::{ChannelSnapshot, Member, PresenceSnapshot, UserStatus};
 
 /// A compact, valid JSON text (a value a client sent, re-serialized without whitespace, keys
 /// sorted, its numbers as sent).

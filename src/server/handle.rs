@@ -22,7 +22,8 @@ use mio::{Token, Waker};
 use serde_json::Value;
 
 use super::Server;
-use crate::model::{Counts, Json};
+use crate::model::{Counts, Json, Member, PresenceSnapshot, UserStatus};
+use crate::roster::ConnId;
 use crate::names;
 use crate::wheel::Millis;
 
@@ -90,6 +91,10 @@ pub enum HandleError {
     OnLoopThread,
     /// No answer within the handle's timeout ([`Handle::with_timeout`]).
     TimedOut,
+    /// The data is not valid JSON ([`Handle::publish_json`]).
+    InvalidJson,
+    /// The connection id is not one a welcome gives (`SLOT.GENERATION`).
+    InvalidConnection(String),
 }
 
 impl fmt::Display for HandleError {
@@ -102,6 +107,8 @@ impl fmt::Display for HandleError {
                 "a Handle cannot be called on the server's own thread (use the hook's Actions)"
             ),
             HandleError::TimedOut => write!(f, "the server did not answer in time"),
+            HandleError::InvalidJson => write!(f, "the data is not valid JSON"),
+            HandleError::InvalidConnection(id) => write!(f, "{id:?} is not a connection id"),
         }
     }
 }
@@ -129,6 +136,26 @@ pub(super) enum Request {
     Disconnect {
         user: String,
         reply: Sender<usize>,
+    },
+    Snapshot {
+        reply: Sender<PresenceSnapshot>,
+    },
+    Members {
+        channel: String,
+        reply: Sender<Vec<Member>>,
+    },
+    Status {
+        user: String,
+        reply: Sender<UserStatus>,
+    },
+    SendToConnection {
+        id: ConnId,
+        data: Json,
+        reply: Sender<bool>,
+    },
+    DisconnectConnection {
+        id: ConnId,
+        reply: Sender<bool>,
     },
     Shutdown,
 }
@@ -178,6 +205,66 @@ impl Handle {
             user: user.to_owned(),
             reply,
         })
+    }
+
+    /// Publishes JSON text (as a hook hands it over) to `channel`, like [`Handle::publish`];
+    /// its numbers reach clients exactly as written.
+    pub fn publish_json(&self, channel: &str, json: &str) -> Result<usize, HandleError> {
+        valid(channel)?;
+        let data = Json::parse(json).ok_or(HandleError::InvalidJson)?;
+        self.ask(|reply| Request::Publish {
+            channel: channel.to_owned(),
+            data,
+            reply,
+        })
+    }
+
+    /// Every channel with members, typed (what [`Handle::presence`] gives as JSON).
+    pub fn snapshot(&self) -> Result<PresenceSnapshot, HandleError> {
+        self.ask(|reply| Request::Snapshot { reply })
+    }
+
+    /// The members of `channel` (cluster-wide in a live cluster), by user id; empty when
+    /// it has none.
+    pub fn members(&self, channel: &str) -> Result<Vec<Member>, HandleError> {
+        valid(channel)?;
+        self.ask(|reply| Request::Members {
+            channel: channel.to_owned(),
+            reply,
+        })
+    }
+
+    /// Where `user` is: its open connections on this server and the channels it is a
+    /// member of.
+    pub fn status(&self, user: &str) -> Result<UserStatus, HandleError> {
+        valid(user)?;
+        self.ask(|reply| Request::Status {
+            user: user.to_owned(),
+            reply,
+        })
+    }
+
+    /// The channels `user` is a member of, by name ([`Handle::status`]'s list).
+    pub fn channels_of(&self, user: &str) -> Result<Vec<String>, HandleError> {
+        self.status(user).map(|status| status.channels)
+    }
+
+    /// Sends `data` to one connection, named by the id its `welcome` gave (`"conn"`), as a
+    /// `message` with `"channel":null`. `Ok(false)` when no such connection is open.
+    pub fn send_to_connection(&self, id: &str, data: &Value) -> Result<bool, HandleError> {
+        let id = connection(id)?;
+        self.ask(|reply| Request::SendToConnection {
+            id,
+            data: Json::from_value(data),
+            reply,
+        })
+    }
+
+    /// Closes one connection (Close 1000), named by the id its `welcome` gave. `Ok(false)`
+    /// when no such connection is open.
+    pub fn disconnect_connection(&self, id: &str) -> Result<bool, HandleError> {
+        let id = connection(id)?;
+        self.ask(|reply| Request::DisconnectConnection { id, reply })
     }
 
     /// Starts a graceful shutdown ([`Server::shutdown`]); returns at once, from any thread
@@ -230,6 +317,11 @@ impl Handle {
             .map_err(|_| HandleError::Stopped)?;
         self.waker.wake().map_err(|_| HandleError::Stopped)
     }
+}
+
+fn connection(id: &str) -> Result<ConnId, HandleError> {
+    id.parse()
+        .map_err(|_| HandleError::InvalidConnection(id.to_owned()))
 }
 
 fn valid(name: &str) -> Result<(), HandleError> {
@@ -321,6 +413,21 @@ impl Server {
                 }
                 Request::Disconnect { user, reply } => {
                     let _ = reply.send(self.engine.disconnect_user(&user, now));
+                }
+                Request::Snapshot { reply } => {
+                    let _ = reply.send(self.engine.snapshot());
+                }
+                Request::Members { channel, reply } => {
+                    let _ = reply.send(self.engine.members(&channel));
+                }
+                Request::Status { user, reply } => {
+                    let _ = reply.send(self.engine.user_status(&user));
+                }
+                Request::SendToConnection { id, data, reply } => {
+                    let _ = reply.send(self.engine.send_to_connection(id, &data));
+                }
+                Request::DisconnectConnection { id, reply } => {
+                    let _ = reply.send(self.engine.disconnect_connection(id, now));
                 }
                 Request::Shutdown if self.shutdown.is_none() => self.begin_shutdown(now),
                 Request::Shutdown => {}

@@ -1203,7 +1203,11 @@ pub fn example(name: &str) -> String {
         .expect("the test executable lives in <target>/<profile>/deps")
         .join("examples")
         .join(name);
-    assert!(path.exists(), "cargo test builds the examples: {}", path.display());
+    assert!(
+        path.exists(),
+        "cargo test builds the examples: {}",
+        path.display()
+    );
     path.to_str().expect("a UTF-8 path").to_owned()
 }
 
