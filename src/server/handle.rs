@@ -23,8 +23,8 @@ use serde_json::Value;
 
 use super::Server;
 use crate::model::{Counts, Json, Member, PresenceSnapshot, UserStatus};
-use crate::roster::ConnId;
 use crate::names;
+use crate::roster::ConnId;
 use crate::wheel::Millis;
 
 /// How often a waiting call looks whether the loop has stopped meanwhile.
@@ -116,48 +116,36 @@ impl fmt::Display for HandleError {
 impl std::error::Error for HandleError {}
 
 pub(super) enum Request {
-    Publish {
-        channel: String,
-        data: Json,
-        reply: Sender<usize>,
-    },
-    SendToUser {
-        user: String,
-        data: Json,
-        reply: Sender<usize>,
-    },
-    Presence {
-        reply: Sender<Value>,
-    },
-    Counts {
-        channel: String,
-        reply: Sender<Option<Counts>>,
-    },
-    Disconnect {
-        user: String,
-        reply: Sender<usize>,
-    },
-    Snapshot {
-        reply: Sender<PresenceSnapshot>,
-    },
-    Members {
-        channel: String,
-        reply: Sender<Vec<Member>>,
-    },
-    Status {
-        user: String,
-        reply: Sender<UserStatus>,
-    },
-    SendToConnection {
-        id: ConnId,
-        data: Json,
-        reply: Sender<bool>,
-    },
-    DisconnectConnection {
-        id: ConnId,
-        reply: Sender<bool>,
+    /// A question, answered on `reply` (one answer type for all: each reply type would
+    /// be another copy of the channel's code in the binary).
+    Ask {
+        question: Question,
+        reply: Sender<Answer>,
     },
     Shutdown,
+}
+
+pub(super) enum Question {
+    Publish { channel: String, data: Json },
+    SendToUser { user: String, data: Json },
+    Presence,
+    Counts { channel: String },
+    Disconnect { user: String },
+    Snapshot,
+    Members { channel: String },
+    Status { user: String },
+    SendToConnection { id: ConnId, data: Json },
+    DisconnectConnection { id: ConnId },
+}
+
+pub(super) enum Answer {
+    Number(usize),
+    Done(bool),
+    Json(Value),
+    Counts(Option<Counts>),
+    Snapshot(PresenceSnapshot),
+    Members(Vec<Member>),
+    Status(UserStatus),
 }
 
 impl Handle {
@@ -165,35 +153,45 @@ impl Handle {
     /// Returns the number of connections it was queued to.
     pub fn publish(&self, channel: &str, data: &Value) -> Result<usize, HandleError> {
         valid(channel)?;
-        self.ask(|reply| Request::Publish {
-            channel: channel.to_owned(),
-            data: Json::from_value(data),
-            reply,
-        })
+        let data = Json::from_value(data);
+        self.ask(
+            Question::Publish {
+                channel: channel.to_owned(),
+                data,
+            },
+            number,
+        )
     }
 
     /// Sends `data` to every connection of `user`, as a `message` with `"channel":null` and
     /// `"from":null`. Returns the number of connections.
     pub fn send_to_user(&self, user: &str, data: &Value) -> Result<usize, HandleError> {
         valid(user)?;
-        self.ask(|reply| Request::SendToUser {
-            user: user.to_owned(),
-            data: Json::from_value(data),
-            reply,
-        })
+        let data = Json::from_value(data);
+        self.ask(
+            Question::SendToUser {
+                user: user.to_owned(),
+                data,
+            },
+            number,
+        )
     }
 
     /// Every channel's members, as `GET /presence` answers.
     pub fn presence(&self) -> Result<Value, HandleError> {
-        self.ask(|reply| Request::Presence { reply })
+        self.ask(Question::Presence, |answer| match answer {
+            Answer::Json(json) => Some(json),
+            _ => None,
+        })
     }
 
     /// A channel's counts, `None` when it does not exist.
     pub fn counts(&self, channel: &str) -> Result<Option<Counts>, HandleError> {
         valid(channel)?;
-        self.ask(|reply| Request::Counts {
-            channel: channel.to_owned(),
-            reply,
+        let channel = channel.to_owned();
+        self.ask(Question::Counts { channel }, |answer| match answer {
+            Answer::Counts(counts) => Some(counts),
+            _ => None,
         })
     }
 
@@ -201,10 +199,12 @@ impl Handle {
     /// `closed`). Returns the number of connections closed.
     pub fn disconnect_user(&self, user: &str) -> Result<usize, HandleError> {
         valid(user)?;
-        self.ask(|reply| Request::Disconnect {
-            user: user.to_owned(),
-            reply,
-        })
+        self.ask(
+            Question::Disconnect {
+                user: user.to_owned(),
+            },
+            number,
+        )
     }
 
     /// Publishes JSON text (as a hook hands it over) to `channel`, like [`Handle::publish`];
@@ -212,25 +212,31 @@ impl Handle {
     pub fn publish_json(&self, channel: &str, json: &str) -> Result<usize, HandleError> {
         valid(channel)?;
         let data = Json::parse(json).ok_or(HandleError::InvalidJson)?;
-        self.ask(|reply| Request::Publish {
-            channel: channel.to_owned(),
-            data,
-            reply,
-        })
+        self.ask(
+            Question::Publish {
+                channel: channel.to_owned(),
+                data,
+            },
+            number,
+        )
     }
 
     /// Every channel with members, typed (what [`Handle::presence`] gives as JSON).
     pub fn snapshot(&self) -> Result<PresenceSnapshot, HandleError> {
-        self.ask(|reply| Request::Snapshot { reply })
+        self.ask(Question::Snapshot, |answer| match answer {
+            Answer::Snapshot(snapshot) => Some(snapshot),
+            _ => None,
+        })
     }
 
     /// The members of `channel` (cluster-wide in a live cluster), by user id; empty when
     /// it has none.
     pub fn members(&self, channel: &str) -> Result<Vec<Member>, HandleError> {
         valid(channel)?;
-        self.ask(|reply| Request::Members {
-            channel: channel.to_owned(),
-            reply,
+        let channel = channel.to_owned();
+        self.ask(Question::Members { channel }, |answer| match answer {
+            Answer::Members(members) => Some(members),
+            _ => None,
         })
     }
 
@@ -238,10 +244,15 @@ impl Handle {
     /// member of.
     pub fn status(&self, user: &str) -> Result<UserStatus, HandleError> {
         valid(user)?;
-        self.ask(|reply| Request::Status {
-            user: user.to_owned(),
-            reply,
-        })
+        self.ask(
+            Question::Status {
+                user: user.to_owned(),
+            },
+            |answer| match answer {
+                Answer::Status(status) => Some(status),
+                _ => None,
+            },
+        )
     }
 
     /// The channels `user` is a member of, by name ([`Handle::status`]'s list).
@@ -253,18 +264,15 @@ impl Handle {
     /// `message` with `"channel":null`. `Ok(false)` when no such connection is open.
     pub fn send_to_connection(&self, id: &str, data: &Value) -> Result<bool, HandleError> {
         let id = connection(id)?;
-        self.ask(|reply| Request::SendToConnection {
-            id,
-            data: Json::from_value(data),
-            reply,
-        })
+        let data = Json::from_value(data);
+        self.ask(Question::SendToConnection { id, data }, done)
     }
 
     /// Closes one connection (Close 1000), named by the id its `welcome` gave. `Ok(false)`
     /// when no such connection is open.
     pub fn disconnect_connection(&self, id: &str) -> Result<bool, HandleError> {
         let id = connection(id)?;
-        self.ask(|reply| Request::DisconnectConnection { id, reply })
+        self.ask(Question::DisconnectConnection { id }, done)
     }
 
     /// Starts a graceful shutdown ([`Server::shutdown`]); returns at once, from any thread
@@ -282,19 +290,25 @@ impl Handle {
         }
     }
 
-    fn ask<T>(&self, request: impl FnOnce(Sender<T>) -> Request) -> Result<T, HandleError> {
+    /// Asks the loop `question` and waits for its answer, which `expect` reads.
+    fn ask<T>(
+        &self,
+        question: Question,
+        expect: fn(Answer) -> Option<T>,
+    ) -> Result<T, HandleError> {
         if self.state.is_loop_thread() {
             return Err(HandleError::OnLoopThread);
         }
         let (reply, answer) = mpsc::channel();
-        self.send(request(reply))?;
+        self.send(Request::Ask { question, reply })?;
         let deadline = self.timeout.map(|timeout| Instant::now() + timeout);
         loop {
             let wait = deadline.map_or(STOP_CHECK, |deadline| {
                 STOP_CHECK.min(deadline.saturating_duration_since(Instant::now()))
             });
             match answer.recv_timeout(wait) {
-                Ok(answer) => return Ok(answer),
+                // The loop answers each question with its kind of answer.
+                Ok(answer) => return expect(answer).ok_or(HandleError::Stopped),
                 Err(RecvTimeoutError::Disconnected) => return Err(HandleError::Stopped),
                 Err(RecvTimeoutError::Timeout) if self.state.is_stopped() => {
                     return Err(HandleError::Stopped)
@@ -316,6 +330,20 @@ impl Handle {
             .send(request)
             .map_err(|_| HandleError::Stopped)?;
         self.waker.wake().map_err(|_| HandleError::Stopped)
+    }
+}
+
+fn number(answer: Answer) -> Option<usize> {
+    match answer {
+        Answer::Number(number) => Some(number),
+        _ => None,
+    }
+}
+
+fn done(answer: Answer) -> Option<bool> {
+    match answer {
+        Answer::Done(done) => Some(done),
+        _ => None,
     }
 }
 
@@ -383,51 +411,45 @@ impl Server {
         self.inbox.handle.clone()
     }
 
+    fn answer(&mut self, question: Question, now: Millis) -> Answer {
+        let engine = &mut self.engine;
+        match question {
+            Question::Publish { channel, data } => {
+                Answer::Number(engine.publish(&channel, None, &data, now))
+            }
+            Question::SendToUser { user, data } => {
+                Answer::Number(engine.send_to_user(&user, &data))
+            }
+            Question::Presence => {
+                Answer::Json(serde_json::from_str(&self.presence_json()).unwrap_or(Value::Null))
+            }
+            Question::Counts { channel } => {
+                Answer::Counts(engine.roster().find(&channel).map_or_else(
+                    || Some(engine.channel_counts_named(&channel)).filter(|c| c.users > 0),
+                    |id| engine.channel_counts(id),
+                ))
+            }
+            Question::Disconnect { user } => Answer::Number(engine.disconnect_user(&user, now)),
+            Question::Snapshot => Answer::Snapshot(engine.snapshot()),
+            Question::Members { channel } => Answer::Members(engine.members(&channel)),
+            Question::Status { user } => Answer::Status(engine.user_status(&user)),
+            Question::SendToConnection { id, data } => {
+                Answer::Done(engine.send_to_connection(id, &data))
+            }
+            Question::DisconnectConnection { id } => {
+                Answer::Done(engine.disconnect_connection(id, now))
+            }
+        }
+    }
+
     /// The waker fired: answer every request that is waiting.
     pub(super) fn on_requests(&mut self, now: Millis) {
         while let Ok(request) = self.inbox.requests.try_recv() {
-            // A caller that gave up waiting dropped its receiver; nothing to tell it then.
             match request {
-                Request::Publish {
-                    channel,
-                    data,
-                    reply,
-                } => {
-                    let delivered = self.engine.publish(&channel, None, &data, now);
-                    let _ = reply.send(delivered);
-                }
-                Request::SendToUser { user, data, reply } => {
-                    let _ = reply.send(self.engine.send_to_user(&user, &data));
-                }
-                Request::Presence { reply } => {
-                    let json = serde_json::from_str(&self.presence_json()).unwrap_or(Value::Null);
-                    let _ = reply.send(json);
-                }
-                Request::Counts { channel, reply } => {
-                    let engine = &self.engine;
-                    let counts = engine.roster().find(&channel).map_or_else(
-                        || Some(engine.channel_counts_named(&channel)).filter(|c| c.users > 0),
-                        |id| engine.channel_counts(id),
-                    );
-                    let _ = reply.send(counts);
-                }
-                Request::Disconnect { user, reply } => {
-                    let _ = reply.send(self.engine.disconnect_user(&user, now));
-                }
-                Request::Snapshot { reply } => {
-                    let _ = reply.send(self.engine.snapshot());
-                }
-                Request::Members { channel, reply } => {
-                    let _ = reply.send(self.engine.members(&channel));
-                }
-                Request::Status { user, reply } => {
-                    let _ = reply.send(self.engine.user_status(&user));
-                }
-                Request::SendToConnection { id, data, reply } => {
-                    let _ = reply.send(self.engine.send_to_connection(id, &data));
-                }
-                Request::DisconnectConnection { id, reply } => {
-                    let _ = reply.send(self.engine.disconnect_connection(id, now));
+                Request::Ask { question, reply } => {
+                    let answer = self.answer(question, now);
+                    // A caller that gave up waiting dropped its receiver; nothing to tell it.
+                    let _ = reply.send(answer);
                 }
                 Request::Shutdown if self.shutdown.is_none() => self.begin_shutdown(now),
                 Request::Shutdown => {}
