@@ -165,7 +165,17 @@ mod tests {
             generation: 4_000_000_000,
         };
         assert_eq!(key.to_string().parse(), Ok(key));
-        for text in ["", "7", "7.", ".7", "7.x", "-1.0", "7.4294967296", "7.1.2", " 7.1"] {
+        for text in [
+            "",
+            "7",
+            "7.",
+            ".7",
+            "7.x",
+            "-1.0",
+            "7.4294967296",
+            "7.1.2",
+            " 7.1",
+        ] {
             assert_eq!(text.parse::<Key>(), Err(ParseKeyError), "{text:?}");
         }
     }

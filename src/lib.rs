@@ -78,12 +78,12 @@ pub mod wheel;
 pub use mio;
 
 pub use config::{Config, ConfigError, Endpoints};
+pub use engine::{ConnectRequest, Decision, Handler, Presence};
 pub use model::{
     ChannelSnapshot, Counts, EventsMode, Json, LeaveReason, Member, Meta, PresenceSnapshot,
     UserStatus,
 };
 pub use rate::RateLimit;
-pub use engine::{ConnectRequest, Decision, Handler, Presence};
 pub use server::{BindError, Handle, HandleError, Server, Spawned, Stop, TokenSpace};
 
 /// The embedding guide's examples (`docs/embedding.md`), compiled as doctests so that they

@@ -535,8 +535,14 @@ fn switched_off_endpoints_answer_404_and_the_rest_still_serve() {
     let server = Server::start(&["--endpoints", "metrics"]);
     let addr = server.addr();
     for (raw, what) in [
-        (&b"GET /presence HTTP/1.1\r\nHost: x\r\n\r\n"[..], "/presence"),
-        (&b"GET /presence/lobby HTTP/1.1\r\nHost: x\r\n\r\n"[..], "/presence/lobby"),
+        (
+            &b"GET /presence HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            "/presence",
+        ),
+        (
+            &b"GET /presence/lobby HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            "/presence/lobby",
+        ),
         (
             &b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"[..],
             "/publish",

@@ -259,8 +259,11 @@ fn the_connect_request_offers_headers_query_and_peer() {
         Reader(seen),
     )
     .expect("spawned");
-    let request = upgrade_request("/?user=ada&room=caf%C3%A9+noir")
-        .replacen("\r\n", "\r\nx-APP-version:  2.1 \r\n", 1);
+    let request = upgrade_request("/?user=ada&room=caf%C3%A9+noir").replacen(
+        "\r\n",
+        "\r\nx-APP-version:  2.1 \r\n",
+        1,
+    );
     let mut stream = tcp_connect(spawned.local_addr);
     stream.write_all(request.as_bytes()).expect("sent");
     let mut status = [0u8; 12];

@@ -289,6 +289,8 @@ impl Engine {
         } else {
             name.as_str().into()
         };
+        // Only a token's expiry is armed: a grant that joins nothing never expires.
+        let token_deadline = claims.as_ref().map(|c| self.token_deadline(c.expires_at));
         let grant = match claims {
             Some(claims) => Some(Box::new(claims)),
             // Tokens are required but the admin token let it in to watch: it joins nothing.
@@ -297,7 +299,6 @@ impl Engine {
             }
             None => None,
         };
-        let token_deadline = grant.as_ref().map(|g| self.token_deadline(g.expires_at));
         // Without a rate limit the bucket is never consulted.
         let bucket = self
             .config

@@ -3,9 +3,10 @@
 //!
 //! Time: token claims are Unix seconds; the loop's time is milliseconds since its origin,
 //! whose Unix time the socket layer read once and gave the engine ([`Engine::new`]).
-//! Invariant: an open connection with a grant has a `TokenExpiry` entry on the wheel at or
-//! before its current expiry; a refresh only moves the expiry later, so the entry, when it
-//! fires early, is simply put back (lazy re-arm).
+//! Invariant: an open connection whose grant came from a token has a `TokenExpiry` entry on
+//! the wheel at or before its current expiry. A refresh to a later expiry adds no entry: the
+//! old one, firing early, is simply put back (lazy re-arm); a refresh to an earlier expiry
+//! arms one. A grant that joins nothing (an admin watcher let in without a token) has none.
 
 use super::{Engine, Timer, TOKEN_EXPIRED};
 use crate::model::{CommandError, ErrorCode, Event, Json, LeaveReason};
@@ -64,9 +65,14 @@ impl Engine {
             return Err(refused(TokenError::WrongSubject));
         }
         let expires_at = claims.expires_at;
+        let armed = session.grant.as_ref().map(|g| g.expires_at);
         session.grant = Some(Box::new(claims));
-        let deadline = self.token_deadline(expires_at);
-        self.arm(Timer::TokenExpiry(id), deadline);
+        // The entry on the wheel re-arms itself when a later expiry replaced its own; only
+        // an earlier one (or a first one, after a grant that joins nothing) needs an entry.
+        if armed.is_none_or(|armed| expires_at < armed) {
+            let deadline = self.token_deadline(expires_at);
+            self.arm(Timer::TokenExpiry(id), deadline);
+        }
         let refreshed = Event::Refreshed {
             expires_at,
             reference,

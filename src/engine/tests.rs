@@ -1,0 +1,1481 @@
+//! The engine in virtual time: inputs with a `now`, effects checked, no sockets.
+//!
+//! A [`Harness`] owns an engine and a virtual clock. Every `Deliver` is parsed and filed in
+//! the inbox of each recipient; every `Arm` is kept until [`Harness::advance`] passes its
+//! deadline and feeds it back; every other effect (Ping, Close, Drop, GoingAway) is kept in
+//! order for [`Harness::effects`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{Effect, Engine, Handler, Opened, Presence, Recipients, Timer};
+use crate::config::Config;
+use crate::dialect::{Dialect, Frame};
+use crate::ids::Key;
+use crate::model::{Counts, EventsMode, Json, LeaveReason};
+use crate::rate::RateLimit;
+use crate::roster::ConnId;
+use crate::token;
+use crate::wheel::Millis;
+
+/// Unix milliseconds at the loop's time 0.
+const ORIGIN_MS: u64 = 1_700_000_000_000;
+/// The same, in Unix seconds (token times).
+const ORIGIN_S: u64 = ORIGIN_MS / 1000;
+const SECRET: &str = "test-secret";
+const MAX_META: usize = 1024;
+
+struct Harness {
+    engine: Engine,
+    now: Millis,
+    /// Deadlines armed and not yet fed back, in the order they were armed.
+    armed: Vec<(Millis, Timer)>,
+    inboxes: HashMap<ConnId, Vec<Value>>,
+    /// Every `Deliver` since the last look, as the engine made it.
+    deliveries: Vec<(Recipients, String)>,
+    /// Every other effect but `Arm`, in order.
+    effects: Vec<Effect>,
+    next_slot: u32,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(Config::default())
+    }
+
+    fn with(config: Config) -> Harness {
+        config.validate().expect("a valid test config");
+        let mut harness = Harness {
+            engine: Engine::new(&config, ORIGIN_MS, None),
+            now: 0,
+            armed: Vec::new(),
+            inboxes: HashMap::new(),
+            deliveries: Vec::new(),
+            effects: Vec::new(),
+            next_slot: 0,
+        };
+        harness.pump();
+        harness
+    }
+
+    /// Opens a v1 connection of `user` with URL-like options: `channel=C`, `watch=C`,
+    /// `events=MODE`, `admin`, `token=JWT` (joined by `&`).
+    fn open(&mut self, user: &str, query: &str) -> ConnId {
+        self.open_as(Dialect::V1, user, query)
+    }
+
+    fn open_as(&mut self, dialect: Dialect, user: &str, query: &str) -> ConnId {
+        let id = Key {
+            slot: self.next_slot,
+            generation: 0,
+        };
+        self.next_slot += 1;
+        self.open_at(id, dialect, user, query);
+        id
+    }
+
+    fn open_at(&mut self, id: ConnId, dialect: Dialect, user: &str, query: &str) {
+        let mut opened = Opened {
+            user: user.to_owned(),
+            dialect,
+            events: EventsMode::All,
+            channels: Vec::new(),
+            watch: Vec::new(),
+            admin: false,
+            claims: None,
+        };
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "channel" => opened.channels.push(value.to_owned()),
+                "watch" => opened.watch.push(value.to_owned()),
+                "events" => opened.events = EventsMode::parse(value).expect("an events mode"),
+                "admin" => opened.admin = true,
+                "token" => {
+                    let unix_ms = self.engine.unix_millis(self.now);
+                    let claims = token::verify(value, SECRET.as_bytes(), unix_ms, 5, MAX_META)
+                        .expect("a valid test token");
+                    assert_eq!(claims.subject, user, "the token names the user");
+                    opened.claims = Some(claims);
+                }
+                other => panic!("unknown option {other}"),
+            }
+        }
+        self.engine.open(id, opened, self.now);
+        self.pump();
+    }
+
+    /// The connection sends one v1 text frame.
+    fn command(&mut self, id: ConnId, text: &str) {
+        let decoded = Dialect::V1.decode(Frame::Text(text), MAX_META);
+        self.engine.on_frame(id, decoded, self.now);
+        self.pump();
+    }
+
+    /// The connection ended (the socket layer noticed); returns what the engine reported.
+    fn end(&mut self, id: ConnId, reason: LeaveReason) -> Option<LeaveReason> {
+        let reported = self.engine.end(id, reason, self.now);
+        self.pump();
+        reported
+    }
+
+    fn heard(&mut self, id: ConnId) {
+        self.engine.heard(id, self.now);
+        self.pump();
+    }
+
+    /// Moves the clock `ms` on, feeding every deadline that falls due, in deadline order
+    /// (in arming order within one time).
+    fn advance(&mut self, ms: Millis) {
+        let until = self.now + ms;
+        while let Some(index) = self.next_due(until) {
+            let (at, timer) = self.armed.remove(index);
+            self.now = self.now.max(at);
+            self.engine.on_timer(timer, self.now);
+            self.pump();
+        }
+        self.now = until;
+    }
+
+    fn next_due(&self, until: Millis) -> Option<usize> {
+        let due = self
+            .armed
+            .iter()
+            .enumerate()
+            .filter(|(_, (at, _))| *at <= until);
+        due.min_by_key(|(index, (at, _))| (*at, *index))
+            .map(|(index, _)| index)
+    }
+
+    /// The times `timer` is armed for (not yet fed back).
+    fn deadlines(&self, timer: Timer) -> Vec<Millis> {
+        let armed = self.armed.iter().filter(|(_, armed)| *armed == timer);
+        armed.map(|(at, _)| *at).collect()
+    }
+
+    /// Files the engine's effects.
+    fn pump(&mut self) {
+        let mut effects = Vec::new();
+        self.engine.take_effects(&mut effects);
+        for effect in effects {
+            match effect {
+                Effect::Deliver { to, text } => {
+                    let value: Value = serde_json::from_str(&text).expect("a JSON delivery");
+                    for id in to.as_slice() {
+                        self.inboxes.entry(*id).or_default().push(value.clone());
+                    }
+                    self.deliveries.push((to, text));
+                }
+                Effect::Arm { timer, at } => self.armed.push((at, timer)),
+                other => self.effects.push(other),
+            }
+        }
+    }
+
+    /// What `id` received since the last look.
+    fn received(&mut self, id: ConnId) -> Vec<Value> {
+        std::mem::take(self.inboxes.entry(id).or_default())
+    }
+
+    /// The effects other than `Deliver` and `Arm` since the last look.
+    fn effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// The `Deliver` effects since the last look.
+    fn deliveries(&mut self) -> Vec<(Recipients, String)> {
+        std::mem::take(&mut self.deliveries)
+    }
+
+    /// Forgets everything received and done so far (after a test's setup).
+    fn clear(&mut self) {
+        self.inboxes.clear();
+        self.deliveries.clear();
+        self.effects.clear();
+    }
+
+    /// Asserts that none of `ids` received anything since the last look.
+    fn assert_silent(&mut self, ids: &[ConnId]) {
+        for &id in ids {
+            assert_eq!(
+                self.received(id),
+                Vec::<Value>::new(),
+                "conn {id} got something"
+            );
+        }
+    }
+}
+
+fn state(channel: &str, seq: u64, users: Value) -> Value {
+    json!({"type": "state", "channel": channel, "seq": seq, "users": users})
+}
+
+fn join(channel: &str, user: &str, seq: u64) -> Value {
+    json!({"type": "join", "channel": channel, "user": user, "meta": {}, "seq": seq})
+}
+
+fn leave(channel: &str, user: &str, reason: &str, seq: u64) -> Value {
+    json!({"type": "leave", "channel": channel, "user": user, "reason": reason, "seq": seq})
+}
+
+fn update(channel: &str, user: &str, meta: Value, seq: u64) -> Value {
+    json!({"type": "update", "channel": channel, "user": user, "meta": meta, "seq": seq})
+}
+
+fn count(channel: &str, users: u64, connections: u64, seq: u64) -> Value {
+    json!({"type": "count", "channel": channel, "users": users, "connections": connections, "seq": seq})
+}
+
+fn error(code: &str, message: &str) -> Value {
+    json!({"type": "error", "code": code, "message": message})
+}
+
+fn with_ref(mut message: Value, reference: Value) -> Value {
+    message["ref"] = reference;
+    message
+}
+
+/// A user present through `conns` connections with no meta.
+fn member(conns: u64) -> Value {
+    json!({"conns": conns, "meta": {}})
+}
+
+/// An HS256 token of `user` expiring `ttl_s` seconds after the loop's origin.
+fn token_of(user: &str, ttl_s: u64, extra: Value) -> String {
+    let mut claims = json!({"sub": user, "exp": ORIGIN_S + ttl_s});
+    if let (Some(claims), Value::Object(extra)) = (claims.as_object_mut(), extra) {
+        claims.extend(extra);
+    }
+    token::sign(&claims, SECRET.as_bytes())
+}
+
+/// A server requiring tokens, with a heartbeat slow enough not to matter.
+fn token_config() -> Config {
+    Config {
+        token_secret: Some(SECRET.to_owned()),
+        heartbeat_interval: Duration::from_secs(600),
+        heartbeat_timeout: Duration::from_secs(1200),
+        ..Config::default()
+    }
+}
+
+fn data(value: Value) -> Json {
+    Json::from_value(&value)
+}
+
+// --- join -----------------------------------------------------------------------------------
+
+#[test]
+fn a_join_gets_the_state_and_the_others_get_a_join_with_the_next_seq() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    assert_eq!(
+        h.received(a),
+        [state("room", 1, json!({"alice": member(1)}))]
+    );
+    let b = h.open("bob", "channel=room");
+    assert_eq!(
+        h.received(b),
+        [state(
+            "room",
+            2,
+            json!({"alice": member(1), "bob": member(1)})
+        )]
+    );
+    assert_eq!(h.received(a), [join("room", "bob", 2)]);
+}
+
+#[test]
+fn a_join_command_with_meta_replies_with_its_ref() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=lobby");
+    h.clear();
+    h.command(
+        a,
+        r#"{"type":"join","channel":"dev","meta":{"role":"lead"},"ref":1}"#,
+    );
+    let users = json!({"alice": {"conns": 1, "meta": {"role": "lead"}}});
+    assert_eq!(h.received(a), [with_ref(state("dev", 1, users), json!(1))]);
+}
+
+#[test]
+fn joining_again_replies_again_and_tells_nobody() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    h.command(a, r#"{"type":"join","channel":"room","ref":"again"}"#);
+    let users = json!({"alice": member(1), "bob": member(1)});
+    assert_eq!(
+        h.received(a),
+        [with_ref(state("room", 2, users), json!("again"))]
+    );
+    h.assert_silent(&[b]);
+}
+
+#[test]
+fn a_second_connection_of_a_present_user_is_silent_until_the_last_one_goes() {
+    let mut h = Harness::new();
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    let a1 = h.open("alice", "channel=room");
+    let a2 = h.open("alice", "channel=room");
+    assert_eq!(h.received(b), [join("room", "alice", 2)]);
+    assert_eq!(
+        h.received(a2),
+        [state(
+            "room",
+            2,
+            json!({"alice": member(2), "bob": member(1)})
+        )]
+    );
+    assert_eq!(h.end(a1, LeaveReason::Closed), Some(LeaveReason::Closed));
+    h.assert_silent(&[b, a2]);
+    h.end(a2, LeaveReason::Closed);
+    assert_eq!(h.received(b), [leave("room", "alice", "closed", 3)]);
+}
+
+#[test]
+fn a_join_with_a_new_meta_by_another_connection_is_an_update_for_the_others() {
+    let mut h = Harness::new();
+    let a1 = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    let a2 = h.open("alice", "channel=lobby");
+    h.clear();
+    h.command(a2, r#"{"type":"join","channel":"room","meta":{"s":2}}"#);
+    let users = json!({"alice": {"conns": 2, "meta": {"s": 2}}, "bob": member(1)});
+    assert_eq!(h.received(a2), [state("room", 3, users)]);
+    let expected = update("room", "alice", json!({"s": 2}), 3);
+    assert_eq!(h.received(a1), vec![expected.clone()]);
+    assert_eq!(h.received(b), [expected]);
+}
+
+#[test]
+fn a_count_mode_join_gets_a_count_and_is_announced_as_present() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    h.clear();
+    let c = h.open("carol", "channel=room&events=count");
+    assert_eq!(h.received(c), [count("room", 2, 2, 2)]);
+    assert_eq!(h.received(a), [join("room", "carol", 2)]);
+    h.command(
+        c,
+        r#"{"type":"join","channel":"radio","events":"count","ref":"r"}"#,
+    );
+    assert_eq!(
+        h.received(c),
+        [with_ref(count("radio", 1, 1, 1), json!("r"))]
+    );
+}
+
+#[test]
+fn a_none_mode_join_gets_nothing_but_is_announced() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    h.clear();
+    let b = h.open("bob", "channel=room&events=none");
+    h.command(
+        b,
+        r#"{"type":"join","channel":"quiet","events":"none","ref":1}"#,
+    );
+    assert_eq!(h.received(b), Vec::<Value>::new());
+    assert_eq!(h.received(a), [join("room", "bob", 2)]);
+    assert_eq!(
+        h.engine.channel_counts_named("quiet"),
+        Counts {
+            users: 1,
+            connections: 1,
+            seq: 1
+        }
+    );
+}
+
+#[test]
+fn a_join_command_without_events_uses_the_url_mode() {
+    let mut h = Harness::new();
+    let c = h.open("carol", "channel=room&events=count");
+    h.clear();
+    h.command(c, r#"{"type":"join","channel":"other"}"#);
+    assert_eq!(h.received(c), [count("other", 1, 1, 1)]);
+}
+
+#[test]
+fn a_connection_that_asks_for_nothing_joins_the_default_channel() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "");
+    assert_eq!(
+        h.received(a),
+        [state("lobby", 1, json!({"alice": member(1)}))]
+    );
+
+    let mut h = Harness::with(Config {
+        default_channel: "hall".to_owned(),
+        ..Config::default()
+    });
+    let a = h.open("alice", "");
+    assert_eq!(
+        h.received(a),
+        [state("hall", 1, json!({"alice": member(1)}))]
+    );
+    assert_eq!(h.engine.roster().find("lobby"), None);
+}
+
+#[test]
+fn a_connection_that_only_watches_joins_no_default_channel() {
+    let mut h = Harness::new();
+    let w = h.open("dash", "watch=room");
+    assert_eq!(h.received(w), [state("room", 0, json!({}))]);
+    assert_eq!(h.engine.roster().find("lobby"), None);
+    assert_eq!(h.engine.roster().users_online(), 0);
+}
+
+// --- leave, update, who ---------------------------------------------------------------------
+
+#[test]
+fn leave_tells_the_others_with_reason_left_and_a_second_leave_is_not_joined() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    h.command(b, r#"{"type":"leave","channel":"room"}"#);
+    assert_eq!(h.received(a), [leave("room", "bob", "left", 3)]);
+    h.assert_silent(&[b]);
+    h.command(b, r#"{"type":"leave","channel":"room","ref":2}"#);
+    let refused = with_ref(error("not_joined", "not joined to channel room"), json!(2));
+    assert_eq!(h.received(b), [refused]);
+    h.assert_silent(&[a]);
+}
+
+#[test]
+fn leave_is_announced_at_once_even_with_a_leave_grace() {
+    let mut h = Harness::with(Config {
+        leave_grace: Duration::from_secs(5),
+        ..Config::default()
+    });
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    h.command(b, r#"{"type":"leave","channel":"room"}"#);
+    assert_eq!(h.received(a), [leave("room", "bob", "left", 3)]);
+    let graces = h
+        .armed
+        .iter()
+        .filter(|(_, timer)| matches!(timer, Timer::Grace(_)));
+    assert_eq!(graces.count(), 0, "no grace for an explicit leave");
+}
+
+#[test]
+fn a_connection_that_ends_leaves_with_its_reason() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    assert_eq!(
+        h.end(b, LeaveReason::SlowConsumer),
+        Some(LeaveReason::SlowConsumer)
+    );
+    assert_eq!(h.received(a), [leave("room", "bob", "slow_consumer", 3)]);
+    assert_eq!(h.end(b, LeaveReason::Closed), None, "already ended");
+}
+
+#[test]
+fn update_goes_to_every_all_subscriber_including_the_updater() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    let c = h.open("carol", "channel=room&events=count");
+    h.clear();
+    h.command(
+        b,
+        r#"{"type":"update","channel":"room","meta":{"status":"away"}}"#,
+    );
+    let expected = update("room", "bob", json!({"status": "away"}), 4);
+    assert_eq!(h.received(a), vec![expected.clone()]);
+    assert_eq!(h.received(b), [expected]);
+    h.assert_silent(&[c]);
+}
+
+#[test]
+fn an_identical_meta_changes_nothing() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.command(b, r#"{"type":"update","channel":"room","meta":{"s":1}}"#);
+    h.clear();
+    h.command(b, r#"{"type":"update","channel":"room","meta":{"s":1}}"#);
+    h.assert_silent(&[a, b]);
+    assert_eq!(h.engine.seq_named("room"), 3);
+}
+
+#[test]
+fn meta_is_per_channel() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room&channel=dev");
+    h.command(a, r#"{"type":"update","channel":"room","meta":{"s":1}}"#);
+    h.clear();
+    h.command(a, r#"{"type":"who","channel":"dev"}"#);
+    assert_eq!(
+        h.received(a),
+        [state("dev", 1, json!({"alice": member(1)}))]
+    );
+}
+
+#[test]
+fn update_of_a_channel_not_joined_is_not_joined() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=dev");
+    h.clear();
+    h.command(
+        b,
+        r#"{"type":"update","channel":"room","meta":{"s":1},"ref":"u"}"#,
+    );
+    let refused = with_ref(
+        error("not_joined", "not joined to channel room"),
+        json!("u"),
+    );
+    assert_eq!(h.received(b), [refused]);
+    h.assert_silent(&[a]);
+}
+
+#[test]
+fn who_replies_with_the_state_and_its_ref_or_not_joined() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room&events=none");
+    h.command(a, r#"{"type":"who","channel":"room","ref":"w1"}"#);
+    let users = json!({"alice": member(1)});
+    assert_eq!(
+        h.received(a),
+        [with_ref(state("room", 1, users), json!("w1"))]
+    );
+    h.command(a, r#"{"type":"who","channel":"dev","ref":"w2"}"#);
+    let refused = with_ref(
+        error("not_joined", "not joined to channel dev"),
+        json!("w2"),
+    );
+    assert_eq!(h.received(a), [refused]);
+}
+
+// --- publish, ping, refused frames ----------------------------------------------------------
+
+#[test]
+fn a_publication_reaches_every_subscriber_whatever_its_mode_but_no_watcher() {
+    let mut h = Harness::with(Config {
+        client_publish: true,
+        ..Config::default()
+    });
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room&events=count");
+    let c = h.open("carol", "channel=room&events=none");
+    let w = h.open("dash", "watch=room");
+    h.clear();
+    h.command(
+        a,
+        r#"{"type":"publish","channel":"room","data":{"text":"hi"}}"#,
+    );
+    let message =
+        json!({"type": "message", "channel": "room", "from": "alice", "data": {"text": "hi"}});
+    for id in [a, b, c] {
+        assert_eq!(h.received(id), vec![message.clone()]);
+    }
+    h.assert_silent(&[w]);
+}
+
+#[test]
+fn publish_is_forbidden_without_client_publish_before_membership_is_checked() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    let forbidden = error(
+        "forbidden",
+        "publishing is disabled on this server (--client-publish)",
+    );
+    h.command(a, r#"{"type":"publish","channel":"room","data":1}"#);
+    assert_eq!(h.received(a), vec![forbidden.clone()]);
+    h.command(
+        a,
+        r#"{"type":"publish","channel":"elsewhere","data":1,"ref":9}"#,
+    );
+    assert_eq!(h.received(a), [with_ref(forbidden, json!(9))]);
+    h.assert_silent(&[b]);
+}
+
+#[test]
+fn publish_to_a_channel_not_joined_is_not_joined() {
+    let mut h = Harness::with(Config {
+        client_publish: true,
+        ..Config::default()
+    });
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=elsewhere");
+    h.clear();
+    h.command(a, r#"{"type":"publish","channel":"elsewhere","data":null}"#);
+    assert_eq!(
+        h.received(a),
+        [error("not_joined", "not joined to channel elsewhere")]
+    );
+    h.assert_silent(&[b]);
+}
+
+#[test]
+fn a_host_publication_comes_from_null_and_counts_its_recipients() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room&events=none");
+    let c = h.open("carol", "channel=other");
+    h.clear();
+    let delivered = h.engine.publish("room", None, &data(json!([1, 2])), h.now);
+    h.pump();
+    assert_eq!(delivered, 2);
+    let message = json!({"type": "message", "channel": "room", "from": null, "data": [1, 2]});
+    assert_eq!(h.received(a), vec![message.clone()]);
+    assert_eq!(h.received(b), [message]);
+    h.assert_silent(&[c]);
+    assert_eq!(h.engine.publish("nowhere", None, &data(json!(1)), h.now), 0);
+}
+
+#[test]
+fn ping_gets_a_pong_with_its_id_and_ref() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "");
+    h.clear();
+    h.command(a, r#"{"type":"ping","id":42,"ref":"p"}"#);
+    assert_eq!(
+        h.received(a),
+        [json!({"type": "pong", "id": 42, "ref": "p"})]
+    );
+    h.command(a, r#"{"type":"ping"}"#);
+    assert_eq!(h.received(a), [json!({"type": "pong", "id": null})]);
+}
+
+#[test]
+fn refused_frames_get_an_error_and_the_connection_stays() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "");
+    h.clear();
+    let binary = Dialect::V1.decode(Frame::Binary(b"\x01"), MAX_META);
+    h.engine.on_frame(a, binary, h.now);
+    h.pump();
+    let message = "binary frames are not part of the protocol; send JSON text";
+    assert_eq!(h.received(a), [error("bad_request", message)]);
+    h.command(a, r#"{"type":"dance","ref":3}"#);
+    let unknown = error("unknown_type", "unknown command type \"dance\"");
+    assert_eq!(h.received(a), [with_ref(unknown, json!(3))]);
+    assert_eq!(h.effects(), []);
+    assert_eq!(h.engine.open_connections(), 1);
+}
+
+// --- watching -------------------------------------------------------------------------------
+
+#[test]
+fn a_watcher_gets_a_state_then_the_events_and_counts() {
+    let mut h = Harness::new();
+    let w = h.open("dash", "watch=room");
+    assert_eq!(h.received(w), [state("room", 0, json!({}))]);
+    let a = h.open("alice", "channel=room");
+    assert_eq!(
+        h.received(w),
+        [join("room", "alice", 1), count("room", 1, 1, 1)]
+    );
+    h.command(a, r#"{"type":"leave","channel":"room"}"#);
+    assert_eq!(h.received(w), [leave("room", "alice", "left", 2)]);
+    h.advance(999);
+    assert_eq!(
+        h.received(w),
+        Vec::<Value>::new(),
+        "the count waits for its second"
+    );
+    h.advance(1);
+    assert_eq!(h.received(w), [count("room", 0, 0, 2)]);
+}
+
+#[test]
+fn a_watcher_is_no_member_and_is_not_counted() {
+    let mut h = Harness::new();
+    let _w = h.open("dash", "watch=room");
+    let a = h.open("alice", "channel=room");
+    assert_eq!(
+        h.received(a),
+        [state("room", 1, json!({"alice": member(1)}))]
+    );
+    let counts = Counts {
+        users: 1,
+        connections: 1,
+        seq: 1,
+    };
+    assert_eq!(h.engine.channel_counts_named("room"), counts);
+    assert_eq!(h.engine.roster().users_online(), 1);
+    assert_eq!(h.engine.watchers(), 1);
+    assert_eq!(h.engine.open_connections(), 2);
+}
+
+#[test]
+fn a_watch_command_replies_with_its_ref_and_a_watcher_may_ask_who() {
+    let mut h = Harness::new();
+    let _a = h.open("alice", "channel=room");
+    let w = h.open("dash", "watch=other");
+    h.clear();
+    h.command(w, r#"{"type":"watch","channel":"room","ref":"x"}"#);
+    let users = json!({"alice": member(1)});
+    assert_eq!(
+        h.received(w),
+        [with_ref(state("room", 1, users.clone()), json!("x"))]
+    );
+    h.command(w, r#"{"type":"who","channel":"room","ref":"y"}"#);
+    assert_eq!(
+        h.received(w),
+        [with_ref(state("room", 1, users), json!("y"))]
+    );
+    h.command(w, r#"{"type":"who","channel":"elsewhere"}"#);
+    assert_eq!(
+        h.received(w),
+        [error("not_joined", "not joined to channel elsewhere")]
+    );
+}
+
+#[test]
+fn a_star_watcher_gets_a_fresh_state_when_a_channel_is_created() {
+    let mut h = Harness::new();
+    let w = h.open("dash", "watch=*");
+    assert_eq!(h.received(w), Vec::<Value>::new());
+    let _a = h.open("alice", "channel=room");
+    assert_eq!(
+        h.received(w),
+        [
+            state("room", 1, json!({"alice": member(1)})),
+            count("room", 1, 1, 1)
+        ]
+    );
+    let _b = h.open("bob", "channel=room");
+    assert_eq!(h.received(w), [join("room", "bob", 2)]);
+}
+
+#[test]
+fn a_star_watcher_gets_the_state_of_every_channel_with_members() {
+    let mut h = Harness::new();
+    let _a = h.open("alice", "channel=room");
+    let _b = h.open("bob", "channel=dev");
+    let _idle = h.open("idle", "watch=empty");
+    let w = h.open("dash", "watch=*");
+    let mut states = h.received(w);
+    states.sort_by_key(|state| state["channel"].to_string());
+    assert_eq!(
+        states,
+        [
+            state("dev", 1, json!({"bob": member(1)})),
+            state("room", 1, json!({"alice": member(1)})),
+        ]
+    );
+}
+
+#[test]
+fn a_watcher_that_is_also_a_subscriber_hears_each_event_once() {
+    let mut h = Harness::new();
+    let w = h.open("dash", "channel=room&watch=room");
+    let own = state("room", 1, json!({"dash": member(1)}));
+    assert_eq!(h.received(w), [own.clone(), own]);
+    let _a = h.open("alice", "channel=room");
+    assert_eq!(
+        h.received(w),
+        [join("room", "alice", 2), count("room", 2, 2, 2)],
+        "one join (as a subscriber), and the count (as a watcher)"
+    );
+}
+
+#[test]
+fn watching_past_the_cap_is_too_large() {
+    let mut h = Harness::with(Config {
+        max_channels_per_conn: 2,
+        ..Config::default()
+    });
+    let w = h.open("dash", "watch=a&watch=b");
+    h.clear();
+    h.command(w, r#"{"type":"watch","channel":"c","ref":1}"#);
+    let refused = error("too_large", "a connection may watch at most 2 channels");
+    assert_eq!(h.received(w), [with_ref(refused, json!(1))]);
+    assert_eq!(h.engine.roster().find("c"), None);
+    h.command(w, r#"{"type":"watch","channel":"a"}"#);
+    assert_eq!(
+        h.received(w),
+        [state("a", 0, json!({}))],
+        "watching again is allowed"
+    );
+}
+
+#[test]
+fn watching_needs_the_admin_token_when_the_server_has_one() {
+    let mut h = Harness::with(Config {
+        admin_token: Some("adm".to_owned()),
+        ..Config::default()
+    });
+    let a = h.open("alice", "channel=lobby");
+    let d = h.open("dash", "watch=*&admin");
+    h.clear();
+    h.command(a, r#"{"type":"watch","channel":"room","ref":"w"}"#);
+    let refused = error(
+        "forbidden",
+        "watching needs admin=TOKEN in the connection URL",
+    );
+    assert_eq!(h.received(a), [with_ref(refused, json!("w"))]);
+    h.command(d, r#"{"type":"watch","channel":"room"}"#);
+    assert_eq!(h.received(d), [state("room", 0, json!({}))]);
+}
+
+#[test]
+fn unwatch_stops_the_events_and_unwatching_what_is_not_watched_is_not_joined() {
+    let mut h = Harness::new();
+    let w = h.open("dash", "watch=room");
+    h.clear();
+    h.command(w, r#"{"type":"unwatch","channel":"dev","ref":1}"#);
+    assert_eq!(
+        h.received(w),
+        [with_ref(error("not_joined", "not watching dev"), json!(1))]
+    );
+    h.command(w, r#"{"type":"unwatch","channel":"*"}"#);
+    assert_eq!(h.received(w), [error("not_joined", "not watching *")]);
+    h.command(w, r#"{"type":"unwatch","channel":"room"}"#);
+    assert_eq!(h.received(w), Vec::<Value>::new());
+    assert_eq!(h.engine.watchers(), 0);
+    let _a = h.open("alice", "channel=room");
+    assert_eq!(h.received(w), Vec::<Value>::new());
+    h.command(w, r#"{"type":"unwatch","channel":"room"}"#);
+    assert_eq!(h.received(w), [error("not_joined", "not watching room")]);
+}
+
+// --- limits ---------------------------------------------------------------------------------
+
+#[test]
+fn joining_past_the_channels_per_connection_cap_is_too_large() {
+    let mut h = Harness::with(Config {
+        max_channels_per_conn: 2,
+        ..Config::default()
+    });
+    let a = h.open("alice", "channel=x&channel=y");
+    h.clear();
+    h.command(a, r#"{"type":"join","channel":"z","ref":1}"#);
+    let refused = error("too_large", "a connection may join at most 2 channels");
+    assert_eq!(h.received(a), [with_ref(refused, json!(1))]);
+    assert_eq!(
+        h.engine.roster().find("z"),
+        None,
+        "a rejected join does not join"
+    );
+    h.command(a, r#"{"type":"join","channel":"x"}"#);
+    assert_eq!(h.received(a), [state("x", 1, json!({"alice": member(1)}))]);
+    h.command(a, r#"{"type":"leave","channel":"y"}"#);
+    h.command(a, r#"{"type":"join","channel":"z"}"#);
+    assert_eq!(h.received(a), [state("z", 1, json!({"alice": member(1)}))]);
+}
+
+#[test]
+fn joining_a_full_channel_is_too_large_unless_the_user_is_a_member() {
+    let mut h = Harness::with(Config {
+        max_members_per_channel: Some(1),
+        ..Config::default()
+    });
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=lobby");
+    h.clear();
+    h.command(b, r#"{"type":"join","channel":"room","ref":1}"#);
+    let full = error("too_large", "channel room is full (1 members)");
+    assert_eq!(h.received(b), [with_ref(full.clone(), json!(1))]);
+    let c = h.open("carol", "channel=room");
+    assert_eq!(
+        h.received(c),
+        [full],
+        "a URL channel that is full gets an error"
+    );
+    let a2 = h.open("alice", "channel=room");
+    assert_eq!(
+        h.received(a2),
+        [state("room", 1, json!({"alice": member(2)}))]
+    );
+    h.assert_silent(&[a]);
+}
+
+#[test]
+fn a_token_allows_only_its_channels_and_lends_its_meta() {
+    let mut h = Harness::with(token_config());
+    let extra = json!({"channels": ["lobby", "chat.*"], "meta": {"name": "Alice"}});
+    let token = token_of("alice", 3600, extra);
+    let a = h.open("alice", &format!("token={token}"));
+    let alice = json!({"alice": {"conns": 1, "meta": {"name": "Alice"}}});
+    assert_eq!(h.received(a), [state("lobby", 1, alice.clone())]);
+    h.command(a, r#"{"type":"join","channel":"chat.dev"}"#);
+    assert_eq!(h.received(a), [state("chat.dev", 1, alice)]);
+    h.command(a, r#"{"type":"join","channel":"secret","ref":1}"#);
+    let refused = error(
+        "forbidden",
+        "channel secret is not allowed by the connection's token",
+    );
+    assert_eq!(h.received(a), [with_ref(refused, json!(1))]);
+    assert_eq!(h.engine.roster().find("secret"), None);
+}
+
+#[test]
+fn a_token_that_does_not_allow_the_default_channel_joins_nothing() {
+    let mut h = Harness::with(token_config());
+    let token = token_of("alice", 3600, json!({"channels": ["room"]}));
+    let a = h.open("alice", &format!("token={token}"));
+    assert_eq!(h.received(a), Vec::<Value>::new());
+    assert_eq!(h.engine.roster().channel_count(), 0);
+}
+
+// --- rate limit -----------------------------------------------------------------------------
+
+fn rate_limited() -> Value {
+    error(
+        "rate_limited",
+        "more than 1 commands per second (bursts of 2)",
+    )
+}
+
+#[test]
+fn commands_past_the_rate_limit_are_refused_then_a_flood_is_closed_with_1008() {
+    let mut h = Harness::with(Config {
+        rate_limit: Some(RateLimit {
+            per_second: 1,
+            burst: 2,
+        }),
+        ..Config::default()
+    });
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    for n in 1..=5 {
+        h.command(b, &format!(r#"{{"type":"ping","id":{n}}}"#));
+    }
+    let pong = |n: u64| json!({"type": "pong", "id": n});
+    assert_eq!(
+        h.received(b),
+        [pong(1), pong(2), rate_limited(), rate_limited()]
+    );
+    assert_eq!(
+        h.effects(),
+        [Effect::Close {
+            conn: b,
+            code: 1008,
+            reason: "rate limit exceeded".to_owned(),
+            leave: LeaveReason::Error,
+        }]
+    );
+    assert_eq!(h.received(a), [leave("room", "bob", "error", 3)]);
+    h.command(b, r#"{"type":"ping"}"#);
+    assert_eq!(h.received(b), Vec::<Value>::new());
+}
+
+#[test]
+fn a_refused_command_does_not_run_and_credits_come_back_with_time() {
+    let mut h = Harness::with(Config {
+        rate_limit: Some(RateLimit {
+            per_second: 1,
+            burst: 2,
+        }),
+        ..Config::default()
+    });
+    let a = h.open("alice", "channel=lobby");
+    h.command(a, r#"{"type":"ping"}"#);
+    h.command(a, r#"{"type":"ping"}"#);
+    h.clear();
+    h.command(a, r#"{"type":"join","channel":"room"}"#);
+    assert_eq!(h.received(a), [rate_limited()]);
+    assert_eq!(h.engine.roster().find("room"), None);
+    h.advance(960);
+    h.command(a, r#"{"type":"ping"}"#);
+    assert_eq!(
+        h.received(a),
+        [rate_limited()],
+        "960 ms earn 0.96 of a credit"
+    );
+    h.advance(64);
+    h.command(a, r#"{"type":"ping"}"#);
+    assert_eq!(h.received(a), [json!({"type": "pong", "id": null})]);
+    assert_eq!(h.effects(), []);
+}
+
+// --- tokens ---------------------------------------------------------------------------------
+
+#[test]
+fn an_expired_token_closes_with_4001_when_exp_and_the_leeway_have_passed() {
+    let mut h = Harness::with(token_config());
+    let a = h.open(
+        "alice",
+        &format!("token={}", token_of("alice", 60, json!({}))),
+    );
+    let b = h.open(
+        "bob",
+        &format!("token={}", token_of("bob", 3600, json!({}))),
+    );
+    assert_eq!(h.deadlines(Timer::TokenExpiry(a)), [65_000]);
+    h.clear();
+    h.advance(64_999);
+    assert_eq!(h.effects(), []);
+    h.advance(1);
+    assert_eq!(
+        h.effects(),
+        [Effect::Close {
+            conn: a,
+            code: 4001,
+            reason: "token expired".to_owned(),
+            leave: LeaveReason::Expired,
+        }]
+    );
+    assert_eq!(h.received(b), [leave("lobby", "alice", "expired", 3)]);
+}
+
+#[test]
+fn a_refresh_is_answered_and_moves_the_expiry_later() {
+    let mut h = Harness::with(token_config());
+    let a = h.open(
+        "alice",
+        &format!("token={}", token_of("alice", 60, json!({}))),
+    );
+    h.clear();
+    h.advance(30_000);
+    let refresh = token_of("alice", 120, json!({}));
+    h.command(
+        a,
+        &format!(r#"{{"type":"refresh","token":"{refresh}","ref":5}}"#),
+    );
+    let refreshed = json!({"type": "refreshed", "exp": ORIGIN_S + 120, "ref": 5});
+    assert_eq!(h.received(a), [refreshed]);
+    assert_eq!(
+        h.deadlines(Timer::TokenExpiry(a)),
+        [65_000],
+        "a later expiry adds no entry: the old one re-arms itself when it fires"
+    );
+    h.advance(35_000);
+    assert_eq!(h.effects(), [], "the old deadline no longer applies");
+    assert_eq!(h.deadlines(Timer::TokenExpiry(a)), [125_000]);
+    h.advance(59_999);
+    assert_eq!(h.effects(), []);
+    h.advance(1);
+    assert_eq!(
+        h.effects(),
+        [Effect::Close {
+            conn: a,
+            code: 4001,
+            reason: "token expired".to_owned(),
+            leave: LeaveReason::Expired,
+        }]
+    );
+}
+
+#[test]
+fn a_refresh_token_of_another_user_or_a_bad_one_is_refused() {
+    let mut h = Harness::with(token_config());
+    let a = h.open(
+        "alice",
+        &format!("token={}", token_of("alice", 60, json!({}))),
+    );
+    h.clear();
+    let other = token_of("mallory", 3600, json!({}));
+    h.command(
+        a,
+        &format!(r#"{{"type":"refresh","token":"{other}","ref":6}}"#),
+    );
+    let refused = error("forbidden", "wrong_subject: the refresh token was refused");
+    assert_eq!(h.received(a), [with_ref(refused, json!(6))]);
+    let forged = token::sign(&json!({"sub": "alice", "exp": ORIGIN_S + 3600}), b"other");
+    h.command(a, &format!(r#"{{"type":"refresh","token":"{forged}"}}"#));
+    let refused = error("forbidden", "bad_signature: the refresh token was refused");
+    assert_eq!(h.received(a), [refused]);
+    assert_eq!(h.deadlines(Timer::TokenExpiry(a)), [65_000]);
+    h.advance(65_000);
+    assert!(matches!(
+        h.effects()[..],
+        [Effect::Close { code: 4001, .. }]
+    ));
+}
+
+#[test]
+fn refresh_on_a_server_without_tokens_is_a_bad_request() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "");
+    h.clear();
+    h.command(a, r#"{"type":"refresh","token":"x.y.z"}"#);
+    let refused = error("bad_request", "this server does not use connection tokens");
+    assert_eq!(h.received(a), [refused]);
+}
+
+#[test]
+fn an_admin_watcher_without_a_token_arms_no_expiry() {
+    let mut h = Harness::with(Config {
+        admin_token: Some("adm".to_owned()),
+        ..token_config()
+    });
+    let d = h.open("anon-1", "watch=*&admin");
+    assert_eq!(h.deadlines(Timer::TokenExpiry(d)), Vec::<Millis>::new());
+}
+
+#[test]
+fn a_refresh_to_an_earlier_expiry_or_after_no_expiry_arms_it() {
+    let mut h = Harness::with(Config {
+        admin_token: Some("adm".to_owned()),
+        ..token_config()
+    });
+    let a = h.open(
+        "alice",
+        &format!("token={}", token_of("alice", 600, json!({}))),
+    );
+    let d = h.open("anon-1", "watch=*&admin");
+    h.clear();
+    let sooner = token_of("alice", 60, json!({}));
+    h.command(a, &format!(r#"{{"type":"refresh","token":"{sooner}"}}"#));
+    assert_eq!(h.deadlines(Timer::TokenExpiry(a)), [605_000, 65_000]);
+    let first = token_of("anon-1", 120, json!({}));
+    h.command(d, &format!(r#"{{"type":"refresh","token":"{first}"}}"#));
+    assert_eq!(h.deadlines(Timer::TokenExpiry(d)), [125_000]);
+    h.clear();
+    h.advance(65_000);
+    assert!(matches!(
+        h.effects()[..],
+        [Effect::Close { code: 4001, .. }]
+    ));
+}
+
+// --- heartbeat ------------------------------------------------------------------------------
+
+#[test]
+fn a_silent_connection_is_pinged_after_the_interval_and_dropped_after_the_timeout() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    h.advance(29_999);
+    assert_eq!(h.effects(), []);
+    h.advance(1);
+    assert_eq!(h.effects(), [Effect::Ping(a), Effect::Ping(b)]);
+    h.heard(b);
+    h.advance(29_999);
+    assert_eq!(h.effects(), []);
+    h.advance(1);
+    assert_eq!(
+        h.effects(),
+        [
+            Effect::Drop {
+                conn: a,
+                leave: LeaveReason::Timeout
+            },
+            Effect::Ping(b)
+        ]
+    );
+    assert_eq!(h.received(b), [leave("room", "alice", "timeout", 3)]);
+    assert_eq!(h.end(a, LeaveReason::Closed), None, "the session is gone");
+}
+
+#[test]
+fn hearing_from_a_connection_postpones_the_ping_and_the_drop() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "");
+    h.clear();
+    h.advance(20_000);
+    h.heard(a);
+    h.advance(29_999);
+    assert_eq!(h.effects(), []);
+    h.advance(1);
+    assert_eq!(h.effects(), [Effect::Ping(a)], "30 s after the last byte");
+    h.advance(29_999);
+    assert_eq!(h.effects(), []);
+    h.advance(1);
+    assert_eq!(
+        h.effects(),
+        [Effect::Drop {
+            conn: a,
+            leave: LeaveReason::Timeout
+        }],
+        "60 s after the last byte"
+    );
+}
+
+// --- leave grace ----------------------------------------------------------------------------
+
+fn grace_config() -> Config {
+    Config {
+        leave_grace: Duration::from_secs(5),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn a_reconnect_within_the_leave_grace_is_silent() {
+    let mut h = Harness::with(grace_config());
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    h.advance(1_000);
+    h.end(b, LeaveReason::Closed);
+    assert_eq!(h.received(a), Vec::<Value>::new());
+    h.command(a, r#"{"type":"who","channel":"room"}"#);
+    let in_grace = json!({"alice": member(1), "bob": member(0)});
+    assert_eq!(h.received(a), [state("room", 2, in_grace)]);
+    h.advance(3_000);
+    let b2 = h.open("bob", "channel=room");
+    let back = json!({"alice": member(1), "bob": member(1)});
+    assert_eq!(h.received(b2), [state("room", 2, back)]);
+    h.advance(10_000);
+    assert_eq!(h.received(a), Vec::<Value>::new());
+    assert_eq!(h.engine.seq_named("room"), 2);
+}
+
+#[test]
+fn after_the_leave_grace_the_leave_is_sent_with_the_original_reason() {
+    let mut h = Harness::with(grace_config());
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    h.end(b, LeaveReason::Timeout);
+    h.advance(4_999);
+    assert_eq!(h.received(a), Vec::<Value>::new());
+    h.advance(1);
+    assert_eq!(h.received(a), [leave("room", "bob", "timeout", 3)]);
+}
+
+// --- counts ---------------------------------------------------------------------------------
+
+#[test]
+fn counts_are_sent_at_most_once_per_channel_per_second_with_the_latest_numbers() {
+    let mut h = Harness::new();
+    let c = h.open("carol", "channel=radio&events=count");
+    assert_eq!(h.received(c), [count("radio", 1, 1, 1)]);
+    h.advance(100);
+    h.open("alice", "channel=radio");
+    h.advance(100);
+    h.open("bob", "channel=radio");
+    let radio = h.engine.roster().find("radio").expect("radio");
+    assert_eq!(
+        h.deadlines(Timer::Counts(radio)),
+        [1_000],
+        "one flush scheduled"
+    );
+    h.advance(799);
+    assert_eq!(h.received(c), Vec::<Value>::new());
+    h.advance(1);
+    assert_eq!(h.received(c), [count("radio", 3, 3, 3)]);
+    h.advance(500);
+    h.open("dave", "channel=radio");
+    h.advance(499);
+    assert_eq!(h.received(c), Vec::<Value>::new());
+    h.advance(1);
+    assert_eq!(h.received(c), [count("radio", 4, 4, 4)]);
+    h.advance(5_000);
+    assert_eq!(h.received(c), Vec::<Value>::new(), "nothing changed");
+}
+
+// --- shutdown -------------------------------------------------------------------------------
+
+#[test]
+fn a_shutdown_sends_every_connection_away_and_stops_commands_and_events() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    let w = h.open("dash", "watch=*");
+    h.clear();
+    h.engine.begin_shutdown(h.now);
+    h.pump();
+    assert!(h.engine.is_shutting_down());
+    assert_eq!(
+        h.effects(),
+        [
+            Effect::GoingAway(a),
+            Effect::GoingAway(b),
+            Effect::GoingAway(w)
+        ]
+    );
+    h.command(a, r#"{"type":"ping"}"#);
+    h.command(b, r#"{"type":"leave","channel":"room"}"#);
+    h.assert_silent(&[a, b, w]);
+    assert_eq!(h.engine.seq_named("room"), 2, "the leave did not run");
+    assert_eq!(h.end(b, LeaveReason::Closed), Some(LeaveReason::Shutdown));
+    h.assert_silent(&[a, w]);
+    h.engine.begin_shutdown(h.now);
+    h.pump();
+    assert_eq!(h.effects(), [], "only once");
+}
+
+// --- stale ids ------------------------------------------------------------------------------
+
+#[test]
+fn a_stale_id_does_nothing() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    h.end(a, LeaveReason::Closed);
+    assert_eq!(h.received(b), [leave("room", "alice", "closed", 3)]);
+    let reused = Key {
+        slot: a.slot,
+        generation: a.generation + 1,
+    };
+    h.open_at(reused, Dialect::V1, "carol", "channel=room");
+    h.clear();
+    h.command(a, r#"{"type":"leave","channel":"room"}"#);
+    h.heard(a);
+    h.engine.on_timer(Timer::Heartbeat(a), 60_000);
+    h.engine.on_timer(Timer::TokenExpiry(a), 60_000);
+    h.pump();
+    assert_eq!(h.end(a, LeaveReason::Closed), None);
+    assert!(!h.engine.disconnect_connection(a, h.now));
+    assert!(!h.engine.send_to_connection(a, &data(json!(1))));
+    h.pump();
+    assert_eq!(h.effects(), []);
+    h.assert_silent(&[a, b, reused]);
+    assert_eq!(h.engine.seq_named("room"), 4, "carol is still in");
+    assert_eq!(h.engine.connections_of("carol"), [reused]);
+}
+
+// --- dialects -------------------------------------------------------------------------------
+
+#[test]
+fn an_echo_connection_gets_no_welcome_and_joins_nothing() {
+    let mut h = Harness::new();
+    let id = Key {
+        slot: 3,
+        generation: 1,
+    };
+    assert_eq!(h.engine.welcome(Dialect::Echo, id, "eve"), None);
+    let welcome = h
+        .engine
+        .welcome(Dialect::V1, id, "eve")
+        .expect("a v1 welcome");
+    assert_eq!(
+        serde_json::from_str::<Value>(&welcome).expect("JSON"),
+        json!({"type": "welcome", "conn": "3.1", "user": "eve",
+               "heartbeat": {"interval_ms": 30_000, "timeout_ms": 60_000}})
+    );
+    let e = h.open_as(Dialect::Echo, "eve", "channel=room&watch=*");
+    assert_eq!(h.deliveries(), []);
+    assert_eq!(h.engine.dialect(e), Some(Dialect::Echo));
+    assert_eq!(h.engine.roster().channel_count(), 0);
+    assert_eq!(h.engine.watchers(), 0);
+    let _a = h.open("alice", "channel=room");
+    h.assert_silent(&[e]);
+}
+
+#[test]
+fn a_broadcast_is_encoded_once_per_dialect_in_use() {
+    let mut h = Harness::new();
+    let a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    let c = h.open("carol", "channel=room");
+    let v = h.open("eve", "channel=lobby");
+    let e = h.open_as(Dialect::Echo, "eve", "");
+    h.clear();
+    let d = h.open("dave", "channel=room");
+    let deliveries = h.deliveries();
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    assert_eq!(deliveries[0].0, Recipients::One(d));
+    let mut told = deliveries[1].0.as_slice().to_vec();
+    told.sort();
+    assert_eq!(told, [a, b, c], "one Deliver for every v1 recipient");
+    assert_eq!(h.engine.send_to_user("eve", &data(json!("hi"))), 1);
+    h.pump();
+    let deliveries = h.deliveries();
+    assert_eq!(deliveries.len(), 1, "none for the echo connection");
+    assert_eq!(deliveries[0].0, Recipients::One(v));
+    h.assert_silent(&[e]);
+}
+
+// --- the host -------------------------------------------------------------------------------
+
+#[test]
+fn send_to_user_reaches_every_connection_of_the_user() {
+    let mut h = Harness::new();
+    let a1 = h.open("alice", "channel=room");
+    let a2 = h.open("alice", "channel=dev");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    assert_eq!(h.engine.send_to_user("alice", &data(json!({"n": 1}))), 2);
+    h.pump();
+    let message = json!({"type": "message", "channel": null, "from": null, "data": {"n": 1}});
+    assert_eq!(h.received(a1), vec![message.clone()]);
+    assert_eq!(h.received(a2), [message]);
+    h.assert_silent(&[b]);
+    assert_eq!(h.engine.send_to_user("nobody", &data(json!(1))), 0);
+}
+
+#[test]
+fn disconnect_user_closes_each_connection_with_1000() {
+    let mut h = Harness::new();
+    let a1 = h.open("alice", "channel=room");
+    let a2 = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    h.clear();
+    assert_eq!(h.engine.disconnect_user("alice", h.now), 2);
+    h.pump();
+    let closed = |conn| Effect::Close {
+        conn,
+        code: 1000,
+        reason: "disconnected by the server".to_owned(),
+        leave: LeaveReason::Closed,
+    };
+    assert_eq!(h.effects(), [closed(a1), closed(a2)]);
+    assert_eq!(h.received(b), [leave("room", "alice", "closed", 3)]);
+    assert_eq!(h.engine.connections_of("alice"), []);
+    assert_eq!(h.engine.disconnect_user("alice", h.now), 0);
+}
+
+#[derive(Clone, Default)]
+struct Recorder(Rc<RefCell<Vec<String>>>);
+
+impl Handler for Recorder {
+    fn on_presence(&mut self, change: Presence<'_>) {
+        let line = match change {
+            Presence::Join {
+                channel,
+                user,
+                meta,
+            } => format!("join {channel} {user} {meta}"),
+            Presence::Leave {
+                channel,
+                user,
+                reason,
+            } => format!("leave {channel} {user} {reason}"),
+            Presence::Update {
+                channel,
+                user,
+                meta,
+            } => format!("update {channel} {user} {meta}"),
+        };
+        self.0.borrow_mut().push(line);
+    }
+
+    fn on_message(&mut self, channel: &str, from: Option<&str>, data: &str) {
+        let line = format!("message {channel} {} {data}", from.unwrap_or("-"));
+        self.0.borrow_mut().push(line);
+    }
+}
+
+#[test]
+fn the_host_handler_is_told_of_presence_and_publications() {
+    let mut h = Harness::with(Config {
+        client_publish: true,
+        ..Config::default()
+    });
+    let recorder = Recorder::default();
+    h.engine.set_handler(Box::new(recorder.clone()));
+    let _a = h.open("alice", "channel=room");
+    let b = h.open("bob", "channel=room");
+    let b2 = h.open("bob", "channel=room");
+    h.command(b, r#"{"type":"update","channel":"room","meta":{"s":1}}"#);
+    h.command(b, r#"{"type":"publish","channel":"room","data":{"t":1}}"#);
+    h.engine.publish("room", None, &data(json!(7)), h.now);
+    h.end(b, LeaveReason::Closed);
+    h.end(b2, LeaveReason::Timeout);
+    assert_eq!(
+        *recorder.0.borrow(),
+        [
+            "join room alice {}",
+            "join room bob {}",
+            "update room bob {\"s\":1}",
+            "message room bob {\"t\":1}",
+            "message room - 7",
+            "leave room bob timeout",
+        ]
+    );
+}
