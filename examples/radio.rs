@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use rollcall::model::LeaveReason;
-use rollcall::{Config, Handler, Presence, Server};
+use rollcall::{Actions, Config, Handler, Presence, Server};
 use serde_json::json;
 
 const PLAYLIST: [&str; 4] = [
@@ -30,7 +30,7 @@ struct Station {
 }
 
 impl Handler for Station {
-    fn on_presence(&mut self, change: Presence<'_>) {
+    fn on_presence(&mut self, change: Presence<'_>, _actions: &mut Actions) {
         match change {
             Presence::Join {
                 channel: "radio",

@@ -78,7 +78,7 @@ pub mod wheel;
 pub use mio;
 
 pub use config::{Config, ConfigError, Endpoints};
-pub use engine::{ConnectRequest, Decision, Handler, Presence};
+pub use engine::{Actions, ConnectRequest, Decision, Handler, Presence, MAX_HOOK_CHAIN};
 pub use model::{
     ChannelSnapshot, Counts, EventsMode, Json, LeaveReason, Member, Meta, PresenceSnapshot,
     UserStatus,

@@ -5,13 +5,16 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use rollcall::model::LeaveReason;
-use rollcall::{Config, ConnectRequest, Decision, Handle, Handler, Presence, Server};
+use rollcall::{
+    Actions, Config, ConnectRequest, Counts, Decision, Handle, HandleError, Handler, Presence,
+    Server,
+};
 use serde_json::json;
 
 /// What the recording handler saw, in order.
@@ -40,7 +43,9 @@ enum Seen {
     },
 }
 
-/// Refuses user `mallory`, renames user `guest` to `visitor` in channel `lobby`, records all.
+/// Refuses user `mallory`, renames user `guest` to `visitor` in channel `lobby` with a meta,
+/// admits `lurker` into no channel, chooses a meta that is no object for `broken`; records
+/// all.
 struct Recorder(mpsc::Sender<Seen>);
 
 impl Handler for Recorder {
@@ -57,12 +62,23 @@ impl Handler for Recorder {
             Some("guest") => Decision::AcceptAs {
                 user: "visitor".into(),
                 channels: vec!["lobby".into()],
+                meta: Some(json!({"role": "guest"})),
+            },
+            Some("lurker") => Decision::AcceptAs {
+                user: "lurker".into(),
+                channels: Vec::new(),
+                meta: None,
+            },
+            Some("broken") => Decision::AcceptAs {
+                user: "broken".into(),
+                channels: Vec::new(),
+                meta: Some(json!(["not", "an", "object"])),
             },
             _ => Decision::Accept,
         }
     }
 
-    fn on_presence(&mut self, change: Presence<'_>) {
+    fn on_presence(&mut self, change: Presence<'_>, _actions: &mut Actions) {
         let seen = match change {
             Presence::Join { channel, user, .. } => Seen::Join {
                 channel: channel.into(),
@@ -85,7 +101,13 @@ impl Handler for Recorder {
         let _ = self.0.send(seen);
     }
 
-    fn on_message(&mut self, channel: &str, _from: Option<&str>, data: &str) {
+    fn on_message(
+        &mut self,
+        channel: &str,
+        _from: Option<&str>,
+        data: &str,
+        _actions: &mut Actions,
+    ) {
         let _ = self.0.send(Seen::Message {
             channel: channel.into(),
             data: data.into(),
@@ -125,8 +147,15 @@ fn the_handler_decides_on_connections() {
         }
     );
 
-    let (_guest, welcome) = Client::connect_welcomed(addr, "user=guest&channel=secret");
+    let (mut guest, welcome) = Client::connect_welcomed(addr, "user=guest&channel=secret");
     assert_eq!(welcome["user"], "visitor", "the handler chose the user");
+    let state = guest.expect_type("state");
+    assert_eq!(state["channel"], "lobby", "and the channel: {state}");
+    assert_eq!(
+        state["users"]["visitor"]["meta"],
+        json!({"role": "guest"}),
+        "and the meta: {state}"
+    );
     assert_eq!(
         next_seen(&record),
         Seen::Connect {
@@ -277,6 +306,114 @@ fn the_connect_request_offers_headers_query_and_peer() {
             None,
             true
         )
+    );
+    spawned.handle.shutdown().expect("sent");
+}
+
+/// `AcceptAs` with no channels joins none (not the default channel); a meta that is not a
+/// JSON object refuses the connection with 500 rather than admitting it half-configured.
+#[test]
+fn accept_as_with_no_channels_joins_none_and_a_bad_meta_is_refused() {
+    let (addr, handle, record) = embed_with_recorder(Config::default());
+    let (mut lurker, welcome) = Client::connect_welcomed(addr, "user=lurker");
+    assert_eq!(welcome["user"], "lurker");
+    assert_eq!(
+        next_seen(&record),
+        Seen::Connect {
+            user: Some("lurker".into()),
+            channels: vec![]
+        }
+    );
+    let status = handle.status("lurker").expect("answered");
+    assert_eq!(status.connections, 1, "{status:?}");
+    assert!(status.channels.is_empty(), "joined {:?}", status.channels);
+    assert_eq!(handle.members("lobby"), Ok(Vec::new()));
+    lurker.send_json(&json!({"type": "join", "channel": "later"}));
+    assert_eq!(
+        lurker.expect_type("state")["channel"],
+        "later",
+        "it may join later"
+    );
+
+    let refused = upgrade_attempt(addr, upgrade_request("/?user=broken").as_bytes());
+    assert_eq!(refused.status, 500, "{refused:?}");
+    assert!(refused.body.contains("invalid meta"), "{refused:?}");
+}
+
+/// Greets each arrival from `on_presence`, echoes `{"n": k}` in channel `loop` as
+/// `{"n": k + 1}` from `on_message`, and tries its own `Handle` from a hook.
+struct Greeter {
+    handle: Arc<OnceLock<Handle>>,
+    from_hook: mpsc::Sender<Result<Option<Counts>, HandleError>>,
+}
+
+impl Handler for Greeter {
+    fn on_presence(&mut self, change: Presence<'_>, actions: &mut Actions) {
+        if let Presence::Join { channel, user, .. } = change {
+            let greeting = json!({"hello": user, "in": channel});
+            actions.send_to_user(user, &greeting).expect("a valid user");
+            if let Some(handle) = self.handle.get() {
+                let _ = self.from_hook.send(handle.counts(channel));
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        channel: &str,
+        _from: Option<&str>,
+        data: &str,
+        actions: &mut Actions,
+    ) {
+        let data: serde_json::Value = serde_json::from_str(data).expect("JSON from the server");
+        if let (true, Some(n)) = (channel == "loop", data["n"].as_u64()) {
+            actions
+                .publish(channel, &json!({"n": n + 1}))
+                .expect("a valid channel");
+        }
+    }
+}
+
+/// Hooks act through their `Actions` within the same turn, the loop keeps answering, a
+/// `Handle` called from a hook fails at once with `OnLoopThread`, and a chain of actions
+/// that each fire a hook queueing the next is cut after `MAX_HOOK_CHAIN` links.
+#[test]
+fn a_greeter_acts_from_its_hooks_and_the_loop_keeps_answering() {
+    let handle = Arc::new(OnceLock::new());
+    let (from_hook, hook_results) = mpsc::channel();
+    let greeter = Greeter {
+        handle: Arc::clone(&handle),
+        from_hook,
+    };
+    let config = Config::default()
+        .client_publish(true)
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let spawned = Server::spawn(config, greeter).expect("spawned");
+    handle.set(spawned.handle.clone()).expect("set once");
+
+    let (mut ada, _) = Client::join(spawned.local_addr, "user=ada&channel=lobby");
+    let greeting = ada.expect_type("message");
+    assert_eq!(greeting["data"], json!({"hello": "ada", "in": "lobby"}));
+    assert_eq!(
+        hook_results.recv_timeout(STEP).expect("the hook ran"),
+        Err(HandleError::OnLoopThread)
+    );
+    let counts = spawned.handle.with_timeout(STEP).counts("lobby");
+    assert_eq!(counts.expect("the loop answers").map(|c| c.users), Some(1));
+
+    ada.send_json(&json!({"type": "join", "channel": "loop", "events": "none"}));
+    ada.expect_type("message");
+    ada.send_json(&json!({"type": "publish", "channel": "loop", "data": {"n": 0}}));
+    let mut heard = Vec::new();
+    ada.send_json(&json!({"type": "ping", "id": "after"}));
+    let (_pong, skipped) = ada.wait_for_type("pong", STEP);
+    for message in skipped {
+        heard.push(message["data"]["n"].as_u64().expect("a count"));
+    }
+    let chain: Vec<u64> = (0..=u64::from(rollcall::MAX_HOOK_CHAIN)).collect();
+    assert_eq!(
+        heard, chain,
+        "the client's message, then one per link of the chain"
     );
     spawned.handle.shutdown().expect("sent");
 }

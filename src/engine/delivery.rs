@@ -22,7 +22,8 @@ impl Engine {
             except,
             change,
         } = announcement;
-        self.handler.on_presence(presence(&name, &change));
+        self.handler
+            .on_presence(presence(&name, &change), &mut self.actions);
         if self.shutting_down {
             return;
         }
@@ -106,7 +107,8 @@ impl Engine {
         from: Option<&str>,
         data: &Json,
     ) -> usize {
-        self.handler.on_message(name, from, data.as_str());
+        self.handler
+            .on_message(name, from, data.as_str(), &mut self.actions);
         let Some(channel) = self.roster.find(name) else {
             return 0;
         };

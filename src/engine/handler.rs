@@ -3,11 +3,16 @@
 //! The handler decides on each connection request (accept, accept as a chosen user with
 //! chosen channels, or refuse with a status and a reason: the hook for custom
 //! authentication) and is told of every presence change and publication. It runs on the
-//! loop's thread, between socket events: it must return quickly and never block.
+//! loop's thread, between socket events: it must return quickly and never block, and it
+//! acts on the server through the [`Actions`] it is given (a `Handle` called here fails with
+//! `OnLoopThread`: the loop cannot answer a call it is in the middle of).
 
 // core::net: the address is a plain value here; sockets stay in `server`.
 use core::net::SocketAddr;
 
+use serde_json::Value;
+
+use super::Actions;
 use crate::http::upgrade::percent_decode;
 use crate::model::LeaveReason;
 
@@ -56,12 +61,16 @@ impl ConnectRequest<'_> {
 pub enum Decision {
     /// Accept as asked.
     Accept,
-    /// Accept as this user, joining these channels (instead of the query's).
+    /// Accept as this user, joining these channels (instead of the query's) with this meta.
     AcceptAs {
         /// The user id (name syntax; an invalid one refuses the connection with 500).
         user: String,
-        /// The channels to join.
+        /// The channels to join. Empty joins nothing (not the default channel): the client
+        /// may still join by command, and watch what the query asks for.
         channels: Vec<String>,
+        /// The user's meta in those channels (a JSON object; anything else refuses the
+        /// connection with 500), `None` for none, or the token's when there is one.
+        meta: Option<Value>,
     },
     /// Refuse with this HTTP status (400–599) and reason.
     Refuse {
@@ -112,15 +121,16 @@ pub trait Handler {
         Decision::Accept
     }
 
-    /// A presence change happened.
-    fn on_presence(&mut self, change: Presence<'_>) {
-        let _ = change;
+    /// A presence change happened. To act on it (greet the user, publish, disconnect),
+    /// queue actions on `actions`: they are carried out once the change is complete.
+    fn on_presence(&mut self, change: Presence<'_>, actions: &mut Actions) {
+        let _ = (change, actions);
     }
 
     /// A publication went to `channel` (`from`: the publishing user, `None` for the server
-    /// or host; `data`: JSON text).
-    fn on_message(&mut self, channel: &str, from: Option<&str>, data: &str) {
-        let _ = (channel, from, data);
+    /// or host; `data`: JSON text). It may act through `actions`, as `on_presence`.
+    fn on_message(&mut self, channel: &str, from: Option<&str>, data: &str, actions: &mut Actions) {
+        let _ = (channel, from, data, actions);
     }
 }
 

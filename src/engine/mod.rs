@@ -22,6 +22,7 @@ mod cluster;
 mod commands;
 mod delivery;
 mod handler;
+mod host;
 mod reads;
 mod session;
 #[cfg(test)]
@@ -37,13 +38,15 @@ use crate::cluster::session::Session as ClusterSession;
 use crate::config::Config;
 use crate::dialect::{Decoded, Dialect};
 use crate::heartbeat::{Heartbeat, Liveness, Verdict};
-use crate::model::{Command, CommandError, ErrorCode, Event, EventsMode, LeaveReason};
+use crate::model::{Command, CommandError, ErrorCode, Event, EventsMode, LeaveReason, Meta};
 use crate::rate::RateBucket;
 use crate::roster::{ChannelId, ConnId, GraceKey, Roster};
 use crate::token::Claims;
 use crate::wheel::Millis;
 use handler::NoHandler;
 pub use handler::{ConnectRequest, Decision, Handler, Presence};
+pub(crate) use host::{check_name, json_text, HostCommand};
+pub use host::{Actions, HandleError, MAX_HOOK_CHAIN};
 
 pub(crate) use session::Session;
 use session::Sessions;
@@ -149,8 +152,13 @@ pub struct Opened {
     pub dialect: Dialect,
     /// The events mode for its joins.
     pub events: EventsMode,
-    /// The channels to join, in order (none: the default channel, unless it watches).
+    /// The channels to join, in order (none: the default channel, unless it watches or
+    /// `default_channel` is false).
     pub channels: Vec<String>,
+    /// False when the host chose the channels: an empty list then joins nothing.
+    pub default_channel: bool,
+    /// The meta of its joins (the host's choice; else the token's, else none).
+    pub meta: Option<Meta>,
     /// The channels (or `*`) to watch.
     pub watch: Vec<String>,
     /// True when it presented the admin token.
@@ -176,6 +184,9 @@ pub struct Engine {
     /// This node's Redis session, in a cluster.
     cluster: Option<ClusterSession>,
     handler: Box<dyn Handler>,
+    /// What the handler's hooks asked for, carried out once the input that called them
+    /// is done.
+    actions: Actions,
     effects: Vec<Effect>,
 }
 
@@ -204,6 +215,7 @@ impl Engine {
             shutting_down: false,
             cluster,
             handler: Box::new(NoHandler),
+            actions: Actions::default(),
             effects,
         }
     }
@@ -218,8 +230,10 @@ impl Engine {
         self.handler.as_mut()
     }
 
-    /// Moves the effects decided so far into `into` (in the order they were decided).
-    pub fn take_effects(&mut self, into: &mut Vec<Effect>) {
+    /// Carries out the actions the hooks queued, then moves the effects decided so far into
+    /// `into` (in the order they were decided).
+    pub fn take_effects(&mut self, now: Millis, into: &mut Vec<Effect>) {
+        self.run_hook_actions(now);
         into.append(&mut self.effects);
     }
 
@@ -276,6 +290,8 @@ impl Engine {
             dialect,
             events,
             channels,
+            default_channel,
+            meta,
             watch,
             admin,
             claims,
@@ -336,8 +352,9 @@ impl Engine {
             return;
         }
         // Only a connection that asks for nothing lands in the default channel: a watcher
-        // that names no channel stays out of presence. With a token, only if it allows it.
-        let channels = if channels.is_empty() && watch.is_empty() {
+        // that names no channel stays out of presence, and so does one whose channels the
+        // host chose (none is none). With a token, only if it allows it.
+        let channels = if channels.is_empty() && watch.is_empty() && default_channel {
             let default = &self.config.default_channel;
             default_allowed
                 .then(|| default.clone())
@@ -349,7 +366,7 @@ impl Engine {
         for channel in channels {
             let request = commands::JoinRequest {
                 channel: &channel,
-                meta: None,
+                meta: meta.clone(),
                 mode: events,
                 reference: None,
             };

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{Effect, Engine, Handler, Opened, Presence, Recipients, Timer};
+use super::{Actions, Effect, Engine, Handler, Opened, Presence, Recipients, Timer};
 use crate::config::Config;
 use crate::dialect::{Dialect, Frame};
 use crate::ids::Key;
@@ -84,6 +84,8 @@ impl Harness {
             dialect,
             events: EventsMode::All,
             channels: Vec::new(),
+            default_channel: true,
+            meta: None,
             watch: Vec::new(),
             admin: false,
             claims: None,
@@ -160,7 +162,7 @@ impl Harness {
     /// Files the engine's effects.
     fn pump(&mut self) {
         let mut effects = Vec::new();
-        self.engine.take_effects(&mut effects);
+        self.engine.take_effects(self.now, &mut effects);
         for effect in effects {
             match effect {
                 Effect::Deliver { to, text } => {
@@ -1424,7 +1426,7 @@ fn disconnect_user_closes_each_connection_with_1000() {
 struct Recorder(Rc<RefCell<Vec<String>>>);
 
 impl Handler for Recorder {
-    fn on_presence(&mut self, change: Presence<'_>) {
+    fn on_presence(&mut self, change: Presence<'_>, _actions: &mut Actions) {
         let line = match change {
             Presence::Join {
                 channel,
@@ -1445,7 +1447,13 @@ impl Handler for Recorder {
         self.0.borrow_mut().push(line);
     }
 
-    fn on_message(&mut self, channel: &str, from: Option<&str>, data: &str) {
+    fn on_message(
+        &mut self,
+        channel: &str,
+        from: Option<&str>,
+        data: &str,
+        _actions: &mut Actions,
+    ) {
         let line = format!("message {channel} {} {data}", from.unwrap_or("-"));
         self.0.borrow_mut().push(line);
     }
@@ -1477,5 +1485,82 @@ fn the_host_handler_is_told_of_presence_and_publications() {
             "message room - 7",
             "leave room bob timeout",
         ]
+    );
+}
+
+/// Acts on every join of `bob`: sets his meta, greets him, tells the room.
+struct Usher;
+
+impl Handler for Usher {
+    fn on_presence(&mut self, change: Presence<'_>, actions: &mut Actions) {
+        if let Presence::Join { channel, user, .. } = change {
+            if user == "bob" {
+                actions
+                    .update(user, channel, &json!({"seat": 7}))
+                    .expect("valid");
+                actions
+                    .send_to_user(user, &json!("welcome"))
+                    .expect("valid");
+                actions
+                    .publish(channel, &json!({"seated": user}))
+                    .expect("valid");
+                actions
+                    .update("nobody", channel, &json!({}))
+                    .expect("valid");
+            }
+        }
+    }
+}
+
+#[test]
+fn hook_actions_run_in_order_once_the_input_that_called_the_hook_is_done() {
+    let mut h = Harness::new();
+    h.engine.set_handler(Box::new(Usher));
+    let a = h.open("alice", "channel=room");
+    h.clear();
+    let b = h.open("bob", "channel=room");
+    let message = |channel: Value, data: Value| json!({"type": "message", "channel": channel, "from": null, "data": data});
+    assert_eq!(
+        h.received(a),
+        [
+            join("room", "bob", 2),
+            update("room", "bob", json!({"seat": 7}), 3),
+            message(json!("room"), json!({"seated": "bob"})),
+        ]
+    );
+    assert_eq!(
+        h.received(b),
+        [
+            state(
+                "room",
+                2,
+                json!({"alice": {"conns": 1, "meta": {}}, "bob": {"conns": 1, "meta": {}}})
+            ),
+            update("room", "bob", json!({"seat": 7}), 3),
+            message(Value::Null, json!("welcome")),
+            message(json!("room"), json!({"seated": "bob"})),
+        ],
+        "the join's reply first: the actions ran after it"
+    );
+}
+
+#[test]
+fn hook_actions_check_their_arguments_at_the_call() {
+    let mut actions = Actions::default();
+    assert!(matches!(
+        actions.publish("bad channel", &json!(1)),
+        Err(crate::HandleError::InvalidName(_))
+    ));
+    assert_eq!(
+        actions.publish_json("room", "{not json"),
+        Err(crate::HandleError::InvalidJson)
+    );
+    assert_eq!(
+        actions.update("bob", "room", &json!([1])),
+        Err(crate::HandleError::InvalidJson)
+    );
+    assert_eq!(
+        actions.disconnect_connection("7"),
+        Err(crate::HandleError::InvalidConnection("7".to_owned()))
     );
 }

@@ -2,7 +2,7 @@
 //! (`user`, `channel`, `events`, `watch`, `admin`) and building the `101` response.
 
 use super::{constant_time_eq, Request, Response};
-use crate::model::EventsMode;
+use crate::model::{EventsMode, Meta};
 use crate::names;
 use crate::token::{self, ChannelGrant, Claims};
 
@@ -49,6 +49,11 @@ pub struct Upgrade {
     pub admin: bool,
     /// The verified token's claims, when tokens are required.
     pub claims: Option<Claims>,
+    /// The meta for its joins, when the host's handler chose one.
+    pub meta: Option<Meta>,
+    /// False when the host's handler chose the channels: then none means none, not the
+    /// default channel.
+    pub default_channel: bool,
     /// The `Sec-WebSocket-Accept` value for the response.
     pub accept_key: String,
 }
@@ -130,6 +135,8 @@ pub fn validate(request: &Request, access: Access<'_>) -> Result<Upgrade, Respon
         watch: query.watch,
         admin,
         claims,
+        meta: None,
+        default_channel: true,
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
     })
 }

@@ -27,6 +27,7 @@ use crate::engine::{ConnectRequest, Decision, Opened};
 use crate::http::upgrade::{Access, TokenPolicy};
 use crate::http::{self, Examined, Request, Response, Route, Upgrade};
 use crate::metrics::Ending;
+use crate::model::Meta;
 use crate::names;
 use crate::roster::ConnId;
 use crate::wheel::Millis;
@@ -250,7 +251,11 @@ impl Server {
         };
         match self.engine.handler_mut().on_connect(&asked) {
             Decision::Accept => Ok(()),
-            Decision::AcceptAs { user, channels } => {
+            Decision::AcceptAs {
+                user,
+                channels,
+                meta,
+            } => {
                 let invalid = std::iter::once(&user)
                     .chain(&channels)
                     .find_map(|name| names::validate(name).err());
@@ -261,8 +266,18 @@ impl Server {
                         "the server chose an invalid user or channel",
                     ));
                 }
+                let meta = match meta.map(|meta| Meta::parse(&meta.to_string())) {
+                    Some(None) => {
+                        warn!("the handler chose a meta that is not a JSON object");
+                        return Err(Response::error(500, "the server chose an invalid meta"));
+                    }
+                    Some(meta) => meta,
+                    None => None,
+                };
                 upgrade.user = Some(user);
                 upgrade.channels = channels;
+                upgrade.meta = meta;
+                upgrade.default_channel = false;
                 Ok(())
             }
             Decision::Refuse { status, reason } => {
@@ -341,6 +356,8 @@ impl Server {
                     watch,
                     admin,
                     claims,
+                    meta,
+                    default_channel,
                     ..
                 } = *upgrade;
                 let opened = Opened {
@@ -348,6 +365,8 @@ impl Server {
                     dialect,
                     events,
                     channels,
+                    default_channel,
+                    meta,
                     watch,
                     admin,
                     claims,

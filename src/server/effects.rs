@@ -25,7 +25,7 @@ impl Server {
     pub(super) fn carry_out(&mut self, now: Millis) {
         loop {
             let mut effects = mem::take(&mut self.effects);
-            self.engine.take_effects(&mut effects);
+            self.engine.take_effects(now, &mut effects);
             if effects.is_empty() {
                 self.effects = effects;
                 return;

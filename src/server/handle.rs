@@ -22,9 +22,9 @@ use mio::{Token, Waker};
 use serde_json::Value;
 
 use super::Server;
+pub use crate::engine::HandleError;
+use crate::engine::{check_name, json_text, HostCommand};
 use crate::model::{Counts, Json, Member, PresenceSnapshot, UserStatus};
-use crate::names;
-use crate::roster::ConnId;
 use crate::wheel::Millis;
 
 /// How often a waiting call looks whether the loop has stopped meanwhile.
@@ -78,43 +78,6 @@ impl LoopState {
     }
 }
 
-/// Why a [`Handle`] call failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HandleError {
-    /// The server's loop has stopped (its run returned, or the server was dropped).
-    Stopped,
-    /// A channel or user name is not valid.
-    InvalidName(String),
-    /// The call was made on the loop's own thread (from a `Handler` hook), where waiting for
-    /// the loop would wait forever: act through the hook's `Actions` instead.
-    OnLoopThread,
-    /// No answer within the handle's timeout ([`Handle::with_timeout`]).
-    TimedOut,
-    /// The data is not valid JSON ([`Handle::publish_json`]).
-    InvalidJson,
-    /// The connection id is not one a welcome gives (`SLOT.GENERATION`).
-    InvalidConnection(String),
-}
-
-impl fmt::Display for HandleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HandleError::Stopped => write!(f, "the server has stopped"),
-            HandleError::InvalidName(reason) => write!(f, "invalid name: {reason}"),
-            HandleError::OnLoopThread => write!(
-                f,
-                "a Handle cannot be called on the server's own thread (use the hook's Actions)"
-            ),
-            HandleError::TimedOut => write!(f, "the server did not answer in time"),
-            HandleError::InvalidJson => write!(f, "the data is not valid JSON"),
-            HandleError::InvalidConnection(id) => write!(f, "{id:?} is not a connection id"),
-        }
-    }
-}
-
-impl std::error::Error for HandleError {}
-
 pub(super) enum Request {
     /// A question, answered on `reply` (one answer type for all: each reply type would
     /// be another copy of the channel's code in the binary).
@@ -126,21 +89,23 @@ pub(super) enum Request {
 }
 
 pub(super) enum Question {
-    Publish { channel: String, data: Json },
-    SendToUser { user: String, data: Json },
+    /// Publish, send, update, disconnect: the engine answers how many connections.
+    Command(HostCommand),
     Presence,
-    Counts { channel: String },
-    Disconnect { user: String },
+    Counts {
+        channel: String,
+    },
     Snapshot,
-    Members { channel: String },
-    Status { user: String },
-    SendToConnection { id: ConnId, data: Json },
-    DisconnectConnection { id: ConnId },
+    Members {
+        channel: String,
+    },
+    Status {
+        user: String,
+    },
 }
 
 pub(super) enum Answer {
     Number(usize),
-    Done(bool),
     Json(Value),
     Counts(Option<Counts>),
     Snapshot(PresenceSnapshot),
@@ -152,29 +117,13 @@ impl Handle {
     /// Publishes `data` to `channel` (a `message` with `"from":null`, as `POST /publish`).
     /// Returns the number of connections it was queued to.
     pub fn publish(&self, channel: &str, data: &Value) -> Result<usize, HandleError> {
-        valid(channel)?;
-        let data = Json::from_value(data);
-        self.ask(
-            Question::Publish {
-                channel: channel.to_owned(),
-                data,
-            },
-            number,
-        )
+        self.command(HostCommand::publish(channel, Json::from_value(data))?)
     }
 
     /// Sends `data` to every connection of `user`, as a `message` with `"channel":null` and
     /// `"from":null`. Returns the number of connections.
     pub fn send_to_user(&self, user: &str, data: &Value) -> Result<usize, HandleError> {
-        valid(user)?;
-        let data = Json::from_value(data);
-        self.ask(
-            Question::SendToUser {
-                user: user.to_owned(),
-                data,
-            },
-            number,
-        )
+        self.command(HostCommand::send_to_user(user, Json::from_value(data))?)
     }
 
     /// Every channel's members, as `GET /presence` answers.
@@ -187,7 +136,7 @@ impl Handle {
 
     /// A channel's counts, `None` when it does not exist.
     pub fn counts(&self, channel: &str) -> Result<Option<Counts>, HandleError> {
-        valid(channel)?;
+        check_name(channel)?;
         let channel = channel.to_owned();
         self.ask(Question::Counts { channel }, |answer| match answer {
             Answer::Counts(counts) => Some(counts),
@@ -198,27 +147,13 @@ impl Handle {
     /// Closes every connection of `user` (Close 1000; the others see `leave` with reason
     /// `closed`). Returns the number of connections closed.
     pub fn disconnect_user(&self, user: &str) -> Result<usize, HandleError> {
-        valid(user)?;
-        self.ask(
-            Question::Disconnect {
-                user: user.to_owned(),
-            },
-            number,
-        )
+        self.command(HostCommand::disconnect_user(user)?)
     }
 
     /// Publishes JSON text (as a hook hands it over) to `channel`, like [`Handle::publish`];
     /// its numbers reach clients exactly as written.
     pub fn publish_json(&self, channel: &str, json: &str) -> Result<usize, HandleError> {
-        valid(channel)?;
-        let data = Json::parse(json).ok_or(HandleError::InvalidJson)?;
-        self.ask(
-            Question::Publish {
-                channel: channel.to_owned(),
-                data,
-            },
-            number,
-        )
+        self.command(HostCommand::publish(channel, json_text(json)?)?)
     }
 
     /// Every channel with members, typed (what [`Handle::presence`] gives as JSON).
@@ -232,7 +167,7 @@ impl Handle {
     /// The members of `channel` (cluster-wide in a live cluster), by user id; empty when
     /// it has none.
     pub fn members(&self, channel: &str) -> Result<Vec<Member>, HandleError> {
-        valid(channel)?;
+        check_name(channel)?;
         let channel = channel.to_owned();
         self.ask(Question::Members { channel }, |answer| match answer {
             Answer::Members(members) => Some(members),
@@ -243,7 +178,7 @@ impl Handle {
     /// Where `user` is: its open connections on this server and the channels it is a
     /// member of.
     pub fn status(&self, user: &str) -> Result<UserStatus, HandleError> {
-        valid(user)?;
+        check_name(user)?;
         self.ask(
             Question::Status {
                 user: user.to_owned(),
@@ -263,16 +198,23 @@ impl Handle {
     /// Sends `data` to one connection, named by the id its `welcome` gave (`"conn"`), as a
     /// `message` with `"channel":null`. `Ok(false)` when no such connection is open.
     pub fn send_to_connection(&self, id: &str, data: &Value) -> Result<bool, HandleError> {
-        let id = connection(id)?;
-        let data = Json::from_value(data);
-        self.ask(Question::SendToConnection { id, data }, done)
+        let command = HostCommand::send_to_connection(id, Json::from_value(data))?;
+        self.command(command).map(|reached| reached > 0)
     }
 
     /// Closes one connection (Close 1000), named by the id its `welcome` gave. `Ok(false)`
     /// when no such connection is open.
     pub fn disconnect_connection(&self, id: &str) -> Result<bool, HandleError> {
-        let id = connection(id)?;
-        self.ask(Question::DisconnectConnection { id }, done)
+        let command = HostCommand::disconnect_connection(id)?;
+        self.command(command).map(|reached| reached > 0)
+    }
+
+    /// Replaces `user`'s meta (a JSON object) in `channel`, announced as an `update` as if
+    /// the user had sent it. `Ok(false)` when the user is not a member there or the meta is
+    /// unchanged.
+    pub fn update(&self, user: &str, channel: &str, meta: &Value) -> Result<bool, HandleError> {
+        let command = HostCommand::update(user, channel, meta)?;
+        self.command(command).map(|reached| reached > 0)
     }
 
     /// Starts a graceful shutdown ([`Server::shutdown`]); returns at once, from any thread
@@ -288,6 +230,14 @@ impl Handle {
             timeout: Some(timeout),
             ..self.clone()
         }
+    }
+
+    /// Has the loop carry out `command`; how many connections it reached.
+    fn command(&self, command: HostCommand) -> Result<usize, HandleError> {
+        self.ask(Question::Command(command), |answer| match answer {
+            Answer::Number(reached) => Some(reached),
+            _ => None,
+        })
     }
 
     /// Asks the loop `question` and waits for its answer, which `expect` reads.
@@ -331,29 +281,6 @@ impl Handle {
             .map_err(|_| HandleError::Stopped)?;
         self.waker.wake().map_err(|_| HandleError::Stopped)
     }
-}
-
-fn number(answer: Answer) -> Option<usize> {
-    match answer {
-        Answer::Number(number) => Some(number),
-        _ => None,
-    }
-}
-
-fn done(answer: Answer) -> Option<bool> {
-    match answer {
-        Answer::Done(done) => Some(done),
-        _ => None,
-    }
-}
-
-fn connection(id: &str) -> Result<ConnId, HandleError> {
-    id.parse()
-        .map_err(|_| HandleError::InvalidConnection(id.to_owned()))
-}
-
-fn valid(name: &str) -> Result<(), HandleError> {
-    names::validate(name).map_err(|error| HandleError::InvalidName(format!("{name:?} {error}")))
 }
 
 /// The loop's side: where requests arrive.
@@ -414,12 +341,7 @@ impl Server {
     fn answer(&mut self, question: Question, now: Millis) -> Answer {
         let engine = &mut self.engine;
         match question {
-            Question::Publish { channel, data } => {
-                Answer::Number(engine.publish(&channel, None, &data, now))
-            }
-            Question::SendToUser { user, data } => {
-                Answer::Number(engine.send_to_user(&user, &data))
-            }
+            Question::Command(command) => Answer::Number(engine.host(command, now)),
             Question::Presence => {
                 Answer::Json(serde_json::from_str(&self.presence_json()).unwrap_or(Value::Null))
             }
@@ -429,16 +351,9 @@ impl Server {
                     |id| engine.channel_counts(id),
                 ))
             }
-            Question::Disconnect { user } => Answer::Number(engine.disconnect_user(&user, now)),
             Question::Snapshot => Answer::Snapshot(engine.snapshot()),
             Question::Members { channel } => Answer::Members(engine.members(&channel)),
             Question::Status { user } => Answer::Status(engine.user_status(&user)),
-            Question::SendToConnection { id, data } => {
-                Answer::Done(engine.send_to_connection(id, &data))
-            }
-            Question::DisconnectConnection { id } => {
-                Answer::Done(engine.disconnect_connection(id, now))
-            }
         }
     }
 
