@@ -199,3 +199,14 @@ pub(crate) fn drain(stream: &mut TcpStream, traffic: &Traffic) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Conn;
+
+    /// A connection's slot in the server's table: the README's memory table counts it.
+    #[test]
+    fn a_connection_slot_stays_its_documented_size() {
+        assert_eq!(std::mem::size_of::<Conn>(), 320);
+    }
+}
