@@ -114,7 +114,7 @@ impl HostCommand {
     pub fn update(user: &str, channel: &str, meta: &Value) -> Result<HostCommand, HandleError> {
         check_name(user)?;
         check_name(channel)?;
-        let meta = Meta::parse(&meta.to_string()).ok_or(HandleError::InvalidJson)?;
+        let meta = Meta::from_value(meta).ok_or(HandleError::InvalidJson)?;
         let (user, channel) = (user.to_owned(), channel.to_owned());
         Ok(HostCommand::Update {
             user,
@@ -275,14 +275,11 @@ impl Engine {
         let Some(channel_id) = self.roster.find(channel) else {
             return false;
         };
-        let member = self.connections_of(user).into_iter().find(|&id| {
-            self.sessions
-                .get(id)
-                .is_some_and(|s| s.channels.as_slice().contains(&channel_id))
+        // Any of the user's connections in the channel speaks for the member.
+        let member = self.sessions.iter().find(|(_, session)| {
+            &*session.user == user && session.channels.as_slice().contains(&channel_id)
         });
-        let Some((id, user)) =
-            member.and_then(|id| Some((id, self.sessions.get(id)?.user.clone())))
-        else {
+        let Some((id, user)) = member.map(|(id, session)| (id, session.user.clone())) else {
             return false;
         };
         match self.roster.update(channel_id, id, &user, meta) {

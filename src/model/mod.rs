@@ -79,6 +79,13 @@ impl Meta {
             .map(Meta::from_object)
     }
 
+    /// Meta from a value the host built; `None` unless it is a JSON object.
+    pub fn from_value(value: &serde_json::Value) -> Option<Meta> {
+        value
+            .is_object()
+            .then(|| Meta::from_object(Json::from_value(value)))
+    }
+
     /// Meta from a JSON object's text (the caller has checked that it is an object).
     pub(crate) fn from_json(object: Json) -> Meta {
         Meta::from_object(object)

@@ -266,13 +266,12 @@ impl Server {
                         "the server chose an invalid user or channel",
                     ));
                 }
-                let meta = match meta.map(|meta| Meta::parse(&meta.to_string())) {
+                let meta = match meta.as_ref().map(Meta::from_value) {
                     Some(None) => {
                         warn!("the handler chose a meta that is not a JSON object");
                         return Err(Response::error(500, "the server chose an invalid meta"));
                     }
-                    Some(meta) => meta,
-                    None => None,
+                    chosen => chosen.flatten(),
                 };
                 upgrade.user = Some(user);
                 upgrade.channels = channels;
