@@ -92,7 +92,8 @@ pub struct Config {
     /// of this) is declared down within this time, and its users leave with reason
     /// `node_down`. Default 15 s.
     pub node_ttl: Duration,
-    /// In a cluster: this node's id (a name, as users and channels). Default: random.
+    /// In a cluster: this node's id, in the characters of a channel name (it goes into
+    /// Redis keys and notes as it is). Default: random.
     pub node_id: Option<String>,
     /// Sets `SO_REUSEPORT` on the listener, so several processes (one per core) can bind the
     /// same address and share the incoming connections. Default false.
@@ -330,9 +331,10 @@ impl Config {
             return Err(ConfigError::NodeTtlTooShort(self.node_ttl));
         }
         if let Some(node) = &self.node_id {
-            names::validate(node).map_err(ConfigError::NodeId)?;
+            // A node id goes into Redis keys and notes: the channel alphabet keeps it plain.
+            names::validate_channel(node).map_err(ConfigError::NodeId)?;
         }
-        names::validate(&self.default_channel).map_err(ConfigError::DefaultChannel)
+        names::validate_channel(&self.default_channel).map_err(ConfigError::DefaultChannel)
     }
 }
 

@@ -13,7 +13,8 @@ rollcall: a lean WebSocket presence server
 
 USAGE:
     rollcall [OPTIONS]
-    rollcall token --user USER --ttl DUR [--channels LIST] [--meta JSON] [--token-secret SECRET]
+    rollcall token --user USER --ttl DUR [--channels LIST] [--channel NAME]... [--meta JSON]
+                   [--token-secret SECRET]
         print a connection token signed with the secret (for development and tests);
         LIST is comma-separated channel names or prefixes ending in `*` (lobby,chat.*);
         `rollcall token --help` describes each option
@@ -46,7 +47,8 @@ OPTIONS:
     --redis URL                 join the cluster of nodes sharing this Redis:
                                 redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] [env: ROLLCALL_REDIS]
     --node-ttl DUR              a cluster node silent this long is down [default: 15s]
-    --node-id NAME              this node's id in the cluster [default: random]
+    --node-id NAME              this node's id in the cluster, in channel-name characters
+                                [default: random]
     --reuse-port                share the listen address with other processes (SO_REUSEPORT):
                                 one process per core, in a cluster
     --endpoints LIST            operator endpoints to serve besides /healthz: a comma list of
@@ -66,11 +68,14 @@ USAGE:
     rollcall token --user USER --ttl DUR [--channels LIST] [--meta JSON] [--token-secret SECRET]
 
 OPTIONS:
-    --user USER             the user the token admits (its `sub`)
+    --user USER             the user the token admits (its `sub`): any text of 1 to 128
+                            bytes without control characters (auth0|123, Jane Doe)
     --ttl DUR               how long the token is valid, at least 1s; `exp` is in whole
                             seconds, so a part of a second rounds up (1500ms gives 2s)
     --channels LIST         the channels it may join: comma-separated names or prefixes
-                            ending in `*` (lobby,chat.*) [default: every channel]
+                            ending in `*` (lobby,room:*) [default: every channel]
+    --channel NAME          one more entry, as it is: for a name holding a comma
+                            (private-a=b,c); may be repeated, and given with --channels
     --meta JSON             a JSON object: the user's meta when a join gives none
     --token-secret SECRET   the secret the server checks tokens with
                             [env: ROLLCALL_TOKEN_SECRET]
@@ -257,8 +262,8 @@ fn token_ttl(text: &str) -> Result<u64, String> {
 
 /// `rollcall token --user U --ttl DUR [--channels LIST] [--meta JSON] [--token-secret S]`.
 fn mint(parser: &mut lexopt::Parser, env_secret: Option<String>) -> Result<Invocation, String> {
-    let (mut user, mut ttl, mut channels, mut meta, mut secret) =
-        (None, None, None, None, env_secret);
+    let (mut user, mut ttl, mut meta, mut secret) = (None, None, None, env_secret);
+    let mut entries: Option<Vec<String>> = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let flag = match arg {
             Long(name) => format!("--{name}"),
@@ -276,7 +281,14 @@ fn mint(parser: &mut lexopt::Parser, env_secret: Option<String>) -> Result<Invoc
         match flag.as_str() {
             "--user" => user = Some(value),
             "--ttl" => ttl = Some(token_ttl(&value)?),
-            "--channels" => channels = Some(value),
+            "--channels" => entries.get_or_insert_default().extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_owned),
+            ),
+            "--channel" => entries.get_or_insert_default().push(value),
             "--meta" => meta = Some(value),
             "--token-secret" => secret = Some(value),
             _ => return Err(format!("token: unknown option {flag}")),
@@ -286,27 +298,23 @@ fn mint(parser: &mut lexopt::Parser, env_secret: Option<String>) -> Result<Invoc
         .filter(|s| !s.is_empty())
         .ok_or("token: no secret: give --token-secret or set ROLLCALL_TOKEN_SECRET")?;
     let user = user.ok_or("token: --user is required")?;
-    rollcall::names::validate(&user).map_err(|e| format!("--user: user {e}"))?;
+    rollcall::names::validate_user(&user).map_err(|e| format!("--user: user {e}"))?;
     let ttl = ttl.ok_or("token: --ttl is required (e.g. 1h)")?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs();
     let mut claims = serde_json::json!({"sub": user, "iat": now, "exp": now + ttl});
-    if let Some(list) = channels {
-        let entries: Vec<&str> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .collect();
+    if let Some(entries) = entries {
         // An empty grant allows nothing: a token no join accepts is a mistake, not a wish.
         if entries.is_empty() {
-            return Err(format!(
-                "--channels: {list:?} names no channel; give names or prefixes ending in `*` \
-                 (lobby,chat.*), or leave --channels out to allow every channel"
-            ));
+            return Err(
+                "--channels: names no channel; give names or prefixes ending in `*` \
+                 (lobby,room:*), or leave --channels out to allow every channel"
+                    .into(),
+            );
         }
-        rollcall::token::ChannelGrant::parse(entries.iter().copied())
+        rollcall::token::ChannelGrant::parse(entries.iter().map(String::as_str))
             .map_err(|e| format!("--channels: {e}"))?;
         claims["channels"] = serde_json::json!(entries);
     }

@@ -60,6 +60,45 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
+/// A refused token: the reason code, and for a malformed claim, which one and why (a client
+/// moving its grants over needs to know which entry was refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reason code.
+    pub reason: TokenError,
+    /// What was wrong, when the reason alone does not say.
+    pub detail: Option<String>,
+}
+
+impl Refusal {
+    fn malformed(detail: String) -> Refusal {
+        Refusal {
+            reason: TokenError::Malformed,
+            detail: Some(detail),
+        }
+    }
+}
+
+impl From<TokenError> for Refusal {
+    fn from(reason: TokenError) -> Refusal {
+        Refusal {
+            reason,
+            detail: None,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.detail {
+            Some(detail) => write!(f, "{} ({detail})", self.reason),
+            None => write!(f, "{}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 /// Which channels a token allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelGrant {
@@ -100,12 +139,13 @@ impl ChannelGrant {
                 Some("") => return Ok(ChannelGrant::all()),
                 Some(prefix) => {
                     // The prefix of a valid name is made of name characters too.
-                    names::validate(prefix)
+                    names::validate_channel(prefix)
                         .map_err(|e| format!("channel pattern {entry:?}: {e}"))?;
                     Pattern::Prefix(prefix.into())
                 }
                 None => {
-                    names::validate(entry).map_err(|e| format!("channel {entry:?}: {e}"))?;
+                    names::validate_channel(entry)
+                        .map_err(|e| format!("channel {entry:?}: {e}"))?;
                     Pattern::Exact(entry.into())
                 }
             };
@@ -162,20 +202,20 @@ pub fn verify(
     now_ms: u64,
     leeway: u64,
     max_meta_size: usize,
-) -> Result<Claims, TokenError> {
+) -> Result<Claims, Refusal> {
     if token.is_empty() {
-        return Err(TokenError::Missing);
+        return Err(TokenError::Missing.into());
     }
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(TokenError::Malformed);
+        return Err(TokenError::Malformed.into());
     };
     let header = object_of(&decode_part(header)?)?;
     // RFC 8725 §3.1: the algorithm is ours to choose, not the token's.
     if header.get("alg").and_then(Value::as_str) != Some("HS256") {
-        return Err(TokenError::BadAlgorithm);
+        return Err(TokenError::BadAlgorithm.into());
     }
     let signature = BASE64URL_NOPAD
         .decode(signature.as_bytes())
@@ -190,7 +230,7 @@ pub fn verify(
     let claims = read_claims(&object, &payload, max_meta_size)?;
     // RFC 7519 §4.1.4: valid only before `exp`.
     if now_ms >= seconds_to_ms(claims.expires_at.saturating_add(leeway)) {
-        return Err(TokenError::Expired);
+        return Err(TokenError::Expired.into());
     }
     // Valid from the later of `nbf` and `iat` (a token issued in the future is not yet valid).
     let valid_from = [read_time(&object, "nbf")?, read_time(&object, "iat")?]
@@ -200,7 +240,7 @@ pub fn verify(
     if valid_from
         .is_some_and(|from| now_ms.saturating_add(seconds_to_ms(leeway)) < seconds_to_ms(from))
     {
-        return Err(TokenError::NotYetValid);
+        return Err(TokenError::NotYetValid.into());
     }
     Ok(claims)
 }
@@ -245,24 +285,29 @@ fn read_claims(
     claims: &Map<String, Value>,
     text: &str,
     max_meta_size: usize,
-) -> Result<Claims, TokenError> {
+) -> Result<Claims, Refusal> {
     let subject = claims
         .get("sub")
         .and_then(Value::as_str)
-        .ok_or(TokenError::Malformed)?;
-    names::validate(subject).map_err(|_| TokenError::Malformed)?;
+        .ok_or_else(|| Refusal::malformed("sub must be a string".into()))?;
+    names::validate_user(subject).map_err(|e| Refusal::malformed(format!("sub {e}")))?;
     let expires_at = claims
         .get("exp")
         .and_then(numeric_date)
-        .ok_or(TokenError::Malformed)?;
+        .ok_or_else(|| Refusal::malformed("exp must be a NumericDate".into()))?;
     let channels = match claims.get("channels") {
         None => ChannelGrant::all(),
         Some(Value::Array(entries)) => {
             let entries: Option<Vec<&str>> = entries.iter().map(Value::as_str).collect();
-            ChannelGrant::parse(entries.ok_or(TokenError::Malformed)?)
-                .map_err(|_| TokenError::Malformed)?
+            let entries = entries.ok_or_else(|| {
+                Refusal::malformed("channels: every entry must be a string".into())
+            })?;
+            ChannelGrant::parse(entries).map_err(Refusal::malformed)?
         }
-        Some(_) => return Err(TokenError::Malformed),
+        Some(_) => {
+            let detail = "channels must be an array of names and patterns";
+            return Err(Refusal::malformed(detail.into()));
+        }
     };
     let meta = match claims.get("meta") {
         None => None,
@@ -273,12 +318,14 @@ fn read_claims(
                 .get("meta")
                 .and_then(|meta| Json::parse(meta.get()))
                 .ok_or(TokenError::Malformed)?;
-            if json.as_str().len() > max_meta_size {
-                return Err(TokenError::Malformed);
+            let size = json.as_str().len();
+            if size > max_meta_size {
+                let detail = format!("meta is {size} bytes, the limit is {max_meta_size}");
+                return Err(Refusal::malformed(detail));
             }
             Some(Meta::from_json(json))
         }
-        Some(_) => return Err(TokenError::Malformed),
+        Some(_) => return Err(Refusal::malformed("meta must be an object".into())),
     };
     Ok(Claims {
         subject: subject.to_owned(),
@@ -319,7 +366,7 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn verify_now(token: &str) -> Result<Claims, TokenError> {
-        verify(token, SECRET, NOW * 1000, 5, 1024)
+        verify(token, SECRET, NOW * 1000, 5, 1024).map_err(|refusal| refusal.reason)
     }
 
     fn token(claims: Value) -> String {
@@ -385,7 +432,7 @@ mod tests {
         let token = token(json!({"sub": "a", "exp": NOW}));
         assert!(verify(&token, SECRET, NOW * 1000 - 1, 0, 1024).is_ok());
         assert_eq!(
-            verify(&token, SECRET, NOW * 1000, 0, 1024),
+            verify(&token, SECRET, NOW * 1000, 0, 1024).map_err(|r| r.reason),
             Err(TokenError::Expired)
         );
     }
@@ -429,10 +476,11 @@ mod tests {
         for claims in [
             json!({"exp": NOW + 60}),
             json!({"sub": "alice"}),
-            json!({"sub": "a b", "exp": NOW + 60}),
+            json!({"sub": "a\nb", "exp": NOW + 60}),
+            json!({"sub": "", "exp": NOW + 60}),
             json!({"sub": "a", "exp": "soon"}),
             json!({"sub": "a", "exp": NOW + 60, "channels": "lobby"}),
-            json!({"sub": "a", "exp": NOW + 60, "channels": ["a:b"]}),
+            json!({"sub": "a", "exp": NOW + 60, "channels": ["a|b"]}),
             json!({"sub": "a", "exp": NOW + 60, "meta": [1]}),
         ] {
             assert_eq!(
@@ -444,6 +492,37 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_names_the_claim_and_the_entry() {
+        let refused = |claims: Value| {
+            verify(&token(claims), SECRET, NOW * 1000, 5, 16).expect_err("malformed")
+        };
+        let grant = refused(json!({"sub": "a", "exp": NOW + 60, "channels": ["ok", "bad*x"]}));
+        assert_eq!(grant.reason, TokenError::Malformed);
+        let text = grant.to_string();
+        assert!(
+            text.starts_with("malformed (") && text.contains(r#""bad*x""#),
+            "{text}"
+        );
+        let sub = refused(json!({"sub": "x".repeat(129), "exp": NOW + 60})).to_string();
+        assert!(sub.contains("sub is 129 bytes long"), "{sub}");
+        let meta = refused(json!({"sub": "a", "exp": NOW + 60, "meta": {"n": "long text"}}));
+        assert!(meta.to_string().contains("limit is 16"), "{meta}");
+    }
+
+    #[test]
+    fn identities_from_identity_providers() {
+        for sub in [
+            "auth0|5f7c8ec7c33c6c004bbafe82",
+            "jane+x@example.com",
+            "山田 🦀",
+            "\"\\",
+        ] {
+            let claims = verify_now(&token(json!({"sub": sub, "exp": NOW + 60})));
+            assert_eq!(claims.map(|c| c.subject), Ok(sub.to_owned()));
+        }
+    }
+
+    #[test]
     fn grants() {
         assert!(ChannelGrant::all().allows("anything"));
         assert!(ChannelGrant::all().allows_all());
@@ -451,9 +530,14 @@ mod tests {
         let some = ChannelGrant::parse(["lobby", "chat.*"]).expect("grant");
         assert!(!some.allows_all());
         assert!(ChannelGrant::parse(["*"]).expect("all").allows("x"));
+        let patterns = ChannelGrant::parse(["chat:*", "private-App.Models.User.*", "a/b"]);
+        let patterns = patterns.expect("patterns on the channel alphabet");
+        assert!(patterns.allows("chat:lobby") && patterns.allows("private-App.Models.User.42"));
+        assert!(patterns.allows("a/b") && !patterns.allows("a/bc") && !patterns.allows("chat"));
+        let refused = ChannelGrant::parse(["lobby", "chat|*"]).expect_err("'|' is refused");
         assert!(
-            ChannelGrant::parse(["chat:*"]).is_err(),
-            "':' is not a name character"
+            refused.contains(r#""chat|*""#),
+            "names the entry: {refused}"
         );
         let none = ChannelGrant::parse([]).expect("an empty list");
         assert!(!none.allows("lobby"), "an empty list allows nothing");

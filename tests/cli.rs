@@ -156,20 +156,26 @@ fn token_ttl_under_a_second_is_refused() {
     }
 }
 
+/// The claims of the token a successful `rollcall token` printed.
+#[track_caller]
+fn minted_claims(args: &[&str]) -> Value {
+    let run = token_cli(args);
+    assert_eq!(run.code, Some(0), "{args:?}: {run:?}");
+    let token = run.stdout.trim();
+    let payload = token
+        .split('.')
+        .nth(1)
+        .unwrap_or_else(|| panic!("not a JWT: {token:?}"));
+    let bytes = BASE64URL_NOPAD
+        .decode(payload.as_bytes())
+        .unwrap_or_else(|e| panic!("payload {payload:?} is not base64url: {e}"));
+    serde_json::from_slice(&bytes).expect("the payload is JSON")
+}
+
 #[test]
 fn token_ttl_with_a_part_of_a_second_rounds_up() {
     for (ttl, seconds) in [("1500ms", 2), ("1000ms", 1), ("2001ms", 3), ("1s", 1)] {
-        let run = token_cli(&["--user", "alice", "--ttl", ttl]);
-        assert_eq!(run.code, Some(0), "--ttl {ttl}: {run:?}");
-        let token = run.stdout.trim();
-        let payload = token
-            .split('.')
-            .nth(1)
-            .unwrap_or_else(|| panic!("not a JWT: {token:?}"));
-        let bytes = BASE64URL_NOPAD
-            .decode(payload.as_bytes())
-            .unwrap_or_else(|e| panic!("payload {payload:?} is not base64url: {e}"));
-        let claims: Value = serde_json::from_slice(&bytes).expect("the payload is JSON");
+        let claims = minted_claims(&["--user", "alice", "--ttl", ttl]);
         let (Some(iat), Some(exp)) = (claims["iat"].as_u64(), claims["exp"].as_u64()) else {
             panic!("no whole-second iat and exp: {claims}");
         };
@@ -185,4 +191,36 @@ fn token_channels_naming_nothing_is_refused() {
             "--channels",
         );
     }
+}
+
+#[test]
+fn token_takes_the_identities_apps_have() {
+    let user = "auth0|5f7c8ec7c33c6c004bbafe82 \"山田\" \\ 🦀";
+    let claims = minted_claims(&[
+        "--user",
+        user,
+        "--ttl",
+        "1h",
+        "--channels",
+        "room:*,studio/1/live",
+        "--channel",
+        "private-a=b,c;d",
+    ]);
+    assert_eq!(claims["sub"], user, "{claims}");
+    assert_eq!(
+        claims["channels"],
+        serde_json::json!(["room:*", "studio/1/live", "private-a=b,c;d"]),
+        "--channel keeps its commas"
+    );
+}
+
+#[test]
+fn token_refuses_invalid_identities_naming_the_rule() {
+    let long = "x".repeat(129);
+    assert_token_refused(&["--user", &long, "--ttl", "1h"], "129 bytes");
+    assert_token_refused(&["--user", "a\tb", "--ttl", "1h"], "U+0009");
+    assert_token_refused(
+        &["--user", "a", "--ttl", "1h", "--channel", "chat|*"],
+        "\"chat|*\"",
+    );
 }

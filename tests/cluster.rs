@@ -218,7 +218,8 @@ impl Member {
     /// Connects `user` to `channel` (mode all) on the node at `addr`: `welcome`, then `state`.
     #[track_caller]
     fn join(addr: SocketAddr, user: &str, channel: &str) -> Member {
-        let (client, state) = Client::join(addr, &format!("user={user}&channel={channel}"));
+        let query = format!("user={}&channel={}", url_encode(user), url_encode(channel));
+        let (client, state) = Client::join(addr, &query);
         assert_eq!(state["channel"], channel, "{state}");
         seq_of(&state);
         let members = users_of(&state).keys().cloned().collect();
@@ -820,6 +821,59 @@ fn publications_reach_subscribers_on_every_node() {
     }
 }
 
+/// Issue 16: a user id with every hazard (quotes, a backslash, markup, an emoji,
+/// right-to-left text) crosses nodes in the script's notes, the snapshot and publication
+/// notes byte for byte, in a channel named the Phoenix way.
+#[test]
+fn a_hazardous_user_id_crosses_nodes_byte_for_byte() {
+    let Some(redis) = redis::start_or_skip("a_hazardous_user_id_crosses_nodes_byte_for_byte")
+    else {
+        return;
+    };
+    let a = node(&redis, "a", &["--client-publish"]);
+    let b = node(&redis, "b", &["--client-publish"]);
+    let hazard = "auth0|q\"b\\s</script> 🦀 \u{202e}مرحبا\u{202c}";
+    let channel = "room:lobby";
+
+    let mut olga = Member::join(b.addr(), "olga", channel);
+    let mut mover = Member::join(a.addr(), hazard, channel);
+    let join = olga.wait_event("join", hazard, CONVERGE);
+    assert_eq!(join["channel"], channel, "{join}");
+    mover.wait_members(&["olga", hazard], CONVERGE);
+    wait_view(
+        &[("b", b.addr())],
+        channel,
+        &[("olga", 1), (hazard, 1)],
+        CONVERGE,
+    );
+
+    mover
+        .client
+        .send_json(&json!({"type": "update", "channel": channel, "meta": {"name": hazard}}));
+    let update = olga.wait_event("update", hazard, STEP);
+    assert_eq!(update["meta"]["name"], hazard, "{update}");
+    mover
+        .client
+        .send_json(&json!({"type": "publish", "channel": channel, "data": 1}));
+    let message = olga.next_message(STEP);
+    assert_eq!(
+        (&message["from"], &message["channel"]),
+        (&json!(hazard), &json!(channel))
+    );
+
+    // A node that starts later learns the member from the cluster's snapshot.
+    let c = node(&redis, "c", &[]);
+    let late = Member::join(c.addr(), "late", channel);
+    assert!(
+        users_of(&late.state).contains_key(hazard),
+        "the snapshot carries the id: {}",
+        late.state
+    );
+
+    mover.client.close();
+    olga.wait_event("leave", hazard, CONVERGE);
+}
+
 #[test]
 fn a_killed_node_s_users_leave_with_node_down_within_the_ttl() {
     let Some(redis) = redis::start_or_skip("a_killed_node_s_users_leave_with_node_down") else {
@@ -917,11 +971,11 @@ fn garbage_on_the_notes_channel_is_ignored_and_never_reaches_clients() {
     let b = node(&redis, "b", &[]);
     let mut olga = Member::join(a.addr(), "olga", "room");
     // A writer that is no node (or a node of another version) publishes on the channel:
-    // bytes that are no note, a join whose user would break the JSON sent to clients, a leave
+    // bytes that are no note, a join whose user holds a control character, a leave
     // for nobody far ahead of the seq, a publication of invalid JSON.
     for garbage in [
         "\u{1}\u{2}not a note",
-        "J\troom\tev\"il\t2\t1\t{}",
+        "J\troom\tev\nil\t2\t1\t{}",
         "J\troom\tmallory\t1\t1\t[1,2]",
         "L\troom\tnobody\t99\tclosed",
         "P\tx\troom\t\t{not json",

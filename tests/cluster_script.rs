@@ -52,8 +52,10 @@ use common::cases::proptest_config;
 use common::redis;
 
 const NODES: [&str; 3] = ["n0", "n1", "n2"];
-const CHANNELS: [&str; 2] = ["lobby", "news"];
-const USERS: [&str; 3] = ["u0", "u1", "u2"];
+// Names as apps have them (the script splits "CHANNEL USER" fields at the first space), in
+// byte order, as snapshots list them.
+const CHANNELS: [&str; 2] = ["news", "room:lobby"];
+const USERS: [&str; 3] = ["Jane Doe", "q\" \\ 🦀", "u0"];
 /// Metas, compact JSON objects; `{}` is also what a new member gets without one.
 const METAS: [&str; 3] = ["{}", r#"{"k":1}"#, r#"{"k":2}"#];
 const REASONS: [LeaveReason; 8] = LeaveReason::ALL;

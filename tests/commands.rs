@@ -36,7 +36,7 @@ fn malformed_commands_get_bad_request_and_the_connection_keeps_working() {
         r#"{"id":1}"#,
         r#"{"type":5}"#,
         r#"{"type":"who"}"#,
-        r#"{"type":"who","channel":"bad/name"}"#,
+        r#"{"type":"who","channel":"bad|name"}"#,
         r#"{"type":"update","channel":"c1","meta":"not an object"}"#,
         r#"{"type":"join","channel":"c2","events":"bogus"}"#,
     ] {

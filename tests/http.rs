@@ -53,13 +53,13 @@ fn plain_http_requests_get_the_right_errors() {
 fn invalid_query_parameters_get_400_naming_the_problem() {
     let server = Server::start(&[]);
     let addr = server.addr();
-    let long_user = format!("/?user={}", "a".repeat(65));
+    let long_user = format!("/?user={}", "a".repeat(129));
     let cases = [
-        ("/?user=bad%20name", "user"),
+        ("/?user=bad%0Dname", "user"),
         ("/?user=", "user"),
         (long_user.as_str(), "user"),
         ("/?user=a&user=b", "user"),
-        ("/?user=alice&channel=bad%2Fchannel", "channel"),
+        ("/?user=alice&channel=bad%7Cchannel", "channel"),
         ("/?user=alice&channel=", "channel"),
         ("/?user=alice&events=bogus", "events"),
     ];

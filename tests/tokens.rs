@@ -481,11 +481,11 @@ fn malformed_and_missing_tokens_are_refused() {
         ("sub empty", json!({"sub": "", "exp": exp}).to_string()),
         (
             "sub not a user id",
-            json!({"sub": "a b", "exp": exp}).to_string(),
+            json!({"sub": "a\tb", "exp": exp}).to_string(),
         ),
         (
             "sub too long",
-            json!({"sub": "a".repeat(65), "exp": exp}).to_string(),
+            json!({"sub": "a".repeat(129), "exp": exp}).to_string(),
         ),
         (
             "channels a string",
@@ -881,7 +881,7 @@ fn token_subcommand_refuses_bad_input_with_exit_2() {
     assert!(!run.stderr.trim().is_empty(), "no secret: no message");
 
     let bad: &[&[&str]] = &[
-        &["token", "--user", "a b", "--ttl", "1h"],
+        &["token", "--user", "a\u{7}b", "--ttl", "1h"],
         &["token", "--ttl", "1h"],
         &["token", "--user", "alice", "--ttl", "soon"],
         &[
@@ -1153,4 +1153,50 @@ print(json.dumps(claims))
     let claims: Value = serde_json::from_str(&out).expect("PyJWT's claims as JSON");
     assert_eq!(claims["sub"], "alice", "{claims}");
     assert_eq!(claims["channels"], json!(["lobby", "chat.*"]), "{claims}");
+}
+
+/// Issue 16: the identities an identity provider issues, as PyJWT signs them: an Auth0 `sub`
+/// and a `room:*` grant join `room:lobby`; a grant with an invalid entry is refused naming it.
+#[test]
+fn pyjwt_token_with_an_auth0_subject_and_a_pattern_grant_joins() {
+    let Some(python) = pyjwt_python() else {
+        skip_or_fail(
+            "ROLLCALL_PYJWT_TESTS",
+            "PyJWT identities test",
+            "neither target/pyjwt/venv/bin/python nor python3 can `import jwt`",
+            "run .ci/run or pip install PyJWT",
+        );
+        return;
+    };
+    let server = token_server(&[]);
+    let exp = (now() + 60).to_string();
+    let encode = r#"
+import sys, json, jwt
+print(jwt.encode({"sub": sys.argv[3], "exp": int(sys.argv[1]), "channels": json.loads(sys.argv[4])},
+                 sys.argv[2], algorithm="HS256"))
+"#;
+    let subject = "auth0|5f7c8ec7c33c6c004bbafe82";
+    let grant = r#"["room:*", "private-App.Models.User.*"]"#;
+    let tok = run_python(&python, encode, &[&exp, SECRET, subject, grant]);
+    let (_client, state) = join_with(&server, &tok, "room:lobby");
+    assert_eq!(user_names(&state), [subject], "{state}");
+    let (_client, state) = join_with(&server, &tok, "private-App.Models.User.42");
+    assert_eq!(user_names(&state), [subject], "{state}");
+    assert_refused(
+        &server,
+        &format!("token={tok}&channel=chat:lobby"),
+        403,
+        "",
+        "outside the room:* grant",
+    );
+
+    let bad_grant = r#"["room:*", "chat|*"]"#;
+    let tok = run_python(&python, encode, &[&exp, SECRET, subject, bad_grant]);
+    assert_refused(
+        &server,
+        &format!("token={tok}&channel=room:lobby"),
+        401,
+        "malformed (channel pattern \"chat|*\"",
+        "a grant with an invalid entry",
+    );
 }

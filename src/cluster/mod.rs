@@ -31,6 +31,7 @@ use resp::Reply;
 use view::ChannelSnapshot;
 
 use crate::model::{Json, LeaveReason, Meta};
+use crate::names::{self, NameError};
 
 /// The cluster script (see its header for the keys it keeps).
 pub const SCRIPT: &str = include_str!("script.lua");
@@ -205,12 +206,12 @@ pub fn parse_snapshot(reply: Reply) -> Option<Vec<ChannelSnapshot>> {
                 .pop()?
                 .integer()
                 .and_then(|seq| u64::try_from(seq).ok())?;
-            let name = valid_name(parts.pop()?.text()?)?;
+            let name = checked(parts.pop()?.text()?, names::validate_channel)?;
             let members = flat
                 .chunks(3)
                 .map(|member| match member {
                     [user, conns, meta] => Some((
-                        valid_name(user.text()?)?,
+                        checked(user.text()?, names::validate_user)?,
                         u32::try_from(conns.integer()?).ok()?,
                         Meta::parse(meta.text()?)?,
                     )),
@@ -246,9 +247,9 @@ pub fn parse_beat(reply: &Reply) -> Option<Beat> {
     }
 }
 
-/// A name from Redis, checked as client input is: it goes verbatim into events.
-fn valid_name(text: &str) -> Option<String> {
-    crate::names::validate(text).ok().map(|()| text.to_owned())
+/// A name from Redis, checked as client input is: it goes into events.
+fn checked(text: &str, rule: fn(&str) -> Result<(), NameError>) -> Option<String> {
+    rule(text).ok().map(|()| text.to_owned())
 }
 
 /// Reads a Pub/Sub push on the events connection: `Some(payload)` for a message,
@@ -347,7 +348,7 @@ mod tests {
             Reply::Array(Some(vec![Reply::Array(Some(vec![
                 bulk("lobby"),
                 bulk("1"),
-                Reply::Array(Some(vec![bulk("al\"ice"), bulk("1"), bulk("{}")])),
+                Reply::Array(Some(vec![bulk("al\nice"), bulk("1"), bulk("{}")])),
             ]))])),
         ] {
             assert_eq!(parse_snapshot(bad.clone()), None, "{bad:?}");

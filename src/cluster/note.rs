@@ -13,7 +13,7 @@
 //! | `C` conns changed | channel, user, seq (unchanged), conns |
 //! | `P` publication | origin node, channel, from (empty: the server), data |
 //!
-//! Names cannot hold a tab (see `names`), and meta and data are compact JSON, which escapes
+//! Names cannot hold a tab (see `names`: a user id holds no control character), and meta and data are compact JSON, which escapes
 //! control characters, so only the last field could ever hold one and it is split last.
 //! Whatever is on the channel is checked like client input (names, JSON), because it is
 //! spliced into what clients receive.
@@ -111,12 +111,13 @@ impl Note {
                 Err(BadNote)
             }
         };
-        // Names go verbatim into the events sent to clients: only valid ones pass.
-        let name = |text: &str| {
-            names::validate(text)
-                .map(|()| text.to_owned())
-                .map_err(|_| BadNote)
+        // Names go into the events sent to clients: only valid ones pass. A node id has
+        // the channel alphabet (see `Config::validate`).
+        let checked = |text: &str, rule: fn(&str) -> Result<(), names::NameError>| {
+            rule(text).map(|()| text.to_owned()).map_err(|_| BadNote)
         };
+        let channel = |text: &str| checked(text, names::validate_channel);
+        let user = |text: &str| checked(text, names::validate_user);
         let number = |text: &str| text.parse::<u64>().map_err(|_| BadNote);
         let conns = |text: &str| text.parse::<u32>().map_err(|_| BadNote);
         let meta = |text: &str| Meta::parse(text).ok_or(BadNote);
@@ -124,8 +125,8 @@ impl Note {
             "J" => {
                 let f = fields(5)?;
                 Note::Join {
-                    channel: name(f[0])?,
-                    user: name(f[1])?,
+                    channel: channel(f[0])?,
+                    user: user(f[1])?,
                     seq: number(f[2])?,
                     conns: conns(f[3])?,
                     meta: meta(f[4])?,
@@ -134,8 +135,8 @@ impl Note {
             "U" => {
                 let f = fields(4)?;
                 Note::Update {
-                    channel: name(f[0])?,
-                    user: name(f[1])?,
+                    channel: channel(f[0])?,
+                    user: user(f[1])?,
                     seq: number(f[2])?,
                     meta: meta(f[3])?,
                 }
@@ -143,8 +144,8 @@ impl Note {
             "L" => {
                 let f = fields(4)?;
                 Note::Leave {
-                    channel: name(f[0])?,
-                    user: name(f[1])?,
+                    channel: channel(f[0])?,
+                    user: user(f[1])?,
                     seq: number(f[2])?,
                     reason: LeaveReason::parse(f[3]).ok_or(BadNote)?,
                 }
@@ -152,8 +153,8 @@ impl Note {
             "C" => {
                 let f = fields(4)?;
                 Note::Conns {
-                    channel: name(f[0])?,
-                    user: name(f[1])?,
+                    channel: channel(f[0])?,
+                    user: user(f[1])?,
                     seq: number(f[2])?,
                     conns: conns(f[3])?,
                 }
@@ -161,11 +162,11 @@ impl Note {
             "P" => {
                 let f = fields(4)?;
                 Note::Publication {
-                    origin: name(f[0])?,
-                    channel: name(f[1])?,
+                    origin: channel(f[0])?,
+                    channel: channel(f[1])?,
                     from: match f[2] {
                         "" => None,
-                        from => Some(name(from)?),
+                        from => Some(user(from)?),
                     },
                     data: Json::parse(f[3]).ok_or(BadNote)?,
                 }
@@ -226,13 +227,13 @@ mod tests {
     #[test]
     fn publications_round_trip_with_and_without_a_sender() {
         let data = Json::parse("{\"text\":\"a\\tb\"}").expect("json");
-        for from in [None, Some("carol")] {
-            let line = Note::publication("node-1", "news", from, &data);
+        for from in [None, Some("carol"), Some("auth0|5f7c \"山\" \\ 🦀")] {
+            let line = Note::publication("node-1", "room:news", from, &data);
             assert_eq!(
                 Note::parse(line.as_bytes()),
                 Ok(Note::Publication {
                     origin: "node-1".into(),
-                    channel: "news".into(),
+                    channel: "room:news".into(),
                     from: from.map(str::to_owned),
                     data: data.clone(),
                 })
@@ -251,8 +252,10 @@ mod tests {
             b"U\tlobby\talice\t3\tnot json",
             b"Z\ta\tb\tc\td",
             b"J\tlob\"by\talice\t3\t2\t{}",
-            b"L\tlobby\tal ice\t3\tclosed",
-            b"P\tn1\tlobby\t\"x\t{}",
+            b"L\tlobby\tal\x01ice\t3\tclosed",
+            b"L\tlob by\talice\t3\tclosed",
+            b"P\tn1\tlobby\tx\x7fy\t{}",
+            b"P\tn|1\tlobby\tx\t{}",
             b"\xff\t",
         ] {
             assert_eq!(Note::parse(bad), Err(BadNote), "{bad:?}");

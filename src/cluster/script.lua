@@ -6,7 +6,8 @@
 -- the calling node; the rest depends on the operation.
 --
 -- Keys (P = prefix):
---   P.."held:"..NODE     hash "CHANNEL USER" -> the node's connections there (0: leave grace)
+--   P.."held:"..NODE     hash "CHANNEL USER" -> the node's connections there (0: leave grace);
+--                        split at the first space: a channel name holds none, a user id may
 --   P.."holders:"..CH    hash USER -> number of nodes holding the user in the channel
 --   P.."conns:"..CH      hash USER -> connections over every node
 --   P.."meta:"..CH       hash USER -> the member's meta (JSON object)

@@ -13,7 +13,7 @@ use core::net::SocketAddr;
 use serde_json::Value;
 
 use super::Actions;
-use crate::http::upgrade::percent_decode;
+use crate::http::percent;
 use crate::model::LeaveReason;
 
 /// What a connection asks for, as the server read it from the upgrade request.
@@ -52,7 +52,7 @@ impl ConnectRequest<'_> {
                 (key == name).then_some(value)
             })
             .next()
-            .and_then(percent_decode)
+            .and_then(|value| percent::decode_query_value(value).ok())
     }
 }
 
@@ -63,7 +63,8 @@ pub enum Decision {
     Accept,
     /// Accept as this user, joining these channels (instead of the query's) with this meta.
     AcceptAs {
-        /// The user id (name syntax; an invalid one refuses the connection with 500).
+        /// The user id (1 to 128 bytes, no control characters: see [`crate::names`]; an
+        /// invalid one refuses the connection with 500).
         user: String,
         /// The channels to join. Empty joins nothing (not the default channel): the client
         /// may still join by command, and watch what the query asks for.

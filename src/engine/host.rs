@@ -95,13 +95,13 @@ pub(crate) enum HostCommand {
 
 impl HostCommand {
     pub fn publish(channel: &str, data: Json) -> Result<HostCommand, HandleError> {
-        check_name(channel)?;
+        check_channel(channel)?;
         let channel = channel.to_owned();
         Ok(HostCommand::Publish { channel, data })
     }
 
     pub fn send_to_user(user: &str, data: Json) -> Result<HostCommand, HandleError> {
-        check_name(user)?;
+        check_user(user)?;
         let user = user.to_owned();
         Ok(HostCommand::SendToUser { user, data })
     }
@@ -112,8 +112,8 @@ impl HostCommand {
     }
 
     pub fn update(user: &str, channel: &str, meta: &Value) -> Result<HostCommand, HandleError> {
-        check_name(user)?;
-        check_name(channel)?;
+        check_user(user)?;
+        check_channel(channel)?;
         let meta = Meta::from_value(meta).ok_or(HandleError::InvalidJson)?;
         let (user, channel) = (user.to_owned(), channel.to_owned());
         Ok(HostCommand::Update {
@@ -124,7 +124,7 @@ impl HostCommand {
     }
 
     pub fn disconnect_user(user: &str) -> Result<HostCommand, HandleError> {
-        check_name(user)?;
+        check_user(user)?;
         let user = user.to_owned();
         Ok(HostCommand::DisconnectUser { user })
     }
@@ -145,9 +145,16 @@ fn connection(id: &str) -> Result<ConnId, HandleError> {
         .map_err(|_| HandleError::InvalidConnection(id.to_owned()))
 }
 
-/// A channel or user name, checked.
-pub(crate) fn check_name(name: &str) -> Result<(), HandleError> {
-    names::validate(name).map_err(|error| HandleError::InvalidName(format!("{name:?} {error}")))
+/// A user id, checked.
+pub(crate) fn check_user(user: &str) -> Result<(), HandleError> {
+    names::validate_user(user)
+        .map_err(|error| HandleError::InvalidName(format!("user {user:?} {error}")))
+}
+
+/// A channel name, checked.
+pub(crate) fn check_channel(channel: &str) -> Result<(), HandleError> {
+    names::validate_channel(channel)
+        .map_err(|error| HandleError::InvalidName(format!("channel {channel:?} {error}")))
 }
 
 /// What a [`Handler`](super::Handler) hook asks the server to do. The hook runs in the

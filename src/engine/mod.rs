@@ -45,7 +45,7 @@ use crate::token::Claims;
 use crate::wheel::Millis;
 use handler::NoHandler;
 pub use handler::{ConnectRequest, Decision, Handler, Presence};
-pub(crate) use host::{check_name, json_text, HostCommand};
+pub(crate) use host::{check_channel, check_user, json_text, HostCommand};
 pub use host::{Actions, HandleError, MAX_HOOK_CHAIN};
 
 pub(crate) use session::Session;
@@ -347,7 +347,8 @@ impl Engine {
             },
         );
         self.in_use[dialect.index()] += 1;
-        debug!("conn=#{id} open as user {user}");
+        // Quoted and escaped: a user id may hold spaces, quotes or right-to-left text.
+        debug!("conn=#{id} open as user {user:?}");
         if !carries_presence {
             return;
         }

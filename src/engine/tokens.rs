@@ -11,7 +11,7 @@
 use super::{Engine, Timer, TOKEN_EXPIRED};
 use crate::model::{CommandError, ErrorCode, Event, Json, LeaveReason};
 use crate::roster::ConnId;
-use crate::token::{self, TokenError};
+use crate::token::{self, Refusal, TokenError};
 use crate::wheel::Millis;
 
 impl Engine {
@@ -44,7 +44,7 @@ impl Engine {
                 "this server does not use connection tokens",
             ));
         };
-        let refused = |error: TokenError| {
+        let refused = |error: Refusal| {
             CommandError::new(
                 ErrorCode::Forbidden,
                 format!("{error}: the refresh token was refused"),
@@ -62,7 +62,7 @@ impl Engine {
             return Ok(());
         };
         if *session.user != *claims.subject {
-            return Err(refused(TokenError::WrongSubject));
+            return Err(refused(TokenError::WrongSubject.into()));
         }
         let expires_at = claims.expires_at;
         let armed = session.grant.as_ref().map(|g| g.expires_at);

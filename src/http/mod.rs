@@ -2,13 +2,15 @@
 //!
 //! [`request`] reads one request (head and body) without blocking and bounded in size;
 //! [`mod@route`] decides what it asks for (a WebSocket upgrade or an operator endpoint);
-//! [`upgrade`] validates an upgrade (RFC 6455 §4.2); [`response`] builds what is sent back.
+//! [`upgrade`] validates an upgrade (RFC 6455 §4.2); [`response`] builds what is sent back;
+//! [`percent`] decodes the names a URL carries.
 //! One request per connection: every response closes the connection.
 //!
 //! Nothing a peer sends can make this module allocate more than [`MAX_HEAD`] plus the body
 //! cap, or panic. A pending handshake costs only the bytes received so far (tungstenite's own
 //! server handshake would allocate a 4 KiB chunk per pending connection).
 
+pub mod percent;
 pub mod request;
 pub mod response;
 pub mod route;

@@ -1,7 +1,7 @@
 //! What a request asks for: the WebSocket endpoint or one of the operator endpoints, or a
 //! 404 / 405 / 426 refusal. Errors of the JSON API (`/presence*`, `/publish`) are JSON.
 
-use super::{Request, Response};
+use super::{percent, Request, Response};
 use crate::config::Endpoints;
 use crate::names;
 
@@ -84,14 +84,18 @@ pub fn route(request: &Request) -> Result<Route, Response> {
     }
 }
 
-fn presence_channel(channel: &str, query: &str) -> Result<Route, Response> {
-    names::validate(channel)
-        .map_err(|error| Response::json_error(400, "bad_request", &format!("channel {error}")))?;
+/// `/presence/CHANNEL`: the rest of the path is the channel, percent-decoded (a client may
+/// send `room%3Alobby` for `room:lobby`; `/` stays a character of the name).
+fn presence_channel(raw: &str, query: &str) -> Result<Route, Response> {
+    let bad_request = |message: String| Response::json_error(400, "bad_request", &message);
+    let channel =
+        percent::decode_path(raw).map_err(|error| bad_request(format!("channel: {error}")))?;
+    names::validate_channel(&channel).map_err(|error| bad_request(format!("channel {error}")))?;
     let count_only = query
         .split('&')
         .any(|pair| pair == "count" || pair.starts_with("count="));
     Ok(Route::PresenceChannel {
-        channel: channel.to_owned(),
+        channel,
         count_only,
     })
 }
@@ -147,6 +151,38 @@ mod tests {
     }
 
     #[test]
+    fn presence_paths_carry_any_channel_name_percent_encoded_or_not() {
+        for (path, channel) in [
+            ("/presence/room:lobby", "room:lobby"),
+            ("/presence/room%3Alobby", "room:lobby"),
+            ("/presence/studio/1/live", "studio/1/live"),
+            ("/presence/private-a%3Db%2Cc%3Bd", "private-a=b,c;d"),
+        ] {
+            assert_eq!(
+                routed(&format!("GET {path}?count HTTP/1.1")),
+                Ok(Route::PresenceChannel {
+                    channel: channel.into(),
+                    count_only: true
+                }),
+                "{path}"
+            );
+        }
+        for (path, reason) in [
+            ("/presence/a%zz", "%zz\\\" at byte 1"),
+            ("/presence/a%2Ab", "reserved for grant patterns"),
+            ("/presence/a+b", "'+'"),
+        ] {
+            let response = routed(&format!("GET {path} HTTP/1.1")).expect_err(path);
+            let body = String::from_utf8_lossy(&response.body).into_owned();
+            assert_eq!(
+                (response.status, body.contains(reason)),
+                (400, true),
+                "{path}: {body}"
+            );
+        }
+    }
+
+    #[test]
     fn upgrades_only_on_the_websocket_paths() {
         let upgrade = "Upgrade: websocket\r\nConnection: Upgrade";
         assert_eq!(
@@ -164,7 +200,7 @@ mod tests {
     #[test]
     fn refusals() {
         assert_eq!(status("GET /nope HTTP/1.1"), 404);
-        assert_eq!(status("GET /presence/bad:name HTTP/1.1"), 400);
+        assert_eq!(status("GET /presence/bad|name HTTP/1.1"), 400);
         for (head, allow) in [
             ("POST / HTTP/1.1", "GET"),
             ("POST /healthz HTTP/1.1", "GET"),

@@ -1,7 +1,7 @@
 //! The WebSocket upgrade (RFC 6455 §4.2): validating the request, reading its query
 //! (`user`, `channel`, `events`, `watch`, `admin`) and building the `101` response.
 
-use super::{constant_time_eq, Request, Response};
+use super::{constant_time_eq, percent, Request, Response};
 use crate::model::{EventsMode, Meta};
 use crate::names;
 use crate::token::{self, ChannelGrant, Claims};
@@ -162,21 +162,20 @@ fn parse_query(query: &str) -> Result<Query, String> {
             // Unknown parameters (cache busters, a proxy's additions) are not ours to judge.
             continue;
         }
-        let value =
-            percent_decode(raw).ok_or_else(|| format!("{name}: malformed percent-encoding"))?;
+        let value = percent::decode_query_value(raw).map_err(|error| format!("{name}: {error}"))?;
         match name {
             "user" if parsed.user.is_some() => return Err("user: given more than once".into()),
             "user" => {
-                names::validate(&value).map_err(|error| format!("user {error}"))?;
+                names::validate_user(&value).map_err(|error| format!("user {error}"))?;
                 parsed.user = Some(value);
             }
             "channel" => {
-                names::validate(&value).map_err(|error| format!("channel {error}"))?;
+                names::validate_channel(&value).map_err(|error| format!("channel {error}"))?;
                 push_once(&mut parsed.channels, value);
             }
             "watch" => {
                 if value != WATCH_ALL {
-                    names::validate(&value).map_err(|error| format!("watch {error}"))?;
+                    names::validate_channel(&value).map_err(|error| format!("watch {error}"))?;
                 }
                 push_once(&mut parsed.watch, value);
             }
@@ -289,33 +288,6 @@ fn push_once(list: &mut Vec<String>, value: String) {
     }
 }
 
-/// Decodes `%XX` escapes and `+` (as a space, per HTML forms); `None` on a broken escape or
-/// a result that is not UTF-8.
-pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'%' => {
-                let hex = bytes.get(index + 1..index + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                index += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                index += 1;
-            }
-            byte => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +331,21 @@ mod tests {
     }
 
     #[test]
+    fn names_arrive_percent_encoded_or_raw() {
+        let names = upgrade(
+            "/?user=auth0%7C5f7c%20%E5%B1%B1+%F0%9F%A6%80%22%5C&channel=room:lobby&channel=room%3Aindex&channel=studio/1/live&watch=chat%3A1",
+        );
+        assert_eq!(names.user.as_deref(), Some("auth0|5f7c 山 🦀\"\\"));
+        assert_eq!(
+            names.channels,
+            ["room:lobby", "room:index", "studio/1/live"]
+        );
+        assert_eq!(names.watch, ["chat:1"]);
+        let plus = upgrade("/?user=a%2Bb");
+        assert_eq!(plus.user.as_deref(), Some("a+b"), "%2B is a literal plus");
+    }
+
+    #[test]
     fn version_and_key_errors() {
         let old = request("/", "").clone();
         let mut old_version = old.clone();
@@ -384,24 +371,38 @@ mod tests {
 
     #[test]
     fn bad_query_values_are_400_with_a_reason() {
+        let long_user = format!("/?user={}", "u".repeat(129));
+        let long_channel = format!("/?channel={}", "c".repeat(201));
         for (target, needle) in [
             ("/?user=", "user must not be empty"),
-            ("/?user=bad%20name", "user contains ' '"),
+            (
+                "/?user=bad%0Aname",
+                "user contains the control character U+000A",
+            ),
+            ("/?user=a%7Fb", "U+007F"),
+            (&long_user, "user is 129 bytes long, the limit is 128 bytes"),
             ("/?user=a&user=b", "more than once"),
-            ("/?channel=a:b", "channel contains ':'"),
-            ("/?watch=a:b", "watch contains ':'"),
+            ("/?channel=a|b", "channel contains '|'"),
+            ("/?channel=a*", "reserved for grant patterns"),
+            ("/?channel=a%23b", "reserved for server-to-user channels"),
+            (
+                &long_channel,
+                "channel is 201 bytes long, the limit is 200 bytes",
+            ),
+            ("/?watch=a%20b", "watch contains ' '"),
             ("/?events=bogus", "events must be"),
-            ("/?user=%zz", "percent-encoding"),
-            ("/?user=%ff", "percent-encoding"),
+            (
+                "/?user=%zz",
+                "user: malformed percent-encoding \"%zz\" at byte 0",
+            ),
+            ("/?user=ab%4", "\"%4\" at byte 2"),
+            ("/?user=%ff", "not UTF-8"),
         ] {
             let response = refused(&request(target, ""), Access::default());
             assert_eq!(response.status, 400, "{target}");
             let body = String::from_utf8_lossy(&response.body);
             assert!(body.contains(needle), "{target}: {body}");
         }
-        let long = format!("/?user={}", "u".repeat(65));
-        let body = refused(&request(&long, ""), Access::default()).body;
-        assert!(String::from_utf8_lossy(&body).contains("limit is 64"));
     }
 
     #[test]

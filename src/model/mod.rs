@@ -11,12 +11,14 @@
 pub mod canonical;
 pub mod command;
 pub mod event;
+mod json_str;
 mod snapshot;
 
 use std::fmt;
 
 pub use command::{Action, Command, CommandError};
 pub use event::Event;
+pub use json_str::{push_json_str, JsonStr};
 pub use snapshot::{ChannelSnapshot, Member, PresenceSnapshot, UserStatus};
 
 /// A compact, valid JSON text (a value a client sent, re-serialized without whitespace, keys

@@ -112,7 +112,7 @@ fn channel(fields: &Fields<'_>) -> Result<String, CommandError> {
     let Some(channel) = fields.get("channel").and_then(string) else {
         return Err(bad_request("\"channel\" must be a string"));
     };
-    names::validate(&channel)
+    names::validate_channel(&channel)
         .map_err(|error| CommandError::new(ErrorCode::BadRequest, format!("channel {error}")))?;
     Ok(channel.into_owned())
 }

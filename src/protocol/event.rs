@@ -1,19 +1,42 @@
 //! Encoding of server messages (server to client), each one a JSON text.
 //!
-//! Names (users, channels) are validated on entry and need no escaping; `meta`, `data`, `id`
-//! and `ref` are already compact JSON ([`Json`], [`Meta`]) and are spliced in verbatim. Only
-//! free text (error messages) is escaped. An event is encoded once and the same text is sent
+//! Names (users, channels) and free text (error messages) are appended through
+//! [`push_json_str`]; `meta`, `data`, `id` and `ref` are already compact JSON
+//! ([`Json`], [`Meta`]) and are spliced in verbatim. Each message is built by appending its
+//! pieces to one `String` sized up front. An event is encoded once and the same text is sent
 //! to every recipient.
 
 use std::fmt::Write;
 
-use crate::model::{Counts, ErrorCode, Json, LeaveReason, MemberView, Meta};
+use crate::model::{push_json_str, Counts, ErrorCode, Json, LeaveReason, MemberView, Meta};
+
+/// Room for a message's fixed text and numbers, beside its names and JSON values.
+const FIXED: usize = 96;
+
+/// An empty message with room for `variable` bytes of names and values.
+fn message_with(variable: usize) -> String {
+    String::with_capacity(FIXED + variable)
+}
+
+/// Appends a number.
+fn push_number(out: &mut String, number: impl std::fmt::Display) {
+    // Writing to a `String` cannot fail.
+    let _ = write!(out, "{number}");
+}
 
 /// `{"type":"welcome","conn":ID,"user":U,"heartbeat":{"interval_ms":N,"timeout_ms":N}}`
 pub fn welcome(conn: &str, user: &str, interval_ms: u64, timeout_ms: u64) -> String {
-    format!(
-        r#"{{"type":"welcome","conn":"{conn}","user":"{user}","heartbeat":{{"interval_ms":{interval_ms},"timeout_ms":{timeout_ms}}}}}"#
-    )
+    let mut out = message_with(conn.len() + user.len());
+    out.push_str(r#"{"type":"welcome","conn":""#);
+    out.push_str(conn);
+    out.push_str(r#"","user":"#);
+    push_json_str(&mut out, user);
+    out.push_str(r#","heartbeat":{"interval_ms":"#);
+    push_number(&mut out, interval_ms);
+    out.push_str(r#","timeout_ms":"#);
+    push_number(&mut out, timeout_ms);
+    out.push_str("}}");
+    out
 }
 
 /// `{"type":"state","channel":C,"seq":N,"users":{U:{"conns":N,"meta":{...}},...}}`
@@ -23,7 +46,12 @@ pub fn state<'a>(
     members: impl Iterator<Item = MemberView<'a>>,
     reference: Option<&Json>,
 ) -> String {
-    let mut out = format!(r#"{{"type":"state","channel":"{channel}","seq":{seq},"users":"#);
+    let mut out = message_with(channel.len());
+    out.push_str(r#"{"type":"state","channel":"#);
+    push_json_str(&mut out, channel);
+    out.push_str(r#","seq":"#);
+    push_number(&mut out, seq);
+    out.push_str(r#","users":"#);
     write_users(&mut out, members);
     close_with_reference(out, reference)
 }
@@ -36,13 +64,12 @@ pub fn write_users<'a>(out: &mut String, members: impl Iterator<Item = MemberVie
         if index > 0 {
             out.push(',');
         }
-        let _ = write!(
-            out,
-            r#""{}":{{"conns":{},"meta":{}}}"#,
-            member.user,
-            member.conns,
-            member.meta.as_str()
-        );
+        push_json_str(out, member.user);
+        out.push_str(r#":{"conns":"#);
+        push_number(out, member.conns);
+        out.push_str(r#","meta":"#);
+        out.push_str(member.meta.as_str());
+        out.push('}');
     }
     out.push('}');
 }
@@ -54,42 +81,80 @@ pub fn count(channel: &str, counts: Counts, reference: Option<&Json>) -> String 
         connections,
         seq,
     } = counts;
-    let out = format!(
-        r#"{{"type":"count","channel":"{channel}","users":{users},"connections":{connections},"seq":{seq}"#
-    );
+    let mut out = message_with(channel.len());
+    out.push_str(r#"{"type":"count","channel":"#);
+    push_json_str(&mut out, channel);
+    out.push_str(r#","users":"#);
+    push_number(&mut out, users);
+    out.push_str(r#","connections":"#);
+    push_number(&mut out, connections);
+    out.push_str(r#","seq":"#);
+    push_number(&mut out, seq);
     close_with_reference(out, reference)
+}
+
+/// The start shared by `join`, `leave` and `update`: `{"type":T,"channel":C,"user":U`.
+fn member_event(kind: &str, channel: &str, user: &str, variable: usize) -> String {
+    let mut out = message_with(channel.len() + user.len() + variable);
+    out.push_str(r#"{"type":""#);
+    out.push_str(kind);
+    out.push_str(r#"","channel":"#);
+    push_json_str(&mut out, channel);
+    out.push_str(r#","user":"#);
+    push_json_str(&mut out, user);
+    out
+}
+
+/// `,"seq":N}`: the end of `join`, `leave` and `update`.
+fn close_with_seq(mut out: String, seq: u64) -> String {
+    out.push_str(r#","seq":"#);
+    push_number(&mut out, seq);
+    out.push('}');
+    out
 }
 
 /// `{"type":"join","channel":C,"user":U,"meta":{...},"seq":N}`
 pub fn join(channel: &str, user: &str, meta: &Meta, seq: u64) -> String {
     let meta = meta.as_str();
-    format!(r#"{{"type":"join","channel":"{channel}","user":"{user}","meta":{meta},"seq":{seq}}}"#)
+    let mut out = member_event("join", channel, user, meta.len());
+    out.push_str(r#","meta":"#);
+    out.push_str(meta);
+    close_with_seq(out, seq)
 }
 
 /// `{"type":"leave","channel":C,"user":U,"reason":R,"seq":N}`
 pub fn leave(channel: &str, user: &str, reason: LeaveReason, seq: u64) -> String {
-    format!(
-        r#"{{"type":"leave","channel":"{channel}","user":"{user}","reason":"{reason}","seq":{seq}}}"#
-    )
+    let mut out = member_event("leave", channel, user, 0);
+    out.push_str(r#","reason":""#);
+    out.push_str(reason.as_str());
+    out.push('"');
+    close_with_seq(out, seq)
 }
 
 /// `{"type":"update","channel":C,"user":U,"meta":{...},"seq":N}`
 pub fn update(channel: &str, user: &str, meta: &Meta, seq: u64) -> String {
     let meta = meta.as_str();
-    format!(
-        r#"{{"type":"update","channel":"{channel}","user":"{user}","meta":{meta},"seq":{seq}}}"#
-    )
+    let mut out = member_event("update", channel, user, meta.len());
+    out.push_str(r#","meta":"#);
+    out.push_str(meta);
+    close_with_seq(out, seq)
 }
 
 /// `{"type":"message","channel":C,"from":U or null,"data":ANY}`
 pub fn message(channel: &str, from: Option<&str>, data: &Json) -> String {
     let data = data.as_str();
+    let mut out = message_with(channel.len() + from.map_or(0, str::len) + data.len());
+    out.push_str(r#"{"type":"message","channel":"#);
+    push_json_str(&mut out, channel);
+    out.push_str(r#","from":"#);
     match from {
-        Some(user) => {
-            format!(r#"{{"type":"message","channel":"{channel}","from":"{user}","data":{data}}}"#)
-        }
-        None => format!(r#"{{"type":"message","channel":"{channel}","from":null,"data":{data}}}"#),
+        Some(user) => push_json_str(&mut out, user),
+        None => out.push_str("null"),
     }
+    out.push_str(r#","data":"#);
+    out.push_str(data);
+    out.push('}');
+    out
 }
 
 /// `{"type":"refreshed","exp":N}` (with `ref` when the refresh had one)
@@ -119,17 +184,18 @@ pub fn pong(id: &Json, reference: Option<&Json>) -> String {
 
 /// `{"type":"error","code":K,"message":TEXT}` (with `ref` when the command had one)
 pub fn error(code: ErrorCode, message: &str, reference: Option<&Json>) -> String {
-    let text = serde_json::Value::from(message);
-    let out = format!(
-        r#"{{"type":"error","code":"{}","message":{text}"#,
-        code.as_str()
-    );
+    let mut out = message_with(message.len());
+    out.push_str(r#"{"type":"error","code":""#);
+    out.push_str(code.as_str());
+    out.push_str(r#"","message":"#);
+    push_json_str(&mut out, message);
     close_with_reference(out, reference)
 }
 
 fn close_with_reference(mut out: String, reference: Option<&Json>) -> String {
     if let Some(reference) = reference {
-        let _ = write!(out, r#","ref":{}"#, reference.as_str());
+        out.push_str(r#","ref":"#);
+        out.push_str(reference.as_str());
     }
     out.push('}');
     out
@@ -252,5 +318,39 @@ mod tests {
                 json!({"type":"error","code":name,"message":"say \"hi\"\n","ref":1})
             );
         }
+    }
+
+    #[test]
+    fn names_and_messages_needing_escapes_parse_back_byte_for_byte() {
+        let user = "auth0|q\"b\\s</script>\t🦀 \u{202e}مرحبا";
+        let channel = "room:lobby";
+        let meta = meta(r#"{"n":1}"#);
+        let data = Json::from_value(&json!("x"));
+        let member = MemberView {
+            user,
+            conns: 2,
+            meta: &meta,
+        };
+        assert_eq!(parse(&welcome("1.1", user, 1, 2))["user"], user);
+        let state = parse(&state(channel, 3, std::iter::once(member), None));
+        assert_eq!(state["users"][user]["conns"], 2, "{state}");
+        for event in [
+            join(channel, user, &meta, 4),
+            leave(channel, user, LeaveReason::Timeout, 5),
+            update(channel, user, &meta, 6),
+        ] {
+            let event = parse(&event);
+            assert_eq!(
+                (&event["channel"], &event["user"]),
+                (&json!(channel), &json!(user))
+            );
+        }
+        let message = parse(&message(channel, Some(user), &data));
+        assert_eq!(
+            (&message["channel"], &message["from"]),
+            (&json!(channel), &json!(user))
+        );
+        let error = parse(&error(ErrorCode::BadRequest, user, None));
+        assert_eq!(error["message"], user);
     }
 }

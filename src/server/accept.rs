@@ -256,10 +256,15 @@ impl Server {
                 channels,
                 meta,
             } => {
-                let invalid = std::iter::once(&user)
-                    .chain(&channels)
-                    .find_map(|name| names::validate(name).err());
-                if let Some(error) = invalid {
+                let invalid = names::validate_user(&user)
+                    .map_err(|error| format!("user {user:?} {error}"))
+                    .and_then(|()| {
+                        channels.iter().try_for_each(|channel| {
+                            names::validate_channel(channel)
+                                .map_err(|error| format!("channel {channel:?} {error}"))
+                        })
+                    });
+                if let Err(error) = invalid {
                     warn!("the handler chose an invalid name: {error}");
                     return Err(Response::error(
                         500,

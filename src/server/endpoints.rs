@@ -11,7 +11,7 @@ use super::Server;
 use crate::http::route::is_api_path;
 use crate::http::{constant_time_eq, Request, Response, Route};
 use crate::metrics::{self, ClusterGauges, Gauges};
-use crate::model::Json;
+use crate::model::{Json, JsonStr};
 use crate::names;
 use crate::protocol::event;
 use crate::protocol::fields::Fields;
@@ -127,7 +127,7 @@ impl Server {
             if index > 0 {
                 out.push(',');
             }
-            out.push_str(&format!(r#""{name}":"#));
+            out.push_str(&format!("{}:", JsonStr(name)));
             self.channel_json(name, &mut out);
         }
         out.push_str("}}");
@@ -224,7 +224,7 @@ fn parse_publication(body: &[u8]) -> Result<(Vec<String>, Json), String> {
         let Value::String(name) = name else {
             return Err("channel names must be strings".into());
         };
-        names::validate(&name).map_err(|error| format!("channel {error}"))?;
+        names::validate_channel(&name).map_err(|error| format!("channel {error}"))?;
         if !channels.contains(&name) {
             channels.push(name);
         }

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::Server;
 pub use crate::engine::HandleError;
-use crate::engine::{check_name, json_text, HostCommand};
+use crate::engine::{check_channel, check_user, json_text, HostCommand};
 use crate::model::{Counts, Json, Member, PresenceSnapshot, UserStatus};
 use crate::wheel::Millis;
 
@@ -136,7 +136,7 @@ impl Handle {
 
     /// A channel's counts, `None` when it does not exist.
     pub fn counts(&self, channel: &str) -> Result<Option<Counts>, HandleError> {
-        check_name(channel)?;
+        check_channel(channel)?;
         let channel = channel.to_owned();
         self.ask(Question::Counts { channel }, |answer| match answer {
             Answer::Counts(counts) => Some(counts),
@@ -167,7 +167,7 @@ impl Handle {
     /// The members of `channel` (cluster-wide in a live cluster), by user id; empty when
     /// it has none.
     pub fn members(&self, channel: &str) -> Result<Vec<Member>, HandleError> {
-        check_name(channel)?;
+        check_channel(channel)?;
         let channel = channel.to_owned();
         self.ask(Question::Members { channel }, |answer| match answer {
             Answer::Members(members) => Some(members),
@@ -178,7 +178,7 @@ impl Handle {
     /// Where `user` is: its open connections on this server and the channels it is a
     /// member of.
     pub fn status(&self, user: &str) -> Result<UserStatus, HandleError> {
-        check_name(user)?;
+        check_user(user)?;
         self.ask(
             Question::Status {
                 user: user.to_owned(),

@@ -7,7 +7,9 @@
 // browser, exactly as a web client would (alice in `lobby`; bob in `lobby` and, alone, in
 // `dev`), and checks that the dashboard shows them; closes bob's socket and checks that bob
 // disappears from `lobby` while alice stays, and that `dev`, now empty, disappears;
-// checks that a user-supplied meta is shown as text, not parsed as HTML; saves a screenshot.
+// checks that a user-supplied meta is shown as text, not parsed as HTML; connects a user whose
+// id holds quotes, a backslash, markup, an emoji and right-to-left text to `room:lobby` and
+// checks that the dashboard shows that id byte for byte, as text; saves a screenshot.
 //
 // Every wait is bounded (STEP_MS each, WATCHDOG_MS overall). Exit status 0 on success; on
 // failure a message starting with "dashboard test FAILED" on stderr and status 1.
@@ -95,8 +97,8 @@ async function main() {
   await step("connect alice (lobby) and bob (lobby, dev)", users.evaluate(async ({ base, stepMs }) => {
     window.sockets = {};
     const open = (user, channels) => new Promise((resolve, reject) => {
-      const query = channels.map((c) => `&channel=${c}`).join("");
-      const ws = new WebSocket(`${base}?user=${user}${query}`);
+      const query = channels.map((c) => `&channel=${encodeURIComponent(c)}`).join("");
+      const ws = new WebSocket(`${base}?user=${encodeURIComponent(user)}${query}`);
       const timer = setTimeout(() => reject(new Error(`${user}: no state within ${stepMs} ms`)), stepMs);
       const waiting = new Set(channels);
       ws.onmessage = (ev) => {
@@ -107,6 +109,7 @@ async function main() {
       ws.onclose = (ev) => { clearTimeout(timer); reject(new Error(`${user}: closed ${ev.code}`)); };
       window.sockets[user] = ws;
     });
+    window.openUser = open;
     await open("alice", ["lobby"]);
     await open("bob", ["lobby", "dev"]);
   }, { base: wsBase, stepMs: STEP_MS }));
@@ -129,6 +132,18 @@ async function main() {
 
   // A meta that looks like markup must stay text.
   const evil = '<img id="xss" src="x" onerror="window.pwned=1">';
+  // A user id with every hazard a name may hold now (docs/protocol.md §1).
+  const hazard = 'q"\\ <b id="xssu">x</b> 🦀 \u202eمرحبا\u202c';
+  await step("connect the hazardous user to room:lobby", users.evaluate(
+    ({ user }) => window.openUser(user, ["room:lobby"]), { user: hazard }));
+  await until(dash, "the hazardous user id shown as text in room:lobby", (user) =>
+    [...document.querySelectorAll('[data-channel="room:lobby"] [data-user]')]
+      .some((li) => li.getAttribute("data-user") === user && li.textContent.includes(user)), hazard);
+  if (await dash.evaluate(() => document.getElementById("xssu") !== null)) {
+    throw new Error("a user id was parsed as HTML");
+  }
+  log("the hazardous user id is shown byte for byte, as text");
+
   await step("alice updates her meta", users.evaluate((note) => {
     window.sockets.alice.send(JSON.stringify({ type: "update", channel: "lobby", meta: { note } }));
   }, evil));

@@ -1392,3 +1392,17 @@ pub fn run_cli_with_env(
     command.envs(env.iter().copied());
     run_command(command, timeout)
 }
+
+/// Percent-encodes every byte but RFC 3986's unreserved characters, as `encodeURIComponent`
+/// does (a space is `%20`, a `+` is `%2B`).
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
