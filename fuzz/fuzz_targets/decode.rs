@@ -30,10 +30,10 @@ fuzz_target!(|data: &[u8]| {
     };
     // The canonical form of any JSON text is a fixed point, and agrees with serde_json on
     // whether the text is JSON (but for nesting deeper than the canonical form's bound).
-    if let Some(canonical) = rollcall::protocol::canonical::canonical(text) {
+    if let Some(canonical) = rollcall::model::canonical::canonical(text) {
         assert!(serde_json::from_str::<Value>(text).is_ok());
         assert_eq!(
-            rollcall::protocol::canonical::canonical(&canonical).as_deref(),
+            rollcall::model::canonical::canonical(&canonical).as_deref(),
             Some(canonical.as_str()),
             "canonical form is a fixed point"
         );
@@ -76,25 +76,25 @@ fuzz_target!(|data: &[u8]| {
 fn check_action(action: &Action, max_meta: usize) {
     match action {
         Action::Join { channel, meta, .. } => {
-            valid_name(channel);
+            valid_channel(channel);
             if let Some(meta) = meta {
                 check_meta(channel, meta, max_meta);
             }
         }
         Action::Update { channel, meta } => {
-            valid_name(channel);
+            valid_channel(channel);
             check_meta(channel, meta, max_meta);
         }
-        Action::Leave { channel } | Action::Who { channel } => valid_name(channel),
+        Action::Leave { channel } | Action::Who { channel } => valid_channel(channel),
         Action::Publish { channel, data } => {
-            valid_name(channel);
+            valid_channel(channel);
             let message = object(&event::message(channel, Some("u"), data));
             assert_eq!(message["data"], parse(data));
             assert_eq!(message["channel"], channel.as_str());
         }
         Action::Watch { channel } | Action::Unwatch { channel } => {
             if channel != "*" {
-                valid_name(channel);
+                valid_channel(channel);
             }
         }
         Action::Ping { id } => {
@@ -105,11 +105,11 @@ fn check_action(action: &Action, max_meta: usize) {
     }
 }
 
-fn valid_name(name: &str) {
+fn valid_channel(name: &str) {
     assert_eq!(
-        names::validate(name),
+        names::validate_channel(name),
         Ok(()),
-        "invalid name {name:?} accepted"
+        "invalid channel {name:?} accepted"
     );
 }
 

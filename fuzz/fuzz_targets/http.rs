@@ -68,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
     let routed = route(&request);
     match &routed {
         Ok(Route::PresenceChannel { channel, .. }) => {
-            assert_eq!(names::validate(channel), Ok(()));
+            assert_eq!(names::validate_channel(channel), Ok(()));
         }
         Ok(_) => {}
         Err(response) => {
@@ -117,13 +117,13 @@ fn check_upgrade(result: &Result<Upgrade, Response>, open: bool) {
         }
     };
     if let Some(user) = &upgrade.user {
-        assert_eq!(names::validate(user), Ok(()));
+        assert_eq!(names::validate_user(user), Ok(()));
     }
     for channel in &upgrade.channels {
-        assert_eq!(names::validate(channel), Ok(()));
+        assert_eq!(names::validate_channel(channel), Ok(()));
     }
     for channel in upgrade.watch.iter().filter(|c| *c != "*") {
-        assert_eq!(names::validate(channel), Ok(()));
+        assert_eq!(names::validate_channel(channel), Ok(()));
     }
     assert!(
         open || upgrade.admin || upgrade.watch.is_empty(),

@@ -29,9 +29,9 @@ fuzz_target!(|data: &[u8]| {
         at += used;
         if let Some(snapshot) = parse_snapshot(reply.clone()) {
             for channel in &snapshot {
-                valid_name(&channel.name);
+                valid_channel(&channel.name);
                 for (user, _, meta) in &channel.members {
-                    valid_name(user);
+                    valid_user(user);
                     object(meta.as_str());
                 }
             }
@@ -64,26 +64,31 @@ fn apply(view: &mut View, payload: &[u8]) {
     let Ok(note) = Note::parse(payload) else {
         return;
     };
-    valid_name(note.channel());
+    valid_channel(note.channel());
     if let Note::Publication {
         origin, from, data, ..
     } = &note
     {
-        valid_name(origin);
+        valid_channel(origin);
         if let Some(from) = from {
-            valid_name(from);
+            valid_user(from);
         }
         let message = object(&event::message(note.channel(), from.as_deref(), data));
         assert_eq!(message["channel"], note.channel());
+        assert_eq!(message["from"].as_str(), from.as_deref());
     }
     if let Effect::Announce(change) = view.apply(&note) {
         let channel = note.channel();
-        let text = match &change {
-            Change::Join { user, meta, seq } => event::join(channel, user, meta, *seq),
-            Change::Leave { user, reason, seq } => event::leave(channel, user, *reason, *seq),
-            Change::Update { user, meta, seq } => event::update(channel, user, meta, *seq),
+        let (user, text) = match &change {
+            Change::Join { user, meta, seq } => (user, event::join(channel, user, meta, *seq)),
+            Change::Leave { user, reason, seq } => {
+                (user, event::leave(channel, user, *reason, *seq))
+            }
+            Change::Update { user, meta, seq } => (user, event::update(channel, user, meta, *seq)),
         };
-        assert_eq!(object(&text)["channel"], channel);
+        let event = object(&text);
+        assert_eq!(event["channel"], channel);
+        assert_eq!(event["user"], user.as_ref() as &str, "a user id comes back byte for byte");
     }
     let state = event::state(
         note.channel(),
@@ -94,11 +99,19 @@ fn apply(view: &mut View, payload: &[u8]) {
     object(&state);
 }
 
-fn valid_name(name: &str) {
+fn valid_channel(name: &str) {
     assert_eq!(
-        names::validate(name),
+        names::validate_channel(name),
         Ok(()),
-        "invalid name {name:?} accepted"
+        "invalid channel {name:?} accepted"
+    );
+}
+
+fn valid_user(name: &str) {
+    assert_eq!(
+        names::validate_user(name),
+        Ok(()),
+        "invalid user {name:?} accepted"
     );
 }
 
