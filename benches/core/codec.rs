@@ -62,7 +62,14 @@ fn encode(c: &mut Criterion) {
     // The same join for a user id that needs escaping (quotes, a backslash): the slow path.
     group.bench_function("join_escaped", |b| {
         let user = r#"auth0|"al\ice" 🦀"#;
-        b.iter(|| event::join(black_box("room:lobby"), black_box(user), &meta, black_box(42)));
+        b.iter(|| {
+            event::join(
+                black_box("room:lobby"),
+                black_box(user),
+                &meta,
+                black_box(42),
+            )
+        });
     });
     group.bench_function("leave", |b| {
         b.iter(|| {
