@@ -66,6 +66,7 @@ pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod protocol;
+pub mod pusher;
 pub mod rate;
 pub mod roster;
 mod server;

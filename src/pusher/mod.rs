@@ -1,0 +1,229 @@
+//! Pusher Channels compatibility, the pure half: the apps and their limits, channel kinds
+//! and names, the signatures (channel auth, user sign-in, REST requests) and socket ids.
+//! The wire dialect is `dialect::pusher`, the commands run in `engine::pusher`, the REST
+//! API is served by `server::pusher_rest`; the reference is Pusher's protocol 7 as pusher-js
+//! 8, laravel-echo 2 and the `pusher` server SDKs speak it.
+//!
+//! Invariant: each app is a namespace. Its channels live in the engine under
+//! [`App::internal_name`] (`ID#CHANNEL`): `#` is in no native channel name, so native
+//! clients, the dashboard and other apps never see them.
+
+pub mod auth;
+pub mod channel;
+pub mod rest;
+pub mod socket_id;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use channel::ChannelKind;
+
+/// One Pusher app: the id the REST API names, the key clients connect with, the secret
+/// that signs both.
+#[derive(Clone, PartialEq, Eq)]
+pub struct App {
+    /// The app id (`/apps/{id}/...`); digits in most SDKs.
+    pub id: String,
+    /// The public key (`/app/{key}`).
+    pub key: String,
+    /// The secret, never sent anywhere.
+    pub secret: String,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &"…")
+            .finish()
+    }
+}
+
+impl App {
+    /// Reads `ID:KEY:SECRET` (`--pusher-app`, or one entry of `ROLLCALL_PUSHER_APPS`).
+    pub fn parse(text: &str) -> Result<App, String> {
+        let mut parts = text.splitn(3, ':');
+        let (Some(id), Some(key), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err("a Pusher app is ID:KEY:SECRET".into());
+        };
+        let plain = |what: &str, value: &str| {
+            let ok = !value.is_empty()
+                && value.len() <= 64
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "Pusher app {what} {value:?}: 1 to 64 characters of letters, digits, - _ ."
+                ))
+            }
+        };
+        plain("id", id)?;
+        plain("key", key)?;
+        if secret.is_empty() {
+            return Err(format!("Pusher app {id}: the secret is empty"));
+        }
+        Ok(App {
+            id: id.to_owned(),
+            key: key.to_owned(),
+            secret: secret.to_owned(),
+        })
+    }
+
+    /// The engine's name of this app's channel `channel`: `ID#CHANNEL`.
+    pub fn internal_name(&self, channel: &str) -> String {
+        let mut name = String::with_capacity(self.id.len() + 1 + channel.len());
+        name.push_str(&self.id);
+        name.push('#');
+        name.push_str(channel);
+        name
+    }
+}
+
+/// The app channel an engine channel name stands for: `Some((app id, channel))` for
+/// `ID#CHANNEL`, `None` for a native channel.
+pub fn split_internal(name: &str) -> Option<(&str, &str)> {
+    name.split_once('#')
+}
+
+/// True for an engine channel name that belongs to a Pusher app (hidden from native
+/// clients, watchers and endpoints).
+pub fn is_internal(name: &str) -> bool {
+    name.contains('#')
+}
+
+/// The Pusher apps and the limits every app applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PusherSettings {
+    /// The apps; none turns Pusher compatibility off (`/app/...` and `/apps/...` are 404).
+    pub apps: Vec<App>,
+    /// Whether clients may send `client-` events on private and presence channels (Laravel
+    /// Echo's whisper). Default true.
+    pub client_events: bool,
+    /// Members one presence channel may hold. Default 100 (Pusher's own limit).
+    pub max_presence_members: usize,
+    /// Largest `user_info` of a presence member, serialized. Default 2 KiB.
+    pub max_user_info: usize,
+    /// The `activity_timeout` advertised: a client pings after this much silence.
+    /// Default 30 s (proxies often cut idle sockets at 60).
+    pub activity_timeout: Duration,
+    /// Largest `data` of one event, from a client or the REST API. Default 10 KiB.
+    pub max_event_data: usize,
+}
+
+impl Default for PusherSettings {
+    fn default() -> Self {
+        PusherSettings {
+            apps: Vec::new(),
+            client_events: true,
+            max_presence_members: 100,
+            max_user_info: 2 << 10,
+            activity_timeout: Duration::from_secs(30),
+            max_event_data: 10 << 10,
+        }
+    }
+}
+
+impl PusherSettings {
+    /// The app whose key is `key`, with its index.
+    pub fn app_by_key(&self, key: &str) -> Option<(u16, &App)> {
+        self.find(|app| app.key == key)
+    }
+
+    /// The app whose id is `id`, with its index.
+    pub fn app_by_id(&self, id: &str) -> Option<(u16, &App)> {
+        self.find(|app| app.id == id)
+    }
+
+    /// The app at `index`.
+    pub fn app(&self, index: u16) -> Option<&App> {
+        self.apps.get(usize::from(index))
+    }
+
+    fn find(&self, matches: impl Fn(&App) -> bool) -> Option<(u16, &App)> {
+        self.apps
+            .iter()
+            .enumerate()
+            .find(|(_, app)| matches(app))
+            .and_then(|(index, app)| Some((u16::try_from(index).ok()?, app)))
+    }
+
+    /// Checks the apps (distinct ids and keys, at most 65,536) and the limits.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.apps.len() > usize::from(u16::MAX) + 1 {
+            return Err("at most 65536 Pusher apps".into());
+        }
+        for (index, app) in self.apps.iter().enumerate() {
+            let earlier = &self.apps[..index];
+            if earlier.iter().any(|other| other.id == app.id) {
+                return Err(format!("Pusher app id {} is given twice", app.id));
+            }
+            if earlier.iter().any(|other| other.key == app.key) {
+                return Err(format!("Pusher app key {} is given twice", app.key));
+            }
+        }
+        if self.max_presence_members == 0 || self.max_user_info == 0 || self.max_event_data == 0 {
+            return Err("Pusher limits must be at least 1".into());
+        }
+        if self.activity_timeout.as_secs() == 0 {
+            return Err("the Pusher activity timeout is at least 1s".into());
+        }
+        Ok(())
+    }
+
+    /// The apps of `ROLLCALL_PUSHER_APPS`: `ID:KEY:SECRET` entries separated by commas.
+    pub fn parse_list(text: &str) -> Result<Vec<App>, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(App::parse)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apps_parse_and_hide_their_secret() {
+        let app = App::parse("1:key-1:s3:cr:et").expect("valid");
+        assert_eq!((app.id.as_str(), app.key.as_str()), ("1", "key-1"));
+        assert_eq!(
+            app.secret, "s3:cr:et",
+            "the secret is everything after the key"
+        );
+        assert!(!format!("{app:?}").contains("s3"), "{app:?}");
+        for bad in ["1:key", "1::secret", ":k:s", "1:k:", "a b:k:s", "1:k#:s"] {
+            assert!(App::parse(bad).is_err(), "{bad}");
+        }
+        let list = PusherSettings::parse_list("1:a:x, 2:b:y,").expect("two apps");
+        assert_eq!(list.len(), 2);
+    }
+
+    #[test]
+    fn apps_are_distinct_namespaces() {
+        let settings = PusherSettings {
+            apps: PusherSettings::parse_list("1:a:x,2:b:y").expect("apps"),
+            ..PusherSettings::default()
+        };
+        assert_eq!(settings.validate(), Ok(()));
+        assert_eq!(settings.app_by_key("b").map(|(i, _)| i), Some(1));
+        assert_eq!(
+            settings.app_by_id("1").map(|(_, a)| a.key.as_str()),
+            Some("a")
+        );
+        let (_, one) = settings.app_by_id("1").expect("app 1");
+        let name = one.internal_name("presence-room");
+        assert_eq!(split_internal(&name), Some(("1", "presence-room")));
+        assert!(is_internal(&name) && !is_internal("room:lobby"));
+        let twice = PusherSettings {
+            apps: PusherSettings::parse_list("1:a:x,1:b:y").expect("apps"),
+            ..PusherSettings::default()
+        };
+        assert!(twice.validate().is_err());
+    }
+}
