@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::cluster::RedisAddress;
 use crate::names::{self, NameError};
+use crate::pusher::PusherSettings;
 use crate::rate::RateLimit;
 use crate::units::format_duration;
 
@@ -102,6 +103,9 @@ pub struct Config {
     /// every one, and without [`Config::admin_token`] `/presence` and `/publish` are open to
     /// anyone who reaches the port.
     pub endpoints: Endpoints,
+    /// Pusher Channels compatibility: the apps served at `/app/{key}` (WebSocket) and
+    /// `/apps/{id}/...` (REST API), and their limits. Default: no app (off).
+    pub pusher: PusherSettings,
 }
 
 /// Which operator endpoint groups a server answers; the others are 404.
@@ -201,6 +205,7 @@ impl Default for Config {
             node_id: None,
             reuse_port: false,
             endpoints: Endpoints::ALL,
+            pusher: PusherSettings::default(),
         }
     }
 }
@@ -275,6 +280,8 @@ impl Config {
         reuse_port: bool,
         /// Sets [`Config::endpoints`].
         endpoints: Endpoints,
+        /// Sets [`Config::pusher`].
+        pusher: PusherSettings,
     }
 
     /// Checks every range and relation; the server refuses to start on an error.
@@ -334,6 +341,7 @@ impl Config {
             // A node id goes into Redis keys and notes: the channel alphabet keeps it plain.
             names::validate_channel(node).map_err(ConfigError::NodeId)?;
         }
+        self.pusher.validate().map_err(ConfigError::Pusher)?;
         names::validate_channel(&self.default_channel).map_err(ConfigError::DefaultChannel)
     }
 }
@@ -371,6 +379,8 @@ pub enum ConfigError {
     NodeTtlTooShort(Duration),
     /// The node id is not a valid name.
     NodeId(NameError),
+    /// The Pusher apps or limits are invalid.
+    Pusher(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -397,6 +407,7 @@ impl fmt::Display for ConfigError {
                 format_duration(MIN_NODE_TTL)
             ),
             ConfigError::NodeId(error) => write!(f, "node id: {error}"),
+            ConfigError::Pusher(error) => write!(f, "pusher: {error}"),
         }
     }
 }

@@ -53,6 +53,17 @@ OPTIONS:
                                 one process per core, in a cluster
     --endpoints LIST            operator endpoints to serve besides /healthz: a comma list of
                                 presence, publish, dashboard, metrics, or all or none [default: all]
+    --pusher-app ID:KEY:SECRET  serve this Pusher Channels app: WebSocket at /app/KEY, REST API
+                                at /apps/ID (repeatable) [env: ROLLCALL_PUSHER_APPS, a comma list]
+    --pusher-client-events on|off
+                                client- events on private and presence channels [default: on]
+    --pusher-max-presence-members N
+                                members of one presence channel [default: 100]
+    --pusher-max-user-info SIZE largest user_info of a presence member [default: 2KiB]
+    --pusher-activity-timeout DUR
+                                the activity_timeout Pusher clients are told [default: 30s]
+    --pusher-max-event-data SIZE
+                                largest event data, from clients or the REST API [default: 10KiB]
     -h, --help                  print this help
     -V, --version               print the version
 
@@ -145,6 +156,11 @@ fn parse_args() -> Result<Invocation, String> {
         }
         _ => None,
     };
+    let mut pusher = rollcall::pusher::PusherSettings::default();
+    if let Ok(list) = std::env::var("ROLLCALL_PUSHER_APPS") {
+        pusher.apps = rollcall::pusher::PusherSettings::parse_list(&list)
+            .map_err(|e| format!("ROLLCALL_PUSHER_APPS: {e}"))?;
+    }
     let mut config = Config::default()
         .admin_token(admin_token)
         .token_secret(token_secret)
@@ -231,12 +247,42 @@ fn parse_args() -> Result<Invocation, String> {
             "--node-ttl" => config.node_ttl(parse_duration(&value()?).map_err(|e| invalid(&e))?),
             "--node-id" => config.node_id(Some(value()?)),
             "--reuse-port" => config.reuse_port(true),
+            "--pusher-app" => {
+                let app = rollcall::pusher::App::parse(&value()?).map_err(|e| invalid(&e))?;
+                pusher.apps.push(app);
+                config
+            }
+            "--pusher-client-events" => {
+                pusher.client_events = match value()?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(invalid(&format!("{other:?} is not on or off"))),
+                };
+                config
+            }
+            "--pusher-max-presence-members" => {
+                pusher.max_presence_members = count(&flag, value()?)?;
+                config
+            }
+            "--pusher-max-user-info" => {
+                pusher.max_user_info = parse_size(&value()?).map_err(|e| invalid(&e))?;
+                config
+            }
+            "--pusher-activity-timeout" => {
+                pusher.activity_timeout = parse_duration(&value()?).map_err(|e| invalid(&e))?;
+                config
+            }
+            "--pusher-max-event-data" => {
+                pusher.max_event_data = parse_size(&value()?).map_err(|e| invalid(&e))?;
+                config
+            }
             _ => return Err(format!("unknown option {flag}")),
         };
     }
     if !allowed_origins.is_empty() {
         config = config.allowed_origins(allowed_origins);
     }
+    config = config.pusher(pusher);
     config.validate().map_err(|e| e.to_string())?;
     Ok(Invocation::Serve(Box::new(config)))
 }

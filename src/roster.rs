@@ -135,12 +135,21 @@ struct Member {
     grace: Option<(u32, LeaveReason)>,
 }
 
+/// One connection's subscription to a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Subscription {
+    mode: EventsMode,
+    /// True when it makes its user a member; false for a subscriber that only hears the
+    /// channel's publications (a Pusher public or private channel).
+    member: bool,
+}
+
 #[derive(Debug)]
 struct Channel {
     name: Rc<str>,
     seq: u64,
     members: HashMap<UserId, Member>,
-    subscribers: HashMap<ConnId, EventsMode>,
+    subscribers: HashMap<ConnId, Subscription>,
     count_subscribers: usize,
     /// Connections watching this channel (usually none or a few dashboards).
     watchers: Vec<ConnId>,
@@ -182,16 +191,16 @@ impl Channel {
         }
     }
 
-    fn subscribe(&mut self, conn: ConnId, mode: EventsMode) -> Option<EventsMode> {
-        let previous = self.subscribers.insert(conn, mode);
-        self.count_subscribers -= usize::from(previous == Some(EventsMode::Count));
-        self.count_subscribers += usize::from(mode == EventsMode::Count);
+    fn subscribe(&mut self, conn: ConnId, subscription: Subscription) -> Option<Subscription> {
+        let previous = self.subscribers.insert(conn, subscription);
+        self.count_subscribers -= usize::from(previous.is_some_and(|p| p.mode == EventsMode::Count));
+        self.count_subscribers += usize::from(subscription.mode == EventsMode::Count);
         previous
     }
 
-    fn unsubscribe(&mut self, conn: ConnId) -> Option<EventsMode> {
+    fn unsubscribe(&mut self, conn: ConnId) -> Option<Subscription> {
         let previous = self.subscribers.remove(&conn);
-        self.count_subscribers -= usize::from(previous == Some(EventsMode::Count));
+        self.count_subscribers -= usize::from(previous.is_some_and(|p| p.mode == EventsMode::Count));
         previous
     }
 
@@ -296,7 +305,8 @@ impl Roster {
         let Some(channel) = self.channels.get_mut(id) else {
             unreachable!("find_or_create returns a live channel");
         };
-        let already_subscribed = channel.subscribe(conn, mode).is_some();
+        let subscription = Subscription { mode, member: true };
+        let already_subscribed = channel.subscribe(conn, subscription).is_some();
         // A new subscription changes the user's connections; a given meta may differ from
         // the one the other nodes of a cluster last set.
         let member = (!already_subscribed || meta.is_some())
@@ -348,6 +358,28 @@ impl Roster {
         (id, outcome)
     }
 
+    /// Subscribes `conn` to channel `name` (created if new) to hear its publications, without
+    /// making its user a member. Subscribing again changes nothing (a member stays one).
+    pub fn subscribe_only(&mut self, name: &str, conn: ConnId) -> (ChannelId, Outcome) {
+        let id = self.find_or_create(name);
+        let Some(channel) = self.channels.get_mut(id) else {
+            unreachable!("find_or_create returns a live channel");
+        };
+        if channel.subscribers.contains_key(&conn) {
+            return (id, Outcome::default());
+        }
+        let subscription = Subscription {
+            mode: EventsMode::None,
+            member: false,
+        };
+        channel.subscribe(conn, subscription);
+        let outcome = Outcome {
+            counts_changed: true,
+            ..Outcome::default()
+        };
+        (id, outcome)
+    }
+
     /// Unsubscribes `conn` of `user` from `channel`. When that was the user's last
     /// connection there, the user leaves, at once or, given `grace` and a reason other than
     /// [`LeaveReason::Left`], when the grace timer fires ([`Roster::end_grace`]).
@@ -360,7 +392,14 @@ impl Roster {
         grace: bool,
     ) -> Result<Outcome, NotJoined> {
         let channel = self.channels.get_mut(id).ok_or(NotJoined)?;
-        channel.unsubscribe(conn).ok_or(NotJoined)?;
+        let subscription = channel.unsubscribe(conn).ok_or(NotJoined)?;
+        if !subscription.member {
+            self.remove_if_empty(id);
+            return Ok(Outcome {
+                counts_changed: true,
+                ..Outcome::default()
+            });
+        }
         let mut outcome = Outcome {
             counts_changed: true,
             member: Some(channel.member_change(user, None)),
@@ -434,7 +473,7 @@ impl Roster {
         meta: Meta,
     ) -> Result<Outcome, NotJoined> {
         let channel = self.channels.get_mut(id).ok_or(NotJoined)?;
-        if !channel.subscribers.contains_key(&conn) {
+        if !channel.subscribers.get(&conn).is_some_and(|s| s.member) {
             return Err(NotJoined);
         }
         let member = channel.members.get_mut(user).ok_or(NotJoined)?;
@@ -514,7 +553,7 @@ impl Roster {
 
     /// The events mode of `conn` in the channel, if it is subscribed.
     pub fn mode(&self, id: ChannelId, conn: ConnId) -> Option<EventsMode> {
-        self.channels.get(id)?.subscribers.get(&conn).copied()
+        self.channels.get(id)?.subscribers.get(&conn).map(|s| s.mode)
     }
 
     /// Every channel that has at least one member.
@@ -553,7 +592,7 @@ impl Roster {
             channel
                 .subscribers
                 .iter()
-                .map(|(conn, mode)| (*conn, *mode))
+                .map(|(conn, subscription)| (*conn, subscription.mode))
         })
     }
 
@@ -667,6 +706,31 @@ mod tests {
             .collect();
         users.sort();
         users
+    }
+
+    #[test]
+    fn a_subscriber_only_hears_publications_and_is_no_member() {
+        let mut roster = Roster::new();
+        let alice = roster.connect_user("alice");
+        let (id, outcome) = roster.subscribe_only("news", conn(1));
+        assert_eq!((outcome.counts_changed, outcome.announcement), (true, None));
+        assert_eq!(roster.subscribe_only("news", conn(1)).1, Outcome::default(), "again");
+        // alice is a member through another connection: conn 1 leaving must not touch her.
+        roster.join("news", conn(2), &alice, None, EventsMode::All);
+        assert_eq!(users(&roster, id), [("alice".to_owned(), 1)]);
+        let counts = roster.counts(id).expect("counts");
+        assert_eq!((counts.users, counts.connections, counts.seq), (1, 2, 1));
+        assert_eq!(roster.subscribers(id).count(), 2, "both hear publications");
+        assert!(roster.update(id, conn(1), &alice, meta("{}")).is_err(), "no member");
+        let outcome = roster
+            .leave(id, conn(1), &alice, LeaveReason::Closed, false)
+            .expect("subscribed");
+        assert_eq!((outcome.counts_changed, outcome.announcement), (true, None));
+        assert_eq!(users(&roster, id), [("alice".to_owned(), 1)]);
+        roster
+            .leave(id, conn(2), &alice, LeaveReason::Left, false)
+            .expect("joined");
+        assert_eq!(roster.channel_count(), 0, "the last subscriber removes the channel");
     }
 
     #[test]
