@@ -193,14 +193,16 @@ impl Channel {
 
     fn subscribe(&mut self, conn: ConnId, subscription: Subscription) -> Option<Subscription> {
         let previous = self.subscribers.insert(conn, subscription);
-        self.count_subscribers -= usize::from(previous.is_some_and(|p| p.mode == EventsMode::Count));
+        self.count_subscribers -=
+            usize::from(previous.is_some_and(|p| p.mode == EventsMode::Count));
         self.count_subscribers += usize::from(subscription.mode == EventsMode::Count);
         previous
     }
 
     fn unsubscribe(&mut self, conn: ConnId) -> Option<Subscription> {
         let previous = self.subscribers.remove(&conn);
-        self.count_subscribers -= usize::from(previous.is_some_and(|p| p.mode == EventsMode::Count));
+        self.count_subscribers -=
+            usize::from(previous.is_some_and(|p| p.mode == EventsMode::Count));
         previous
     }
 
@@ -553,7 +555,16 @@ impl Roster {
 
     /// The events mode of `conn` in the channel, if it is subscribed.
     pub fn mode(&self, id: ChannelId, conn: ConnId) -> Option<EventsMode> {
-        self.channels.get(id)?.subscribers.get(&conn).map(|s| s.mode)
+        self.channels
+            .get(id)?
+            .subscribers
+            .get(&conn)
+            .map(|s| s.mode)
+    }
+
+    /// The names of every channel (with members, subscribers or watchers).
+    pub fn channel_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.channels.iter().map(|(_, channel)| &*channel.name)
     }
 
     /// Every channel that has at least one member.
@@ -714,14 +725,21 @@ mod tests {
         let alice = roster.connect_user("alice");
         let (id, outcome) = roster.subscribe_only("news", conn(1));
         assert_eq!((outcome.counts_changed, outcome.announcement), (true, None));
-        assert_eq!(roster.subscribe_only("news", conn(1)).1, Outcome::default(), "again");
+        assert_eq!(
+            roster.subscribe_only("news", conn(1)).1,
+            Outcome::default(),
+            "again"
+        );
         // alice is a member through another connection: conn 1 leaving must not touch her.
         roster.join("news", conn(2), &alice, None, EventsMode::All);
         assert_eq!(users(&roster, id), [("alice".to_owned(), 1)]);
         let counts = roster.counts(id).expect("counts");
         assert_eq!((counts.users, counts.connections, counts.seq), (1, 2, 1));
         assert_eq!(roster.subscribers(id).count(), 2, "both hear publications");
-        assert!(roster.update(id, conn(1), &alice, meta("{}")).is_err(), "no member");
+        assert!(
+            roster.update(id, conn(1), &alice, meta("{}")).is_err(),
+            "no member"
+        );
         let outcome = roster
             .leave(id, conn(1), &alice, LeaveReason::Closed, false)
             .expect("subscribed");
@@ -730,7 +748,11 @@ mod tests {
         roster
             .leave(id, conn(2), &alice, LeaveReason::Left, false)
             .expect("joined");
-        assert_eq!(roster.channel_count(), 0, "the last subscriber removes the channel");
+        assert_eq!(
+            roster.channel_count(),
+            0,
+            "the last subscriber removes the channel"
+        );
     }
 
     #[test]

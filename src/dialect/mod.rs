@@ -11,8 +11,10 @@
 //! [`Dialect::for_request`].
 
 pub mod echo;
+pub mod pusher;
 pub mod v1;
 
+use crate::config::Config;
 use crate::http::upgrade::Access;
 use crate::http::{Request, Response, Upgrade};
 use crate::model::{Command, CommandError, Event};
@@ -25,6 +27,8 @@ pub enum Dialect {
     V1 = 0,
     /// Conformance mode (`--echo`): every data frame goes back as it came.
     Echo = 1,
+    /// Pusher Channels protocol 7 (`/app/{key}`), for pusher-js and Laravel Echo.
+    Pusher = 2,
 }
 
 /// A data frame as the socket layer read it.
@@ -46,11 +50,13 @@ pub enum Decoded {
     Refused(CommandError),
     /// The frame goes back unchanged (the echo dialect); the engine is not involved.
     Echo,
+    /// A frame that only shows the peer is alive (a Pusher `pong`): nothing to do.
+    Activity,
 }
 
 impl Dialect {
     /// Every dialect, in the order of their byte.
-    pub const ALL: [Dialect; 2] = [Dialect::V1, Dialect::Echo];
+    pub const ALL: [Dialect; 3] = [Dialect::V1, Dialect::Echo, Dialect::Pusher];
 
     /// The number of dialects (the size of a per-dialect table).
     pub const COUNT: usize = Dialect::ALL.len();
@@ -60,22 +66,31 @@ impl Dialect {
         self as usize
     }
 
-    /// The dialect a WebSocket request at `request` speaks, on a server in conformance mode
-    /// or not; `None` when no dialect serves that path.
-    pub fn for_request(request: &Request, echo: bool) -> Option<Dialect> {
+    /// The dialect a WebSocket request at `request` speaks on a server configured by
+    /// `config`; `None` when no dialect serves that path.
+    pub fn for_request(request: &Request, config: &Config) -> Option<Dialect> {
         match request.path.as_str() {
-            "/" | "/ws" if echo => Some(Dialect::Echo),
+            "/" | "/ws" if config.echo => Some(Dialect::Echo),
             "/" | "/ws" => Some(Dialect::V1),
+            path if !config.pusher.apps.is_empty() && pusher::app_key(path).is_some() => {
+                Some(Dialect::Pusher)
+            }
             _ => None,
         }
     }
 
     /// Reads the upgrade request into the identity and subscriptions it asks for, or the
     /// refusal to send.
-    pub fn upgrade(self, request: &Request, access: Access<'_>) -> Result<Upgrade, Response> {
+    pub fn upgrade(
+        self,
+        request: &Request,
+        access: Access<'_>,
+        config: &Config,
+    ) -> Result<Upgrade, Response> {
         match self {
             Dialect::V1 => v1::upgrade(request, access),
             Dialect::Echo => echo::upgrade(request, access),
+            Dialect::Pusher => pusher::upgrade(request, access, &config.pusher),
         }
     }
 
@@ -84,6 +99,16 @@ impl Dialect {
         match self {
             Dialect::V1 => v1::decode(frame, max_meta_size),
             Dialect::Echo => Decoded::Echo,
+            Dialect::Pusher => pusher::decode(frame),
+        }
+    }
+
+    /// The close code that tells a client of this dialect the server is going away
+    /// (shutting down) and it should come back: 1001 (RFC 6455 §7.4.1), or Pusher's 4200.
+    pub fn going_away_code(self) -> u16 {
+        match self {
+            Dialect::Pusher => pusher::GOING_AWAY,
+            Dialect::V1 | Dialect::Echo => 1001,
         }
     }
 
@@ -91,7 +116,7 @@ impl Dialect {
     /// events); false for a dialect that only talks back, such as echo.
     pub fn carries_presence(self) -> bool {
         match self {
-            Dialect::V1 => true,
+            Dialect::V1 | Dialect::Pusher => true,
             Dialect::Echo => false,
         }
     }
@@ -99,8 +124,9 @@ impl Dialect {
     /// The text frame that carries `event`, or `None` when this dialect does not carry it.
     pub fn encode(self, event: &Event<'_>) -> Option<String> {
         match self {
-            Dialect::V1 => Some(v1::encode(event)),
+            Dialect::V1 => v1::encode(event),
             Dialect::Echo => None,
+            Dialect::Pusher => pusher::encode(event),
         }
     }
 }

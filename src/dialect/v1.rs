@@ -27,9 +27,10 @@ pub fn decode(frame: Frame<'_>, max_meta_size: usize) -> Decoded {
     }
 }
 
-/// The JSON text of `event`.
-pub fn encode(event: &Event<'_>) -> String {
-    match *event {
+/// The JSON text of `event`; `None` for the events of another dialect's apps (Pusher's named
+/// events, subscriptions and pings never reach a v1 connection).
+pub fn encode(event: &Event<'_>) -> Option<String> {
+    Some(match *event {
         Event::Welcome {
             conn,
             user,
@@ -84,6 +85,12 @@ pub fn encode(event: &Event<'_>) -> String {
             code,
             message,
             reference,
+            ..
         } => event::error(code, message, reference),
-    }
+        Event::Named { .. }
+        | Event::Subscribed { .. }
+        | Event::CacheMiss { .. }
+        | Event::Ping
+        | Event::Closing { .. } => return None,
+    })
 }

@@ -2,7 +2,7 @@
 //! must pass: the channels-per-connection cap, the members-per-channel cap, the token's
 //! grant. A command that fails returns its error and changes nothing.
 
-use super::{Engine, Timer};
+use super::{Engine, Session, Timer};
 use crate::model::{Action, CommandError, ErrorCode, Event, EventsMode, Json, LeaveReason, Meta};
 use crate::roster::{Announcement, Change, ChannelId, ConnId, CountsDue, NotJoined, Outcome};
 use crate::wheel::Millis;
@@ -92,6 +92,19 @@ impl Engine {
                     reference,
                 },
             ),
+            Action::Subscribe {
+                channel,
+                auth,
+                channel_data,
+            } => {
+                self.pusher_subscribe(id, &channel, auth.as_deref(), channel_data.as_deref(), now)?
+            }
+            Action::Unsubscribe { channel } => self.pusher_unsubscribe(id, &channel, now),
+            Action::ClientEvent {
+                channel,
+                event,
+                data,
+            } => self.client_event(id, &channel, &event, &data, now)?,
         }
         Ok(())
     }
@@ -119,7 +132,7 @@ impl Engine {
         } = request;
         self.check_join_limits(id, channel)?;
         // With a token: only the channels it allows, and its meta when the join has none.
-        let meta = match self.sessions.get(id).and_then(|s| s.grant.as_deref()) {
+        let meta = match self.sessions.get(id).and_then(Session::grant) {
             Some(grant) if !grant.channels.allows(channel) => {
                 let message = format!("channel {channel} is not allowed by the connection's token");
                 return Err(CommandError::new(ErrorCode::Forbidden, message));
@@ -248,6 +261,7 @@ impl Engine {
             code: error.code,
             message: &error.message,
             reference: error.reference.as_ref(),
+            channel: error.channel.as_deref(),
         };
         self.send(id, &event);
     }

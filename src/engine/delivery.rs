@@ -10,6 +10,7 @@ use super::session::Sessions;
 use super::{Effect, Engine, Recipients};
 use crate::dialect::Dialect;
 use crate::model::{Event, EventsMode, Json};
+use crate::pusher;
 use crate::roster::{Announcement, Change, ChannelId, ConnId, Roster};
 
 impl Engine {
@@ -29,7 +30,7 @@ impl Engine {
         }
         let audience = Audience {
             roster: &self.roster,
-            watch_all: &self.watch_all,
+            watch_all: watchers_of_everything(&self.watch_all, &name),
             channel,
             mode: EventsMode::All,
             except,
@@ -68,7 +69,7 @@ impl Engine {
         };
         let audience = Audience {
             roster: &self.roster,
-            watch_all: &self.watch_all,
+            watch_all: watchers_of_everything(&self.watch_all, name),
             channel,
             mode: EventsMode::Count,
             except,
@@ -276,6 +277,16 @@ fn queue_delivery(
     };
     effects.push(Effect::Deliver { to, text });
     delivered
+}
+
+/// Who watches every channel, as far as the channel `name` goes: nobody for a Pusher app's
+/// channel (an app is a namespace of its own).
+fn watchers_of_everything<'a>(watch_all: &'a [ConnId], name: &str) -> &'a [ConnId] {
+    if pusher::is_internal(name) {
+        &[]
+    } else {
+        watch_all
+    }
 }
 
 /// The host's view of a presence change.

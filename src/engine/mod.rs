@@ -23,6 +23,7 @@ mod commands;
 mod delivery;
 mod handler;
 mod host;
+mod pusher;
 mod reads;
 mod session;
 #[cfg(test)]
@@ -39,6 +40,7 @@ use crate::config::Config;
 use crate::dialect::{Decoded, Dialect};
 use crate::heartbeat::{Heartbeat, Liveness, Verdict};
 use crate::model::{Command, CommandError, ErrorCode, Event, EventsMode, LeaveReason, Meta};
+use crate::pusher::socket_id::SocketIds;
 use crate::rate::RateBucket;
 use crate::roster::{ChannelId, ConnId, GraceKey, Roster};
 use crate::token::Claims;
@@ -47,7 +49,9 @@ use handler::NoHandler;
 pub use handler::{ConnectRequest, Decision, Handler, Presence};
 pub(crate) use host::{check_channel, check_user, json_text, HostCommand};
 pub use host::{Actions, HandleError, MAX_HOOK_CHAIN};
+pub use pusher::PusherChannel;
 
+use session::Auth;
 pub(crate) use session::Session;
 use session::Sessions;
 
@@ -165,6 +169,9 @@ pub struct Opened {
     pub admin: bool,
     /// Its verified token's claims, when tokens are required.
     pub claims: Option<Claims>,
+    /// For a Pusher connection, its app (an index into the configured apps). It joins
+    /// nothing at first and is no user until a presence subscription names one.
+    pub pusher_app: Option<u16>,
 }
 
 /// The application.
@@ -183,6 +190,8 @@ pub struct Engine {
     shutting_down: bool,
     /// This node's Redis session, in a cluster.
     cluster: Option<ClusterSession>,
+    /// How Pusher connections are named on the wire.
+    socket_ids: SocketIds,
     handler: Box<dyn Handler>,
     /// What the handler's hooks asked for, carried out once the input that called them
     /// is done.
@@ -192,8 +201,14 @@ pub struct Engine {
 
 impl Engine {
     /// An engine for `config` (validated), whose loop time 0 is `unix_origin_ms` in Unix
-    /// milliseconds, a node of a cluster when `cluster` is given.
-    pub fn new(config: &Config, unix_origin_ms: u64, cluster: Option<ClusterSession>) -> Engine {
+    /// milliseconds, a node of a cluster when `cluster` is given; `seed` (random) makes
+    /// this run's Pusher socket ids unlike another's.
+    pub fn new(
+        config: &Config,
+        unix_origin_ms: u64,
+        seed: u64,
+        cluster: Option<ClusterSession>,
+    ) -> Engine {
         let mut effects = Vec::new();
         if cluster.is_some() {
             effects.push(Effect::Arm {
@@ -214,6 +229,7 @@ impl Engine {
             watch_all: Vec::new(),
             shutting_down: false,
             cluster,
+            socket_ids: SocketIds::new(seed),
             handler: Box::new(NoHandler),
             actions: Actions::default(),
             effects,
@@ -252,12 +268,20 @@ impl Engine {
         self.sessions.get(id).map(|session| session.dialect)
     }
 
-    /// The welcome a connection of `dialect` gets with its 101, if its dialect has one.
+    /// The welcome a connection of `dialect` gets with its 101, if its dialect has one. A
+    /// Pusher connection is named by its socket id and told the Pusher activity timeout.
     pub fn welcome(&self, dialect: Dialect, conn: ConnId, user: &str) -> Option<String> {
+        let (conn, interval_ms) = match dialect {
+            Dialect::Pusher => (
+                self.socket_id(conn),
+                millis(self.config.pusher.activity_timeout),
+            ),
+            _ => (conn.to_string(), self.heartbeat.interval),
+        };
         dialect.encode(&Event::Welcome {
-            conn: &conn.to_string(),
+            conn: &conn,
             user,
-            interval_ms: self.heartbeat.interval,
+            interval_ms,
             timeout_ms: self.heartbeat.timeout,
         })
     }
@@ -295,11 +319,13 @@ impl Engine {
             watch,
             admin,
             claims,
+            pusher_app,
         } = opened;
         let carries_presence = dialect.carries_presence();
-        // A connection that only watches is no user (§12): it is counted once it joins.
+        // A connection that only watches is no user (§12): it is counted once it joins. A
+        // Pusher connection is one once a presence subscription names its user.
         let watches_only = channels.is_empty() && !watch.is_empty();
-        let counted = !watches_only;
+        let counted = !watches_only && pusher_app.is_none();
         let user = if counted {
             self.roster.connect_user(&name)
         } else {
@@ -308,11 +334,9 @@ impl Engine {
         // Only a token's expiry is armed: a grant that joins nothing never expires.
         let token_deadline = claims.as_ref().map(|c| self.token_deadline(c.expires_at));
         let grant = match claims {
-            Some(claims) => Some(Box::new(claims)),
+            Some(claims) => Some(claims),
             // Tokens are required but the admin token let it in to watch: it joins nothing.
-            None if self.config.token_secret.is_some() => {
-                Some(Box::new(Claims::joining_nothing(&name)))
-            }
+            None if self.config.token_secret.is_some() => Some(Claims::joining_nothing(&name)),
             None => None,
         };
         // Without a rate limit the bucket is never consulted.
@@ -339,7 +363,10 @@ impl Engine {
                 watching: None,
                 liveness,
                 bucket,
-                grant,
+                auth: match pusher_app {
+                    Some(app) => Some(Engine::pusher_socket(app, now)),
+                    None => grant.map(|claims| Box::new(Auth::Token(Box::new(claims)))),
+                },
                 dialect,
                 mode: events,
                 admin,
@@ -355,6 +382,7 @@ impl Engine {
         // Only a connection that asks for nothing lands in the default channel: a watcher
         // that names no channel stays out of presence, and so does one whose channels the
         // host chose (none is none). With a token, only if it allows it.
+        let default_channel = default_channel && pusher_app.is_none();
         let channels = if channels.is_empty() && watch.is_empty() && default_channel {
             let default = &self.config.default_channel;
             default_allowed
@@ -398,7 +426,7 @@ impl Engine {
         match decoded {
             Decoded::Command(command) => self.on_command(id, command, now),
             Decoded::Refused(error) => self.send_error(id, &error),
-            Decoded::Echo => {}
+            Decoded::Echo | Decoded::Activity => {}
         }
     }
 
@@ -449,13 +477,27 @@ impl Engine {
             cluster.goodbye(now);
         }
         let open: Vec<ConnId> = self.sessions.iter().map(|(id, _)| id).collect();
-        self.effects.extend(open.into_iter().map(Effect::GoingAway));
+        for id in open {
+            // A dialect that explains closes in its own frames (Pusher) says why first.
+            if let Some(dialect) = self.dialect(id) {
+                let code = dialect.going_away_code();
+                self.send(
+                    id,
+                    &Event::Closing {
+                        code,
+                        reason: "server shutting down",
+                    },
+                );
+            }
+            self.effects.push(Effect::GoingAway(id));
+        }
     }
 
     /// Ends the connection with a Close frame of `code` and `reason` (RFC 6455 §7.1.7):
     /// presence leaves with reason `leave`.
     fn fail(&mut self, id: ConnId, code: u16, reason: &str, leave: LeaveReason, now: Millis) {
         debug!("conn=#{id} closed: {reason} (close code {code})");
+        self.send(id, &Event::Closing { code, reason });
         let leave = self.end(id, leave, now);
         if let Some(leave) = leave {
             self.effects.push(Effect::Close {
@@ -506,8 +548,23 @@ impl Engine {
         match session.liveness.on_deadline(now, heartbeat) {
             Verdict::Recheck(at) => self.arm(Timer::Heartbeat(id), at),
             Verdict::Ping(at) => {
+                let dialect = session.dialect;
                 self.effects.push(Effect::Ping(id));
+                // A dialect with pings of its own (Pusher) gets one too: its clients count
+                // only their own frames as activity.
+                if let Some(text) = dialect.encode(&Event::Ping) {
+                    self.effects.push(Effect::Deliver {
+                        to: Recipients::One(id),
+                        text,
+                    });
+                }
                 self.arm(Timer::Heartbeat(id), at);
+            }
+            Verdict::Expired if session.dialect == Dialect::Pusher => {
+                // Told why, and closed with 4201: pusher-js reconnects at once.
+                let reason = "pong reply not received";
+                let code = pusher::PONG_NOT_RECEIVED;
+                self.fail(id, code, reason, LeaveReason::Timeout, now);
             }
             Verdict::Expired => {
                 debug!(

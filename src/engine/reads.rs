@@ -7,6 +7,7 @@ use super::Engine;
 use crate::cluster::view::View;
 use crate::model::event::Members;
 use crate::model::{ChannelSnapshot, Counts, Json, Member, PresenceSnapshot, UserStatus};
+use crate::pusher;
 use crate::roster::ChannelId;
 
 impl Engine {
@@ -71,16 +72,20 @@ impl Engine {
         }
     }
 
-    /// The channels with members.
+    /// The native channels with members (a Pusher app's are its own: see its REST API).
     pub fn channels_with_members(&self) -> Vec<String> {
-        match self.cluster_view() {
+        let names: Vec<String> = match self.cluster_view() {
             Some(view) => view.channels().map(str::to_owned).collect(),
             None => self
                 .roster
                 .channels_with_members()
                 .filter_map(|channel| self.roster.name(channel).map(str::to_owned))
                 .collect(),
-        }
+        };
+        names
+            .into_iter()
+            .filter(|name| !pusher::is_internal(name))
+            .collect()
     }
 
     /// The members of the channel `name`, by user id.

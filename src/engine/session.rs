@@ -29,8 +29,9 @@ pub(crate) struct Session {
     pub liveness: Liveness,
     /// The command rate limit's bucket.
     pub bucket: RateBucket,
-    /// The connection token's claims, when tokens are required (boxed: absent otherwise).
-    pub grant: Option<Box<Claims>>,
+    /// What vouches for the connection: a token's claims when tokens are required, a
+    /// Pusher app's socket state for a Pusher connection; boxed, as most have neither.
+    pub auth: Option<Box<Auth>>,
     /// The wire dialect it speaks.
     pub dialect: Dialect,
     /// The events mode from the URL, used by `join` commands that name none.
@@ -42,7 +43,39 @@ pub(crate) struct Session {
     pub counted: bool,
 }
 
+/// What vouches for a connection (see [`Session::auth`]).
+pub(crate) enum Auth {
+    /// The verified connection token (boxed again: claims are large, Pusher state small).
+    Token(Box<Claims>),
+    /// A Pusher connection's app and its own limits.
+    Pusher(PusherSocket),
+}
+
+/// A Pusher connection's state beside its session.
+pub(crate) struct PusherSocket {
+    /// Its app, an index into the configured apps.
+    pub app: u16,
+    /// Its client events' rate limit (10 a second).
+    pub client_events: RateBucket,
+}
+
 impl Session {
+    /// The connection token's claims, when tokens are required.
+    pub fn grant(&self) -> Option<&Claims> {
+        match self.auth.as_deref() {
+            Some(Auth::Token(claims)) => Some(claims),
+            _ => None,
+        }
+    }
+
+    /// The Pusher state of a Pusher connection.
+    pub fn pusher(&self) -> Option<&PusherSocket> {
+        match self.auth.as_deref() {
+            Some(Auth::Pusher(socket)) => Some(socket),
+            _ => None,
+        }
+    }
+
     /// True while it watches anything (a watcher is counted apart from users, §12).
     pub fn is_watcher(&self) -> bool {
         self.watching.as_deref().is_some_and(|w| w.len() > 0)
@@ -167,7 +200,7 @@ mod tests {
             watching: None,
             liveness: Liveness::new(0),
             bucket: RateBucket::default(),
-            grant: None,
+            auth: None,
             dialect: Dialect::V1,
             mode: EventsMode::All,
             admin: false,

@@ -50,7 +50,7 @@ impl Harness {
     fn with(config: Config) -> Harness {
         config.validate().expect("a valid test config");
         let mut harness = Harness {
-            engine: Engine::new(&config, ORIGIN_MS, None),
+            engine: Engine::new(&config, ORIGIN_MS, 7, None),
             now: 0,
             armed: Vec::new(),
             inboxes: HashMap::new(),
@@ -89,6 +89,7 @@ impl Harness {
             watch: Vec::new(),
             admin: false,
             claims: None,
+            pusher_app: (dialect == Dialect::Pusher).then_some(0),
         };
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -1563,4 +1564,379 @@ fn hook_actions_check_their_arguments_at_the_call() {
         actions.disconnect_connection("7"),
         Err(crate::HandleError::InvalidConnection("7".to_owned()))
     );
+}
+
+/// Pusher connections in virtual time: subscriptions, presence by user, client events,
+/// REST triggers, heartbeats, shutdown, namespaces.
+mod pusher {
+    use super::*;
+    use crate::pusher::{auth, PusherSettings};
+
+    const KEY: &str = "app-key";
+    const APP_SECRET: &str = "app-secret";
+
+    fn harness() -> Harness {
+        let apps =
+            PusherSettings::parse_list(&format!("1:{KEY}:{APP_SECRET},2:other:x")).expect("apps");
+        let settings = PusherSettings {
+            apps,
+            ..PusherSettings::default()
+        };
+        let config = Config::default()
+            .pusher(settings)
+            .heartbeat_interval(Duration::from_secs(30))
+            .heartbeat_timeout(Duration::from_secs(60));
+        Harness::with(config)
+    }
+
+    impl Harness {
+        /// Opens a Pusher connection of app 1.
+        fn socket(&mut self) -> ConnId {
+            self.open_as(Dialect::Pusher, "", "")
+        }
+
+        fn pusher(&mut self, id: ConnId, frame: Value) {
+            let text = frame.to_string();
+            let decoded = Dialect::Pusher.decode(Frame::Text(&text), MAX_META);
+            self.engine.on_frame(id, decoded, self.now);
+            self.pump();
+        }
+
+        /// Subscribes with the app's own signature (as its backend would sign).
+        fn subscribe(&mut self, id: ConnId, channel: &str, channel_data: Option<&str>) {
+            let socket = self.engine.socket_id(id);
+            let mut text = format!("{socket}:{channel}");
+            if let Some(data) = channel_data {
+                text = format!("{text}:{data}");
+            }
+            let auth = format!("{KEY}:{}", auth::sign(APP_SECRET, &text));
+            let mut data = json!({"channel": channel, "auth": auth});
+            if let Some(channel_data) = channel_data {
+                data["channel_data"] = json!(channel_data);
+            }
+            self.pusher(id, json!({"event": "pusher:subscribe", "data": data}));
+        }
+
+        fn join_presence(&mut self, id: ConnId, channel: &str, user: Value) -> Value {
+            let data = json!({"user_id": user, "user_info": {"name": "N"}}).to_string();
+            self.subscribe(id, channel, Some(&data));
+            let mut got = self.received(id);
+            assert_eq!(got.len(), 1, "{got:?}");
+            got.remove(0)
+        }
+    }
+
+    /// A Pusher internal event's `data`, a JSON document in a string.
+    fn nested(message: &Value) -> Value {
+        serde_json::from_str(message["data"].as_str().expect("a string")).expect("JSON")
+    }
+
+    fn events(messages: &[Value]) -> Vec<&str> {
+        messages
+            .iter()
+            .filter_map(|m| m["event"].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn the_welcome_names_a_socket_id_that_finds_the_connection() {
+        let mut h = harness();
+        let id = h.socket();
+        let welcome = h
+            .engine
+            .welcome(Dialect::Pusher, id, "")
+            .expect("a welcome");
+        let welcome: Value = serde_json::from_str(&welcome).expect("JSON");
+        assert_eq!(welcome["event"], "pusher:connection_established");
+        let data = nested(&welcome);
+        assert_eq!(data["activity_timeout"], 30);
+        let socket = data["socket_id"].as_str().expect("a socket id");
+        assert_eq!(h.engine.socket_by_id(socket), Some(id));
+        assert_eq!(
+            h.engine.roster().users_online(),
+            0,
+            "no user before a presence channel"
+        );
+    }
+
+    #[test]
+    fn public_and_private_subscriptions_and_rest_events() {
+        let mut h = harness();
+        let (a, b) = (h.socket(), h.socket());
+        h.pusher(
+            a,
+            json!({"event": "pusher:subscribe", "data": {"channel": "news"}}),
+        );
+        let got = h.received(a);
+        assert_eq!(
+            got,
+            [
+                json!({"event": "pusher_internal:subscription_succeeded", "channel": "news", "data": "{}"})
+            ]
+        );
+
+        h.pusher(b, json!({"event": "pusher:subscribe", "data": {"channel": "private-x", "auth": format!("{KEY}:00")}}));
+        let refused = h.received(b);
+        assert_eq!(
+            refused[0]["event"], "pusher:subscription_error",
+            "{refused:?}"
+        );
+        assert_eq!(refused[0]["data"]["status"], 401);
+        h.pusher(
+            b,
+            json!({"event": "pusher:subscribe", "data": {"channel": "private-x"}}),
+        );
+        assert_eq!(
+            h.received(b)[0]["data"]["type"],
+            "AuthError",
+            "no auth at all"
+        );
+        h.subscribe(b, "private-x", None);
+        assert_eq!(
+            events(&h.received(b)),
+            ["pusher_internal:subscription_succeeded"]
+        );
+        h.subscribe(b, "news", None);
+        h.clear();
+
+        let delivered = h.engine.pusher_trigger(
+            0,
+            &["news".into(), "private-x".into()],
+            "ev",
+            r#""hi""#,
+            Some(a),
+        );
+        h.pump();
+        assert_eq!(delivered, 2, "b twice; a is excluded");
+        assert!(h.received(a).is_empty());
+        assert_eq!(
+            h.received(b),
+            [
+                json!({"event": "ev", "channel": "news", "data": "hi"}),
+                json!({"event": "ev", "channel": "private-x", "data": "hi"})
+            ]
+        );
+        let channels = h.engine.pusher_channels(0, "");
+        let names: Vec<_> = channels
+            .iter()
+            .map(|c| (c.name.as_str(), c.subscriptions))
+            .collect();
+        assert_eq!(names, [("news", 2), ("private-x", 1)]);
+        assert!(
+            h.engine.pusher_channels(1, "").is_empty(),
+            "app 2 sees none of app 1's"
+        );
+
+        h.pusher(
+            a,
+            json!({"event": "pusher:unsubscribe", "data": {"channel": "news"}}),
+        );
+        assert!(h.received(a).is_empty(), "no reply to an unsubscribe");
+        assert_eq!(
+            h.engine.pusher_channel(0, "news").map(|c| c.subscriptions),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn presence_announces_each_user_once_across_sockets() {
+        let mut h = harness();
+        let (bob, alice1, alice2) = (h.socket(), h.socket(), h.socket());
+        let first = h.join_presence(bob, "presence-room", json!("bob"));
+        assert_eq!(first["event"], "pusher_internal:subscription_succeeded");
+        assert_eq!(nested(&first)["presence"]["ids"], json!(["bob"]));
+
+        // Laravel sends numeric ids: they become strings.
+        let joined = h.join_presence(alice1, "presence-room", json!(7));
+        let presence = &nested(&joined)["presence"];
+        assert_eq!(
+            (presence["count"].clone(), presence["hash"]["7"].clone()),
+            (json!(2), json!({"name": "N"}))
+        );
+        let added = h.received(bob);
+        assert_eq!(events(&added), ["pusher_internal:member_added"]);
+        assert_eq!(
+            nested(&added[0]),
+            json!({"user_id": "7", "user_info": {"name": "N"}})
+        );
+
+        h.join_presence(alice2, "presence-room", json!("7"));
+        assert!(
+            h.received(bob).is_empty(),
+            "a second socket of user 7 is no news"
+        );
+        assert!(h.received(alice1).is_empty());
+
+        h.end(alice1, LeaveReason::Closed);
+        assert!(h.received(bob).is_empty(), "user 7 is still there");
+        h.end(alice2, LeaveReason::Closed);
+        let removed = h.received(bob);
+        assert_eq!(events(&removed), ["pusher_internal:member_removed"]);
+        assert_eq!(nested(&removed[0]), json!({"user_id": "7"}));
+        assert_eq!(h.engine.pusher_users(0, "presence-room"), ["bob"]);
+    }
+
+    #[test]
+    fn presence_refusals_change_nothing() {
+        let mut h = harness();
+        let (bob, other) = (h.socket(), h.socket());
+        h.join_presence(bob, "presence-room", json!("bob"));
+        // Signed for one user_id, sent with another: the signature fails.
+        let signed = json!({"user_id": "eve"}).to_string();
+        let socket = h.engine.socket_id(other);
+        let auth = format!(
+            "{KEY}:{}",
+            auth::sign(APP_SECRET, &format!("{socket}:presence-room:{signed}"))
+        );
+        let tampered = json!({"user_id": "bob"}).to_string();
+        h.pusher(other, json!({"event": "pusher:subscribe", "data": {"channel": "presence-room", "auth": auth, "channel_data": tampered}}));
+        assert_eq!(h.received(other)[0]["event"], "pusher:subscription_error");
+        // Signed for another app's key.
+        let foreign = format!(
+            "other:{}",
+            auth::sign("x", &format!("{socket}:presence-room:{signed}"))
+        );
+        h.pusher(other, json!({"event": "pusher:subscribe", "data": {"channel": "presence-room", "auth": foreign, "channel_data": signed}}));
+        assert_eq!(h.received(other)[0]["data"]["status"], 401);
+        // One connection is one user.
+        h.join_presence(other, "presence-a", json!("carol"));
+        let error = h.join_presence(other, "presence-b", json!("dave"));
+        assert_eq!(error["event"], "pusher:subscription_error");
+        assert!(h.received(bob).is_empty(), "bob heard of none of it");
+        assert_eq!(h.engine.pusher_users(0, "presence-room"), ["bob"]);
+    }
+
+    #[test]
+    fn client_events_skip_the_sender_and_carry_the_user_id() {
+        let mut h = harness();
+        let (a, b) = (h.socket(), h.socket());
+        h.join_presence(a, "presence-room", json!("ann"));
+        h.join_presence(b, "presence-room", json!("ben"));
+        h.clear();
+        h.pusher(
+            a,
+            json!({"event": "client-typing", "channel": "presence-room", "data": {"n": 1}}),
+        );
+        assert!(h.received(a).is_empty(), "the sender hears nothing");
+        assert_eq!(
+            h.received(b),
+            [
+                json!({"event": "client-typing", "channel": "presence-room", "data": {"n": 1}, "user_id": "ann"})
+            ]
+        );
+        // Public channels take none; nor does a channel the sender is not in.
+        h.pusher(
+            a,
+            json!({"event": "pusher:subscribe", "data": {"channel": "news"}}),
+        );
+        h.clear();
+        for channel in ["news", "private-elsewhere"] {
+            h.pusher(
+                a,
+                json!({"event": "client-x", "channel": channel, "data": {}}),
+            );
+            let got = h.received(a);
+            assert_eq!(got[0]["event"], "pusher:error", "{channel}: {got:?}");
+        }
+        // Ten a second; the eleventh is refused with 4301, and the connection stays.
+        h.advance(1_000);
+        for _ in 0..10 {
+            h.pusher(
+                a,
+                json!({"event": "client-x", "channel": "presence-room", "data": {}}),
+            );
+        }
+        assert_eq!(h.received(b).len(), 10);
+        h.pusher(
+            a,
+            json!({"event": "client-x", "channel": "presence-room", "data": {}}),
+        );
+        assert_eq!(
+            h.received(a),
+            [
+                json!({"event": "pusher:error", "data": {"code": 4301, "message": "more than 10 client events a second"}})
+            ]
+        );
+        assert!(h.effects().is_empty(), "never closed for it");
+        h.advance(1_000);
+        h.pusher(
+            a,
+            json!({"event": "client-x", "channel": "presence-room", "data": {}}),
+        );
+        assert_eq!(h.received(b).len(), 1, "a second later it flows again");
+    }
+
+    #[test]
+    fn a_silent_socket_is_pinged_then_closed_with_4201() {
+        let mut h = harness();
+        let id = h.socket();
+        h.advance(30_000);
+        assert_eq!(
+            h.received(id),
+            [json!({"event": "pusher:ping", "data": {}})]
+        );
+        assert_eq!(h.effects(), [Effect::Ping(id)], "a WebSocket Ping too");
+        h.pusher(id, json!({"event": "pusher:ping", "data": {}}));
+        assert_eq!(
+            h.received(id),
+            [json!({"event": "pusher:pong", "data": {}})]
+        );
+        h.advance(90_000);
+        let told = h.received(id);
+        assert!(told.iter().any(|m| m["data"]["code"] == 4201), "{told:?}");
+        assert!(h
+            .effects()
+            .iter()
+            .any(|e| matches!(e, Effect::Close { code: 4201, .. })));
+    }
+
+    #[test]
+    fn shutdown_says_4200_and_terminate_4009() {
+        let mut h = harness();
+        let (a, b) = (h.socket(), h.socket());
+        h.join_presence(a, "presence-room", json!("ann"));
+        h.clear();
+        assert_eq!(h.engine.pusher_terminate(0, "ann", h.now), 1);
+        h.pump();
+        assert_eq!(h.received(a)[0]["data"]["code"], 4009);
+        assert!(h
+            .effects()
+            .iter()
+            .any(|e| matches!(e, Effect::Close { conn, code: 4009, .. } if *conn == a)));
+        assert_eq!(
+            h.engine.pusher_terminate(1, "ann", h.now),
+            0,
+            "another app's user"
+        );
+        h.engine.begin_shutdown(h.now);
+        h.pump();
+        assert_eq!(
+            h.received(b),
+            [
+                json!({"event": "pusher:error", "data": {"code": 4200, "message": "server shutting down"}})
+            ]
+        );
+        assert_eq!(h.effects(), [Effect::GoingAway(b)]);
+    }
+
+    #[test]
+    fn an_app_is_a_namespace_native_clients_do_not_see() {
+        let mut h = harness();
+        let dashboard = h.open("dash", "watch=*");
+        let native = h.open("ann", "channel=presence-room");
+        h.clear();
+        let socket = h.socket();
+        h.join_presence(socket, "presence-room", json!("ann"));
+        assert!(
+            h.received(dashboard).is_empty(),
+            "a watcher of every channel sees no app's"
+        );
+        assert!(
+            h.received(native).is_empty(),
+            "the native channel of that name is another"
+        );
+        assert_eq!(h.engine.channels_with_members(), ["presence-room"]);
+        assert_eq!(h.engine.pusher_users(0, "presence-room"), ["ann"]);
+        assert!(h.engine.pusher_users(1, "presence-room").is_empty());
+    }
 }

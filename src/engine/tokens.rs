@@ -8,6 +8,7 @@
 //! old one, firing early, is simply put back (lazy re-arm); a refresh to an earlier expiry
 //! arms one. A grant that joins nothing (an admin watcher let in without a token) has none.
 
+use super::session::{Auth, Session};
 use super::{Engine, Timer, TOKEN_EXPIRED};
 use crate::model::{CommandError, ErrorCode, Event, Json, LeaveReason};
 use crate::roster::ConnId;
@@ -65,8 +66,8 @@ impl Engine {
             return Err(refused(TokenError::WrongSubject.into()));
         }
         let expires_at = claims.expires_at;
-        let armed = session.grant.as_ref().map(|g| g.expires_at);
-        session.grant = Some(Box::new(claims));
+        let armed = session.grant().map(|g| g.expires_at);
+        session.auth = Some(Box::new(Auth::Token(Box::new(claims))));
         // The entry on the wheel re-arms itself when a later expiry replaced its own; only
         // an earlier one (or a first one, after a grant that joins nothing) needs an entry.
         if armed.is_none_or(|armed| expires_at < armed) {
@@ -83,7 +84,7 @@ impl Engine {
 
     /// A token deadline fired: close the connection if its token is still the expired one.
     pub(super) fn token_deadline_passed(&mut self, id: ConnId, now: Millis) {
-        let Some(grant) = self.sessions.get(id).and_then(|s| s.grant.as_deref()) else {
+        let Some(grant) = self.sessions.get(id).and_then(Session::grant) else {
             return;
         };
         let deadline = self.token_deadline(grant.expires_at);

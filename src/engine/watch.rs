@@ -48,7 +48,7 @@ impl Engine {
                 "watching needs admin=TOKEN in the connection URL",
             ));
         }
-        match session.grant.as_deref() {
+        match session.grant() {
             Some(grant) if !upgrade::may_watch(&grant.channels, target) => Err(CommandError::new(
                 ErrorCode::Forbidden,
                 format!("watching {target} is not allowed by the connection's token"),

@@ -56,6 +56,11 @@ pub struct Upgrade {
     pub default_channel: bool,
     /// The `Sec-WebSocket-Accept` value for the response.
     pub accept_key: String,
+    /// For a Pusher connection, its app (an index into the configured apps).
+    pub pusher_app: Option<u16>,
+    /// A refusal that must follow the upgrade rather than replace it, as close code and
+    /// reason: pusher-js retries forever after an HTTP refusal, but not after a close 4001.
+    pub close_at_once: Option<(u16, String)>,
 }
 
 impl Upgrade {
@@ -71,29 +76,7 @@ impl Upgrade {
 
 /// Validates an upgrade request (already routed to the WebSocket endpoint).
 pub fn validate(request: &Request, access: Access<'_>) -> Result<Upgrade, Response> {
-    if request.version != 1 {
-        return Err(Response::error(400, "a WebSocket upgrade needs HTTP/1.1"));
-    }
-    // RFC 6455 §4.4: answer an unsupported version with the versions we speak.
-    if request.header("Sec-WebSocket-Version").map(str::trim) != Some("13") {
-        return Err(Response::error(
-            426,
-            "unsupported Sec-WebSocket-Version: this server speaks 13",
-        )
-        .with_header("Sec-WebSocket-Version", "13"));
-    }
-    // RFC 6455 §4.1: the key is 16 random bytes, base64-encoded (24 characters).
-    let key = request
-        .header("Sec-WebSocket-Key")
-        .map(str::trim)
-        .filter(|key| key.len() == 24);
-    let Some(key) = key else {
-        return Err(Response::error(
-            400,
-            "missing or malformed Sec-WebSocket-Key",
-        ));
-    };
-    check_origin(request, access.allowed_origins)?;
+    let accept_key = check_handshake(request, access.allowed_origins)?;
     let mut query = parse_query(&request.query).map_err(|reason| Response::error(400, reason))?;
     let admin = match (access.admin_token, query.admin.as_deref()) {
         (Some(token), Some(given)) => constant_time_eq(given.as_bytes(), token.as_bytes()),
@@ -137,8 +120,39 @@ pub fn validate(request: &Request, access: Access<'_>) -> Result<Upgrade, Respon
         claims,
         meta: None,
         default_channel: true,
-        accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        accept_key,
+        pusher_app: None,
+        close_at_once: None,
     })
+}
+
+/// The WebSocket part of an upgrade, whatever the dialect: HTTP/1.1, version 13, a key
+/// (RFC 6455 §4.2.1), an allowed origin (§10.2). Returns the `Sec-WebSocket-Accept` value.
+pub fn check_handshake(request: &Request, allowed_origins: &[String]) -> Result<String, Response> {
+    if request.version != 1 {
+        return Err(Response::error(400, "a WebSocket upgrade needs HTTP/1.1"));
+    }
+    // RFC 6455 §4.4: answer an unsupported version with the versions we speak.
+    if request.header("Sec-WebSocket-Version").map(str::trim) != Some("13") {
+        return Err(Response::error(
+            426,
+            "unsupported Sec-WebSocket-Version: this server speaks 13",
+        )
+        .with_header("Sec-WebSocket-Version", "13"));
+    }
+    // RFC 6455 §4.1: the key is 16 random bytes, base64-encoded (24 characters).
+    let key = request
+        .header("Sec-WebSocket-Key")
+        .map(str::trim)
+        .filter(|key| key.len() == 24);
+    let Some(key) = key else {
+        return Err(Response::error(
+            400,
+            "missing or malformed Sec-WebSocket-Key",
+        ));
+    };
+    check_origin(request, allowed_origins)?;
+    Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
 #[derive(Default)]

@@ -67,6 +67,30 @@ pub enum Action {
         /// Any JSON value (`null` when absent).
         id: Json,
     },
+    /// Subscribe to a channel of the connection's Pusher app, with the app backend's
+    /// signature when the channel's kind needs one.
+    Subscribe {
+        /// The channel, as the app names it.
+        channel: String,
+        /// `KEY:SIGNATURE`, for private and presence channels.
+        auth: Option<String>,
+        /// The member's data as the client sent it (signed byte for byte), for presence.
+        channel_data: Option<String>,
+    },
+    /// Unsubscribe from a channel of the connection's Pusher app; nothing is answered.
+    Unsubscribe {
+        /// The channel, as the app names it.
+        channel: String,
+    },
+    /// A client event: relayed to the channel's other subscribers.
+    ClientEvent {
+        /// The channel, as the app names it.
+        channel: String,
+        /// The event's name (`client-...`).
+        event: String,
+        /// Its data, any JSON value.
+        data: Json,
+    },
 }
 
 /// A command the server answers with an `error` message; the connection stays open.
@@ -78,6 +102,9 @@ pub struct CommandError {
     pub message: String,
     /// The offending command's `ref`, when it had one.
     pub reference: Option<Json>,
+    /// The channel the command was about, when a dialect tells its failures by channel (a
+    /// Pusher `subscription_error`).
+    pub channel: Option<String>,
 }
 
 impl CommandError {
@@ -87,6 +114,15 @@ impl CommandError {
             code,
             message: message.into(),
             reference: None,
+            channel: None,
+        }
+    }
+
+    /// The same error, about `channel`.
+    pub fn on_channel(self, channel: &str) -> Self {
+        CommandError {
+            channel: Some(channel.to_owned()),
+            ..self
         }
     }
 }

@@ -107,5 +107,38 @@ pub enum Event<'a> {
         message: &'a str,
         /// The failed command's `ref`.
         reference: Option<&'a Json>,
+        /// The channel it was about, when the dialect tells failures by channel.
+        channel: Option<&'a str>,
+    },
+    /// A named event on a channel of a Pusher app: from its REST API or from a client.
+    Named {
+        /// The channel (the engine's name, `APP#CHANNEL`).
+        channel: &'a str,
+        /// The event's name.
+        event: &'a str,
+        /// Its data, JSON text (a REST event's data is a JSON string).
+        data: &'a str,
+        /// The sending member's user id, for a client event on a presence channel.
+        user_id: Option<&'a str>,
+    },
+    /// A subscription to a channel without members succeeded.
+    Subscribed {
+        /// The channel (the engine's name).
+        channel: &'a str,
+    },
+    /// A Pusher `cache-` channel had no event to give a new subscriber.
+    CacheMiss {
+        /// The channel (the engine's name).
+        channel: &'a str,
+    },
+    /// A server-side ping a dialect carries in its own frames (besides WebSocket Pings).
+    Ping,
+    /// The server is about to close the connection with `code`, for `reason` (a dialect
+    /// that explains closes in a frame of its own, as Pusher's `pusher:error`, says it).
+    Closing {
+        /// The close code that follows.
+        code: u16,
+        /// Why.
+        reason: &'a str,
     },
 }

@@ -13,9 +13,9 @@ use std::net::SocketAddr;
 use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::Interest;
-use tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
+use tungstenite::protocol::frame::coding::{CloseCode, Data as OpData, OpCode};
 use tungstenite::protocol::frame::Frame;
-use tungstenite::protocol::Role;
+use tungstenite::protocol::{CloseFrame, Role};
 use tungstenite::WebSocket;
 
 use super::conn::{self, AfterResponse, Conn, Phase, RequestRead};
@@ -27,7 +27,7 @@ use crate::engine::{ConnectRequest, Decision, Opened};
 use crate::http::upgrade::{Access, TokenPolicy};
 use crate::http::{self, Examined, Request, Response, Route, Upgrade};
 use crate::metrics::Ending;
-use crate::model::Meta;
+use crate::model::{Event, Meta};
 use crate::names;
 use crate::roster::ConnId;
 use crate::wheel::Millis;
@@ -165,7 +165,7 @@ impl Server {
             self.refuse(id, Response::error(503, "server shutting down"), now);
             return;
         }
-        let Some(dialect) = Dialect::for_request(request, self.config.echo) else {
+        let Some(dialect) = Dialect::for_request(request, &self.config) else {
             self.refuse(
                 id,
                 Response::error(404, "no WebSocket protocol is served here"),
@@ -189,7 +189,7 @@ impl Server {
             tokens,
         };
         let max = self.config.max_channels_per_conn;
-        match dialect.upgrade(request, access) {
+        match dialect.upgrade(request, access, &self.config) {
             // Joins and watches are capped apart, each at `max`.
             Ok(upgrade) if upgrade.channels.len() > max || upgrade.watch.len() > max => {
                 let verb = if upgrade.channels.len() > max {
@@ -199,6 +199,9 @@ impl Server {
                 };
                 let message = format!("a connection may {verb} at most {max} channels");
                 self.refuse(id, Response::error(400, message), now);
+            }
+            Ok(upgrade) if upgrade.close_at_once.is_some() => {
+                self.upgrade_then_close(id, dialect, &upgrade, now);
             }
             Ok(mut upgrade) => {
                 if let Err(response) = self.ask_handler(request, peer, &mut upgrade) {
@@ -227,6 +230,32 @@ impl Server {
             }
             Err(response) => self.refuse(id, response, now),
         }
+    }
+
+    /// Completes the upgrade, tells the client why in its dialect's words and closes with
+    /// the dialect's code: for the refusals a client must see after the upgrade (Pusher's
+    /// unknown app key, 4001: an HTTP refusal would make pusher-js retry forever).
+    fn upgrade_then_close(&mut self, id: ConnId, dialect: Dialect, upgrade: &Upgrade, now: Millis) {
+        let Some((code, reason)) = &upgrade.close_at_once else {
+            return;
+        };
+        debug!("conn=#{id} upgraded to be closed: {reason} (close code {code})");
+        let mut response = upgrade.response();
+        let closing = Event::Closing {
+            code: *code,
+            reason,
+        };
+        if let Some(text) = dialect.encode(&closing) {
+            append_text_frame(&mut response, text);
+        }
+        let close = CloseFrame {
+            code: CloseCode::from(*code),
+            reason: reason.as_str().into(),
+        };
+        // Writing into a Vec cannot fail.
+        let _ = Frame::close(Some(close)).format(&mut response);
+        self.counters.closed(Ending::Refused);
+        self.respond(id, response, AfterResponse::Close, now);
     }
 
     /// Lets the handler decide on a valid upgrade: it may change the user and channels, or
@@ -362,6 +391,7 @@ impl Server {
                     claims,
                     meta,
                     default_channel,
+                    pusher_app,
                     ..
                 } = *upgrade;
                 let opened = Opened {
@@ -374,6 +404,7 @@ impl Server {
                     watch,
                     admin,
                     claims,
+                    pusher_app,
                 };
                 self.open(id, stream, opened, leftover, now);
             }

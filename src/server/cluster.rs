@@ -198,14 +198,9 @@ pub(super) fn node_from_config(
     Ok(Some((Session::new(address, commands, ttl_ms), links)))
 }
 
-/// A random node id: 64 bits from the standard library's randomly seeded hasher, mixed
-/// with the process id and the time.
+/// A random node id.
 fn random_node_id() -> String {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    std::process::id().hash(&mut hasher);
-    std::time::SystemTime::now().hash(&mut hasher);
-    format!("node-{:016x}", hasher.finish())
+    format!("node-{:016x}", super::random_seed())
 }
 
 fn describe(error: &LinkError) -> String {

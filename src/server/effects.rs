@@ -15,6 +15,7 @@ use tungstenite::Utf8Bytes;
 use super::conn::{Conn, Phase};
 use super::delivery::{flush, send_ping};
 use super::{Server, Timer};
+use crate::dialect::Dialect;
 use crate::engine::Effect;
 use crate::metrics::Ending;
 use crate::roster::ConnId;
@@ -106,6 +107,10 @@ impl Server {
     /// A shutdown: Close 1001 (going away, RFC 6455 §7.4.1); the peer's answer ends the
     /// connection, with reason `shutdown`.
     fn going_away(&mut self, id: ConnId) {
+        let code = self
+            .engine
+            .dialect(id)
+            .map_or(1001, Dialect::going_away_code);
         let Some(Conn {
             phase: Phase::Open(ws),
             ..
@@ -113,8 +118,9 @@ impl Server {
         else {
             return;
         };
+        // 1001 (RFC 6455 §7.4.1), or the code of the dialect that says "come back" its way.
         let frame = CloseFrame {
-            code: CloseCode::Away,
+            code: CloseCode::from(code),
             reason: "server shutting down".into(),
         };
         // tungstenite frames the Close into the connection's queue (it only refuses after a

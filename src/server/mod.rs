@@ -240,7 +240,7 @@ impl Server {
         let origin = Instant::now();
         let started = SystemTime::now();
         let unix_origin_ms = started.duration_since(UNIX_EPOCH).map_or(0, duration_ms);
-        let engine = Engine::new(&config, unix_origin_ms, session);
+        let engine = Engine::new(&config, unix_origin_ms, random_seed(), session);
         let mut server = Server {
             poll,
             poll_registry,
@@ -561,4 +561,14 @@ fn connection_limit_from_fds() -> usize {
         .unwrap_or(usize::MAX)
         .saturating_sub(FD_MARGIN)
         .max(1)
+}
+
+/// 64 random bits: the standard library's randomly seeded hasher, mixed with the process
+/// id and the time (node ids, socket ids; nothing that needs a cryptographic generator).
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    std::process::id().hash(&mut hasher);
+    SystemTime::now().hash(&mut hasher);
+    hasher.finish()
 }

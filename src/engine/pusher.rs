@@ -1,0 +1,439 @@
+//! Pusher connections: subscriptions signed by the app's backend, presence by the `user_id`
+//! of the signed channel data, client events; and what the Pusher REST API asks of the
+//! engine (events, channel reads, terminating a user's connections).
+//!
+//! Rules (protocol 7, `../shared/pusher-protocol.md` §2-§5):
+//! - A subscription to a public channel needs nothing; private and presence ones need the
+//!   app's signature over the socket id, the channel and (presence) the channel data, as
+//!   sent. Every subscribe is answered: `subscription_succeeded` or `subscription_error`.
+//! - Presence members are users: a user's first socket in the channel is announced
+//!   (`member_added`), its last one leaving too (`member_removed`), after the leave grace.
+//!   A connection is one user: a presence subscription naming another user is refused.
+//! - Public and private subscribers are no members: they only hear the channel's events.
+//! - Client events go to the channel's other subscribers, never back to the sender.
+
+use super::commands::JoinRequest;
+use super::session::{Auth, PusherSocket};
+use super::Engine;
+use crate::model::{CommandError, ErrorCode, Event, EventsMode, Json, LeaveReason, Meta};
+use crate::names;
+use crate::pusher::{auth, channel, App, ChannelKind};
+use crate::rate::{Admission, RateBucket, RateLimit};
+use crate::roster::ConnId;
+use crate::wheel::Millis;
+
+/// Pusher's limit on client events: 10 a second per connection (a burst of 10).
+pub const CLIENT_EVENTS: RateLimit = RateLimit {
+    per_second: 10,
+    burst: 10,
+};
+
+/// The longest event name (`client-...` or a REST event).
+pub const MAX_EVENT_NAME: usize = 200;
+
+/// The close code for a connection the app terminated, or whose sign-in is refused.
+pub const UNAUTHORIZED: u16 = 4009;
+
+impl Engine {
+    /// The Pusher state of a new Pusher connection of app `app`.
+    pub(super) fn pusher_socket(app: u16, now: Millis) -> Box<Auth> {
+        Box::new(Auth::Pusher(PusherSocket {
+            app,
+            client_events: RateBucket::new(CLIENT_EVENTS, now),
+        }))
+    }
+
+    /// The socket id of connection `id` (what a Pusher client and its backend call it).
+    pub fn socket_id(&self, id: ConnId) -> String {
+        self.socket_ids.format(id)
+    }
+
+    /// The connection a socket id names, if it is open.
+    pub fn socket_by_id(&self, socket_id: &str) -> Option<ConnId> {
+        self.socket_ids
+            .parse(socket_id)
+            .filter(|&id| self.sessions.get(id).is_some())
+    }
+
+    /// The app of a Pusher connection.
+    fn app_of(&self, id: ConnId) -> Option<(u16, &App)> {
+        let index = self.sessions.get(id)?.pusher()?.app;
+        Some((index, self.config.pusher.app(index)?))
+    }
+
+    /// `pusher:subscribe`: checks the name, the signature and the limits, then subscribes
+    /// and answers. Errors name the channel (the dialect sends `subscription_error`).
+    pub(super) fn pusher_subscribe(
+        &mut self,
+        id: ConnId,
+        wire: &str,
+        signature: Option<&str>,
+        channel_data: Option<&str>,
+        now: Millis,
+    ) -> Result<(), CommandError> {
+        self.try_subscribe(id, wire, signature, channel_data, now)
+            .map_err(|error| error.on_channel(wire))
+    }
+
+    fn try_subscribe(
+        &mut self,
+        id: ConnId,
+        wire: &str,
+        signature: Option<&str>,
+        channel_data: Option<&str>,
+        now: Millis,
+    ) -> Result<(), CommandError> {
+        let Some((_, app)) = self.app_of(id) else {
+            return Ok(());
+        };
+        channel::validate(wire).map_err(|e| CommandError::new(ErrorCode::BadRequest, e))?;
+        let kind = ChannelKind::of(wire);
+        if kind == ChannelKind::ServerToUser {
+            return Err(CommandError::new(
+                ErrorCode::Forbidden,
+                "server-to-user channels need a sign-in, which this server does not offer yet",
+            ));
+        }
+        if kind.needs_auth() {
+            let socket_id = self.socket_id(id);
+            let data = channel_data.filter(|_| kind == ChannelKind::Presence);
+            if kind == ChannelKind::Presence && data.is_none() {
+                return Err(auth_error("a presence subscription needs channel_data"));
+            }
+            auth::verify_channel(app, &socket_id, wire, data, signature.unwrap_or(""))
+                .map_err(|error| auth_error(error.message()))?;
+        }
+        let internal = app.internal_name(wire);
+        match (kind, channel_data) {
+            (ChannelKind::Presence, Some(data)) => self.join_presence(id, &internal, data, now),
+            _ => self.subscribe_only(id, &internal, now),
+        }
+    }
+
+    /// A presence subscription: the member is the channel data's `user_id`.
+    fn join_presence(
+        &mut self,
+        id: ConnId,
+        internal: &str,
+        channel_data: &str,
+        now: Millis,
+    ) -> Result<(), CommandError> {
+        let settings = &self.config.pusher;
+        let (user, info) = read_channel_data(channel_data, settings.max_user_info)?;
+        let session = self.sessions.get(id).ok_or_else(gone)?;
+        if session.counted && *session.user != *user {
+            return Err(CommandError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "this connection is user {:?}; one connection is one user",
+                    &*session.user
+                ),
+            ));
+        }
+        if let Some(channel) = self.roster.find(internal) {
+            let members = self.channel_counts(channel).map_or(0, |c| c.users);
+            let max = settings.max_presence_members;
+            if members >= max && !self.is_member(channel, &user) {
+                return Err(CommandError::new(
+                    ErrorCode::TooLarge,
+                    format!("the channel is full ({max} members)"),
+                ));
+            }
+        }
+        if let Some(session) = self.sessions.get_mut(id).filter(|s| !s.counted) {
+            session.user = user.as_str().into();
+        }
+        let request = JoinRequest {
+            channel: internal,
+            meta: Some(info),
+            mode: EventsMode::All,
+            reference: None,
+        };
+        self.join(id, request, now)
+    }
+
+    /// A public or private subscription: the connection hears the channel, as no member.
+    fn subscribe_only(
+        &mut self,
+        id: ConnId,
+        internal: &str,
+        now: Millis,
+    ) -> Result<(), CommandError> {
+        let joined = self.roster.joined(internal, id).is_ok();
+        let session = self.sessions.get(id).ok_or_else(gone)?;
+        let max = self.config.max_channels_per_conn;
+        if !joined && session.channels.as_slice().len() >= max {
+            return Err(CommandError::new(
+                ErrorCode::TooLarge,
+                format!("a connection may subscribe to at most {max} channels"),
+            ));
+        }
+        let (channel, outcome) = self.roster.subscribe_only(internal, id);
+        if let Some(session) = self.sessions.get_mut(id) {
+            session.channels.insert(channel);
+        }
+        self.send(id, &Event::Subscribed { channel: internal });
+        self.apply(channel, outcome, Some(id), now);
+        Ok(())
+    }
+
+    /// `pusher:unsubscribe`: leaves the channel if subscribed; nothing is answered.
+    pub(super) fn pusher_unsubscribe(&mut self, id: ConnId, wire: &str, now: Millis) {
+        let Some((_, app)) = self.app_of(id) else {
+            return;
+        };
+        let internal = app.internal_name(wire);
+        let Ok(channel) = self.roster.joined(&internal, id) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        session.channels.remove(channel);
+        let user = session.user.clone();
+        if let Ok(outcome) = self
+            .roster
+            .leave(channel, id, &user, LeaveReason::Left, false)
+        {
+            self.apply(channel, outcome, None, now);
+        }
+    }
+
+    /// A client event: checked, rate limited, and relayed to the channel's other
+    /// subscribers, with the sender's `user_id` on a presence channel.
+    pub(super) fn client_event(
+        &mut self,
+        id: ConnId,
+        wire: &str,
+        event: &str,
+        data: &Json,
+        now: Millis,
+    ) -> Result<(), CommandError> {
+        let Some((_, app)) = self.app_of(id) else {
+            return Ok(());
+        };
+        let settings = &self.config.pusher;
+        let refuse = |message: String| Err(CommandError::new(ErrorCode::Forbidden, message));
+        if !settings.client_events {
+            return refuse("client events are disabled on this server".into());
+        }
+        if !event.starts_with("client-") || event.len() > MAX_EVENT_NAME {
+            return refuse(format!(
+                "a client event's name starts with client- and has at most {MAX_EVENT_NAME} bytes"
+            ));
+        }
+        let kind = ChannelKind::of(wire);
+        if !kind.takes_client_events() {
+            return refuse(format!(
+                "client events go to private and presence channels, not {wire}"
+            ));
+        }
+        if data.as_str().len() > settings.max_event_data {
+            return Err(CommandError::new(
+                ErrorCode::TooLarge,
+                format!("event data is over {} bytes", settings.max_event_data),
+            ));
+        }
+        let internal = app.internal_name(wire);
+        let channel = self.roster.joined(&internal, id).map_err(|_| {
+            CommandError::new(
+                ErrorCode::NotJoined,
+                format!("subscribe to {wire} before sending it events"),
+            )
+        })?;
+        self.admit_client_event(id, now)?;
+        let session = self.sessions.get(id).ok_or_else(gone)?;
+        let user = (kind == ChannelKind::Presence).then(|| session.user.clone());
+        let event = Event::Named {
+            channel: &internal,
+            event,
+            data: data.as_str(),
+            user_id: user.as_deref(),
+        };
+        let recipients: Vec<ConnId> = self
+            .roster
+            .subscribers(channel)
+            .map(|(conn, _)| conn)
+            .filter(|&conn| conn != id)
+            .collect();
+        self.deliver(recipients.into_iter(), &event);
+        Ok(())
+    }
+
+    fn admit_client_event(&mut self, id: ConnId, now: Millis) -> Result<(), CommandError> {
+        let Some(Auth::Pusher(socket)) = self
+            .sessions
+            .get_mut(id)
+            .and_then(|s| s.auth.as_deref_mut())
+        else {
+            return Ok(());
+        };
+        match socket.client_events.admit(CLIENT_EVENTS, now) {
+            Admission::Allowed => Ok(()),
+            Admission::Limited | Admission::Flooding => Err(CommandError::new(
+                ErrorCode::RateLimited,
+                "more than 10 client events a second",
+            )),
+        }
+    }
+
+    /// The REST API's event: `data` (JSON text, a string for the SDKs) to the app's
+    /// `channels`, but the connection `except` (`socket_id`). Returns how many connections
+    /// of this node it went to.
+    pub fn pusher_trigger(
+        &mut self,
+        app: u16,
+        channels: &[String],
+        event: &str,
+        data: &str,
+        except: Option<ConnId>,
+    ) -> usize {
+        let Some(app) = self.config.pusher.app(app) else {
+            return 0;
+        };
+        let names: Vec<String> = channels
+            .iter()
+            .map(|wire| app.internal_name(wire))
+            .collect();
+        let mut delivered = 0;
+        for internal in names {
+            let Some(channel) = self.roster.find(&internal) else {
+                continue;
+            };
+            let recipients: Vec<ConnId> = self
+                .roster
+                .subscribers(channel)
+                .map(|(conn, _)| conn)
+                .filter(|&conn| Some(conn) != except)
+                .collect();
+            let named = Event::Named {
+                channel: &internal,
+                event,
+                data,
+                user_id: None,
+            };
+            delivered += self.deliver(recipients.into_iter(), &named);
+        }
+        delivered
+    }
+
+    /// The app's occupied channels whose name starts with `prefix`: each with its members
+    /// (presence channels) and its subscribed connections.
+    pub fn pusher_channels(&self, app: u16, prefix: &str) -> Vec<PusherChannel> {
+        let Some(app) = self.config.pusher.app(app) else {
+            return Vec::new();
+        };
+        let namespace = app.internal_name(prefix);
+        let mut channels: Vec<PusherChannel> = self
+            .roster
+            .channel_names()
+            .filter(|name| name.starts_with(&namespace))
+            .filter_map(|name| self.pusher_channel_of(name, app))
+            .collect();
+        channels.sort_by(|a, b| a.name.cmp(&b.name));
+        channels
+    }
+
+    /// One channel of the app, if occupied.
+    pub fn pusher_channel(&self, app: u16, wire: &str) -> Option<PusherChannel> {
+        let app = self.config.pusher.app(app)?;
+        self.pusher_channel_of(&app.internal_name(wire), app)
+    }
+
+    fn pusher_channel_of(&self, internal: &str, app: &App) -> Option<PusherChannel> {
+        let channel = self.roster.find(internal)?;
+        let counts = self.roster.counts(channel)?;
+        if counts.connections == 0 && counts.users == 0 {
+            return None;
+        }
+        Some(PusherChannel {
+            name: internal[app.id.len() + 1..].to_owned(),
+            users: counts.users,
+            subscriptions: counts.connections,
+        })
+    }
+
+    /// The user ids of a presence channel's members.
+    pub fn pusher_users(&self, app: u16, wire: &str) -> Vec<String> {
+        let Some(app) = self.config.pusher.app(app) else {
+            return Vec::new();
+        };
+        let mut users: Vec<String> = self
+            .members_named(&app.internal_name(wire))
+            .map(|member| member.user.to_owned())
+            .collect();
+        users.sort();
+        users
+    }
+
+    /// Closes every connection of the app whose user is `user` (`pusher:error`, then close
+    /// 4009: pusher-js does not reconnect); returns how many.
+    pub fn pusher_terminate(&mut self, app: u16, user: &str, now: Millis) -> usize {
+        let connections: Vec<ConnId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.counted && &*s.user == user)
+            .filter(|(_, s)| s.pusher().is_some_and(|p| p.app == app))
+            .map(|(id, _)| id)
+            .collect();
+        for &id in &connections {
+            self.fail(
+                id,
+                UNAUTHORIZED,
+                "terminated by the app",
+                LeaveReason::Closed,
+                now,
+            );
+        }
+        connections.len()
+    }
+}
+
+/// The close code after a missed ping (4200-4299: pusher-js reconnects at once).
+pub const PONG_NOT_RECEIVED: u16 = 4201;
+
+/// A channel of a Pusher app, as the REST API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PusherChannel {
+    /// Its name, as the app names it.
+    pub name: String,
+    /// Members (presence channels).
+    pub users: usize,
+    /// Subscribed connections.
+    pub subscriptions: usize,
+}
+
+/// The member a presence subscription's channel data names: `user_id` (a string, or a
+/// number as Laravel sends it) and `user_info` (an object; absent or null is `{}`).
+fn read_channel_data(text: &str, max_info: usize) -> Result<(String, Meta), CommandError> {
+    let bad = |message: &str| CommandError::new(ErrorCode::BadRequest, message);
+    let fields = crate::protocol::fields::Fields::parse(text)
+        .map_err(|_| bad("channel_data must be a JSON object"))?;
+    let user = match fields.get("user_id").map(|raw| raw.get()) {
+        Some(raw) if raw.starts_with('"') => serde_json::from_str::<String>(raw)
+            .map_err(|_| bad("user_id must be a string or a number"))?,
+        Some(raw) if raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => raw.to_owned(),
+        _ => return Err(bad("channel_data needs a user_id, a string or a number")),
+    };
+    names::validate_user(&user)
+        .map_err(|error| CommandError::new(ErrorCode::BadRequest, format!("user_id {error}")))?;
+    let info = match fields.get("user_info").map(|raw| raw.get()) {
+        None | Some("null") => Meta::empty(),
+        Some(raw) => Meta::parse(raw).ok_or_else(|| bad("user_info must be a JSON object"))?,
+    };
+    if info.as_str().len() > max_info {
+        return Err(CommandError::new(
+            ErrorCode::TooLarge,
+            format!("user_info is over {max_info} bytes"),
+        ));
+    }
+    Ok((user, info))
+}
+
+fn auth_error(message: &str) -> CommandError {
+    CommandError::new(ErrorCode::Forbidden, message)
+}
+
+fn gone() -> CommandError {
+    CommandError::new(ErrorCode::BadRequest, "the connection is closing")
+}
