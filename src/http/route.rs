@@ -27,6 +27,9 @@ pub enum Route {
     },
     /// `POST /publish`.
     Publish,
+    /// `/apps/{id}/...`: the Pusher REST API (signed by the app's secret, not the admin
+    /// token).
+    PusherApi,
 }
 
 impl Route {
@@ -39,6 +42,7 @@ impl Route {
             Route::Metrics => endpoints.metrics,
             Route::Presence | Route::PresenceChannel { .. } => endpoints.presence,
             Route::Publish => endpoints.publish,
+            Route::PusherApi => true,
         }
     }
 
@@ -53,7 +57,10 @@ impl Route {
 
 /// True for the paths of the JSON API, whose errors are JSON.
 pub fn is_api_path(path: &str) -> bool {
-    path == "/presence" || path == "/publish" || path.starts_with("/presence/")
+    path == "/presence"
+        || path == "/publish"
+        || path.starts_with("/presence/")
+        || path.starts_with("/apps/")
 }
 
 /// Routes a complete request.
@@ -76,6 +83,7 @@ pub fn route(request: &Request) -> Result<Route, Response> {
         "/publish" => Ok(Route::Publish),
         "/presence" if !get => Err(api_method_not_allowed("GET")),
         "/presence" => Ok(Route::Presence),
+        _ if path.starts_with("/apps/") => Ok(Route::PusherApi),
         _ => match path.strip_prefix("/presence/") {
             Some(_) if !get => Err(api_method_not_allowed("GET")),
             Some(channel) => presence_channel(channel, &request.query),

@@ -130,6 +130,118 @@ fn check_body_md5(given: Option<&str>, body: &[u8]) -> Result<(), RestError> {
     }
 }
 
+/// Most channels one event may name.
+pub const MAX_CHANNELS_PER_EVENT: usize = 100;
+
+/// Most events one batch may hold.
+pub const MAX_BATCH: usize = 10;
+
+/// One event the REST API asks to trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// The event's name.
+    pub name: String,
+    /// Its data as JSON text: a JSON string, delivered verbatim (a non-string `data` is sent
+    /// as the string of its JSON text, as Pusher does).
+    pub data: String,
+    /// The channels, without repeats.
+    pub channels: Vec<String>,
+    /// The connection not to send it to (`socket_id`: Laravel's `toOthers()`).
+    pub socket_id: Option<String>,
+    /// The `info` asked for (`user_count`, `subscription_count`), comma-separated.
+    pub info: Option<String>,
+}
+
+/// Reads `POST /apps/{id}/events`.
+pub fn parse_trigger(body: &[u8], max_data: usize) -> Result<Trigger, RestError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| RestError::new(400, format!("the body is not JSON: {error}")))?;
+    trigger_of(&value, max_data)
+}
+
+/// Reads `POST /apps/{id}/batch_events`: `{"batch":[EVENT,...]}`, each event naming one
+/// `channel`.
+pub fn parse_batch(body: &[u8], max_data: usize) -> Result<Vec<Trigger>, RestError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| RestError::new(400, format!("the body is not JSON: {error}")))?;
+    let Some(batch) = value.get("batch").and_then(serde_json::Value::as_array) else {
+        return Err(RestError::new(400, "the body must be {\"batch\":[...]}"));
+    };
+    if batch.len() > MAX_BATCH {
+        return Err(RestError::new(
+            400,
+            format!("a batch holds at most {MAX_BATCH} events, not {}", batch.len()),
+        ));
+    }
+    batch.iter().map(|event| trigger_of(event, max_data)).collect()
+}
+
+fn trigger_of(value: &serde_json::Value, max_data: usize) -> Result<Trigger, RestError> {
+    let bad = |message: String| RestError::new(400, message);
+    let field = |name: &str| value.get(name).filter(|v| !v.is_null());
+    let name = match field("name").and_then(serde_json::Value::as_str) {
+        Some(name) if !name.is_empty() && name.len() <= 200 => name.to_owned(),
+        _ => return Err(bad("\"name\" must be a string of 1 to 200 bytes".into())),
+    };
+    let data = match field("data") {
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => return Err(bad("missing \"data\"".into())),
+    };
+    if data.len() > max_data {
+        return Err(RestError::new(
+            413,
+            format!("\"data\" is {} bytes; the limit is {max_data}", data.len()),
+        ));
+    }
+    let mut channels: Vec<String> = Vec::new();
+    let named: Vec<&serde_json::Value> = match (field("channels"), field("channel")) {
+        (Some(serde_json::Value::Array(list)), None) => list.iter().collect(),
+        (None, Some(one)) => vec![one],
+        _ => return Err(bad("give \"channels\" (an array) or \"channel\"".into())),
+    };
+    if named.is_empty() || named.len() > MAX_CHANNELS_PER_EVENT {
+        return Err(bad(format!(
+            "an event names 1 to {MAX_CHANNELS_PER_EVENT} channels"
+        )));
+    }
+    for channel in named {
+        let Some(channel) = channel.as_str() else {
+            return Err(bad("channel names are strings".into()));
+        };
+        super::channel::validate(channel).map_err(bad)?;
+        if !channels.iter().any(|c| c == channel) {
+            channels.push(channel.to_owned());
+        }
+    }
+    let socket_id = match field("socket_id") {
+        None => None,
+        Some(serde_json::Value::String(id)) if is_socket_id(id) => Some(id.clone()),
+        Some(other) => return Err(bad(format!("invalid socket_id {other}"))),
+    };
+    let info = field("info")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let mut quoted = String::with_capacity(data.len() + 2);
+    crate::model::push_json_str(&mut quoted, &data);
+    Ok(Trigger {
+        name,
+        data: quoted,
+        channels,
+        socket_id,
+        info,
+    })
+}
+
+/// `^\d+\.\d+$`, the shape the SDKs check.
+fn is_socket_id(text: &str) -> bool {
+    text.split_once('.').is_some_and(|(a, b)| {
+        !a.is_empty()
+            && !b.is_empty()
+            && a.bytes().chain(b.bytes()).all(|byte| byte.is_ascii_digit())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +393,44 @@ mod tests {
             check("POST", "/apps/3/events", &within, body).is_ok(),
             "600 s is within"
         );
+    }
+
+    #[test]
+    fn events_bodies_are_read_and_checked() {
+        let trigger = parse_trigger(
+            br#"{"name":"e","data":"{\"a\":1}","channels":["c","private-d","c"],"socket_id":"1.2"}"#,
+            100,
+        )
+        .expect("valid");
+        assert_eq!(trigger.data, r#""{\"a\":1}""#, "a JSON string, delivered verbatim");
+        assert_eq!(trigger.channels, ["c", "private-d"]);
+        assert_eq!(trigger.socket_id.as_deref(), Some("1.2"));
+        let object = parse_trigger(br#"{"name":"e","data":{"a":1},"channel":"c"}"#, 100).expect("valid");
+        assert_eq!(object.data, r#""{\"a\":1}""#);
+        for (body, status) in [
+            (&br#"nope"#[..], 400),
+            (br#"{"data":"x","channel":"c"}"#, 400),
+            (br#"{"name":"e","channel":"c"}"#, 400),
+            (br#"{"name":"e","data":"x"}"#, 400),
+            (br#"{"name":"e","data":"x","channel":"a b"}"#, 400),
+            (br#"{"name":"e","data":"x","channels":[]}"#, 400),
+            (br#"{"name":"e","data":"x","channel":"c","socket_id":"abc"}"#, 400),
+            (br#"{"name":"e","data":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx","channel":"c"}"#, 413),
+        ] {
+            let result = parse_trigger(body, 100).map_err(|e| e.status);
+            assert_eq!(result, Err(status), "{}", String::from_utf8_lossy(body));
+        }
+        let many: Vec<String> = (0..101).map(|i| format!("\"c{i}\"")).collect();
+        let body = format!(r#"{{"name":"e","data":"x","channels":[{}]}}"#, many.join(","));
+        assert_eq!(parse_trigger(body.as_bytes(), 100).map_err(|e| e.status), Err(400));
+    }
+
+    #[test]
+    fn batches_hold_at_most_ten() {
+        let one = r#"{"name":"e","data":"x","channel":"c"}"#;
+        let batch = |n: usize| format!(r#"{{"batch":[{}]}}"#, vec![one; n].join(","));
+        assert_eq!(parse_batch(batch(10).as_bytes(), 100).map(|b| b.len()), Ok(10));
+        assert_eq!(parse_batch(batch(11).as_bytes(), 100).map_err(|e| e.status), Err(400));
+        assert!(parse_batch(b"{}", 100).is_err());
     }
 }

@@ -59,6 +59,7 @@ impl Server {
                 count_only,
             } => self.channel_presence(channel, *count_only),
             Route::Publish => self.publish_request(request, now),
+            Route::PusherApi => self.pusher_api(request, now),
             Route::WebSocket => Response::error(400, "a WebSocket upgrade is not an endpoint"),
         }
     }

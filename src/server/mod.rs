@@ -27,6 +27,7 @@ mod effects;
 mod endpoints;
 mod handle;
 mod metered;
+mod pusher_rest;
 mod redis_link;
 mod session;
 mod shutdown;
