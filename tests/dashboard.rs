@@ -8,14 +8,10 @@
 
 mod common;
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::{self, JoinHandle};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{ms, skip_or_fail, Server};
+use common::{ms, node_installed, run_node_script, skip_or_fail, Server};
 
 /// The browser the script launches (Debian's package; playwright-core downloads none).
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -45,7 +41,12 @@ fn dashboard_shows_users_arriving_and_leaving_in_a_real_browser() {
     std::fs::create_dir_all(screenshot.parent().expect("target dir")).expect("create target/");
 
     let started = Instant::now();
-    let run = run_script(root, &url, &screenshot);
+    let screenshot_arg = screenshot.display().to_string();
+    let run = run_node_script(
+        root,
+        &["tests/browser/dashboard.mjs", &url, &screenshot_arg],
+        BROWSER_RUN,
+    );
     let took = started.elapsed();
     let Some(status) = run.status else {
         panic!(
@@ -89,76 +90,5 @@ fn missing_prerequisite(root: &Path) -> Option<String> {
     if !module.exists() {
         return Some("tests/browser/node_modules/playwright-core is missing".to_string());
     }
-    match Command::new("node")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(status) if status.success() => None,
-        _ => Some("`node` is not on PATH".to_string()),
-    }
-}
-
-/// How the script's run ended: `status` is `None` when it was killed at the deadline.
-struct ScriptRun {
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `node tests/browser/dashboard.mjs URL SCREENSHOT` from the crate root, at most
-/// [`BROWSER_RUN`]. The script runs in its own process group, so that a kill at the deadline
-/// also ends the Chromium processes it started.
-fn run_script(root: &Path, url: &str, screenshot: &PathBuf) -> ScriptRun {
-    let mut child = Command::new("node")
-        .arg("tests/browser/dashboard.mjs")
-        .arg(url)
-        .arg(screenshot)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("spawn node");
-    let stdout = drain(child.stdout.take().expect("stdout is piped"));
-    let stderr = drain(child.stderr.take().expect("stderr is piped"));
-    let status = wait_or_kill_group(&mut child, BROWSER_RUN);
-    ScriptRun {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
-}
-
-/// Reads a pipe to its end on a thread, so the child never blocks on a full pipe.
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-/// Waits for `child` at most `timeout`; then kills its whole process group and returns `None`.
-fn wait_or_kill_group(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
-            _ => {
-                let pgid = child.id() as libc::pid_t;
-                // SAFETY: kill(2) has no memory effects; a negative pid names the process group
-                // the child leads (process_group(0) above), which contains only what it started.
-                unsafe {
-                    libc::kill(-pgid, libc::SIGKILL);
-                }
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
+    (!node_installed()).then(|| "`node` is not on PATH".to_string())
 }

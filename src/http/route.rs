@@ -8,7 +8,7 @@ use crate::names;
 /// An endpoint a request is routed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// A WebSocket upgrade on `/` or `/ws`.
+    /// A WebSocket upgrade on `/` or `/ws`, or on `/app/{key}` (Pusher).
     WebSocket,
     /// `GET /` without an upgrade: the live dashboard.
     Dashboard,
@@ -84,6 +84,14 @@ pub fn route(request: &Request) -> Result<Route, Response> {
         "/presence" if !get => Err(api_method_not_allowed("GET")),
         "/presence" => Ok(Route::Presence),
         _ if path.starts_with("/apps/") => Ok(Route::PusherApi),
+        // A Pusher client's WebSocket (`/app/{key}`); served when an app is configured.
+        _ if request.is_upgrade() && crate::dialect::pusher::app_key(path).is_some() => {
+            if get {
+                Ok(Route::WebSocket)
+            } else {
+                Err(method_not_allowed("GET"))
+            }
+        }
         _ => match path.strip_prefix("/presence/") {
             Some(_) if !get => Err(api_method_not_allowed("GET")),
             Some(channel) => presence_channel(channel, &request.query),

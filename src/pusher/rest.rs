@@ -170,10 +170,16 @@ pub fn parse_batch(body: &[u8], max_data: usize) -> Result<Vec<Trigger>, RestErr
     if batch.len() > MAX_BATCH {
         return Err(RestError::new(
             400,
-            format!("a batch holds at most {MAX_BATCH} events, not {}", batch.len()),
+            format!(
+                "a batch holds at most {MAX_BATCH} events, not {}",
+                batch.len()
+            ),
         ));
     }
-    batch.iter().map(|event| trigger_of(event, max_data)).collect()
+    batch
+        .iter()
+        .map(|event| trigger_of(event, max_data))
+        .collect()
 }
 
 fn trigger_of(value: &serde_json::Value, max_data: usize) -> Result<Trigger, RestError> {
@@ -402,10 +408,14 @@ mod tests {
             100,
         )
         .expect("valid");
-        assert_eq!(trigger.data, r#""{\"a\":1}""#, "a JSON string, delivered verbatim");
+        assert_eq!(
+            trigger.data, r#""{\"a\":1}""#,
+            "a JSON string, delivered verbatim"
+        );
         assert_eq!(trigger.channels, ["c", "private-d"]);
         assert_eq!(trigger.socket_id.as_deref(), Some("1.2"));
-        let object = parse_trigger(br#"{"name":"e","data":{"a":1},"channel":"c"}"#, 100).expect("valid");
+        let object =
+            parse_trigger(br#"{"name":"e","data":{"a":1},"channel":"c"}"#, 100).expect("valid");
         assert_eq!(object.data, r#""{\"a\":1}""#);
         for (body, status) in [
             (&br#"nope"#[..], 400),
@@ -421,16 +431,28 @@ mod tests {
             assert_eq!(result, Err(status), "{}", String::from_utf8_lossy(body));
         }
         let many: Vec<String> = (0..101).map(|i| format!("\"c{i}\"")).collect();
-        let body = format!(r#"{{"name":"e","data":"x","channels":[{}]}}"#, many.join(","));
-        assert_eq!(parse_trigger(body.as_bytes(), 100).map_err(|e| e.status), Err(400));
+        let body = format!(
+            r#"{{"name":"e","data":"x","channels":[{}]}}"#,
+            many.join(",")
+        );
+        assert_eq!(
+            parse_trigger(body.as_bytes(), 100).map_err(|e| e.status),
+            Err(400)
+        );
     }
 
     #[test]
     fn batches_hold_at_most_ten() {
         let one = r#"{"name":"e","data":"x","channel":"c"}"#;
         let batch = |n: usize| format!(r#"{{"batch":[{}]}}"#, vec![one; n].join(","));
-        assert_eq!(parse_batch(batch(10).as_bytes(), 100).map(|b| b.len()), Ok(10));
-        assert_eq!(parse_batch(batch(11).as_bytes(), 100).map_err(|e| e.status), Err(400));
+        assert_eq!(
+            parse_batch(batch(10).as_bytes(), 100).map(|b| b.len()),
+            Ok(10)
+        );
+        assert_eq!(
+            parse_batch(batch(11).as_bytes(), 100).map_err(|e| e.status),
+            Err(400)
+        );
         assert!(parse_batch(b"{}", 100).is_err());
     }
 }

@@ -62,8 +62,10 @@ impl Server {
             }
             Call::BatchEvents => {
                 let batch = rest::parse_batch(&request.body, max_data)?;
-                let infos: Vec<Option<String>> =
-                    batch.iter().map(|trigger| self.trigger(app, trigger)).collect();
+                let infos: Vec<Option<String>> = batch
+                    .iter()
+                    .map(|trigger| self.trigger(app, trigger))
+                    .collect();
                 if infos.iter().all(Option::is_none) {
                     return Ok("{}".to_owned());
                 }
@@ -90,13 +92,8 @@ impl Server {
             .socket_id
             .as_deref()
             .and_then(|socket| self.engine.socket_by_id(socket));
-        self.engine.pusher_trigger(
-            app,
-            &trigger.channels,
-            &trigger.name,
-            &trigger.data,
-            except,
-        );
+        self.engine
+            .pusher_trigger(app, &trigger.channels, &trigger.name, &trigger.data, except);
         let info = trigger.info.as_deref()?;
         let mut out = String::from(r#"{"channels":{"#);
         for (index, wire) in trigger.channels.iter().enumerate() {
@@ -158,7 +155,10 @@ impl Server {
     fn users(&self, app: u16, wire: &str) -> Result<String, RestError> {
         crate::pusher::channel::validate(wire).map_err(|e| RestError::new(400, e))?;
         if ChannelKind::of(wire) != ChannelKind::Presence {
-            return Err(RestError::new(400, "users are listed for presence channels only"));
+            return Err(RestError::new(
+                400,
+                "users are listed for presence channels only",
+            ));
         }
         let mut out = String::from(r#"{"users":["#);
         for (index, user) in self.engine.pusher_users(app, wire).iter().enumerate() {
@@ -203,7 +203,10 @@ fn wants(info: &str, attribute: &str) -> bool {
 fn attributes(wire: &str, channel: Option<&PusherChannel>, info: &str) -> String {
     let mut fields = Vec::new();
     if wants(info, "user_count") && ChannelKind::of(wire) == ChannelKind::Presence {
-        fields.push(format!(r#""user_count":{}"#, channel.map_or(0, |c| c.users)));
+        fields.push(format!(
+            r#""user_count":{}"#,
+            channel.map_or(0, |c| c.users)
+        ));
     }
     if wants(info, "subscription_count") {
         fields.push(format!(

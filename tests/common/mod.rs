@@ -1406,3 +1406,74 @@ pub fn url_encode(text: &str) -> String {
     }
     out
 }
+
+/// How a Node.js script's run ended: `status` is `None` when it was killed at the deadline.
+pub struct ScriptRun {
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `node ARGS` from `root`, at most `timeout`. The script runs in its own process
+/// group, so that a kill at the deadline also ends what it started (Chromium, servers).
+pub fn run_node_script(root: &std::path::Path, args: &[&str], timeout: Duration) -> ScriptRun {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new("node")
+        .args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn node");
+    let stdout = drain(child.stdout.take().expect("stdout is piped"));
+    let stderr = drain(child.stderr.take().expect("stderr is piped"));
+    let status = wait_or_kill_group(&mut child, timeout);
+    ScriptRun {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// True when `node --version` runs.
+pub fn node_installed() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Reads a pipe to its end on a thread, so the child never blocks on a full pipe.
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Waits for `child` at most `timeout`; then kills its whole process group and returns `None`.
+fn wait_or_kill_group(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let pgid = child.id() as libc::pid_t;
+                // SAFETY: kill(2) has no memory effects; a negative pid names the process group
+                // the child leads (process_group(0) above), which contains only what it started.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
