@@ -65,3 +65,8 @@ fn scenario(name: &str) {
 fn pusher_js_and_the_pusher_sdk() {
     scenario("pusher_js");
 }
+
+#[test]
+fn laravel_echo_on_pusher_js() {
+    scenario("laravel_echo");
+}
