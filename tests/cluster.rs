@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::redis::{self, RedisServer};
 use common::*;
+use rollcall::pusher::auth as pusher_auth;
 use serde_json::{json, Value};
 
 /// `--node-ttl` of every node: a node refreshes its liveness every TTL/3 and is declared down
@@ -1438,4 +1439,203 @@ fn a_bad_redis_url_exits_2_and_a_single_node_has_no_cluster_metrics() {
         "no cluster series without --redis:\n{}",
         metrics.response.body
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pusher apps across nodes
+// ---------------------------------------------------------------------------------------------
+
+const PUSHER_APP: &str = "77:cluster-key:cluster-secret";
+
+/// A raw Pusher client of the test app on `addr`.
+struct PusherClient {
+    client: Client,
+    socket: String,
+}
+
+impl PusherClient {
+    #[track_caller]
+    fn connect(addr: SocketAddr) -> PusherClient {
+        let mut client = Client::connect_target(addr, "/app/cluster-key?protocol=7");
+        let established = client.recv_json(STEP);
+        assert_eq!(
+            established["event"], "pusher:connection_established",
+            "{established}"
+        );
+        let data = nested(&established);
+        let socket = data["socket_id"].as_str().expect("socket_id").to_owned();
+        PusherClient { client, socket }
+    }
+
+    /// Subscribes to `channel` as `user` (signed as the app's backend signs) and returns
+    /// the subscription's answer.
+    #[track_caller]
+    fn join(&mut self, channel: &str, user: &str) -> Value {
+        let data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
+        let text = format!("{}:{channel}:{data}", self.socket);
+        let auth = format!("cluster-key:{}", pusher_auth::sign("cluster-secret", &text));
+        self.client
+            .send_json(&json!({"event": "pusher:subscribe", "data": {
+            "channel": channel, "auth": auth, "channel_data": data}}));
+        let reply = self.client.recv_json(STEP);
+        assert_eq!(
+            reply["event"], "pusher_internal:subscription_succeeded",
+            "{reply}"
+        );
+        reply
+    }
+
+    /// The next message whose event is `event`, within `timeout` (others are skipped).
+    #[track_caller]
+    fn wait_event(&mut self, event: &str, timeout: Duration) -> Value {
+        let (found, _) = self
+            .client
+            .wait_for(timeout, event, |m| m["event"] == event);
+        found
+    }
+}
+
+/// A Pusher internal event's `data`: a JSON document in a string.
+fn nested(message: &Value) -> Value {
+    serde_json::from_str(message["data"].as_str().unwrap_or_default()).unwrap_or(Value::Null)
+}
+
+/// A REST API request to node `addr`, signed as the SDKs sign (`body` for a POST).
+#[track_caller]
+fn pusher_rest(addr: SocketAddr, path: &str, body: Option<&Value>) -> HttpResponse {
+    let app = rollcall::pusher::App::parse(PUSHER_APP).expect("app");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let body = body.map(Value::to_string);
+    let bytes = body.as_deref().unwrap_or_default().as_bytes();
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let query = rollcall::pusher::rest::signed_query(&app, method, path, &[], bytes, now);
+    let target = format!("{path}?{query}");
+    match body {
+        Some(_) => http_post(addr, &target, &[], bytes),
+        None => http_get(addr, &target),
+    }
+}
+
+/// Waits until node `addr` lists exactly `users` in presence-room (the cluster converged).
+#[track_caller]
+fn wait_pusher_users(addr: SocketAddr, users: &[&str]) {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let listed = pusher_rest(addr, "/apps/77/channels/presence-room/users", None).json();
+        let mut ids: Vec<String> = listed["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|user| user["id"].as_str().map(str::to_owned))
+            .collect();
+        ids.sort();
+        if ids == users {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "users {ids:?}, expected {users:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 17: presence of a Pusher app across nodes is per user (a user on two nodes is one
+/// member, announced once and removed once), includes the subscriber in its own snapshot,
+/// carries REST and client events to every node with socket_id exclusion wherever the socket
+/// is, and a killed node's users leave within the node TTL.
+#[test]
+fn pusher_presence_across_nodes_is_per_user() {
+    let Some(redis) = redis::start_or_skip("pusher_presence_across_nodes_is_per_user") else {
+        return;
+    };
+    let flags = ["--pusher-app", PUSHER_APP];
+    let mut a = node(&redis, "a", &flags);
+    let b = node(&redis, "b", &flags);
+
+    let mut bob = PusherClient::connect(b.addr());
+    bob.join("presence-room", "bob");
+    wait_pusher_users(a.addr(), &["bob"]);
+    let mut ann = PusherClient::connect(a.addr());
+    let snapshot = nested(&ann.join("presence-room", "ann"));
+    let mut ids = snapshot["presence"]["ids"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ids.sort_by_key(|id| id.to_string());
+    assert_eq!(
+        ids,
+        [json!("ann"), json!("bob")],
+        "the snapshot holds ann herself: {snapshot}"
+    );
+    let added = bob.wait_event("pusher_internal:member_added", CONVERGE);
+    assert_eq!(nested(&added)["user_id"], "ann");
+
+    // Ann's second tab, on the other node: no news for anyone, nor for ann herself.
+    let mut ann2 = PusherClient::connect(b.addr());
+    ann2.join("presence-room", "ann");
+    let mut carol = PusherClient::connect(a.addr());
+    carol.join("presence-room", "carol");
+    for client in [&mut bob, &mut ann, &mut ann2] {
+        let next = client.wait_event("pusher_internal:member_added", CONVERGE);
+        assert_eq!(
+            nested(&next)["user_id"],
+            "carol",
+            "ann's second tab was announced: {next}"
+        );
+    }
+
+    // A REST event on a, skipping bob (on b): ann, ann2 and carol hear it, bob does not.
+    let body = json!({"name": "news", "channel": "presence-room", "data": "{\"n\":1}", "socket_id": bob.socket});
+    let response = pusher_rest(a.addr(), "/apps/77/events", Some(&body));
+    assert_eq!(response.status, 200, "{response:?}");
+    for client in [&mut ann, &mut ann2, &mut carol] {
+        let event = client.wait_event("news", CONVERGE);
+        assert_eq!(event["data"], "{\"n\":1}", "{event}");
+    }
+    // A client event from carol (on a) reaches b, with her user_id; then bob's next event
+    // is that one: the REST event skipped him.
+    carol
+        .client
+        .send_json(&json!({"event": "client-typing", "channel": "presence-room", "data": {}}));
+    let (typing, skipped) = bob
+        .client
+        .wait_for(CONVERGE, "client-typing", |m| m["event"] == "client-typing");
+    assert_eq!(typing["user_id"], "carol", "{typing}");
+    assert!(
+        skipped.iter().all(|m| m["event"] != "news"),
+        "bob was skipped by socket_id: {skipped:?}"
+    );
+
+    // Node a dies: carol (only there) leaves within the TTL; ann stays (her tab on b).
+    let killed = Instant::now();
+    a.signal("KILL");
+    assert!(
+        a.wait_exit(STEP).is_some(),
+        "node a still runs after SIGKILL"
+    );
+    let (removed, others) = bob.client.wait_for(CONVERGE, "member_removed", |m| {
+        m["event"] == "pusher_internal:member_removed"
+    });
+    assert_eq!(nested(&removed)["user_id"], "carol", "{removed}");
+    assert!(
+        killed.elapsed() <= TTL + Duration::from_millis(800),
+        "carol removed {}ms after the kill",
+        ms(killed.elapsed())
+    );
+    assert!(
+        others
+            .iter()
+            .all(|m| m["event"] != "pusher_internal:member_removed"),
+        "ann was removed too: {others:?}"
+    );
+    // Ann's last tab goes: bob hears it once.
+    ann2.client.close();
+    let removed = bob.wait_event("pusher_internal:member_removed", CONVERGE);
+    assert_eq!(nested(&removed)["user_id"], "ann");
+    bob.client.expect_silence(Duration::from_millis(300));
+    drop(b);
 }

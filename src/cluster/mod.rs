@@ -162,6 +162,15 @@ impl Commands {
         ])
     }
 
+    /// Publishes a named event (Pusher) to every node.
+    pub fn publish_named(&self, named: &str) -> Command {
+        command([
+            "PUBLISH".as_bytes(),
+            self.events_channel().as_bytes(),
+            named.as_bytes(),
+        ])
+    }
+
     /// Subscribes (on the events connection) to the notes.
     pub fn subscribe(&self) -> Command {
         command(["SUBSCRIBE".to_owned(), self.events_channel()])
@@ -206,7 +215,10 @@ pub fn parse_snapshot(reply: Reply) -> Option<Vec<ChannelSnapshot>> {
                 .pop()?
                 .integer()
                 .and_then(|seq| u64::try_from(seq).ok())?;
-            let name = checked(parts.pop()?.text()?, names::validate_channel)?;
+            let popped = parts.pop()?;
+            let name = popped.text()?;
+            crate::pusher::validate_engine_name(name).ok()?;
+            let name = name.to_owned();
             let members = flat
                 .chunks(3)
                 .map(|member| match member {

@@ -12,6 +12,7 @@
 //! | `L` leave | channel, user, seq, reason |
 //! | `C` conns changed | channel, user, seq (unchanged), conns |
 //! | `P` publication | origin node, channel, from (empty: the server), data |
+//! | `E` named event (Pusher) | origin node, channel, event, user id, socket id to skip, data |
 //!
 //! Names cannot hold a tab (see `names`: a user id holds no control character), and meta and data are compact JSON, which escapes
 //! control characters, so only the last field could ever hold one and it is split last.
@@ -70,6 +71,21 @@ pub enum Note {
         /// The user's connections in the channel, over every node.
         conns: u32,
     },
+    /// A named event of a Pusher app's channel, to its subscribers on every node.
+    Named {
+        /// The node that received it (it delivered it locally already).
+        origin: String,
+        /// The channel (the engine's name, `APP#CHANNEL`).
+        channel: String,
+        /// The event's name.
+        event: String,
+        /// The sending member, for a client event on a presence channel.
+        user_id: Option<String>,
+        /// The socket id of the connection not to send it to (on whichever node holds it).
+        except: Option<String>,
+        /// The data, JSON text.
+        data: Json,
+    },
     /// A publication to the channel's subscribers on every node.
     Publication {
         /// The node that received it (it delivered it locally already).
@@ -95,6 +111,7 @@ impl Note {
             | Note::Update { channel, .. }
             | Note::Leave { channel, .. }
             | Note::Conns { channel, .. }
+            | Note::Named { channel, .. }
             | Note::Publication { channel, .. } => channel,
         }
     }
@@ -116,7 +133,12 @@ impl Note {
         let checked = |text: &str, rule: fn(&str) -> Result<(), names::NameError>| {
             rule(text).map(|()| text.to_owned()).map_err(|_| BadNote)
         };
-        let channel = |text: &str| checked(text, names::validate_channel);
+        let channel = |text: &str| {
+            crate::pusher::validate_engine_name(text)
+                .map(|()| text.to_owned())
+                .map_err(|_| BadNote)
+        };
+        let node = |text: &str| checked(text, names::validate_channel);
         let user = |text: &str| checked(text, names::validate_user);
         let number = |text: &str| text.parse::<u64>().map_err(|_| BadNote);
         let conns = |text: &str| text.parse::<u32>().map_err(|_| BadNote);
@@ -162,7 +184,7 @@ impl Note {
             "P" => {
                 let f = fields(4)?;
                 Note::Publication {
-                    origin: channel(f[0])?,
+                    origin: node(f[0])?,
                     channel: channel(f[1])?,
                     from: match f[2] {
                         "" => None,
@@ -171,8 +193,47 @@ impl Note {
                     data: Json::parse(f[3]).ok_or(BadNote)?,
                 }
             }
+            "E" => {
+                let f = fields(6)?;
+                let optional = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+                let event = f[2];
+                if event.is_empty() || event.len() > crate::pusher::MAX_EVENT_NAME {
+                    return Err(BadNote);
+                }
+                Note::Named {
+                    origin: node(f[0])?,
+                    channel: channel(f[1])?,
+                    event: event.to_owned(),
+                    user_id: match f[3] {
+                        "" => None,
+                        user_id => Some(user(user_id)?),
+                    },
+                    except: optional(f[4]).filter(|id| is_socket_id(id)),
+                    data: Json::parse(f[5]).ok_or(BadNote)?,
+                }
+            }
             _ => return Err(BadNote),
         })
+    }
+
+    /// Encodes a named-event note. An event name never holds a tab (the REST API and
+    /// `client-` names are checked before they get here; a tab in one is refused).
+    pub fn named(
+        origin: &str,
+        channel: &str,
+        event: &str,
+        user_id: Option<&str>,
+        except: Option<&str>,
+        data: &str,
+    ) -> Option<String> {
+        if event.contains('\t') {
+            return None;
+        }
+        Some(format!(
+            "E\t{origin}\t{channel}\t{event}\t{}\t{}\t{data}",
+            user_id.unwrap_or_default(),
+            except.unwrap_or_default(),
+        ))
     }
 
     /// Encodes a publication note (presence notes are encoded by the script).
@@ -183,6 +244,13 @@ impl Note {
             data.as_str()
         )
     }
+}
+
+/// `\d+\.\d+`.
+fn is_socket_id(text: &str) -> bool {
+    text.split_once('.').is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+    })
 }
 
 #[cfg(test)]
@@ -239,6 +307,43 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn named_events_round_trip_with_app_channels() {
+        let data = r#""{\"a\":1}""#;
+        let line = Note::named(
+            "n1",
+            "4321#presence-room",
+            "client-x",
+            Some("7"),
+            Some("12.34"),
+            data,
+        )
+        .expect("encoded");
+        assert_eq!(
+            Note::parse(line.as_bytes()),
+            Ok(Note::Named {
+                origin: "n1".into(),
+                channel: "4321#presence-room".into(),
+                event: "client-x".into(),
+                user_id: Some("7".into()),
+                except: Some("12.34".into()),
+                data: Json::parse(data).expect("json"),
+            })
+        );
+        let plain = Note::named("n1", "1#news", "e", None, None, "1").expect("encoded");
+        assert!(matches!(
+            Note::parse(plain.as_bytes()),
+            Ok(Note::Named {
+                user_id: None,
+                except: None,
+                ..
+            })
+        ));
+        assert_eq!(Note::named("n1", "1#news", "a\tb", None, None, "1"), None);
+        assert_eq!(Note::parse(b"E\tn1\t1#a b\te\t\t\t1"), Err(BadNote));
+        assert_eq!(Note::parse(b"E\tn1\tno#pe#x!\te\t\t\t1"), Err(BadNote));
     }
 
     #[test]

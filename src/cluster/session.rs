@@ -378,6 +378,14 @@ impl Session {
         }
     }
 
+    /// Publishes a named event's note (from [`crate::cluster::note::Note::named`]).
+    pub fn publish_named(&mut self, note: &str, now: Millis) {
+        if self.live {
+            let publish = self.commands.publish_named(note);
+            self.send(publish, Expect::Change, now);
+        }
+    }
+
     /// Graceful shutdown: the node's users leave the cluster with reason `shutdown`; nothing
     /// is sent after this.
     pub fn goodbye(&mut self, now: Millis) {

@@ -98,7 +98,7 @@ impl View {
     pub fn apply(&mut self, note: &Note) -> Effect {
         let known = self.seq(note.channel());
         match note {
-            Note::Publication { .. } => Effect::Nothing,
+            Note::Publication { .. } | Note::Named { .. } => Effect::Nothing,
             Note::Conns {
                 channel,
                 user,

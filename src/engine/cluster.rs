@@ -16,7 +16,8 @@
 
 use log::{debug, info, warn};
 
-use super::delivery::{change_event, starts_channel};
+use super::delivery::{change_event, starts_channel, watchers_of_everything};
+use super::pusher::Named;
 use super::{Effect, Engine, Timer};
 use crate::cluster::note::Note;
 use crate::cluster::resp::Reply;
@@ -24,6 +25,7 @@ use crate::cluster::session::Step;
 use crate::cluster::view::Effect as ViewEffect;
 use crate::cluster::Command;
 use crate::model::{Event, EventsMode, LeaveReason};
+use crate::pusher;
 use crate::roster::{Announcement, Change, ChannelId, MemberChange};
 use crate::wheel::Millis;
 
@@ -178,6 +180,29 @@ impl Engine {
             }
             return;
         }
+        if let Note::Named {
+            origin,
+            channel,
+            event,
+            user_id,
+            except,
+            data,
+        } = note
+        {
+            if origin != cluster.node() {
+                let named = Named {
+                    channel: &channel,
+                    event: &event,
+                    data: data.as_str(),
+                    user_id: user_id.as_deref(),
+                };
+                let except = except
+                    .as_deref()
+                    .and_then(|socket| self.socket_by_id(socket));
+                self.deliver_named(&named, except);
+            }
+            return;
+        }
         let effect = cluster.view_mut().apply(&note);
         let channel = note.channel();
         match effect {
@@ -208,7 +233,7 @@ impl Engine {
                 change,
             }),
             None => {
-                if self.watch_all.is_empty() || self.shutting_down {
+                if self.watch_all.is_empty() || self.shutting_down || pusher::is_internal(name) {
                     return;
                 }
                 let everything = self.watch_all.clone().into_iter();
@@ -225,7 +250,10 @@ impl Engine {
     fn cluster_counts_changed(&mut self, name: &str, now: Millis) {
         match self.roster.find(name) {
             Some(channel) => self.counts_changed(channel, None, now),
-            None if !self.watch_all.is_empty() && !self.shutting_down => {
+            None if !self.watch_all.is_empty()
+                && !self.shutting_down
+                && !pusher::is_internal(name) =>
+            {
                 let event = Event::Count {
                     channel: name,
                     counts: self.channel_counts_named(name),
@@ -250,7 +278,11 @@ impl Engine {
         // Watchers of every channel also hear of the channels only the view had (or now has):
         // on a switch to the local presence their fresh `state` shows them empty.
         if let Some(cluster) = self.cluster.as_ref().filter(|_| !self.watch_all.is_empty()) {
-            names.extend(cluster.view().channels().map(str::to_owned));
+            let native = cluster
+                .view()
+                .channels()
+                .filter(|name| !pusher::is_internal(name));
+            names.extend(native.map(str::to_owned));
         }
         names.sort();
         names.dedup();
@@ -274,15 +306,20 @@ impl Engine {
                     .map(|(conn, _)| conn)
                     .chain(self.roster.watchers(channel))
                     .filter(|conn| !self.watch_all.contains(conn))
-                    .chain(self.watch_all.iter().copied())
+                    .chain(
+                        watchers_of_everything(&self.watch_all, name)
+                            .iter()
+                            .copied(),
+                    )
                     .collect();
                 self.deliver_state(recipients.into_iter(), name, None);
                 self.counts_changed(channel, None, now);
             }
-            None => {
+            None if !pusher::is_internal(name) => {
                 let everything = self.watch_all.clone().into_iter();
                 self.deliver_state(everything, name, None);
             }
+            None => {}
         }
     }
 

@@ -9,6 +9,7 @@
 use super::session::Sessions;
 use super::{Effect, Engine, Recipients};
 use crate::dialect::Dialect;
+use crate::model::event::Members;
 use crate::model::{Event, EventsMode, Json};
 use crate::pusher;
 use crate::roster::{Announcement, Change, ChannelId, ConnId, Roster};
@@ -37,15 +38,27 @@ impl Engine {
         };
         let event = change_event(&name, &change);
         let (sessions, in_use) = (&self.sessions, &self.in_use);
+        // A Pusher member never hears of itself: pusher-js would count it twice. (Locally
+        // the joiner is `except` already; a cluster's note names no connection.)
+        let own = pusher::is_internal(&name).then(|| changed_user(&change));
+        let not_own = |conn: &ConnId| {
+            own.is_none_or(|user| sessions.get(*conn).is_none_or(|s| *s.user != **user))
+        };
         if !starts_channel(&change) {
-            let recipients = audience.subscribers().chain(audience.watchers());
+            let recipients = audience
+                .subscribers()
+                .chain(audience.watchers())
+                .filter(not_own);
             broadcast(sessions, in_use, &mut self.effects, recipients, &event);
             return;
         }
         // The first event of a channel (created, or created again after it emptied: its seq
         // started again at 0) goes to its subscribers and its own watchers as it is, and to
         // the watchers of every channel as a `state`, a new baseline for their §5 bookkeeping.
-        let recipients = audience.subscribers().chain(audience.own_watchers());
+        let recipients = audience
+            .subscribers()
+            .chain(audience.own_watchers())
+            .filter(not_own);
         broadcast(sessions, in_use, &mut self.effects, recipients, &event);
         let everything: Vec<ConnId> = audience.watchers_of_everything().collect();
         if !everything.is_empty() {
@@ -187,6 +200,48 @@ impl Engine {
         self.deliver_state(std::iter::once(id), name, reference);
     }
 
+    /// Sends a joiner the `state` of the channel `name` it joined. A Pusher subscriber must
+    /// find itself in it (pusher-js's `members.me`), but in a live cluster the view hears of
+    /// the join only when its note comes back: then its own line comes from this node.
+    pub(super) fn send_join_state(&mut self, id: ConnId, name: &str, reference: Option<&Json>) {
+        let Some(session) = self.sessions.get(id) else {
+            return;
+        };
+        let user = session.user.clone();
+        let missing = session.dialect == Dialect::Pusher
+            && self
+                .cluster_view()
+                .is_some_and(|view| !view.is_member(name, &user));
+        if !missing {
+            self.send_state(id, name, reference);
+            return;
+        }
+        let mut queued = Vec::new();
+        let members = || -> Members<'_> {
+            let own = self
+                .roster
+                .find(name)
+                .into_iter()
+                .flat_map(|channel| self.roster.members(channel))
+                .filter(|member| member.user == &*user);
+            Box::new(self.members_named(name).chain(own))
+        };
+        let event = Event::State {
+            channel: name,
+            seq: self.seq_named(name),
+            members: &members,
+            reference,
+        };
+        broadcast(
+            &self.sessions,
+            &self.in_use,
+            &mut queued,
+            std::iter::once(id),
+            &event,
+        );
+        self.effects.append(&mut queued);
+    }
+
     /// Sends the `state` of the channel `name` to `recipients`.
     pub(super) fn deliver_state(
         &mut self,
@@ -281,7 +336,7 @@ fn queue_delivery(
 
 /// Who watches every channel, as far as the channel `name` goes: nobody for a Pusher app's
 /// channel (an app is a namespace of its own).
-fn watchers_of_everything<'a>(watch_all: &'a [ConnId], name: &str) -> &'a [ConnId] {
+pub(super) fn watchers_of_everything<'a>(watch_all: &'a [ConnId], name: &str) -> &'a [ConnId] {
     if pusher::is_internal(name) {
         &[]
     } else {
@@ -307,6 +362,15 @@ fn presence<'a>(name: &'a str, change: &'a Change) -> super::Presence<'a> {
             user,
             meta: meta.as_str(),
         },
+    }
+}
+
+/// The user a change is about.
+fn changed_user(change: &Change) -> &crate::roster::UserId {
+    match change {
+        Change::Join { user, .. } | Change::Leave { user, .. } | Change::Update { user, .. } => {
+            user
+        }
     }
 }
 

@@ -15,9 +15,10 @@
 use super::commands::JoinRequest;
 use super::session::{Auth, PusherSocket};
 use super::Engine;
+use crate::cluster::note::Note;
 use crate::model::{CommandError, ErrorCode, Event, EventsMode, Json, LeaveReason, Meta};
 use crate::names;
-use crate::pusher::{auth, channel, App, ChannelKind};
+use crate::pusher::{auth, channel, App, ChannelKind, MAX_EVENT_NAME};
 use crate::rate::{Admission, RateBucket, RateLimit};
 use crate::roster::ConnId;
 use crate::wheel::Millis;
@@ -27,9 +28,6 @@ pub const CLIENT_EVENTS: RateLimit = RateLimit {
     per_second: 10,
     burst: 10,
 };
-
-/// The longest event name (`client-...` or a REST event).
-pub const MAX_EVENT_NAME: usize = 200;
 
 /// The close code for a connection the app terminated, or whose sign-in is refused.
 pub const UNAUTHORIZED: u16 = 4009;
@@ -217,9 +215,11 @@ impl Engine {
         if !settings.client_events {
             return refuse("client events are disabled on this server".into());
         }
-        if !event.starts_with("client-") || event.len() > MAX_EVENT_NAME {
+        let plain = !event.contains(char::is_control);
+        if !event.starts_with("client-") || event.len() > MAX_EVENT_NAME || !plain {
             return refuse(format!(
-                "a client event's name starts with client- and has at most {MAX_EVENT_NAME} bytes"
+                "a client event's name starts with client- and has at most {MAX_EVENT_NAME} \
+                 bytes, no control characters"
             ));
         }
         let kind = ChannelKind::of(wire);
@@ -235,7 +235,7 @@ impl Engine {
             ));
         }
         let internal = app.internal_name(wire);
-        let channel = self.roster.joined(&internal, id).map_err(|_| {
+        self.roster.joined(&internal, id).map_err(|_| {
             CommandError::new(
                 ErrorCode::NotJoined,
                 format!("subscribe to {wire} before sending it events"),
@@ -244,20 +244,57 @@ impl Engine {
         self.admit_client_event(id, now)?;
         let session = self.sessions.get(id).ok_or_else(gone)?;
         let user = (kind == ChannelKind::Presence).then(|| session.user.clone());
-        let event = Event::Named {
+        let named = Named {
             channel: &internal,
             event,
             data: data.as_str(),
             user_id: user.as_deref(),
         };
+        let socket = self.socket_id(id);
+        self.publish_named(&named, Some(&socket), now);
+        Ok(())
+    }
+
+    /// Delivers a named event to this node's subscribers of the channel but the socket
+    /// `except`, and in a cluster publishes it to the other nodes. Returns how many
+    /// connections of this node it went to.
+    fn publish_named(&mut self, named: &Named<'_>, except: Option<&str>, now: Millis) -> usize {
+        if let Some(cluster) = self.cluster.as_mut() {
+            let node = cluster.node().to_owned();
+            let note = Note::named(
+                &node,
+                named.channel,
+                named.event,
+                named.user_id,
+                except,
+                named.data,
+            );
+            if let Some(note) = note {
+                cluster.publish_named(&note, now);
+            }
+        }
+        let except = except.and_then(|socket| self.socket_by_id(socket));
+        self.deliver_named(named, except)
+    }
+
+    /// Delivers a named event to this node's subscribers of the channel but `except`.
+    pub(super) fn deliver_named(&mut self, named: &Named<'_>, except: Option<ConnId>) -> usize {
+        let Some(channel) = self.roster.find(named.channel) else {
+            return 0;
+        };
         let recipients: Vec<ConnId> = self
             .roster
             .subscribers(channel)
             .map(|(conn, _)| conn)
-            .filter(|&conn| conn != id)
+            .filter(|&conn| Some(conn) != except)
             .collect();
-        self.deliver(recipients.into_iter(), &event);
-        Ok(())
+        let event = Event::Named {
+            channel: named.channel,
+            event: named.event,
+            data: named.data,
+            user_id: named.user_id,
+        };
+        self.deliver(recipients.into_iter(), &event)
     }
 
     fn admit_client_event(&mut self, id: ConnId, now: Millis) -> Result<(), CommandError> {
@@ -278,15 +315,17 @@ impl Engine {
     }
 
     /// The REST API's event: `data` (JSON text, a string for the SDKs) to the app's
-    /// `channels`, but the connection `except` (`socket_id`). Returns how many connections
-    /// of this node it went to.
+    /// `channels`, on every node, but the connection whose socket id is `except`
+    /// (`socket_id`, wherever it is connected). Returns how many connections of this node
+    /// it went to.
     pub fn pusher_trigger(
         &mut self,
         app: u16,
         channels: &[String],
         event: &str,
         data: &str,
-        except: Option<ConnId>,
+        except: Option<&str>,
+        now: Millis,
     ) -> usize {
         let Some(app) = self.config.pusher.app(app) else {
             return 0;
@@ -295,43 +334,39 @@ impl Engine {
             .iter()
             .map(|wire| app.internal_name(wire))
             .collect();
-        let mut delivered = 0;
-        for internal in names {
-            let Some(channel) = self.roster.find(&internal) else {
-                continue;
-            };
-            let recipients: Vec<ConnId> = self
-                .roster
-                .subscribers(channel)
-                .map(|(conn, _)| conn)
-                .filter(|&conn| Some(conn) != except)
-                .collect();
-            let named = Event::Named {
-                channel: &internal,
-                event,
-                data,
-                user_id: None,
-            };
-            delivered += self.deliver(recipients.into_iter(), &named);
-        }
-        delivered
+        names
+            .iter()
+            .map(|internal| {
+                let named = Named {
+                    channel: internal,
+                    event,
+                    data,
+                    user_id: None,
+                };
+                self.publish_named(&named, except, now)
+            })
+            .sum()
     }
 
     /// The app's occupied channels whose name starts with `prefix`: each with its members
-    /// (presence channels) and its subscribed connections.
+    /// (presence channels; cluster-wide in a live cluster) and its subscribed connections
+    /// (this node's).
     pub fn pusher_channels(&self, app: u16, prefix: &str) -> Vec<PusherChannel> {
         let Some(app) = self.config.pusher.app(app) else {
             return Vec::new();
         };
         let namespace = app.internal_name(prefix);
-        let mut channels: Vec<PusherChannel> = self
-            .roster
-            .channel_names()
-            .filter(|name| name.starts_with(&namespace))
+        let mut names: Vec<&str> = self.roster.channel_names().collect();
+        if let Some(view) = self.cluster_view() {
+            names.extend(view.channels());
+        }
+        names.retain(|name| name.starts_with(&namespace));
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
             .filter_map(|name| self.pusher_channel_of(name, app))
-            .collect();
-        channels.sort_by(|a, b| a.name.cmp(&b.name));
-        channels
+            .collect()
     }
 
     /// One channel of the app, if occupied.
@@ -341,15 +376,19 @@ impl Engine {
     }
 
     fn pusher_channel_of(&self, internal: &str, app: &App) -> Option<PusherChannel> {
-        let channel = self.roster.find(internal)?;
-        let counts = self.roster.counts(channel)?;
-        if counts.connections == 0 && counts.users == 0 {
+        let users = self.channel_counts_named(internal).users;
+        let subscriptions = self
+            .roster
+            .find(internal)
+            .and_then(|channel| self.roster.counts(channel))
+            .map_or(0, |counts| counts.connections);
+        if users == 0 && subscriptions == 0 {
             return None;
         }
         Some(PusherChannel {
             name: internal[app.id.len() + 1..].to_owned(),
-            users: counts.users,
-            subscriptions: counts.connections,
+            users,
+            subscriptions,
         })
     }
 
@@ -391,6 +430,15 @@ impl Engine {
 
 /// The close code after a missed ping (4200-4299: pusher-js reconnects at once).
 pub const PONG_NOT_RECEIVED: u16 = 4201;
+
+/// A named event on its way: the engine's channel name, the event, its data (JSON text) and
+/// the member who sent it (client events on presence channels).
+pub(super) struct Named<'a> {
+    pub channel: &'a str,
+    pub event: &'a str,
+    pub data: &'a str,
+    pub user_id: Option<&'a str>,
+}
 
 /// A channel of a Pusher app, as the REST API reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1699,12 +1699,14 @@ mod pusher {
         h.subscribe(b, "news", None);
         h.clear();
 
+        let socket_a = h.engine.socket_id(a);
         let delivered = h.engine.pusher_trigger(
             0,
             &["news".into(), "private-x".into()],
             "ev",
             r#""hi""#,
-            Some(a),
+            Some(&socket_a),
+            h.now,
         );
         h.pump();
         assert_eq!(delivered, 2, "b twice; a is excluded");

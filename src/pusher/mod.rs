@@ -18,6 +18,9 @@ use std::time::Duration;
 
 pub use channel::ChannelKind;
 
+/// The longest event name (`client-...` or a REST event), in bytes.
+pub const MAX_EVENT_NAME: usize = 200;
+
 /// One Pusher app: the id the REST API names, the key clients connect with, the secret
 /// that signs both.
 #[derive(Clone, PartialEq, Eq)]
@@ -87,6 +90,25 @@ impl App {
 /// `ID#CHANNEL`, `None` for a native channel.
 pub fn split_internal(name: &str) -> Option<(&str, &str)> {
     name.split_once('#')
+}
+
+/// Checks a channel name as the engine holds it (from another node, through Redis): a native
+/// channel name, or an app's `ID#CHANNEL`.
+pub fn validate_engine_name(name: &str) -> Result<(), String> {
+    match split_internal(name) {
+        Some((id, channel)) => {
+            let plain_id = !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !plain_id {
+                return Err(format!("app id {id:?} is not plain"));
+            }
+            channel::validate(channel)
+        }
+        None => crate::names::validate_channel(name).map_err(|e| e.to_string()),
+    }
 }
 
 /// True for an engine channel name that belongs to a Pusher app (hidden from native

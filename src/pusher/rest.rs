@@ -12,7 +12,7 @@ use hmac::Mac;
 use md5::{Digest, Md5};
 
 use super::auth::mac;
-use super::App;
+use super::{App, MAX_EVENT_NAME};
 use crate::http::percent;
 
 /// How far a request's `auth_timestamp` may be from the server's clock, in seconds.
@@ -105,6 +105,34 @@ pub fn verify(app: &App, request: &Signed<'_>, now_secs: u64) -> Result<Params, 
     Ok(params)
 }
 
+/// The query of a request to `path` signed for `app` at `timestamp` (Unix seconds), as the
+/// server SDKs sign one: `extra` parameters (unescaped; give them URL-safe), `auth_*`, the
+/// body's MD5 when it has one, and `auth_signature`. For load tools and tests.
+pub fn signed_query(
+    app: &App,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    timestamp: u64,
+) -> String {
+    let mut params: Params = extra
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    params.insert("auth_key".into(), app.key.clone());
+    params.insert("auth_timestamp".into(), timestamp.to_string());
+    params.insert("auth_version".into(), "1.0".into());
+    if !body.is_empty() {
+        params.insert("body_md5".into(), HEXLOWER.encode(&Md5::digest(body)));
+    }
+    let text = string_to_sign(method, path, &params);
+    let signature = HEXLOWER.encode(&mac(&app.secret).chain_update(text).finalize().into_bytes());
+    let mut query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    query.push(format!("auth_signature={signature}"));
+    query.join("&")
+}
+
 /// `METHOD\nPATH\nk=v&k=v`, the parameters sorted by name (they are, in a `BTreeMap`).
 fn string_to_sign(method: &str, path: &str, params: &Params) -> String {
     let mut text = format!("{method}\n{path}\n");
@@ -186,8 +214,14 @@ fn trigger_of(value: &serde_json::Value, max_data: usize) -> Result<Trigger, Res
     let bad = |message: String| RestError::new(400, message);
     let field = |name: &str| value.get(name).filter(|v| !v.is_null());
     let name = match field("name").and_then(serde_json::Value::as_str) {
-        Some(name) if !name.is_empty() && name.len() <= 200 => name.to_owned(),
-        _ => return Err(bad("\"name\" must be a string of 1 to 200 bytes".into())),
+        Some(name) if !name.is_empty() && name.len() <= MAX_EVENT_NAME && !name.contains('\t') => {
+            name.to_owned()
+        }
+        _ => {
+            return Err(bad(format!(
+                "\"name\" must be a string of 1 to {MAX_EVENT_NAME} bytes without tabs"
+            )))
+        }
     };
     let data = match field("data") {
         Some(serde_json::Value::String(text)) => text.clone(),
@@ -279,21 +313,12 @@ mod tests {
 
     /// Signs as the SDKs do, for the tests below.
     fn signed_query(method: &str, path: &str, extra: &str, body: &[u8], ts: u64) -> String {
-        let mut params: Params = Params::new();
-        params.insert("auth_key".into(), app().key);
-        params.insert("auth_timestamp".into(), ts.to_string());
-        params.insert("auth_version".into(), "1.0".into());
-        if !body.is_empty() {
-            params.insert("body_md5".into(), HEXLOWER.encode(&Md5::digest(body)));
-        }
-        for pair in extra.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            params.insert(k.into(), v.into());
-        }
-        let text = string_to_sign(method, path, &params);
-        let signature = super::super::auth::sign(&app().secret, &text);
-        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{}&auth_signature={signature}", query.join("&"))
+        let extra: Vec<(&str, &str)> = extra
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .collect();
+        super::signed_query(&app(), method, path, &extra, body, ts)
     }
 
     fn check(method: &str, path: &str, query: &str, body: &[u8]) -> Result<Params, RestError> {

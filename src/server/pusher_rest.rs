@@ -57,14 +57,14 @@ impl Server {
         match call {
             Call::Events => {
                 let trigger = rest::parse_trigger(&request.body, max_data)?;
-                let info = self.trigger(app, &trigger);
+                let info = self.trigger(app, &trigger, now);
                 Ok(info.unwrap_or_else(|| "{}".to_owned()))
             }
             Call::BatchEvents => {
                 let batch = rest::parse_batch(&request.body, max_data)?;
                 let infos: Vec<Option<String>> = batch
                     .iter()
-                    .map(|trigger| self.trigger(app, trigger))
+                    .map(|trigger| self.trigger(app, trigger, now))
                     .collect();
                 if infos.iter().all(Option::is_none) {
                     return Ok("{}".to_owned());
@@ -87,13 +87,15 @@ impl Server {
     }
 
     /// Triggers one event; the `info` it asked for, as `{"channels":{...}}`.
-    fn trigger(&mut self, app: u16, trigger: &Trigger) -> Option<String> {
-        let except = trigger
-            .socket_id
-            .as_deref()
-            .and_then(|socket| self.engine.socket_by_id(socket));
-        self.engine
-            .pusher_trigger(app, &trigger.channels, &trigger.name, &trigger.data, except);
+    fn trigger(&mut self, app: u16, trigger: &Trigger, now: Millis) -> Option<String> {
+        self.engine.pusher_trigger(
+            app,
+            &trigger.channels,
+            &trigger.name,
+            &trigger.data,
+            trigger.socket_id.as_deref(),
+            now,
+        );
         let info = trigger.info.as_deref()?;
         let mut out = String::from(r#"{"channels":{"#);
         for (index, wire) in trigger.channels.iter().enumerate() {
