@@ -199,7 +199,7 @@ impl Engine {
                 let except = except
                     .as_deref()
                     .and_then(|socket| self.socket_by_id(socket));
-                self.deliver_named(&named, except);
+                self.deliver_named(&named, except, now);
             }
             return;
         }

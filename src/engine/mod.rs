@@ -40,6 +40,7 @@ use crate::config::Config;
 use crate::dialect::{Decoded, Dialect};
 use crate::heartbeat::{Heartbeat, Liveness, Verdict};
 use crate::model::{Command, CommandError, ErrorCode, Event, EventsMode, LeaveReason, Meta};
+use crate::pusher::cache::EventCache;
 use crate::pusher::socket_id::SocketIds;
 use crate::rate::RateBucket;
 use crate::roster::{ChannelId, ConnId, GraceKey, Roster};
@@ -192,6 +193,8 @@ pub struct Engine {
     cluster: Option<ClusterSession>,
     /// How Pusher connections are named on the wire.
     socket_ids: SocketIds,
+    /// The last event of each Pusher `cache-` channel.
+    event_cache: EventCache,
     handler: Box<dyn Handler>,
     /// What the handler's hooks asked for, carried out once the input that called them
     /// is done.
@@ -230,6 +233,7 @@ impl Engine {
             shutting_down: false,
             cluster,
             socket_ids: SocketIds::new(seed),
+            event_cache: EventCache::default(),
             handler: Box::new(NoHandler),
             actions: Actions::default(),
             effects,

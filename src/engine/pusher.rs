@@ -14,11 +14,12 @@
 
 use super::commands::JoinRequest;
 use super::session::{Auth, PusherSocket};
-use super::Engine;
+use super::{Effect, Engine, Recipients};
 use crate::cluster::note::Note;
+use crate::dialect::Dialect;
 use crate::model::{CommandError, ErrorCode, Event, EventsMode, Json, LeaveReason, Meta};
 use crate::names;
-use crate::pusher::{auth, channel, App, ChannelKind, MAX_EVENT_NAME};
+use crate::pusher::{auth, channel, split_internal, App, ChannelKind, MAX_EVENT_NAME};
 use crate::rate::{Admission, RateBucket, RateLimit};
 use crate::roster::ConnId;
 use crate::wheel::Millis;
@@ -103,9 +104,33 @@ impl Engine {
         }
         let internal = app.internal_name(wire);
         match (kind, channel_data) {
-            (ChannelKind::Presence, Some(data)) => self.join_presence(id, &internal, data, now),
-            _ => self.subscribe_only(id, &internal, now),
+            (ChannelKind::Presence, Some(data)) => self.join_presence(id, &internal, data, now)?,
+            _ => self.subscribe_only(id, &internal, now)?,
         }
+        if channel::is_cache(wire) {
+            self.send_cached(id, &internal, now);
+        }
+        Ok(())
+    }
+
+    /// A new subscriber of a `cache-` channel gets its last event, or `pusher:cache_miss`.
+    fn send_cached(&mut self, id: ConnId, internal: &str, now: Millis) {
+        let event = match self.event_cache.last(internal, now) {
+            Some((event, data)) => Event::Named {
+                channel: internal,
+                event,
+                data,
+                user_id: None,
+            },
+            None => Event::CacheMiss { channel: internal },
+        };
+        let Some(text) = Dialect::Pusher.encode(&event) else {
+            return;
+        };
+        self.effects.push(Effect::Deliver {
+            to: Recipients::One(id),
+            text,
+        });
     }
 
     /// A presence subscription: the member is the channel data's `user_id`.
@@ -274,11 +299,23 @@ impl Engine {
             }
         }
         let except = except.and_then(|socket| self.socket_by_id(socket));
-        self.deliver_named(named, except)
+        self.deliver_named(named, except, now)
     }
 
-    /// Delivers a named event to this node's subscribers of the channel but `except`.
-    pub(super) fn deliver_named(&mut self, named: &Named<'_>, except: Option<ConnId>) -> usize {
+    /// Delivers a named event to this node's subscribers of the channel but `except` (and
+    /// remembers it, on a `cache-` channel).
+    pub(super) fn deliver_named(
+        &mut self,
+        named: &Named<'_>,
+        except: Option<ConnId>,
+        now: Millis,
+    ) -> usize {
+        let is_cache =
+            split_internal(named.channel).is_some_and(|(_, wire)| channel::is_cache(wire));
+        if is_cache {
+            self.event_cache
+                .remember(named.channel, named.event, named.data, now);
+        }
         let Some(channel) = self.roster.find(named.channel) else {
             return 0;
         };

@@ -1922,6 +1922,63 @@ mod pusher {
     }
 
     #[test]
+    fn cache_channels_give_a_new_subscriber_the_last_event() {
+        let mut h = harness();
+        let (a, b) = (h.socket(), h.socket());
+        h.pusher(
+            a,
+            json!({"event": "pusher:subscribe", "data": {"channel": "cache-scores"}}),
+        );
+        assert_eq!(
+            events(&h.received(a)),
+            [
+                "pusher_internal:subscription_succeeded",
+                "pusher:cache_miss"
+            ]
+        );
+        h.engine.pusher_trigger(
+            0,
+            &["cache-scores".into()],
+            "score",
+            r#""3-1""#,
+            None,
+            h.now,
+        );
+        h.pump();
+        h.subscribe(b, "private-cache-other", None);
+        h.pusher(
+            b,
+            json!({"event": "pusher:subscribe", "data": {"channel": "cache-scores"}}),
+        );
+        let got = h.received(b);
+        assert_eq!(
+            got[2..],
+            [
+                json!({"event": "pusher_internal:subscription_succeeded", "channel": "cache-scores", "data": "{}"}),
+                json!({"event": "score", "channel": "cache-scores", "data": "3-1"})
+            ]
+        );
+        assert_eq!(
+            events(&got[..2]),
+            [
+                "pusher_internal:subscription_succeeded",
+                "pusher:cache_miss"
+            ]
+        );
+        h.advance(crate::pusher::cache::CACHE_TTL_MS);
+        let c = h.socket();
+        h.pusher(
+            c,
+            json!({"event": "pusher:subscribe", "data": {"channel": "cache-scores"}}),
+        );
+        assert_eq!(
+            events(&h.received(c))[1],
+            "pusher:cache_miss",
+            "forgotten after 30 min"
+        );
+    }
+
+    #[test]
     fn an_app_is_a_namespace_native_clients_do_not_see() {
         let mut h = harness();
         let dashboard = h.open("dash", "watch=*");

@@ -9,6 +9,7 @@
 //! clients, the dashboard and other apps never see them.
 
 pub mod auth;
+pub mod cache;
 pub mod channel;
 pub mod rest;
 pub mod socket_id;
