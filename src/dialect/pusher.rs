@@ -136,10 +136,13 @@ fn decode_text(text: &str) -> Result<Option<Action>, CommandError> {
             },
         },
         "pusher:signin" => {
-            return Err(CommandError::new(
-                ErrorCode::Forbidden,
-                "user sign-in is not offered by this server yet",
-            ))
+            let text = data_object(data)?;
+            let data = Fields::parse(&text).map_err(|_| bad("\"data\" must be an object"))?;
+            Action::Signin {
+                auth: string_field(&data, "auth").unwrap_or_default(),
+                user_data: string_field(&data, "user_data")
+                    .ok_or_else(|| bad("\"data.user_data\" must be a string"))?,
+            }
         }
         other => {
             return Err(CommandError::new(
@@ -282,7 +285,29 @@ pub fn encode(event: &Event<'_>) -> Option<String> {
             };
             pusher_error(number, message)
         }
-        Event::Closing { code, reason } => pusher_error(&code.to_string(), reason),
+        Event::Coded { code, reason } => pusher_error(&code.to_string(), reason),
+        Event::SignedIn { user_data } => {
+            let mut data = String::from(r#"{"user_data":"#);
+            push_json_str(&mut data, user_data);
+            data.push('}');
+            frame("pusher:signin_success", None, &data)
+        }
+        Event::Watchlist { online, users } => {
+            let name = if online { "online" } else { "offline" };
+            let mut data = format!(r#"{{"events":[{{"name":"{name}","user_ids":["#);
+            for (index, user) in users.iter().enumerate() {
+                if index > 0 {
+                    data.push(',');
+                }
+                push_json_str(&mut data, user);
+            }
+            data.push_str("]}]}");
+            frame(
+                "pusher_internal:watchlist_events",
+                None,
+                &json_string(&data),
+            )
+        }
         Event::Update { .. }
         | Event::Count { .. }
         | Event::Message { .. }
@@ -553,7 +578,7 @@ mod tests {
                    "data": {"type": "AuthError", "error": "invalid signature", "status": 401}})
         );
         let closing = parse(
-            &encode(&Event::Closing {
+            &encode(&Event::Coded {
                 code: 4009,
                 reason: "terminated",
             })

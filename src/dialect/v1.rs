@@ -91,6 +91,8 @@ pub fn encode(event: &Event<'_>) -> Option<String> {
         | Event::Subscribed { .. }
         | Event::CacheMiss { .. }
         | Event::Ping
-        | Event::Closing { .. } => return None,
+        | Event::Coded { .. }
+        | Event::SignedIn { .. }
+        | Event::Watchlist { .. } => return None,
     })
 }

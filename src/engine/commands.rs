@@ -100,6 +100,7 @@ impl Engine {
                 self.pusher_subscribe(id, &channel, auth.as_deref(), channel_data.as_deref(), now)?
             }
             Action::Unsubscribe { channel } => self.pusher_unsubscribe(id, &channel, now),
+            Action::Signin { auth, user_data } => self.signin(id, &auth, &user_data),
             Action::ClientEvent {
                 channel,
                 event,
@@ -196,7 +197,7 @@ impl Engine {
 
     /// Registers a connection that only watched as one of its user's connections, now that
     /// it joins a channel, and returns the roster's id of the user.
-    fn count_user(&mut self, id: ConnId) -> Option<crate::roster::UserId> {
+    pub(super) fn count_user(&mut self, id: ConnId) -> Option<crate::roster::UserId> {
         let session = self.sessions.get_mut(id)?;
         if !session.counted {
             session.user = self.roster.connect_user(&session.user);

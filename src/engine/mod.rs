@@ -26,6 +26,7 @@ mod host;
 mod pusher;
 mod reads;
 mod session;
+mod signin;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -195,6 +196,8 @@ pub struct Engine {
     socket_ids: SocketIds,
     /// The last event of each Pusher `cache-` channel.
     event_cache: EventCache,
+    /// Pusher users signed in, and who watches them.
+    online: signin::Online,
     handler: Box<dyn Handler>,
     /// What the handler's hooks asked for, carried out once the input that called them
     /// is done.
@@ -234,6 +237,7 @@ impl Engine {
             cluster,
             socket_ids: SocketIds::new(seed),
             event_cache: EventCache::default(),
+            online: signin::Online::default(),
             handler: Box::new(NoHandler),
             actions: Actions::default(),
             effects,
@@ -487,7 +491,7 @@ impl Engine {
                 let code = dialect.going_away_code();
                 self.send(
                     id,
-                    &Event::Closing {
+                    &Event::Coded {
                         code,
                         reason: "server shutting down",
                     },
@@ -501,7 +505,7 @@ impl Engine {
     /// presence leaves with reason `leave`.
     fn fail(&mut self, id: ConnId, code: u16, reason: &str, leave: LeaveReason, now: Millis) {
         debug!("conn=#{id} closed: {reason} (close code {code})");
-        self.send(id, &Event::Closing { code, reason });
+        self.send(id, &Event::Coded { code, reason });
         let leave = self.end(id, leave, now);
         if let Some(leave) = leave {
             self.effects.push(Effect::Close {
@@ -617,8 +621,8 @@ impl Engine {
         };
         self.in_use[session.dialect.index()] -= 1;
         // Watches end first: the connection is then on no list a leave below is told to.
-        if let Some(watching) = session.watching {
-            self.unwatch_everything(id, *watching);
+        if let Some(watching) = session.watching.as_deref() {
+            self.unwatch_everything(id, watching);
         }
         let grace = !self.config.leave_grace.is_zero();
         for &channel in session.channels.as_slice() {
@@ -628,6 +632,9 @@ impl Engine {
         }
         if session.counted {
             self.roster.disconnect_user(&session.user);
+        }
+        if let Some(socket) = session.pusher().filter(|socket| socket.signed_in) {
+            self.signed_out(id, socket.app, &session.user, &socket.watchlist);
         }
         true
     }

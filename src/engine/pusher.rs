@@ -39,6 +39,8 @@ impl Engine {
         Box::new(Auth::Pusher(PusherSocket {
             app,
             client_events: RateBucket::new(CLIENT_EVENTS, now),
+            signed_in: false,
+            watchlist: Box::default(),
         }))
     }
 
@@ -87,10 +89,11 @@ impl Engine {
         };
         channel::validate(wire).map_err(|e| CommandError::new(ErrorCode::BadRequest, e))?;
         let kind = ChannelKind::of(wire);
-        if kind == ChannelKind::ServerToUser {
-            return Err(CommandError::new(
-                ErrorCode::Forbidden,
-                "server-to-user channels need a sign-in, which this server does not offer yet",
+        if kind == ChannelKind::ServerToUser
+            && !self.signed_in_as(id, &wire[channel::SERVER_TO_USER.len()..])
+        {
+            return Err(auth_error(
+                "a server-to-user channel is its signed-in user's only",
             ));
         }
         if kind.needs_auth() {

@@ -57,6 +57,10 @@ pub(crate) struct PusherSocket {
     pub app: u16,
     /// Its client events' rate limit (10 a second).
     pub client_events: RateBucket,
+    /// True once it signed in (as its session's user).
+    pub signed_in: bool,
+    /// The users whose online status it follows (after a sign-in).
+    pub watchlist: Box<[Box<str>]>,
 }
 
 impl Session {

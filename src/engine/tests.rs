@@ -1978,6 +1978,107 @@ mod pusher {
         );
     }
 
+    impl Harness {
+        /// `pusher:signin` with the app's own signature over `user_data`.
+        fn signin(&mut self, id: ConnId, user_data: &Value) {
+            let text = user_data.to_string();
+            let socket = self.engine.socket_id(id);
+            let auth = format!(
+                "{KEY}:{}",
+                auth::sign(APP_SECRET, &format!("{socket}::user::{text}"))
+            );
+            self.pusher(
+                id,
+                json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": text}}),
+            );
+        }
+    }
+
+    #[test]
+    fn signin_server_to_user_channels_and_watchlists() {
+        let mut h = harness();
+        let (ann, bob1, bob2) = (h.socket(), h.socket(), h.socket());
+        // Ann watches bob before he is online: told nothing yet.
+        h.signin(ann, &json!({"id": "ann", "watchlist": ["bob", "carl"]}));
+        let got = h.received(ann);
+        assert_eq!(events(&got), ["pusher:signin_success"]);
+        assert_eq!(
+            got[0]["data"]["user_data"],
+            json!({"id": "ann", "watchlist": ["bob", "carl"]}).to_string()
+        );
+        // Bob signs in on two sockets: ann hears "online" once.
+        h.signin(bob1, &json!({"id": "bob"}));
+        h.signin(bob2, &json!({"id": "bob"}));
+        let online = h.received(ann);
+        assert_eq!(online.len(), 1, "{online:?}");
+        assert_eq!(
+            nested(&online[0]),
+            json!({"events": [{"name": "online", "user_ids": ["bob"]}]})
+        );
+        // His own channel: his sockets may subscribe, ann may not.
+        for id in [bob1, bob2] {
+            h.pusher(id, json!({"event": "pusher:subscribe", "data": {"channel": "#server-to-user-bob", "auth": ""}}));
+        }
+        h.pusher(ann, json!({"event": "pusher:subscribe", "data": {"channel": "#server-to-user-bob", "auth": ""}}));
+        assert_eq!(h.received(ann)[0]["event"], "pusher:subscription_error");
+        h.clear();
+        let sent = h.engine.pusher_trigger(
+            0,
+            &["#server-to-user-bob".into()],
+            "dm",
+            r#""hi""#,
+            None,
+            h.now,
+        );
+        h.pump();
+        assert_eq!(sent, 2, "both of bob's sockets");
+        // A later watcher hears who is online at once.
+        let dan = h.socket();
+        h.signin(dan, &json!({"id": "dan", "watchlist": ["bob"]}));
+        let got = h.received(dan);
+        assert_eq!(
+            events(&got),
+            ["pusher:signin_success", "pusher_internal:watchlist_events"]
+        );
+        // Bob goes: offline once his last signed-in socket does.
+        h.end(bob1, LeaveReason::Closed);
+        assert!(h.received(ann).is_empty());
+        h.end(bob2, LeaveReason::Closed);
+        assert_eq!(
+            nested(&h.received(ann)[0]),
+            json!({"events": [{"name": "offline", "user_ids": ["bob"]}]})
+        );
+        // Terminating a signed-in user closes its sockets with 4009.
+        assert_eq!(h.engine.pusher_terminate(0, "dan", h.now), 1);
+    }
+
+    #[test]
+    fn refused_signins_say_4009_or_4302_and_change_nothing() {
+        let mut h = harness();
+        let id = h.socket();
+        let socket = h.engine.socket_id(id);
+        let forged = format!(
+            "{KEY}:{}",
+            auth::sign("wrong", &format!("{socket}::user::{{\"id\":\"x\"}}"))
+        );
+        h.pusher(id, json!({"event": "pusher:signin", "data": {"auth": forged, "user_data": "{\"id\":\"x\"}"}}));
+        assert_eq!(h.received(id)[0]["data"]["code"], 4009);
+        let long: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
+        h.signin(id, &json!({"id": "x", "watchlist": long}));
+        assert_eq!(h.received(id)[0]["data"]["code"], 4302);
+        h.signin(id, &json!({"id": ""}));
+        assert_eq!(h.received(id)[0]["data"]["code"], 4009);
+        assert_eq!(h.engine.roster().users_online(), 0, "nobody signed in");
+        h.join_presence(id, "presence-room", json!("ann"));
+        h.signin(id, &json!({"id": "bob"}));
+        assert_eq!(
+            h.received(id)[0]["data"]["code"],
+            4009,
+            "one connection is one user"
+        );
+        assert!(h.effects().is_empty(), "a refused sign-in closes nothing");
+    }
+
     #[test]
     fn an_app_is_a_namespace_native_clients_do_not_see() {
         let mut h = harness();

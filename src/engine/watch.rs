@@ -120,12 +120,11 @@ impl Engine {
     }
 
     /// Stops every watch of a connection that is going away.
-    pub(super) fn unwatch_everything(&mut self, id: ConnId, watching: Watching) {
-        let Watching { all, channels } = watching;
-        if all {
+    pub(super) fn unwatch_everything(&mut self, id: ConnId, watching: &Watching) {
+        if watching.all {
             self.watch_all.retain(|watcher| *watcher != id);
         }
-        for channel in channels {
+        for &channel in &watching.channels {
             // A stale channel id means the channel is gone, and the watch with it.
             let _ = self.roster.unwatch(channel, id);
         }

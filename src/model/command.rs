@@ -82,6 +82,14 @@ pub enum Action {
         /// The channel, as the app names it.
         channel: String,
     },
+    /// A Pusher user sign-in: the app backend's signature over the user's data.
+    Signin {
+        /// `KEY:SIGNATURE`.
+        auth: String,
+        /// The user data as the client sent it (signed byte for byte): `id`, and optionally
+        /// `user_info` and `watchlist`.
+        user_data: String,
+    },
     /// A client event: relayed to the channel's other subscribers.
     ClientEvent {
         /// The channel, as the app names it.

@@ -133,12 +133,24 @@ pub enum Event<'a> {
     },
     /// A server-side ping a dialect carries in its own frames (besides WebSocket Pings).
     Ping,
-    /// The server is about to close the connection with `code`, for `reason` (a dialect
-    /// that explains closes in a frame of its own, as Pusher's `pusher:error`, says it).
-    Closing {
-        /// The close code that follows.
+    /// A refusal told with a numeric code, in a dialect that has them (Pusher's
+    /// `pusher:error`): before a close with that code, or alone (a refused sign-in).
+    Coded {
+        /// The code (a close code, when a close follows).
         code: u16,
         /// Why.
         reason: &'a str,
+    },
+    /// A Pusher sign-in succeeded: the signed `user_data`, as the client sent it.
+    SignedIn {
+        /// The user data (JSON text, sent back as a string).
+        user_data: &'a str,
+    },
+    /// Users of a signed-in connection's watchlist came online or went offline.
+    Watchlist {
+        /// True for `online`, false for `offline`.
+        online: bool,
+        /// The users.
+        users: &'a [&'a str],
     },
 }

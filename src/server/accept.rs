@@ -241,7 +241,7 @@ impl Server {
         };
         debug!("conn=#{id} upgraded to be closed: {reason} (close code {code})");
         let mut response = upgrade.response();
-        let closing = Event::Closing {
+        let closing = Event::Coded {
             code: *code,
             reason,
         };

@@ -8,7 +8,7 @@
 // with the subscriber itself in it; a second tab of the same user announced once; client
 // events (sender excluded, metadata.user_id); a forged signature refused with
 // pusher:subscription_error; REST trigger with socket_id exclusion, triggerBatch, channel
-// lists, info and users; a wrong secret refused with 401; pusher-js's own pings answered
+// lists, info and users; sign-in with sendToUser and a watchlist; a wrong secret refused with 401; pusher-js's own pings answered
 // (activity_timeout 1s: it pings, and would reconnect without a pong); terminateUserConnections;
 // a graceful shutdown (close 4200) followed by an automatic reconnect and resubscription to
 // the restarted server.
@@ -130,6 +130,39 @@ run("pusher_js", async (h) => {
   assertEqual(ann.connection.socket_id, socketBefore, "socket id after 3 s of pings");
   assert(ann.messages.some((m) => m.event === "pusher:pong"), "no pusher:pong seen");
   h.log("pusher-js's pings are answered");
+
+  // User sign-in: server-to-user events (sendToUser) and a watchlist.
+  const signedIn = (user, watchlist) => {
+    const client = new Pusher(KEY, {
+      wsHost: "127.0.0.1", wsPort: port, forceTLS: false, enabledTransports: ["ws"], cluster: "mt1",
+      userAuthentication: {
+        customHandler: ({ socketId }, callback) =>
+          callback(null, backend.authenticateUser(socketId, { id: user, watchlist })),
+      },
+    });
+    clients.push(client);
+    client.signin();
+    return client;
+  };
+  const watcher = signedIn("watcher", ["dora"]);
+  const watchEvents = [];
+  watcher.user.watchlist.bind("online", (event) => watchEvents.push(["online", event.user_ids]));
+  watcher.user.watchlist.bind("offline", (event) => watchEvents.push(["offline", event.user_ids]));
+  await connected(watcher, "watcher");
+  const dora = signedIn("dora", []);
+  const dms = [];
+  dora.user.bind("dm", (data) => dms.push(data));
+  await h.until("the watcher hears dora online", () => watchEvents.length === 1);
+  assertEqual(watchEvents[0], ["online", ["dora"]], "watchlist online");
+  await h.until("dora's server-to-user channel", () => dora.user.serverToUserChannel?.subscribed);
+  await h.step("sendToUser", backend.sendToUser("dora", "dm", { text: "hello dora" }));
+  await h.until("dora gets the dm", () => dms.length === 1);
+  assertEqual(dms[0], { text: "hello dora" }, "sendToUser data");
+  dora.disconnect();
+  await h.until("the watcher hears dora offline", () => watchEvents.length === 2);
+  assertEqual(watchEvents[1], ["offline", ["dora"]], "watchlist offline");
+  watcher.disconnect();
+  h.log("sign-in, sendToUser and the watchlist work");
 
   // The app ends ben's connections (both tabs): ann hears ben leave, once.
   await h.step("terminateUserConnections", backend.terminateUserConnections("2"));
