@@ -24,6 +24,9 @@ const UNAUTHORIZED: u16 = super::pusher::UNAUTHORIZED;
 /// The `pusher:error` code of a watchlist over [`MAX_WATCHLIST`].
 const WATCHLIST_TOO_LONG: u16 = 4302;
 
+/// A refused sign-in: the `pusher:error` code and why.
+type Refused = (u16, String);
+
 /// Who is online, and who watches whom, per app.
 #[derive(Default)]
 pub(super) struct Online {
@@ -61,7 +64,7 @@ impl Engine {
         id: ConnId,
         signature: &str,
         user_data: &str,
-    ) -> Result<(), (u16, String)> {
+    ) -> Result<(), Refused> {
         let refused = |reason: String| (UNAUTHORIZED, reason);
         let Some(index) = self
             .sessions
@@ -185,7 +188,7 @@ impl Engine {
 
 /// The user data of a sign-in: `id` (a non-empty string, a valid user id) and the
 /// `watchlist` (user ids, at most [`MAX_WATCHLIST`]).
-fn read_user_data(text: &str) -> Result<(String, Vec<Box<str>>), (u16, String)> {
+fn read_user_data(text: &str) -> Result<(String, Vec<Box<str>>), Refused> {
     let refused = |reason: &str| (UNAUTHORIZED, reason.to_owned());
     let fields = Fields::parse(text).map_err(|_| refused("user_data must be a JSON object"))?;
     let id = fields
