@@ -1,7 +1,8 @@
 //! Pusher compatibility with the clients Pusher users have, unmodified: pusher-js 8 (its Node
-//! build), laravel-echo 2 on pusher-js, and the `pusher` server SDK 5 as the app's backend
-//! and REST client. Each scenario is a script in `tests/pusher/` that starts the rollcall
-//! binary itself (it restarts it to check reconnection); this file runs them and reports.
+//! build, and its browser build in headless Chromium), laravel-echo 2 on pusher-js, and the
+//! `pusher` server SDK 5 as the app's backend and REST client. Each scenario is a script in
+//! `tests/pusher/` that starts the rollcall binary itself (it restarts it to check
+//! reconnection); this file runs them and reports.
 //!
 //! A second SDK in another language, pusher-http-python 3.3 (PyPI `pusher`), calls the REST
 //! API against a raw client held by the test.
@@ -28,20 +29,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
 /// Runs `tests/pusher/NAME.mjs` against the binary, or says why it cannot.
 fn scenario(name: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let installed = ["pusher-js", "pusher", "laravel-echo"]
-        .iter()
-        .all(|package| {
-            root.join("tests/pusher/node_modules")
-                .join(package)
-                .join("package.json")
-                .exists()
-        });
-    if !installed || !node_installed() {
+    if let Some(missing) = missing_prerequisite(root, name == "chromium") {
         skip_or_fail(
             "ROLLCALL_PUSHER_TESTS",
             &format!("Pusher scenario {name}"),
-            "Node.js or tests/pusher/node_modules is missing",
-            "run .ci/run, or `npm ci --prefix tests/pusher`",
+            &missing,
+            "run .ci/run, or `npm ci --prefix tests/pusher` (and for Chromium, \
+             `npm ci --prefix tests/browser` and apt-get install chromium)",
         );
         return;
     }
@@ -67,6 +61,33 @@ fn scenario(name: &str) {
     eprintln!("{script} passed in {}ms", ms(took));
 }
 
+/// What keeps a scenario from running here, if anything.
+fn missing_prerequisite(root: &Path, chromium: bool) -> Option<String> {
+    let installed = |dir: &str, package: &str| {
+        root.join(dir)
+            .join("node_modules")
+            .join(package)
+            .join("package.json")
+            .exists()
+    };
+    if !node_installed() {
+        return Some("`node` is not on PATH".into());
+    }
+    if let Some(package) = ["pusher-js", "pusher", "laravel-echo"]
+        .into_iter()
+        .find(|package| !installed("tests/pusher", package))
+    {
+        return Some(format!("tests/pusher/node_modules/{package} is missing"));
+    }
+    if chromium && !Path::new("/usr/bin/chromium").exists() {
+        return Some("/usr/bin/chromium is missing".into());
+    }
+    if chromium && !installed("tests/browser", "playwright-core") {
+        return Some("tests/browser/node_modules/playwright-core is missing".into());
+    }
+    None
+}
+
 #[test]
 fn pusher_js_and_the_pusher_sdk() {
     scenario("pusher_js");
@@ -75,6 +96,11 @@ fn pusher_js_and_the_pusher_sdk() {
 #[test]
 fn laravel_echo_on_pusher_js() {
     scenario("laravel_echo");
+}
+
+#[test]
+fn pusher_js_in_chromium() {
+    scenario("chromium");
 }
 
 /// The Python interpreter with the `pusher` package: `.ci/run`'s venv, else `python3` when it

@@ -59,12 +59,7 @@ impl Engine {
         }
     }
 
-    fn try_signin(
-        &mut self,
-        id: ConnId,
-        signature: &str,
-        user_data: &str,
-    ) -> Result<(), Refused> {
+    fn try_signin(&mut self, id: ConnId, signature: &str, user_data: &str) -> Result<(), Refused> {
         let refused = |reason: String| (UNAUTHORIZED, reason);
         let Some(index) = self
             .sessions
