@@ -48,6 +48,11 @@ OPTIONS:
                             chooses the source address [default: 1]
     --procs P               hold: split the connections over P processes [default: 1]
     --query Q               extra query string for every rollcall URL (events=none&channel=big)
+    --pusher ID:KEY:SECRET  hold, fanout: Pusher clients of this app (/app/KEY, as pusher-js):
+                            hold joins presence channels presence-load-K of 100 members each
+                            (Pusher's limit), signed as an app's backend signs; fanout
+                            subscribes to public channel fanout and triggers through the
+                            signed REST API
     --user-prefix P         prefix of the user ids [default: load]
     --admin-token TOKEN     bearer token for /presence and /publish [env: ROLLCALL_ADMIN_TOKEN]
     --timeout DUR           limit of every phase; the run fails when one passes [default: 60s]
@@ -113,6 +118,8 @@ pub struct Options {
     pub query: String,
     pub user_prefix: String,
     pub admin_token: Option<String>,
+    /// `--pusher`: Pusher clients of this app.
+    pub pusher: Option<rollcall::pusher::App>,
     pub timeout: Duration,
     pub json: bool,
     /// Hidden: this process is a `--procs` child running this slice.
@@ -159,6 +166,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         query: String::new(),
         user_prefix: "load".to_string(),
         admin_token: std::env::var("ROLLCALL_ADMIN_TOKEN").ok(),
+        pusher: None,
         timeout: Duration::from_secs(60),
         json: false,
         child: None,
@@ -222,6 +230,11 @@ fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             "--query" => o.query = value()?.trim_start_matches(['?', '&']).to_string(),
             "--user-prefix" => o.user_prefix = value()?,
             "--admin-token" => o.admin_token = Some(value()?),
+            "--pusher" => {
+                let app =
+                    rollcall::pusher::App::parse(&value()?).map_err(|e| format!("{flag}: {e}"))?;
+                o.pusher = Some(app);
+            }
             "--timeout" => o.timeout = duration(value()?)?,
             "--json" => o.json = true,
             CHILD_FLAG => {
@@ -276,6 +289,12 @@ fn validate(o: &Options) -> Result<(), String> {
     }
     if !o.subscribe.is_empty() && o.mode != Mode::Fanout {
         return Err("--subscribe-url works with fanout only".into());
+    }
+    if o.pusher.is_some() && !matches!(o.mode, Mode::Hold | Mode::Fanout) {
+        return Err("--pusher works with hold and fanout only".into());
+    }
+    if o.pusher.is_some() && o.plain {
+        return Err("--pusher and --plain exclude each other".into());
     }
     let mut servers = [&o.target]
         .into_iter()

@@ -18,11 +18,12 @@ use tungstenite::Utf8Bytes;
 use crate::conn::Ending;
 use crate::pacer::Pacer;
 use crate::pool::{ConnId, Event, Pool, What};
+use crate::pusher::{self, Join};
 use crate::stats::{Failure, Tally};
 use crate::target::Target;
 
 /// When a member counts as up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum UpWhen {
     /// The `101` arrived (a plain WebSocket server).
     Upgraded,
@@ -30,6 +31,8 @@ pub enum UpWhen {
     Welcome,
     /// The `welcome` and the `state` of its channel (mode `all`).
     State,
+    /// A Pusher client: `connection_established`, then its subscription (sent here) succeeded.
+    Pusher(Box<Join>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,9 +182,9 @@ impl Crowd {
         (total, if any { min } else { 0 }, max)
     }
 
-    /// Takes note of `event`; says whether it was a member's and, for text of a member that is
-    /// up, hands the text on.
-    pub fn handle<'a>(&mut self, event: &'a Event) -> Seen<'a> {
+    /// Takes note of `event` (sending what a Pusher client sends on `pool`); says whether it
+    /// was a member's and, for text of a member that is up, hands the text on.
+    pub fn handle<'a>(&mut self, pool: &mut Pool, event: &'a Event) -> Seen<'a> {
         let k = event.tag;
         if k >= self.members.len() || self.members[k].id != Some(event.id) {
             return Seen::Other;
@@ -189,17 +192,45 @@ impl Crowd {
         let member = &mut self.members[k];
         match &event.what {
             What::Upgraded => {
-                if self.up_when == UpWhen::Upgraded {
+                if matches!(self.up_when, UpWhen::Upgraded) {
                     member.stage = Stage::Up;
                     self.up += 1;
                     self.last_up = Some(event.at);
                 }
             }
             What::Text(text) => match member.stage {
-                Stage::Up => return Seen::Text(k, text),
+                Stage::Up => {
+                    if let (UpWhen::Pusher(_), pusher::Frame::Ping) =
+                        (&self.up_when, pusher::read(text))
+                    {
+                        pool.send_text(event.id, pusher::PONG, event.at);
+                        return Seen::Handled;
+                    }
+                    return Seen::Text(k, text);
+                }
+                Stage::Connecting | Stage::Welcomed
+                    if matches!(self.up_when, UpWhen::Pusher(_)) =>
+                {
+                    let UpWhen::Pusher(join) = &self.up_when else {
+                        return Seen::Handled;
+                    };
+                    match pusher::read(text) {
+                        pusher::Frame::Established(socket_id) => {
+                            pool.send_text(event.id, &join.subscribe(k, &socket_id), event.at);
+                            member.stage = Stage::Welcomed;
+                        }
+                        pusher::Frame::Subscribed => {
+                            member.stage = Stage::Up;
+                            self.up += 1;
+                            self.last_up = Some(event.at);
+                        }
+                        pusher::Frame::Ping => pool.send_text(event.id, pusher::PONG, event.at),
+                        pusher::Frame::Other => {}
+                    }
+                }
                 Stage::Connecting | Stage::Welcomed => {
                     let kind = message_type(text);
-                    let up = match (self.up_when, member.stage, kind.as_deref()) {
+                    let up = match (&self.up_when, member.stage, kind.as_deref()) {
                         (UpWhen::Welcome, _, Some("welcome")) => true,
                         (UpWhen::State, Stage::Connecting, Some("welcome")) => {
                             member.stage = Stage::Welcomed;
@@ -282,7 +313,7 @@ pub fn gather<'t>(
         let wake = crowd.next_due().map_or(deadline, |due| due.min(deadline));
         pool.poll(Some(wake.saturating_duration_since(now)), &mut events)?;
         for event in events.drain(..) {
-            if let Seen::Other = crowd.handle(&event) {
+            if let Seen::Other = crowd.handle(pool, &event) {
                 other(pool, &event);
             }
         }

@@ -17,12 +17,16 @@ use crate::conn::Ending;
 use crate::crowd::{gather_everyone, Crowd, Seen, UpWhen};
 use crate::pacer::Pacer;
 use crate::pool::{Pool, What};
+use crate::pusher::{self, Join};
 use crate::report::{secs, Report};
 use crate::socket::Sources;
 use crate::stats::{per_second, Latencies, Tally};
 use crate::target::Target;
 
 const CHANNEL: &str = "fanout";
+
+/// The name of the events a Pusher fanout (`--pusher`) triggers.
+const EVENT: &str = "load";
 
 /// Publications in flight at once when a `--publish-rate` is given.
 const MAX_PUBLISHING: u64 = 64;
@@ -63,11 +67,24 @@ pub fn run(o: &Options) -> Result<Report, String> {
         .map_err(|e| format!("cannot create the poll: {e}"))?;
     let n = o.subscribers as usize;
     let m = o.messages as usize;
-    let mut crowd = Crowd::new(o.subscribers, o.rate, o.in_flight, UpWhen::Welcome);
+    let join = o.pusher.clone().map(|app| Join {
+        app,
+        channel: CHANNEL.to_owned(),
+        user_prefix: o.user_prefix.clone(),
+        first: 0,
+    });
+    let up_when = match &join {
+        Some(join) => UpWhen::Pusher(Box::new(join.clone())),
+        None => UpWhen::Welcome,
+    };
+    let mut crowd = Crowd::new(o.subscribers, o.rate, o.in_flight, up_when);
     let mut nodes = nodes(o);
     let dial = |k: usize| {
-        let query = format!("user={}-f{k}&channel={CHANNEL}&events=none", o.user_prefix);
         let target = nodes[k % nodes.len()].target;
+        if let Some(join) = &join {
+            return (target, join.ws_target(&o.query));
+        }
+        let query = format!("user={}-f{k}&channel={CHANNEL}&events=none", o.user_prefix);
         (target, target.ws_target(&query, &o.query))
     };
     let gathered = gather_everyone(
@@ -115,13 +132,20 @@ pub fn run(o: &Options) -> Result<Report, String> {
         let count = pacer.take(now, publishing) as usize;
         for k in first..first + count {
             let sent_us = now.duration_since(base).as_micros() as u64;
-            let body = json!({"channel": CHANNEL, "data": {"seq": k, "sent_us": sent_us}});
-            let request = o.target.http_request(
-                "POST",
-                "/publish",
-                o.admin_token.as_deref(),
-                Some(body.to_string().as_bytes()),
-            );
+            let data = json!({"seq": k, "sent_us": sent_us});
+            let request = match &o.pusher {
+                Some(app) => pusher::trigger_request(&o.target, app, CHANNEL, EVENT, &data),
+                None => o.target.http_request(
+                    "POST",
+                    "/publish",
+                    o.admin_token.as_deref(),
+                    Some(
+                        json!({"channel": CHANNEL, "data": data})
+                            .to_string()
+                            .as_bytes(),
+                    ),
+                ),
+            };
             pool.open_http(request, n + k, now);
             first_publish.get_or_insert(now);
         }
@@ -137,7 +161,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
         pool.poll(Some(wake.saturating_duration_since(now)), &mut events)
             .map_err(loop_failed)?;
         for event in events.drain(..) {
-            match crowd.handle(&event) {
+            match crowd.handle(&mut pool, &event) {
                 Seen::Text(k, text) => {
                     let Some((seq, sent_us)) = parse_message(text) else {
                         continue;
@@ -277,13 +301,16 @@ fn node_figures(node: &mut Node, messages: u64, text: &mut String) -> Value {
     })
 }
 
-/// `(seq, sent_us)` of a `message` this run published.
+/// `(seq, sent_us)` of a `message` this run published (for Pusher clients, an event
+/// [`EVENT`] whose data string holds them).
 fn parse_message(text: &str) -> Option<(u64, u64)> {
     let value: Value = serde_json::from_str(text).ok()?;
-    if value.get("type")?.as_str()? != "message" {
-        return None;
-    }
-    let data = value.get("data")?;
+    let data = if value.get("type").and_then(Value::as_str) == Some("message") {
+        value.get("data")?.clone()
+    } else {
+        let (name, data) = pusher::named_event(text)?;
+        (name == EVENT).then_some(data)?
+    };
     Some((data.get("seq")?.as_u64()?, data.get("sent_us")?.as_u64()?))
 }
 
@@ -297,6 +324,8 @@ mod tests {
             r#"{"type":"message","channel":"fanout","from":null,"data":{"sent_us":12,"seq":3}}"#;
         assert_eq!(parse_message(text), Some((3, 12)));
         assert_eq!(parse_message(r#"{"type":"pong","id":1}"#), None);
+        let pusher = r#"{"event":"load","channel":"fanout","data":"{\"sent_us\":12,\"seq\":3}"}"#;
+        assert_eq!(parse_message(pusher), Some((3, 12)));
     }
 
     #[test]

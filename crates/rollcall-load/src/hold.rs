@@ -16,9 +16,14 @@ use crate::cli::{Options, Slice};
 use crate::crowd::{gather, Crowd, UpWhen};
 use crate::pool::{Pool, What};
 use crate::procfs::{self, MonoClock, Sample};
+use crate::pusher::Join;
 use crate::report::{secs, Report};
 use crate::socket::Sources;
 use crate::stats::{per_second, Tally};
+
+/// The presence channels Pusher clients (`--pusher`) join: `presence-load-K`, 100 members
+/// each (see [`crate::pusher::PRESENCE_GROUP`]).
+const PRESENCE: &str = "presence-load";
 
 /// What one process saw of its connections.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -126,13 +131,22 @@ pub fn run_slice(
     let clock = MonoClock::new();
     let mut pool = Pool::new(o.target.clone(), Sources::new(o.sources, slice.first))
         .map_err(|e| format!("cannot create the poll: {e}"))?;
-    let up_when = if o.plain {
-        UpWhen::Upgraded
-    } else {
-        UpWhen::Welcome
+    let join = o.pusher.clone().map(|app| Join {
+        app,
+        channel: PRESENCE.to_owned(),
+        user_prefix: o.user_prefix.clone(),
+        first: slice.first,
+    });
+    let up_when = match (&join, o.plain) {
+        (Some(join), _) => UpWhen::Pusher(Box::new(join.clone())),
+        (None, true) => UpWhen::Upgraded,
+        (None, false) => UpWhen::Welcome,
     };
     let mut crowd = Crowd::new(slice.count, o.rate, o.in_flight, up_when);
     let dial = |k: usize| {
+        if let Some(join) = &join {
+            return (&o.target, join.ws_target(&o.query));
+        }
         let user = if o.plain {
             String::new()
         } else {
@@ -186,7 +200,7 @@ pub fn run_slice(
                 let _ = std::io::stdin().read(&mut [0u8; 64]);
                 stopped = true;
             } else {
-                crowd.handle(&event);
+                crowd.handle(&mut pool, &event);
             }
         }
     }
@@ -247,6 +261,8 @@ pub fn report(o: &Options, r: &HoldSlice, server: &ServerSamples) -> Report {
         r.connections,
         if o.plain {
             "101 received"
+        } else if o.pusher.is_some() {
+            "presence subscription succeeded"
         } else {
             "welcome received"
         },

@@ -123,7 +123,7 @@ fn settle(pool: &mut Pool, crowd: &mut Crowd, o: &Options, observers: usize) -> 
         pool.poll(Some(deadline - now), &mut events)
             .map_err(loop_failed)?;
         for event in events.drain(..) {
-            if let Seen::Text(k, text) = crowd.handle(&event) {
+            if let Seen::Text(k, text) = crowd.handle(pool, &event) {
                 if k < observers && parse(text).0.as_deref() == Some("pong") {
                     settled[k] = true;
                 }
@@ -190,7 +190,7 @@ fn run_sample(
         pool.poll(Some(deadline - now), &mut events)
             .map_err(loop_failed)?;
         for event in events.drain(..) {
-            take_event(crowd, &event, &mut sample, observers, timings)
+            take_event(pool, crowd, &event, &mut sample, observers, timings)
                 .map_err(|problem| Stop::Failed(format!("sample {s} {problem}")))?;
         }
         check_members(crowd)?;
@@ -206,13 +206,14 @@ fn run_sample(
 /// One event during a sample: an observer's view of the sample user, or the sample's own
 /// connection. `Err` when the sample's connection ended before we closed it.
 fn take_event(
+    pool: &mut Pool,
     crowd: &mut Crowd,
     event: &Event,
     sample: &mut Sample,
     observers: usize,
     timings: &mut Timings,
 ) -> Result<(), String> {
-    match crowd.handle(event) {
+    match crowd.handle(pool, event) {
         Seen::Text(k, text) if k < observers => {
             let (kind, who) = parse(text);
             if who.as_deref() != Some(sample.user.as_str()) {

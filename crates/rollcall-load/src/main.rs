@@ -25,6 +25,7 @@ mod pacer;
 mod pool;
 mod procfs;
 mod procs;
+mod pusher;
 mod report;
 mod socket;
 mod stats;
