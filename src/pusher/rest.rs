@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use data_encoding::{HEXLOWER, HEXLOWER_PERMISSIVE};
+use data_encoding::HEXLOWER;
 use hmac::Mac;
 use md5::{Digest, Md5};
 
-use super::auth::mac;
+use super::auth::{decode_hex, mac};
 use super::{App, MAX_EVENT_NAME};
 use crate::http::percent;
 
@@ -94,9 +94,8 @@ pub fn verify(app: &App, request: &Signed<'_>, now_secs: u64) -> Result<Params, 
     }
     check_body_md5(params.get("body_md5").map(String::as_str), request.body)?;
     let signature = signature.ok_or_else(|| unauthorized("missing auth_signature"))?;
-    let signature = HEXLOWER_PERMISSIVE
-        .decode(signature.as_bytes())
-        .map_err(|_| unauthorized("auth_signature is not hexadecimal"))?;
+    let signature =
+        decode_hex(&signature).ok_or_else(|| unauthorized("auth_signature is not hexadecimal"))?;
     mac(&app.secret)
         .chain_update(string_to_sign(request.method, request.path, &params))
         .verify_slice(&signature)
