@@ -89,7 +89,7 @@ pub(super) fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let value = |digit: u8| char::from(digit).to_digit(16);
     digits
         .chunks_exact(2)
-        .map(|pair| Some(u8::try_from(value(pair[0])? << 4 | value(pair[1])?).ok()?))
+        .map(|pair| u8::try_from(value(pair[0])? << 4 | value(pair[1])?).ok())
         .collect()
 }
 
