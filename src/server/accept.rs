@@ -280,6 +280,9 @@ impl Server {
         };
         match self.engine.handler_mut().on_connect(&asked) {
             Decision::Accept => Ok(()),
+            // A Pusher connection's user and channels come from its signed subscriptions:
+            // the handler may refuse it, not rename it.
+            Decision::AcceptAs { .. } if upgrade.pusher_app.is_some() => Ok(()),
             Decision::AcceptAs {
                 user,
                 channels,
