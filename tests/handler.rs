@@ -54,6 +54,20 @@ impl Handler for Recorder {
             user: request.user.map(str::to_owned),
             channels: request.channels.to_vec(),
         });
+        if request.target.starts_with("/app/refused") {
+            return Decision::Refuse {
+                status: 403,
+                reason: "no Pusher here".into(),
+            };
+        }
+        if request.target.starts_with("/app/") {
+            // Ignored for a Pusher connection: its identity is in its signed subscriptions.
+            return Decision::AcceptAs {
+                user: "renamed".into(),
+                channels: vec!["lobby".into()],
+                meta: None,
+            };
+        }
         match request.user {
             Some("mallory") => Decision::Refuse {
                 status: 403,
@@ -170,6 +184,61 @@ fn the_handler_decides_on_connections() {
             user: "visitor".into()
         },
         "and the channel"
+    );
+}
+
+/// A Pusher connection is asked too: the host may refuse it, but not rename it (its user is
+/// the one its signed presence subscription names), and its channels reach the hooks as
+/// `APP_ID#CHANNEL`.
+#[test]
+fn the_handler_may_refuse_a_pusher_connection_but_not_rename_it() {
+    let apps = rollcall::pusher::PusherSettings::parse_list("9:app-key:app-secret,8:refused:x")
+        .expect("apps");
+    let settings = rollcall::pusher::PusherSettings {
+        apps,
+        ..Default::default()
+    };
+    let (addr, _handle, record) = embed_with_recorder(Config::default().pusher(settings));
+    let refused = upgrade_attempt(addr, upgrade_request("/app/refused?protocol=7").as_bytes());
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(matches!(
+        next_seen(&record),
+        Seen::Connect { user: None, .. }
+    ));
+
+    let mut client = Client::connect_target(addr, "/app/app-key?protocol=7");
+    let established = client.recv_json(STEP);
+    assert_eq!(
+        established["event"], "pusher:connection_established",
+        "{established}"
+    );
+    assert!(matches!(
+        next_seen(&record),
+        Seen::Connect { user: None, .. }
+    ));
+    let data: serde_json::Value =
+        serde_json::from_str(established["data"].as_str().unwrap_or_default()).expect("JSON");
+    let socket = data["socket_id"].as_str().expect("socket id");
+    let channel_data = r#"{"user_id":"ann"}"#;
+    let signature = rollcall::pusher::auth::sign(
+        "app-secret",
+        &format!("{socket}:presence-room:{channel_data}"),
+    );
+    client.send_json(&json!({"event": "pusher:subscribe", "data": {
+        "channel": "presence-room", "auth": format!("app-key:{signature}"),
+        "channel_data": channel_data}}));
+    let reply = client.recv_json(STEP);
+    assert_eq!(
+        reply["event"], "pusher_internal:subscription_succeeded",
+        "{reply}"
+    );
+    assert_eq!(
+        next_seen(&record),
+        Seen::Join {
+            channel: "9#presence-room".into(),
+            user: "ann".into()
+        },
+        "not 'renamed' in lobby"
     );
 }
 
