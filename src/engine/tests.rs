@@ -1779,6 +1779,50 @@ mod pusher {
     }
 
     #[test]
+    fn the_leave_grace_hides_a_reload_from_the_members() {
+        let apps = PusherSettings::parse_list(&format!("1:{KEY}:{APP_SECRET}")).expect("apps");
+        let settings = PusherSettings {
+            apps,
+            ..PusherSettings::default()
+        };
+        let config = Config::default()
+            .pusher(settings)
+            .leave_grace(Duration::from_secs(5));
+        let mut h = Harness::with(config);
+        let (bob, ann) = (h.socket(), h.socket());
+        h.join_presence(bob, "presence-room", json!("bob"));
+        h.join_presence(ann, "presence-room", json!("ann"));
+        h.clear();
+        // Ann reloads the page: her socket drops, a new one subscribes within the grace.
+        h.end(ann, LeaveReason::Closed);
+        h.advance(1_000);
+        let reloaded = h.socket();
+        h.join_presence(reloaded, "presence-room", json!("ann"));
+        h.advance(10_000);
+        let heard = h.received(bob);
+        assert!(
+            events(&heard)
+                .iter()
+                .all(|e| !e.starts_with("pusher_internal:member")),
+            "a reload is no news: {heard:?}"
+        );
+        // Gone for good: removed once the grace has run.
+        h.end(reloaded, LeaveReason::Closed);
+        h.advance(4_000);
+        assert!(
+            h.received(bob).iter().all(|m| m["event"] == "pusher:ping"),
+            "not yet"
+        );
+        h.advance(2_000);
+        let removed = h.received(bob);
+        assert_eq!(
+            events(&removed).last(),
+            Some(&"pusher_internal:member_removed"),
+            "{removed:?}"
+        );
+    }
+
+    #[test]
     fn presence_refusals_change_nothing() {
         let mut h = harness();
         let (bob, other) = (h.socket(), h.socket());
