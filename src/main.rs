@@ -64,6 +64,9 @@ OPTIONS:
                                 the activity_timeout Pusher clients are told [default: 30s]
     --pusher-max-event-data SIZE
                                 largest event data, from clients or the REST API [default: 10KiB]
+    --pusher-app-limit ID:NAME=VALUE
+                                one app's own limit (repeatable): client_events, max_presence_
+                                members, max_user_info, activity_timeout or max_event_data
     -h, --help                  print this help
     -V, --version               print the version
 
@@ -166,6 +169,7 @@ fn parse_args() -> Result<Invocation, String> {
         .token_secret(token_secret)
         .redis(redis);
     let mut allowed_origins = Vec::new();
+    let mut app_limits = Vec::new();
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let flag = match arg {
@@ -253,27 +257,27 @@ fn parse_args() -> Result<Invocation, String> {
                 config
             }
             "--pusher-client-events" => {
-                pusher.client_events = match value()?.as_str() {
-                    "on" => true,
-                    "off" => false,
-                    other => return Err(invalid(&format!("{other:?} is not on or off"))),
-                };
+                pusher_default(&mut pusher, "client_events", value()?)?;
                 config
             }
             "--pusher-max-presence-members" => {
-                pusher.max_presence_members = count(&flag, value()?)?;
+                pusher_default(&mut pusher, "max_presence_members", value()?)?;
                 config
             }
             "--pusher-max-user-info" => {
-                pusher.max_user_info = parse_size(&value()?).map_err(|e| invalid(&e))?;
+                pusher_default(&mut pusher, "max_user_info", value()?)?;
                 config
             }
             "--pusher-activity-timeout" => {
-                pusher.activity_timeout = parse_duration(&value()?).map_err(|e| invalid(&e))?;
+                pusher_default(&mut pusher, "activity_timeout", value()?)?;
                 config
             }
             "--pusher-max-event-data" => {
-                pusher.max_event_data = parse_size(&value()?).map_err(|e| invalid(&e))?;
+                pusher_default(&mut pusher, "max_event_data", value()?)?;
+                config
+            }
+            "--pusher-app-limit" => {
+                app_limits.push(value()?);
                 config
             }
             _ => return Err(format!("unknown option {flag}")),
@@ -282,9 +286,27 @@ fn parse_args() -> Result<Invocation, String> {
     if !allowed_origins.is_empty() {
         config = config.allowed_origins(allowed_origins);
     }
+    // An app's own limits start from the defaults, wherever the flags came.
+    for limit in app_limits {
+        pusher
+            .set_app_limit(&limit)
+            .map_err(|e| format!("--pusher-app-limit: {e}"))?;
+    }
     config = config.pusher(pusher);
     config.validate().map_err(|e| e.to_string())?;
     Ok(Invocation::Serve(Box::new(config)))
+}
+
+/// Sets a default limit of the Pusher apps (`--pusher-*`).
+fn pusher_default(
+    pusher: &mut rollcall::pusher::PusherSettings,
+    name: &str,
+    value: String,
+) -> Result<(), String> {
+    pusher
+        .defaults
+        .set(name, &value)
+        .map_err(|e| format!("--pusher-{}: {e}", name.replace('_', "-")))
 }
 
 /// A whole number for `flag`.

@@ -102,7 +102,10 @@ fn check_action(action: &Action, max_meta: usize) {
         }
         // Any string: the server verifies it as a token, the decoder only carries it.
         Action::Refresh { .. } => {}
-        Action::Subscribe { .. } | Action::Unsubscribe { .. } | Action::ClientEvent { .. } => {
+        Action::Subscribe { .. }
+        | Action::Unsubscribe { .. }
+        | Action::ClientEvent { .. }
+        | Action::Signin { .. } => {
             panic!("v1 decoded a Pusher command: {action:?}")
         }
     }

@@ -280,10 +280,15 @@ impl Engine {
     /// Pusher connection is named by its socket id and told the Pusher activity timeout.
     pub fn welcome(&self, dialect: Dialect, conn: ConnId, user: &str) -> Option<String> {
         let (conn, interval_ms) = match dialect {
-            Dialect::Pusher => (
-                self.socket_id(conn),
-                millis(self.config.pusher.activity_timeout),
-            ),
+            Dialect::Pusher => {
+                let app = self
+                    .sessions
+                    .get(conn)
+                    .and_then(|s| s.pusher())
+                    .map(|p| p.app);
+                let limits = self.config.pusher.limits(app.unwrap_or_default());
+                (self.socket_id(conn), millis(limits.activity_timeout))
+            }
             _ => (conn.to_string(), self.heartbeat.interval),
         };
         dialect.encode(&Event::Welcome {

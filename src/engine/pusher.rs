@@ -144,8 +144,11 @@ impl Engine {
         channel_data: &str,
         now: Millis,
     ) -> Result<(), CommandError> {
-        let settings = &self.config.pusher;
-        let (user, info) = read_channel_data(channel_data, settings.max_user_info)?;
+        let Some((app, _)) = self.app_of(id) else {
+            return Ok(());
+        };
+        let limits = self.config.pusher.limits(app);
+        let (user, info) = read_channel_data(channel_data, limits.max_user_info)?;
         let session = self.sessions.get(id).ok_or_else(gone)?;
         if session.counted && *session.user != *user {
             return Err(CommandError::new(
@@ -158,7 +161,7 @@ impl Engine {
         }
         if let Some(channel) = self.roster.find(internal) {
             let members = self.channel_counts(channel).map_or(0, |c| c.users);
-            let max = settings.max_presence_members;
+            let max = limits.max_presence_members;
             if members >= max && !self.is_member(channel, &user) {
                 return Err(CommandError::new(
                     ErrorCode::TooLarge,
@@ -235,10 +238,10 @@ impl Engine {
         data: &Json,
         now: Millis,
     ) -> Result<(), CommandError> {
-        let Some((_, app)) = self.app_of(id) else {
+        let Some((index, app)) = self.app_of(id) else {
             return Ok(());
         };
-        let settings = &self.config.pusher;
+        let settings = self.config.pusher.limits(index);
         let refuse = |message: String| Err(CommandError::new(ErrorCode::Forbidden, message));
         if !settings.client_events {
             return refuse("client events are disabled on this server".into());

@@ -1779,6 +1779,35 @@ mod pusher {
     }
 
     #[test]
+    fn each_app_has_its_own_limits() {
+        let mut settings = PusherSettings {
+            apps: PusherSettings::parse_list(&format!("1:{KEY}:{APP_SECRET}")).expect("apps"),
+            ..PusherSettings::default()
+        };
+        settings
+            .set_app_limit("1:client_events=off")
+            .expect("a limit");
+        settings
+            .set_app_limit("1:activity_timeout=2m")
+            .expect("a limit");
+        let mut h = Harness::with(Config::default().pusher(settings));
+        let id = h.socket();
+        let welcome = h
+            .engine
+            .welcome(Dialect::Pusher, id, "")
+            .expect("a welcome");
+        let welcome: Value = serde_json::from_str(&welcome).expect("JSON");
+        assert_eq!(nested(&welcome)["activity_timeout"], 120);
+        h.join_presence(id, "presence-room", json!("ann"));
+        h.pusher(
+            id,
+            json!({"event": "client-x", "channel": "presence-room", "data": {}}),
+        );
+        let refused = h.received(id);
+        assert_eq!(refused[0]["event"], "pusher:error", "{refused:?}");
+    }
+
+    #[test]
     fn the_leave_grace_hides_a_reload_from_the_members() {
         let apps = PusherSettings::parse_list(&format!("1:{KEY}:{APP_SECRET}")).expect("apps");
         let settings = PusherSettings {

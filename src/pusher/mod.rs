@@ -17,6 +17,8 @@ pub mod socket_id;
 use std::fmt;
 use std::time::Duration;
 
+use crate::units::{parse_duration, parse_size};
+
 pub use channel::ChannelKind;
 
 /// The longest event name (`client-...` or a REST event), in bytes.
@@ -32,6 +34,8 @@ pub struct App {
     pub key: String,
     /// The secret, never sent anywhere.
     pub secret: String,
+    /// Its own limits, when it has some (else the server's defaults).
+    pub limits: Option<AppLimits>,
 }
 
 impl fmt::Debug for App {
@@ -74,6 +78,7 @@ impl App {
             id: id.to_owned(),
             key: key.to_owned(),
             secret: secret.to_owned(),
+            limits: None,
         })
     }
 
@@ -118,11 +123,10 @@ pub fn is_internal(name: &str) -> bool {
     name.contains('#')
 }
 
-/// The Pusher apps and the limits every app applies.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PusherSettings {
-    /// The apps; none turns Pusher compatibility off (`/app/...` and `/apps/...` are 404).
-    pub apps: Vec<App>,
+/// What one app allows. Every app starts from the server's defaults (the `--pusher-*`
+/// flags) and may have its own ([`App::limits`], `--pusher-app-limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppLimits {
     /// Whether clients may send `client-` events on private and presence channels (Laravel
     /// Echo's whisper). Default true.
     pub client_events: bool,
@@ -137,10 +141,9 @@ pub struct PusherSettings {
     pub max_event_data: usize,
 }
 
-impl Default for PusherSettings {
+impl Default for AppLimits {
     fn default() -> Self {
-        PusherSettings {
-            apps: Vec::new(),
+        AppLimits {
             client_events: true,
             max_presence_members: 100,
             max_user_info: 2 << 10,
@@ -148,6 +151,62 @@ impl Default for PusherSettings {
             max_event_data: 10 << 10,
         }
     }
+}
+
+impl AppLimits {
+    /// Sets the limit `name` (`client_events`, `max_presence_members`, `max_user_info`,
+    /// `activity_timeout`, `max_event_data`) from its text (`on`/`off`, a count, a size as
+    /// `2KiB`, a duration as `30s`).
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let count = || {
+            value
+                .parse::<usize>()
+                .map_err(|_| format!("{name}: {value:?} is not a whole number"))
+        };
+        let size = || parse_size(value).map_err(|e| format!("{name}: {e}"));
+        match name {
+            "client_events" => {
+                self.client_events = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(format!("client_events: {value:?} is not on or off")),
+                }
+            }
+            "max_presence_members" => self.max_presence_members = count()?,
+            "max_user_info" => self.max_user_info = size()?,
+            "max_event_data" => self.max_event_data = size()?,
+            "activity_timeout" => {
+                self.activity_timeout =
+                    parse_duration(value).map_err(|e| format!("{name}: {e}"))?;
+            }
+            _ => {
+                return Err(format!(
+                    "unknown limit {name:?}: client_events, max_presence_members, \
+                     max_user_info, activity_timeout or max_event_data"
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.max_presence_members == 0 || self.max_user_info == 0 || self.max_event_data == 0 {
+            return Err("Pusher limits must be at least 1".into());
+        }
+        if self.activity_timeout.as_secs() == 0 {
+            return Err("the Pusher activity timeout is at least 1s".into());
+        }
+        Ok(())
+    }
+}
+
+/// The Pusher apps and the limits they start from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PusherSettings {
+    /// The apps; none turns Pusher compatibility off (`/app/...` and `/apps/...` are 404).
+    pub apps: Vec<App>,
+    /// The limits of an app that has none of its own.
+    pub defaults: AppLimits,
 }
 
 impl PusherSettings {
@@ -188,13 +247,37 @@ impl PusherSettings {
                 return Err(format!("Pusher app key {} is given twice", app.key));
             }
         }
-        if self.max_presence_members == 0 || self.max_user_info == 0 || self.max_event_data == 0 {
-            return Err("Pusher limits must be at least 1".into());
-        }
-        if self.activity_timeout.as_secs() == 0 {
-            return Err("the Pusher activity timeout is at least 1s".into());
+        self.defaults.validate()?;
+        for app in &self.apps {
+            if let Some(limits) = &app.limits {
+                limits
+                    .validate()
+                    .map_err(|e| format!("app {}: {e}", app.id))?;
+            }
         }
         Ok(())
+    }
+
+    /// The limits of the app at `index` (its own, else the defaults).
+    pub fn limits(&self, index: u16) -> AppLimits {
+        self.app(index)
+            .and_then(|app| app.limits)
+            .unwrap_or(self.defaults)
+    }
+
+    /// Sets one limit of app `id` from `NAME=VALUE` (`--pusher-app-limit ID:NAME=VALUE`),
+    /// starting from the defaults: give the defaults first.
+    pub fn set_app_limit(&mut self, text: &str) -> Result<(), String> {
+        let malformed = || "a Pusher app limit is ID:NAME=VALUE".to_owned();
+        let (id, setting) = text.split_once(':').ok_or_else(malformed)?;
+        let (name, value) = setting.split_once('=').ok_or_else(malformed)?;
+        let defaults = self.defaults;
+        let app = self
+            .apps
+            .iter_mut()
+            .find(|app| app.id == id)
+            .ok_or_else(|| format!("no Pusher app {id} (give --pusher-app first)"))?;
+        app.limits.get_or_insert(defaults).set(name, value)
     }
 
     /// The apps of `ROLLCALL_PUSHER_APPS`: `ID:KEY:SECRET` entries separated by commas.
@@ -225,6 +308,47 @@ mod tests {
         }
         let list = PusherSettings::parse_list("1:a:x, 2:b:y,").expect("two apps");
         assert_eq!(list.len(), 2);
+    }
+
+    #[test]
+    fn each_app_may_have_its_own_limits() {
+        let mut settings = PusherSettings {
+            apps: PusherSettings::parse_list("1:a:x,2:b:y").expect("apps"),
+            ..PusherSettings::default()
+        };
+        settings
+            .defaults
+            .set("max_presence_members", "50")
+            .expect("a count");
+        settings
+            .set_app_limit("2:client_events=off")
+            .expect("a limit");
+        settings
+            .set_app_limit("2:activity_timeout=1m")
+            .expect("a duration");
+        assert_eq!(settings.limits(0).max_presence_members, 50);
+        assert!(settings.limits(0).client_events);
+        let two = settings.limits(1);
+        assert_eq!(
+            (two.client_events, two.max_presence_members),
+            (false, 50),
+            "from the defaults"
+        );
+        assert_eq!(two.activity_timeout, Duration::from_secs(60));
+        for bad in [
+            "3:client_events=off",
+            "2:nope=1",
+            "2:max_user_info=lots",
+            "2",
+            "2:x",
+        ] {
+            assert!(settings.set_app_limit(bad).is_err(), "{bad}");
+        }
+        settings.set_app_limit("1:max_event_data=0").expect("set");
+        assert!(
+            settings.validate().is_err(),
+            "a zero limit is refused at start"
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl Server {
         let now_secs = self.engine.unix_millis(now) / 1000;
         let params = rest::verify(found, &signed, now_secs)?;
         let call = route(&request.method, path).ok_or_else(not_found)?;
-        let max_data = self.config.pusher.max_event_data;
+        let max_data = self.config.pusher.limits(app).max_event_data;
         match call {
             Call::Events => {
                 let trigger = rest::parse_trigger(&request.body, max_data)?;
