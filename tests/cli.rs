@@ -33,6 +33,8 @@ fn help_mentions_the_flags() {
         "--heartbeat-timeout",
         "--leave-grace",
         "--client-publish",
+        "--pusher-app",
+        "--pusher-app-limit",
     ] {
         assert!(
             text.contains(flag),
@@ -56,6 +58,37 @@ fn invalid_flag_values_exit_2_with_a_message() {
             "2s",
             "--heartbeat-timeout",
             "1s",
+        ][..],
+        // Pusher apps and limits.
+        &["--listen", "127.0.0.1:0", "--pusher-app", "1:key"][..],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--pusher-app",
+            "1:k:s",
+            "--pusher-app",
+            "1:k2:s",
+        ][..],
+        &["--listen", "127.0.0.1:0", "--pusher-client-events", "maybe"][..],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--pusher-max-presence-members",
+            "0",
+        ][..],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--pusher-app-limit",
+            "9:client_events=off",
+        ][..],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--pusher-app",
+            "1:k:s",
+            "--pusher-app-limit",
+            "1:nope=1",
         ][..],
     ] {
         let run = run_cli(args, EXIT_WAIT);
