@@ -14,13 +14,14 @@
 #                     answers at least one ping [default: 2.5 x INTERVAL]
 #     SOURCES=4       source addresses 127.0.0.2 .. 127.0.0.(SOURCES+1) of the load tool
 #     TIMEOUT=120s    limit of the load tool's connect phase
-#     SERVERS="rollcall node-ws tokio-tungstenite python-websockets"   which ones, in order
+#     SERVERS="rollcall bun node-ws tokio-tungstenite python-websockets"   which ones, in order
 #     OUT=target/bench-report   where the report goes
 #     SKIP_BUILD=1    use what is already built and installed
 #     SKIP_CHECK=1    skip the heartbeat smoke check (benches/peers/check.py) of each server
 #
 # Needs cargo, node + npm and python3 (with venv); installs the peers' packages from the npm
-# registry and PyPI on first use (node_modules under benches/peers/node-ws, a venv under
+# registry and PyPI on first use (node_modules under benches/peers/node-ws and
+# benches/peers/bun (Bun 1.4 is an npm package: a single binary), a venv under
 # target/peers/venv). Takes about a minute per server at N = 15000 after the builds.
 #
 # Writes OUT/density.md (table), OUT/density.svg (chart), OUT/results.json (everything:
@@ -37,7 +38,7 @@ N=${1:-${N:-15000}}
 INTERVAL=${INTERVAL:-2s}
 SOURCES=${SOURCES:-4}
 TIMEOUT=${TIMEOUT:-120s}
-SERVERS=${SERVERS:-rollcall node-ws tokio-tungstenite python-websockets}
+SERVERS=${SERVERS:-rollcall bun node-ws tokio-tungstenite python-websockets}
 OUT=${OUT:-target/bench-report}
 PEERS=benches/peers
 VENV=target/peers/venv
@@ -72,7 +73,7 @@ ROLLCALL_TIMEOUT_MS=$(duration_ms "${ROLLCALL_TIMEOUT:-${default_rollcall_timeou
     die "ROLLCALL_TIMEOUT must look like 10s"
 for server in $SERVERS; do
     case $server in
-    rollcall | node-ws | tokio-tungstenite | python-websockets) ;;
+    rollcall | bun | node-ws | tokio-tungstenite | python-websockets) ;;
     *) die "unknown server '$server' in SERVERS" ;;
     esac
 done
@@ -140,6 +141,9 @@ start_server() {
             --heartbeat-timeout "${ROLLCALL_TIMEOUT_MS}ms" >"$log" 2>&1 &
         ;;
     node-ws) node "$PEERS/node-ws/server.js" 0 "${INTERVAL_MS}ms" >"$log" 2>&1 & ;;
+    bun)
+        "$PEERS/bun/node_modules/.bin/bun" "$PEERS/bun/server.js" 0 "${INTERVAL_MS}ms" >"$log" 2>&1 &
+        ;;
     tokio-tungstenite)
         target/peers/release/rollcall-peer-tokio-tungstenite 0 "${INTERVAL_MS}ms" >"$log" 2>&1 &
         ;;
@@ -198,6 +202,10 @@ if [[ -z ${SKIP_BUILD:-} ]]; then
             note "installing the node-ws peer (npm ci)"
             (cd "$PEERS/node-ws" && npm ci --no-audit --no-fund --loglevel=error)
             ;;
+        bun)
+            note "installing the bun peer (npm ci: Bun itself, from the npm registry)"
+            (cd "$PEERS/bun" && npm ci --no-audit --no-fund --loglevel=error)
+            ;;
         tokio-tungstenite)
             note "building the tokio-tungstenite peer (release)"
             cargo build --release --locked \
@@ -248,6 +256,7 @@ if os.path.exists("/etc/os-release"):
     os_name = re.search(r'^PRETTY_NAME="?([^"\n]*)', open("/etc/os-release").read(), re.M)
     os_name = os_name and os_name.group(1)
 ws_package = os.path.join(os.environ["PEERS"], "node-ws/node_modules/ws/package.json")
+bun_binary = os.path.join(os.environ["PEERS"], "bun/node_modules/.bin/bun")
 venv_python = os.path.join(os.environ["VENV"], "bin/python")
 peer_lock = os.path.join(os.environ["PEERS"], "tokio-tungstenite/Cargo.lock")
 versions = {
@@ -255,6 +264,7 @@ versions = {
     "tungstenite (rollcall)": lock_version("Cargo.lock", "tungstenite"),
     "node": run("node", "--version"),
     "ws": os.path.exists(ws_package) and json.load(open(ws_package)).get("version"),
+    "bun": os.path.exists(bun_binary) and run(bun_binary, "--version"),
     "tokio": lock_version(peer_lock, "tokio"),
     "tokio-tungstenite": lock_version(peer_lock, "tokio-tungstenite"),
     "python": os.path.exists(venv_python)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 LABELS = {
     "rollcall": "rollcall",
+    "bun": "Bun (uWebSockets)",
     "node-ws": "Node ws",
     "tokio-tungstenite": "tokio-tungstenite",
     "python-websockets": "Python websockets",
