@@ -5,7 +5,10 @@
 // Bun's own idle timeout and automatic pings are off, so that only this heartbeat applies.
 //
 // It keeps no presence state: it only holds connections, so it is a lower bound for a server
-// that does rollcall's job.
+// that does rollcall's job. For benches/fanout.sh it also broadcasts: every connection
+// subscribes to Bun's topic `fanout`, and `POST /publish` with rollcall's body
+// `{"channel":C,"data":ANY}` sends `{"type":"message","channel":C,"from":null,"data":ANY}`
+// to all of them through `server.publish` (uWebSockets' pub/sub, encoded once).
 //
 // Usage: bun server.js [PORT] [INTERVAL]     (or env PORT, INTERVAL)
 //   PORT      0 (the default) picks a free port
@@ -29,7 +32,13 @@ const clients = new Set();
 const server = Bun.serve({
   hostname: "127.0.0.1",
   port,
-  fetch(request, server) {
+  async fetch(request, server) {
+    if (request.method === "POST" && new URL(request.url).pathname === "/publish") {
+      const body = await request.json();
+      const text = JSON.stringify({ type: "message", channel: body.channel, from: null, data: body.data });
+      const delivered = server.publish("fanout", text);
+      return Response.json({ delivered });
+    }
     if (server.upgrade(request, { data: { alive: true } })) return undefined;
     return new Response("this endpoint speaks WebSocket", { status: 426 });
   },
@@ -38,6 +47,7 @@ const server = Bun.serve({
     sendPings: false,
     open(ws) {
       clients.add(ws);
+      ws.subscribe("fanout");
     },
     message() {},
     pong(ws) {

@@ -6,7 +6,9 @@
 // `--heartbeat-timeout` of about twice the interval.
 //
 // It keeps no presence state: it only holds connections, so it is a lower bound for a server
-// that does rollcall's job.
+// that does rollcall's job. For benches/fanout.sh it also broadcasts: `POST /publish` with
+// rollcall's body `{"channel":C,"data":ANY}` sends `{"type":"message","channel":C,
+// "from":null,"data":ANY}` to every client, serialized once (the ws README's broadcast).
 //
 // Usage: node server.js [PORT] [INTERVAL]     (or env PORT, INTERVAL)
 //   PORT      0 (the default) picks a free port
@@ -14,7 +16,8 @@
 // Prints `listening on 127.0.0.1:PORT` once bound; any path and query are accepted.
 'use strict';
 
-const { WebSocketServer } = require('ws');
+const http = require('http');
+const { WebSocketServer, WebSocket } = require('ws');
 
 function parseInterval(text) {
   const match = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(String(text).trim());
@@ -33,7 +36,27 @@ function heartbeat() {
   this.isAlive = true;
 }
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port });
+const server = http.createServer((request, response) => {
+  if (request.method !== 'POST' || request.url !== '/publish') {
+    response.writeHead(426).end('this endpoint speaks WebSocket');
+    return;
+  }
+  const chunks = [];
+  request.on('data', (chunk) => chunks.push(chunk));
+  request.on('end', () => {
+    const body = JSON.parse(Buffer.concat(chunks).toString());
+    const text = JSON.stringify({ type: 'message', channel: body.channel, from: null, data: body.data });
+    let delivered = 0;
+    wss.clients.forEach((client) => {
+      if (client.readyState === WebSocket.OPEN) {
+        client.send(text);
+        delivered += 1;
+      }
+    });
+    response.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ delivered }));
+  });
+});
+const wss = new WebSocketServer({ server });
 
 wss.on('connection', function connection(ws) {
   ws.isAlive = true;
@@ -54,11 +77,12 @@ wss.on('close', function close() {
   clearInterval(interval);
 });
 
-wss.on('listening', () => {
-  console.log(`listening on 127.0.0.1:${wss.address().port}`);
+server.on('listening', () => {
+  console.log(`listening on 127.0.0.1:${server.address().port}`);
 });
+server.listen(port, '127.0.0.1');
 
-wss.on('error', (error) => {
+server.on('error', (error) => {
   console.error(`cannot listen: ${error.message}`);
   process.exit(1);
 });

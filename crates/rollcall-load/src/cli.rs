@@ -1,7 +1,7 @@
 //! Flags to [`Options`] (lexopt, like the server's own binary) and the `--help` text.
 //!
 //! Invariant: everything is validated here, so the modes never meet a nonsensical value
-//! (a zero count, an unreadable URL, `--plain` outside `hold`).
+//! (a zero count, an unreadable URL, `--plain` outside `hold` and `fanout`).
 
 use std::time::Duration;
 
@@ -30,8 +30,11 @@ OPTIONS:
     --in-flight N           connections on their way (not yet up) at once, at most; keep it
                             under the server's listen backlog (rollcall's is 4096, many
                             servers' 128 or less) [default: 100]
-    --plain                 hold: plain WebSocket server; up when the 101 arrives
-    --server-pid PID        hold: sample the server's RSS and CPU time from /proc
+    --plain                 hold, fanout: plain WebSocket server; up when the 101 arrives
+                            (fanout: the server broadcasts POST /publish, as the peers in
+                            benches/peers do)
+    --server-pid PID        hold: sample the server's RSS and CPU time from /proc; fanout: its
+                            CPU time over the publications (server CPU per delivery)
     --cycles N              churn: connect/leave/close cycles [default: 1000]
     --concurrency N         churn: cycles in progress at once [default: 50]
     --subscribers N         fanout: subscribers (events=none) [default: 100]
@@ -275,8 +278,8 @@ fn validate(o: &Options) -> Result<(), String> {
     if o.timeout.is_zero() {
         return Err("--timeout must be more than 0ms".into());
     }
-    if o.plain && o.mode != Mode::Hold {
-        return Err("--plain works with hold only".into());
+    if o.plain && !matches!(o.mode, Mode::Hold | Mode::Fanout) {
+        return Err("--plain works with hold and fanout only".into());
     }
     if o.procs > 1 && o.mode != Mode::Hold {
         return Err("--procs works with hold only".into());

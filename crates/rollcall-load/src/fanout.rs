@@ -17,6 +17,7 @@ use crate::conn::Ending;
 use crate::crowd::{gather_everyone, Crowd, Seen, UpWhen};
 use crate::pacer::Pacer;
 use crate::pool::{Pool, What};
+use crate::procfs;
 use crate::pusher::{self, Join};
 use crate::report::{secs, Report};
 use crate::socket::Sources;
@@ -75,6 +76,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
     });
     let up_when = match &join {
         Some(join) => UpWhen::Pusher(Box::new(join.clone())),
+        None if o.plain => UpWhen::Upgraded,
         None => UpWhen::Welcome,
     };
     let mut crowd = Crowd::new(o.subscribers, o.rate, o.in_flight, up_when);
@@ -111,6 +113,8 @@ pub fn run(o: &Options) -> Result<Report, String> {
         (0.0, 1)
     };
     let mut pacer = Pacer::new(o.messages, publish_rate, max_publishing);
+    let sample_server = || o.server_pid.map(procfs::sample).transpose();
+    let cpu_before = sample_server().map_err(|e| format!("--server-pid: {e}"))?;
     let base = Instant::now();
     let mut publishing = 0u64;
     let mut publish_failures = Tally::default();
@@ -209,6 +213,12 @@ pub fn run(o: &Options) -> Result<Report, String> {
             }
         }
     }
+    let cpu_after = sample_server().map_err(|e| format!("--server-pid: {e}"))?;
+    // The server's CPU from the first POST to the last delivery (and the few ms of the loop's
+    // own exit), over what it delivered: connect-phase work is before the first sample.
+    let cpu_us_per_delivery = cpu_before.zip(cpu_after).map(|(before, after)| {
+        (after.cpu_seconds - before.cpu_seconds) * 1e6 / delivered.max(1) as f64
+    });
     let seconds = first_publish
         .map_or(Duration::ZERO, |first| {
             last_delivery.saturating_duration_since(first)
@@ -229,6 +239,9 @@ pub fn run(o: &Options) -> Result<Report, String> {
          subscribers dropped: {}\n",
         crowd.dropped
     );
+    if let Some(us) = cpu_us_per_delivery {
+        text.push_str(&format!("  server CPU per delivery: {us:.2} us\n"));
+    }
     let per_node: Vec<Value> = if o.subscribe.is_empty() {
         Vec::new()
     } else {
@@ -266,6 +279,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
         "publish_seconds": secs(publish_seconds),
         "delivered_per_second": rate.round(),
         "latency": summary.to_json(),
+        "server_cpu_us_per_delivery": cpu_us_per_delivery,
         "ok": problem.is_none(),
     });
     if !per_node.is_empty() {
