@@ -28,20 +28,15 @@ const MARGIN: Duration = Duration::from_secs(10);
 
 /// Child side: tells the parent this slice's connect phase is over.
 pub fn announce_up(slice: &HoldSlice) {
-    let mut out = std::io::stdout().lock();
     // If the parent is gone, the hold ends at stdin's EOF anyway.
-    let _ = writeln!(out, "{}", json!({ "up": slice.to_json() }));
-    let _ = out.flush();
+    let _ = tell_parent("up", slice.to_json());
 }
 
-/// Child side: runs the slice and prints its result line.
+/// Child side: runs the hold slice and prints its result line.
 pub fn run_child(o: &Options, slice: Slice) -> Result<(), String> {
     let mut unused = ServerSamples::default();
     let result = hold::run_slice(o, slice, Control::Parent, &mut unused)?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", json!({ "result": result.to_json() }))
-        .and_then(|()| out.flush())
-        .map_err(|e| format!("cannot write the result: {e}"))
+    tell_parent("result", result.to_json())
 }
 
 /// The slices of `total` connections over `procs` processes, as even as can be.
@@ -71,51 +66,116 @@ impl Drop for Worker {
     }
 }
 
+/// `--procs` children running slices of `total` connections, and their output lines.
+pub struct Children {
+    workers: Vec<Worker>,
+    lines: Receiver<(usize, Option<String>)>,
+}
+
+impl Children {
+    /// Re-executes this binary once per slice of `total` over `o.procs`, with the same flags
+    /// plus the child flag.
+    pub fn spawn(o: &Options, total: u64) -> Result<Children, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        let (lines_tx, lines) = mpsc::channel::<(usize, Option<String>)>();
+        let mut workers = Vec::new();
+        for (index, slice) in slices(total, o.procs).into_iter().enumerate() {
+            let mut child = Command::new(&exe)
+                .args(&args)
+                .arg(CHILD_FLAG)
+                .arg(format!("{}:{}", slice.first, slice.count))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| format!("cannot start child {index}: {e}"))?;
+            let stdout = child.stdout.take().expect("stdout is piped");
+            let stdin = child.stdin.take();
+            let tx = lines_tx.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send((index, Some(line))).is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send((index, None));
+            });
+            workers.push(Worker { child, stdin });
+        }
+        Ok(Children { workers, lines })
+    }
+
+    /// Waits for one `{"KEY":VALUE}` line from each child, until `deadline`; the values.
+    pub fn collect(&self, key: &str, deadline: Instant) -> Result<Vec<Value>, String> {
+        let mut got: Vec<Option<Value>> = vec![None; self.workers.len()];
+        while got.iter().any(Option::is_none) {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let (index, line) = match self.lines.recv_timeout(remaining) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => {
+                    let missing = got.iter().filter(|g| g.is_none()).count();
+                    return Err(format!(
+                        "{missing} child process(es) sent no {key:?} line in time"
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(format!("every child process ended before its {key:?} line"));
+                }
+            };
+            let Some(line) = line else {
+                if got[index].is_none() {
+                    return Err(format!(
+                        "child process {index} ended before its {key:?} line"
+                    ));
+                }
+                continue;
+            };
+            match serde_json::from_str::<Value>(&line)
+                .ok()
+                .and_then(|mut v| v.get_mut(key).map(Value::take))
+            {
+                Some(value) => got[index] = Some(value),
+                None => return Err(format!("child process {index} wrote {line:?}, not {key:?}")),
+            }
+        }
+        Ok(got.into_iter().flatten().collect())
+    }
+
+    /// Closes every child's stdin: their "stop".
+    pub fn stop(&mut self) {
+        for worker in &mut self.workers {
+            worker.stdin.take();
+        }
+    }
+
+    /// Waits for every child to exit.
+    pub fn wait(&mut self) {
+        for worker in &mut self.workers {
+            let _ = worker.child.wait();
+        }
+    }
+}
+
+/// Child side: prints one `{"KEY":VALUE}` line for the parent.
+pub fn tell_parent(key: &str, value: Value) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", json!({ key: value }))
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot write to the parent: {e}"))
+}
+
 /// Parent side: the whole `hold` over `o.procs` processes.
 pub fn run_parent(o: &Options) -> Result<Report, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let mut server = ServerSamples::default();
     let sample = |pid: u32| procfs::sample(pid).map_err(|e| format!("--server-pid: {e}"));
     if let Some(pid) = o.server_pid {
         server.pid = pid;
         server.before = Some(sample(pid)?);
     }
-
-    let (lines_tx, lines) = mpsc::channel::<(usize, Option<String>)>();
-    let mut workers = Vec::new();
-    for (index, slice) in slices(o.connections, o.procs).into_iter().enumerate() {
-        let mut child = Command::new(&exe)
-            .args(&args)
-            .arg(CHILD_FLAG)
-            .arg(format!("{}:{}", slice.first, slice.count))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start child {index}: {e}"))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stdin = child.stdin.take();
-        let tx = lines_tx.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send((index, Some(line))).is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send((index, None));
-        });
-        workers.push(Worker { child, stdin });
-    }
-    drop(lines_tx);
-
-    let ups = collect(
-        &lines,
-        workers.len(),
-        "up",
-        Instant::now() + o.timeout + MARGIN,
-    )?;
+    let mut children = Children::spawn(o, o.connections)?;
+    let ups = slices_of(children.collect("up", Instant::now() + o.timeout + MARGIN)?)?;
     let worth_holding = ups.iter().all(|s| !s.timed_out) && ups.iter().any(|s| s.up > 0);
     let hold_start = Instant::now();
     if let Some(pid) = o.server_pid {
@@ -129,18 +189,9 @@ pub fn run_parent(o: &Options) -> Result<Report, String> {
         server.end = Some(sample(pid)?);
     }
     server.hold_seconds = hold_start.elapsed().as_secs_f64();
-    for worker in &mut workers {
-        worker.stdin.take(); // EOF: the child's "stop"
-    }
-    let results = collect(
-        &lines,
-        workers.len(),
-        "result",
-        Instant::now() + o.timeout + MARGIN,
-    )?;
-    for worker in &mut workers {
-        let _ = worker.child.wait();
-    }
+    children.stop();
+    let results = slices_of(children.collect("result", Instant::now() + o.timeout + MARGIN)?)?;
+    children.wait();
     let mut merged = HoldSlice::default();
     for result in &results {
         merged.merge(result);
@@ -151,45 +202,11 @@ pub fn run_parent(o: &Options) -> Result<Report, String> {
     Ok(report)
 }
 
-/// Waits for one `{"KEY":SLICE}` line from each of `count` children, until `deadline`.
-fn collect(
-    lines: &Receiver<(usize, Option<String>)>,
-    count: usize,
-    key: &str,
-    deadline: Instant,
-) -> Result<Vec<HoldSlice>, String> {
-    let mut got: Vec<Option<HoldSlice>> = vec![None; count];
-    while got.iter().any(Option::is_none) {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let (index, line) = match lines.recv_timeout(remaining) {
-            Ok(message) => message,
-            Err(RecvTimeoutError::Timeout) => {
-                let missing = got.iter().filter(|g| g.is_none()).count();
-                return Err(format!(
-                    "{missing} child process(es) sent no {key:?} line in time"
-                ));
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(format!("every child process ended before its {key:?} line"));
-            }
-        };
-        let Some(line) = line else {
-            if got[index].is_none() {
-                return Err(format!(
-                    "child process {index} ended before its {key:?} line"
-                ));
-            }
-            continue;
-        };
-        let slice = serde_json::from_str::<Value>(&line)
-            .ok()
-            .and_then(|v| HoldSlice::from_json(v.get(key)?));
-        match slice {
-            Some(slice) => got[index] = Some(slice),
-            None => return Err(format!("child process {index} wrote {line:?}, not {key:?}")),
-        }
-    }
-    Ok(got.into_iter().flatten().collect())
+fn slices_of(values: Vec<Value>) -> Result<Vec<HoldSlice>, String> {
+    values
+        .iter()
+        .map(|value| HoldSlice::from_json(value).ok_or_else(|| format!("not a hold slice: {value}")))
+        .collect()
 }
 
 #[cfg(test)]
