@@ -205,7 +205,9 @@ pub fn run_parent(o: &Options) -> Result<Report, String> {
 fn slices_of(values: Vec<Value>) -> Result<Vec<HoldSlice>, String> {
     values
         .iter()
-        .map(|value| HoldSlice::from_json(value).ok_or_else(|| format!("not a hold slice: {value}")))
+        .map(|value| {
+            HoldSlice::from_json(value).ok_or_else(|| format!("not a hold slice: {value}"))
+        })
         .collect()
 }
 
