@@ -6,6 +6,8 @@
 # Usage: benches/fanout.sh [N]
 #   N=10000 subscribers   M=40 publications   RUNS=3 runs per server (the median is shown)
 #   SOURCES=4 source addresses of the load tool   SERVERS="rollcall bun node-ws"
+#   PROCS=2 processes the subscribers are spread over (rollcall-load --procs), so that one
+#   reading process is not the ceiling
 #
 # The peers broadcast as their users do (Bun: `server.publish` to a topic, encoded once; Node
 # ws: the README's loop over the clients, serialized once); rollcall's subscribers join one
@@ -18,6 +20,7 @@ N=${1:-${N:-10000}}
 M=${M:-40}
 RUNS=${RUNS:-3}
 SOURCES=${SOURCES:-4}
+PROCS=${PROCS:-2}
 SERVERS=${SERVERS:-rollcall bun node-ws}
 OUT=target/bench-report/fanout
 PEERS=benches/peers
@@ -54,7 +57,7 @@ start() {
     exit 1
 }
 
-echo "| $N subscribers x $M publications | deliveries/s (median of $RUNS) | server CPU per delivery (median) |"
+echo "| $N subscribers x $M publications, $PROCS receiving processes | deliveries/s (median of $RUNS) | server CPU per delivery (median) |"
 echo "|---|--:|--:|"
 for server in $SERVERS; do
     rates=() cpus=()
@@ -63,7 +66,7 @@ for server in $SERVERS; do
         plain=()
         [[ $server == rollcall ]] || plain=(--plain)
         RUST_LOG=warn "$LOAD" fanout "${plain[@]}" --url "ws://127.0.0.1:$PORT/" --subscribers "$N" \
-            --messages "$M" --sources "$SOURCES" --server-pid "$SERVER_PID" --json \
+            --messages "$M" --sources "$SOURCES" --procs "$PROCS" --server-pid "$SERVER_PID" --json \
             >"$OUT/$server-$run.json" 2>"$OUT/$server-$run.log"
         kill "$SERVER_PID"
         wait "$SERVER_PID" 2>/dev/null || true

@@ -49,7 +49,9 @@ OPTIONS:
                             connect to this node, the timed users to --url [default: --url]
     --sources K             spread connections over 127.0.0.2 .. 127.0.0.(K+1); 1 = the kernel
                             chooses the source address [default: 1]
-    --procs P               hold: split the connections over P processes [default: 1]
+    --procs P               hold: split the connections over P processes; fanout: the
+                            subscribers, so that the server, not one reading process, is
+                            the ceiling [default: 1]
     --query Q               extra query string for every rollcall URL (events=none&channel=big)
     --pusher ID:KEY:SECRET  hold, fanout: Pusher clients of this app (/app/KEY, as pusher-js):
                             hold joins presence channels presence-load-K of 100 members each
@@ -281,11 +283,21 @@ fn validate(o: &Options) -> Result<(), String> {
     if o.plain && !matches!(o.mode, Mode::Hold | Mode::Fanout) {
         return Err("--plain works with hold and fanout only".into());
     }
-    if o.procs > 1 && o.mode != Mode::Hold {
-        return Err("--procs works with hold only".into());
+    if o.procs > 1 && !matches!(o.mode, Mode::Hold | Mode::Fanout) {
+        return Err("--procs works with hold and fanout only".into());
     }
-    if o.procs as u64 > o.connections {
-        return Err("--procs must not exceed --connections".into());
+    let split = if o.mode == Mode::Fanout {
+        o.subscribers
+    } else {
+        o.connections
+    };
+    if o.procs as u64 > split {
+        return Err(
+            "--procs must not exceed --connections (hold) or --subscribers (fanout)".into(),
+        );
+    }
+    if o.procs > 1 && !o.subscribe.is_empty() {
+        return Err("--procs and --subscribe-url exclude each other".into());
     }
     if o.observe.is_some() && o.mode != Mode::PresenceLatency {
         return Err("--observe-url works with presence-latency only".into());
@@ -358,6 +370,24 @@ mod tests {
         assert!(run(&["fanout", "--observe-url", "ws://127.0.0.1:1/"])
             .unwrap_err()
             .contains("presence-latency only"));
+        let spread = run(&["fanout", "--subscribers", "10", "--procs", "2", "--plain"]).unwrap();
+        assert_eq!((spread.procs, spread.plain), (2, true));
+        assert!(run(&["fanout", "--subscribers", "1", "--procs", "2"]).is_err());
+        assert!(run(&["churn", "--procs", "2"])
+            .unwrap_err()
+            .contains("--procs"));
+        let clustered = [
+            "fanout",
+            "--procs",
+            "2",
+            "--subscribe-url",
+            "ws://127.0.0.1:1/",
+        ];
+        assert!(run(&clustered).unwrap_err().contains("--subscribe-url"));
+        let pusher = run(&["hold", "--pusher", "1:k:s"]).unwrap();
+        assert_eq!(pusher.pusher.map(|app| app.key), Some("k".to_owned()));
+        assert!(run(&["churn", "--pusher", "1:k:s"]).is_err());
+        assert!(run(&["hold", "--pusher", "1:k"]).is_err());
         let child = run(&["hold", "--child-slice", "100:50"]).unwrap();
         assert_eq!(
             child.child,

@@ -19,6 +19,7 @@ mod cli;
 mod conn;
 mod crowd;
 mod fanout;
+mod fanout_procs;
 mod hold;
 mod latency;
 mod pacer;
@@ -53,7 +54,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if let Some(slice) = options.child {
-        return match procs::run_child(&options, slice) {
+        let run = match options.mode {
+            Mode::Fanout => fanout_procs::run_child(&options, slice),
+            _ => procs::run_child(&options, slice),
+        };
+        return match run {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("rollcall-load (child {}): {error}", slice.first);
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Mode::Hold if options.procs > 1 => procs::run_parent(&options),
         Mode::Hold => hold::run(&options),
         Mode::Churn => churn::run(&options),
+        Mode::Fanout if options.procs > 1 => fanout_procs::run_parent(&options),
         Mode::Fanout => fanout::run(&options),
         Mode::PresenceLatency => latency::run(&options),
     };
@@ -86,6 +92,7 @@ fn check_fd_limit(o: &Options) -> Result<(), String> {
         (Some(slice), _) => slice.count,
         (None, Mode::Hold) => o.connections.div_ceil(u64::from(o.procs)),
         (None, Mode::Churn) => o.concurrency,
+        (None, Mode::Fanout) if o.procs > 1 => 64,
         (None, Mode::Fanout) => o.subscribers + 64,
         (None, Mode::PresenceLatency) => o.members + 1,
     };
@@ -93,7 +100,7 @@ fn check_fd_limit(o: &Options) -> Result<(), String> {
     if needed > limit {
         return Err(format!(
             "{per_process} connections in one process need about {needed} file descriptors, \
-             but the open-file limit is {limit}: use --procs (hold) or fewer connections"
+             but the open-file limit is {limit}: use --procs (hold, fanout) or fewer connections"
         ));
     }
     Ok(())

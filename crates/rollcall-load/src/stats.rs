@@ -155,6 +155,11 @@ impl Latencies {
         self.micros.push(micros);
     }
 
+    /// Every sample so far (for a `--procs` child to hand over).
+    pub fn samples(&self) -> &[u64] {
+        &self.micros
+    }
+
     /// p50, p99 (nearest rank) and max; all zero without samples.
     pub fn summary(&mut self) -> Summary {
         self.micros.sort_unstable();
