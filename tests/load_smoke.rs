@@ -240,6 +240,80 @@ fn fanout_delivers_every_message_to_every_subscriber() {
 }
 
 #[test]
+fn fanout_over_two_processes_delivers_everything_and_times_the_server() {
+    let server = Server::start(&[]);
+    let pid = server.pid().to_string();
+    let args = [
+        "--subscribers",
+        "60",
+        "--messages",
+        "10",
+        "--procs",
+        "2",
+        "--server-pid",
+        &pid,
+    ];
+    let run = load(&url(&server), "fanout", &args);
+    assert_passed(&run);
+    let j = &run.json;
+    assert_eq!(
+        (j["delivered"].as_u64(), j["procs"].as_u64()),
+        (Some(600), Some(2)),
+        "{j}"
+    );
+    assert_eq!(j["latency"]["samples"], 600, "{j}");
+    assert!(j["server_cpu_us_per_delivery"].as_f64().is_some(), "{j}");
+}
+
+#[test]
+fn pusher_clients_hold_presence_and_receive_rest_events() {
+    let server = Server::start(&["--pusher-app", "5:load-key:load-secret"]);
+    let hold = load(
+        &url(&server),
+        "hold",
+        &[
+            "--pusher",
+            "5:load-key:load-secret",
+            "--connections",
+            "150",
+            "--duration",
+            "200ms",
+        ],
+    );
+    assert_passed(&hold);
+    assert_eq!(hold.json["up"], 150, "{}", hold.json);
+    let fanout = load(
+        &url(&server),
+        "fanout",
+        &[
+            "--pusher",
+            "5:load-key:load-secret",
+            "--subscribers",
+            "40",
+            "--messages",
+            "5",
+        ],
+    );
+    assert_passed(&fanout);
+    assert_eq!(fanout.json["delivered"], 200, "{}", fanout.json);
+    // A wrong secret: the subscriptions are refused, so nobody comes up.
+    let refused = load(
+        &url(&server),
+        "hold",
+        &[
+            "--pusher",
+            "5:load-key:wrong",
+            "--connections",
+            "3",
+            "--timeout",
+            "2s",
+        ],
+    );
+    assert_ne!(refused.code, Some(0), "{}", refused.stderr);
+    assert_eq!(refused.json["up"], 0, "{}", refused.json);
+}
+
+#[test]
 fn presence_latency_times_joins_at_every_observer() {
     let server = Server::start(&[]);
     let run = load(
