@@ -4,10 +4,11 @@
 //!
 //! Frames are `{"event":NAME,"channel":C,"data":...}`. What a client sends becomes a
 //! neutral command: `pusher:subscribe` a [`Action::Subscribe`], `pusher:unsubscribe` an
-//! [`Action::Unsubscribe`], `pusher:ping` a ping, a `client-` event an
-//! [`Action::ClientEvent`]. Events go out as Pusher's: `connection_established`,
-//! `subscription_succeeded` (with the member list on presence channels), `member_added` and
-//! `member_removed`, `pusher:error` and `subscription_error`, named events. Where Pusher
+//! [`Action::Unsubscribe`], `pusher:signin` an [`Action::Signin`], `pusher:ping` a ping, a
+//! `client-` event an [`Action::ClientEvent`]; `pusher:pong` is only activity. Events go out
+//! as Pusher's: `connection_established`, `subscription_succeeded` (with the member list on
+//! presence channels), `member_added` and `member_removed`, `signin_success`, watchlist
+//! events, `cache_miss`, `pusher:error` and `subscription_error`, named events. Where Pusher
 //! nests a JSON document in a string (`data` of the internal events), it does here too.
 //!
 //! An app's channels are the engine's `APP#CHANNEL` (see [`crate::pusher`]): this module

@@ -5,7 +5,7 @@
 //! Pure and allocation-light: [`command`] decodes what a client sends into the neutral
 //! commands ([`crate::model::Command`]) with typed errors; [`event`] encodes what the
 //! server sends. Names (users, channels) are
-//! validated on entry so encoding can write them verbatim; free-form JSON (`meta`, `data`,
+//! validated on entry and written as escaped JSON strings; free-form JSON (`meta`, `data`,
 //! `id`, `ref`) is kept as compact serialized text ([`crate::model::Json`]) and spliced in unchanged.
 //!
 //! Invariant: a number a client sends reaches every recipient exactly as sent: free-form
