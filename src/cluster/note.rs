@@ -21,6 +21,7 @@
 
 use crate::model::{Json, LeaveReason, Meta};
 use crate::names;
+use crate::pusher::socket_id::is_socket_id;
 
 /// A decoded note.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,13 +245,6 @@ impl Note {
             data.as_str()
         )
     }
-}
-
-/// `\d+\.\d+`.
-fn is_socket_id(text: &str) -> bool {
-    text.split_once('.').is_some_and(|(a, b)| {
-        !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
-    })
 }
 
 #[cfg(test)]

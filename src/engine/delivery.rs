@@ -216,7 +216,6 @@ impl Engine {
             self.send_state(id, name, reference);
             return;
         }
-        let mut queued = Vec::new();
         let members = || -> Members<'_> {
             let own = self
                 .roster
@@ -226,20 +225,8 @@ impl Engine {
                 .filter(|member| member.user == &*user);
             Box::new(self.members_named(name).chain(own))
         };
-        let event = Event::State {
-            channel: name,
-            seq: self.seq_named(name),
-            members: &members,
-            reference,
-        };
-        broadcast(
-            &self.sessions,
-            &self.in_use,
-            &mut queued,
-            std::iter::once(id),
-            &event,
-        );
-        self.effects.append(&mut queued);
+        let queued = state_deliveries(self, std::iter::once(id), name, reference, &members);
+        self.effects.extend(queued);
     }
 
     /// Sends the `state` of the channel `name` to `recipients`.
@@ -249,25 +236,37 @@ impl Engine {
         name: &str,
         reference: Option<&Json>,
     ) {
-        // The members are read (once per dialect) while the engine is borrowed: the
-        // deliveries are queued apart, then appended.
-        let mut queued = Vec::new();
         let members = || self.members_named(name);
-        let event = Event::State {
-            channel: name,
-            seq: self.seq_named(name),
-            members: &members,
-            reference,
-        };
-        broadcast(
-            &self.sessions,
-            &self.in_use,
-            &mut queued,
-            recipients,
-            &event,
-        );
-        self.effects.append(&mut queued);
+        let queued = state_deliveries(self, recipients, name, reference, &members);
+        self.effects.extend(queued);
     }
+}
+
+/// The deliveries of the `state` of channel `name`, its members listed by `members`. They are
+/// read (once per dialect) while the engine is borrowed, so they are returned, for the caller
+/// to append to the effects.
+fn state_deliveries<'a>(
+    engine: &'a Engine,
+    recipients: impl Iterator<Item = ConnId>,
+    name: &'a str,
+    reference: Option<&'a Json>,
+    members: &'a dyn Fn() -> Members<'a>,
+) -> Vec<Effect> {
+    let mut queued = Vec::new();
+    let event = Event::State {
+        channel: name,
+        seq: engine.seq_named(name),
+        members,
+        reference,
+    };
+    broadcast(
+        &engine.sessions,
+        &engine.in_use,
+        &mut queued,
+        recipients,
+        &event,
+    );
+    queued
 }
 
 /// Encodes `event` once for each dialect among `recipients` and queues its delivery;

@@ -13,7 +13,7 @@
 //! - Client events go to the channel's other subscribers, never back to the sender.
 
 use super::commands::JoinRequest;
-use super::session::{Auth, PusherSocket};
+use super::session::{Auth, PusherSocket, Session};
 use super::{Effect, Engine, Recipients};
 use crate::cluster::note::Note;
 use crate::dialect::Dialect;
@@ -341,11 +341,7 @@ impl Engine {
     }
 
     fn admit_client_event(&mut self, id: ConnId, now: Millis) -> Result<(), CommandError> {
-        let Some(Auth::Pusher(socket)) = self
-            .sessions
-            .get_mut(id)
-            .and_then(|s| s.auth.as_deref_mut())
-        else {
+        let Some(socket) = self.sessions.get_mut(id).and_then(Session::pusher_mut) else {
             return Ok(());
         };
         match socket.client_events.admit(CLIENT_EVENTS, now) {

@@ -80,6 +80,14 @@ impl Session {
         }
     }
 
+    /// The Pusher state of a Pusher connection, to change.
+    pub fn pusher_mut(&mut self) -> Option<&mut PusherSocket> {
+        match self.auth.as_deref_mut() {
+            Some(Auth::Pusher(socket)) => Some(socket),
+            _ => None,
+        }
+    }
+
     /// True while it watches anything (a watcher is counted apart from users, §12).
     pub fn is_watcher(&self) -> bool {
         self.watching.as_deref().is_some_and(|w| w.len() > 0)

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::session::Auth;
+use super::session::Session;
 use super::Engine;
 use crate::model::Event;
 use crate::names;
@@ -89,11 +89,7 @@ impl Engine {
             session.user = user.as_str().into();
         }
         self.count_user(id);
-        let Some(Auth::Pusher(socket)) = self
-            .sessions
-            .get_mut(id)
-            .and_then(|s| s.auth.as_deref_mut())
-        else {
+        let Some(socket) = self.sessions.get_mut(id).and_then(Session::pusher_mut) else {
             return Ok(());
         };
         let was_signed_in = std::mem::replace(&mut socket.signed_in, true);

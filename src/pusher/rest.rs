@@ -12,6 +12,7 @@ use hmac::Mac;
 use md5::{Digest, Md5};
 
 use super::auth::{decode_hex, mac};
+use super::socket_id::is_socket_id;
 use super::{App, MAX_EVENT_NAME};
 use crate::http::percent;
 
@@ -269,15 +270,6 @@ fn trigger_of(value: &serde_json::Value, max_data: usize) -> Result<Trigger, Res
         channels,
         socket_id,
         info,
-    })
-}
-
-/// `^\d+\.\d+$`, the shape the SDKs check.
-fn is_socket_id(text: &str) -> bool {
-    text.split_once('.').is_some_and(|(a, b)| {
-        !a.is_empty()
-            && !b.is_empty()
-            && a.bytes().chain(b.bytes()).all(|byte| byte.is_ascii_digit())
     })
 }
 

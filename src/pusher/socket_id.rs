@@ -55,6 +55,13 @@ impl SocketIds {
     }
 }
 
+/// True for text of the socket id shape `\d+\.\d+` (any server's: the SDKs check this much).
+pub fn is_socket_id(text: &str) -> bool {
+    text.split_once('.').is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +105,10 @@ mod tests {
         );
         for bad in ["", "1", "a.b", "1.2.3", "-1.2", "+1.2", "1.", ".1", "0.0"] {
             assert_eq!(ids.parse(bad), None, "{bad}");
+        }
+        assert!(is_socket_id("123.456") && is_socket_id("0.0"));
+        for bad in ["", "1", "a.b", "1.2.3", "-1.2", "1.", ".1"] {
+            assert!(!is_socket_id(bad), "{bad}");
         }
     }
 }
