@@ -21,12 +21,16 @@ pub struct Heartbeat {
     pub timeout: Millis,
 }
 
-/// Per-connection liveness state: 9 bytes of the connection's footprint.
+/// Per-connection liveness state: 8 bytes of the connection's footprint, the time the peer
+/// was last heard from, with the top bit saying a Ping went out since (loop time cannot reach
+/// it: 2^63 ms is 292 million years).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Liveness {
-    last_seen: Millis,
-    pinged: bool,
+    last_seen_and_pinged: u64,
 }
+
+/// The bit of [`Liveness`] that says a Ping went out since the peer was last heard from.
+const PINGED: u64 = 1 << 63;
 
 /// What the silence observed at a wheel deadline calls for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,41 +47,45 @@ impl Liveness {
     /// A connection last heard from at `now`.
     pub fn new(now: Millis) -> Self {
         Liveness {
-            last_seen: now,
-            pinged: false,
+            last_seen_and_pinged: now & !PINGED,
         }
     }
 
     /// Records that a frame arrived at `now`. Costs one store, never a wheel operation.
     pub fn heard(&mut self, now: Millis) {
-        self.last_seen = now;
-        self.pinged = false;
+        *self = Liveness::new(now);
     }
 
     /// When the last frame arrived.
     pub fn last_seen(&self) -> Millis {
-        self.last_seen
+        self.last_seen_and_pinged & !PINGED
+    }
+
+    /// True when a Ping went out since the last frame arrived.
+    fn pinged(&self) -> bool {
+        self.last_seen_and_pinged & PINGED != 0
     }
 
     /// The first deadline to put on the wheel for a connection that just opened.
     pub fn first_deadline(&self, heartbeat: Heartbeat) -> Millis {
-        self.last_seen + heartbeat.interval
+        self.last_seen() + heartbeat.interval
     }
 
     /// Decides, at a wheel deadline `now`, what the silence since `last_seen` calls for.
     pub fn on_deadline(&mut self, now: Millis, heartbeat: Heartbeat) -> Verdict {
-        let silence = now.saturating_sub(self.last_seen);
+        let last_seen = self.last_seen();
+        let silence = now.saturating_sub(last_seen);
         if silence >= heartbeat.timeout {
             Verdict::Expired
-        } else if silence >= heartbeat.interval && !self.pinged {
-            self.pinged = true;
+        } else if silence >= heartbeat.interval && !self.pinged() {
+            self.last_seen_and_pinged |= PINGED;
             // Look again one interval on, so that a prompt Pong restarts the cycle then,
             // but no later than the timeout.
-            Verdict::Ping((now + heartbeat.interval).min(self.last_seen + heartbeat.timeout))
-        } else if self.pinged {
-            Verdict::Recheck(self.last_seen + heartbeat.timeout)
+            Verdict::Ping((now + heartbeat.interval).min(last_seen + heartbeat.timeout))
+        } else if self.pinged() {
+            Verdict::Recheck(last_seen + heartbeat.timeout)
         } else {
-            Verdict::Recheck(self.last_seen + heartbeat.interval)
+            Verdict::Recheck(last_seen + heartbeat.interval)
         }
     }
 }

@@ -59,6 +59,7 @@ pub mod cluster;
 pub mod config;
 pub mod dialect;
 pub mod engine;
+pub mod frame_boundary;
 pub mod heartbeat;
 pub mod http;
 pub mod ids;

@@ -107,6 +107,8 @@ pub struct Gauges {
     pub connections: usize,
     /// Accepted connections whose upgrade or request is not decided yet.
     pub handshakes_pending: usize,
+    /// Open WebSockets holding a frame parser (the rest sleep at a frame boundary).
+    pub connections_awake: usize,
     /// Distinct users with an open WebSocket (connections that only watch are no users).
     pub users_online: usize,
     /// Open WebSockets watching at least one channel (or every channel).
@@ -146,6 +148,12 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         "gauge",
         "Open WebSocket connections.",
         &gauges.connections,
+    );
+    metric(
+        "rollcall_connections_awake",
+        "gauge",
+        "Open WebSocket connections holding a frame parser (in the middle of a message, or not idle since their last input); the others sleep at a frame boundary.",
+        &gauges.connections_awake,
     );
     metric(
         "rollcall_handshakes_pending",

@@ -14,7 +14,7 @@
 //! - Watchers see a channel's events and counts without being members: they change no
 //!   count, no `seq` and appear in no member list.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use crate::ids::{Key, Slots};
@@ -127,12 +127,23 @@ pub enum CountsDue {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotJoined;
 
+/// One user's membership of a channel: 16 bytes (one per present user and channel).
 #[derive(Debug)]
 struct Member {
     conns: u32,
+    /// True while the leave grace runs (its serial and reason are on the channel's
+    /// `graces`).
+    in_grace: bool,
     meta: Meta,
-    /// Set while the leave grace runs: the serial and the reason to announce when it ends.
-    grace: Option<(u32, LeaveReason)>,
+}
+
+/// A leave grace that runs in a channel.
+#[derive(Debug)]
+struct Grace {
+    serial: u32,
+    user: UserId,
+    /// The reason to announce when it ends.
+    reason: LeaveReason,
 }
 
 /// One connection's subscription to a channel.
@@ -148,13 +159,13 @@ struct Subscription {
 struct Channel {
     name: Rc<str>,
     seq: u64,
-    members: HashMap<UserId, Member>,
-    subscribers: HashMap<ConnId, Subscription>,
+    members: BTreeMap<UserId, Member>,
+    subscribers: BTreeMap<ConnId, Subscription>,
     count_subscribers: usize,
     /// Connections watching this channel (usually none or a few dashboards).
     watchers: Vec<ConnId>,
-    /// Users in grace, by grace serial.
-    graces: Vec<(u32, UserId)>,
+    /// The leave graces that run (usually none or a few).
+    graces: Vec<Grace>,
     next_grace_serial: u32,
     counts_sent_at: Option<Millis>,
     counts_flush_scheduled: bool,
@@ -165,8 +176,8 @@ impl Channel {
         Channel {
             name,
             seq: 0,
-            members: HashMap::new(),
-            subscribers: HashMap::new(),
+            members: BTreeMap::new(),
+            subscribers: BTreeMap::new(),
             count_subscribers: 0,
             watchers: Vec::new(),
             graces: Vec::new(),
@@ -215,8 +226,8 @@ impl Channel {
         }
     }
 
-    fn cancel_grace(&mut self, serial: u32) {
-        self.graces.retain(|(pending, _)| *pending != serial);
+    fn cancel_grace(&mut self, user: &UserId) {
+        self.graces.retain(|grace| grace.user != *user);
     }
 
     fn is_empty(&self) -> bool {
@@ -230,7 +241,7 @@ pub struct Roster {
     channels: Slots<Channel>,
     by_name: HashMap<Rc<str>, ChannelId>,
     /// Connections per user, over all channels (and none).
-    users: HashMap<UserId, u32>,
+    users: BTreeMap<UserId, u32>,
 }
 
 impl Roster {
@@ -325,8 +336,8 @@ impl Roster {
                     user.clone(),
                     Member {
                         conns: 1,
+                        in_grace: false,
                         meta: meta.clone(),
-                        grace: None,
                     },
                 );
                 outcome.announcement = Some(channel.announce(id, Some(conn), |seq| Change::Join {
@@ -339,13 +350,13 @@ impl Roster {
                 if !already_subscribed {
                     member.conns += 1;
                 }
-                let ended_grace = member.grace.take();
+                let ended_grace = std::mem::take(&mut member.in_grace);
                 let new_meta = meta.filter(|meta| *meta != member.meta);
                 if let Some(meta) = &new_meta {
                     member.meta = meta.clone();
                 }
-                if let Some((serial, _)) = ended_grace {
-                    channel.cancel_grace(serial);
+                if ended_grace {
+                    channel.cancel_grace(user);
                 }
                 if let Some(meta) = new_meta {
                     outcome.announcement =
@@ -413,8 +424,12 @@ impl Roster {
             if grace && reason != LeaveReason::Left {
                 let serial = channel.next_grace_serial;
                 channel.next_grace_serial = serial.wrapping_add(1);
-                member.grace = Some((serial, reason));
-                channel.graces.push((serial, user.clone()));
+                member.in_grace = true;
+                channel.graces.push(Grace {
+                    serial,
+                    user: user.clone(),
+                    reason,
+                });
                 outcome.grace = Some(GraceKey {
                     channel: id,
                     serial,
@@ -442,19 +457,13 @@ impl Roster {
         let Some(index) = channel
             .graces
             .iter()
-            .position(|(serial, _)| *serial == key.serial)
+            .position(|grace| grace.serial == key.serial)
         else {
             return Outcome::default();
         };
-        let (_, user) = channel.graces.swap_remove(index);
+        let Grace { user, reason, .. } = channel.graces.swap_remove(index);
         let member = Some(channel.member_change(&user, None));
-        let Some(Member {
-            grace: Some((_, reason)),
-            ..
-        }) = channel.members.remove(&user)
-        else {
-            unreachable!("a pending grace always names a member in grace");
-        };
+        channel.members.remove(&user);
         let announcement =
             channel.announce(key.channel, None, |seq| Change::Leave { user, reason, seq });
         self.remove_if_empty(key.channel);
@@ -890,6 +899,13 @@ mod tests {
         assert_eq!(roster.joined("c", conn(9)), Err(NotJoined));
         assert_eq!(roster.joined("nope", conn(1)), Err(NotJoined));
         assert_eq!(roster.joined("c", conn(1)), Ok(id));
+    }
+
+    /// Every present user pays for a membership in each of its channels: the README's
+    /// memory table counts it.
+    #[test]
+    fn a_membership_takes_16_bytes() {
+        assert_eq!(std::mem::size_of::<Member>(), 16);
     }
 
     #[test]

@@ -100,30 +100,6 @@ fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
     scrape(addr).samples.get(series).copied()
 }
 
-/// Polls `series` on the node until it equals `want`; returns how long that took.
-#[track_caller]
-fn wait_metric(
-    addr: SocketAddr,
-    what: &str,
-    series: &str,
-    want: f64,
-    timeout: Duration,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let got = metric(addr, series);
-        if got == Some(want) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "{what}: {series} is {got:?}, not {want}, after {}ms",
-            ms(timeout)
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The cluster-wide view over HTTP
 // ---------------------------------------------------------------------------------------------

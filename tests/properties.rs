@@ -10,6 +10,10 @@
 //! - [`liveness`]: random frames and deadlines against the heartbeat's promises: expired
 //!   only after `timeout` of silence, at most one Ping per silence; and, driven on a wheel,
 //!   a silent peer pinged once and dropped within one tick of its timeout.
+//! - [`frames`]: random client frame streams (whole, fragmented with control frames between
+//!   fragments, Close, unmasked, oversized, garbage) split into random reads: tungstenite
+//!   reports the same with its context dropped wherever `FrameBoundary` says the connection
+//!   is idle as with one context throughout.
 //! - [`regressions`]: inputs the fuzz targets in `fuzz/` found, replayed as plain tests.
 //!
 //! Case counts are kept small so the file runs in a few seconds; `PROPTEST_CASES=N` runs
@@ -958,6 +962,128 @@ mod liveness {
 }
 
 /// Inputs found by the fuzz targets in `fuzz/`, replayed on every `cargo test`.
+mod frames {
+    use super::*;
+
+    use rollcall::frame_boundary::replay;
+
+    /// One frame as a client sends it: FIN, opcode, masked (or not), a payload of ASCII (so
+    /// text stays UTF-8) whose length exercises the 7-bit, 16-bit and 64-bit encodings.
+    fn frame() -> impl Strategy<Value = Vec<u8>> {
+        let opcode = prop_oneof![
+            4 => Just(0x1u8),
+            2 => Just(0x2),
+            3 => Just(0x0),
+            2 => Just(0x9),
+            1 => Just(0xa),
+            1 => Just(0x8),
+            1 => 0u8..16,
+        ];
+        let len = prop_oneof![
+            6 => 0usize..130,
+            2 => 126usize..300,
+            1 => 65_530usize..65_540,
+        ];
+        (any::<bool>(), opcode, prop::bool::weighted(0.95), len).prop_map(
+            |(fin, opcode, masked, len)| {
+                let mut bytes = vec![u8::from(fin) << 7 | opcode];
+                let mask_bit = u8::from(masked) << 7;
+                match len {
+                    n if n < 126 => bytes.push(mask_bit | n as u8),
+                    n if n <= 0xffff => {
+                        bytes.push(mask_bit | 126);
+                        bytes.extend_from_slice(&(n as u16).to_be_bytes());
+                    }
+                    n => {
+                        bytes.push(mask_bit | 127);
+                        bytes.extend_from_slice(&(n as u64).to_be_bytes());
+                    }
+                }
+                if masked {
+                    bytes.extend_from_slice(&[0, 0, 0, 0]);
+                }
+                bytes.extend(std::iter::repeat_n(b'x', len));
+                bytes
+            },
+        )
+    }
+
+    /// Where reads end: anywhere, or (more often, since that is where a wrong boundary
+    /// matters) at the end of a frame.
+    fn cut() -> impl Strategy<Value = Cut> {
+        prop_oneof![
+            1 => any::<usize>().prop_map(Cut::Anywhere),
+            2 => any::<usize>().prop_map(Cut::FrameEnd),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Cut {
+        Anywhere(usize),
+        FrameEnd(usize),
+    }
+
+    /// `frames` concatenated and cut into reads at `cuts`.
+    fn reads(frames: &[Vec<u8>], cuts: &[Cut]) -> (Vec<u8>, Vec<usize>) {
+        let ends: Vec<usize> = frames
+            .iter()
+            .scan(0, |end, frame| {
+                *end += frame.len();
+                Some(*end)
+            })
+            .collect();
+        let stream = frames.concat();
+        let offsets = cuts
+            .iter()
+            .map(|cut| match cut {
+                Cut::Anywhere(at) => at % (stream.len() + 1),
+                Cut::FrameEnd(nth) => ends[nth % ends.len()],
+            })
+            .collect();
+        (stream, offsets)
+    }
+
+    /// `stream` cut at `offsets` (any order; duplicates make empty reads).
+    fn split<'a>(stream: &'a [u8], offsets: &[usize]) -> Vec<&'a [u8]> {
+        let mut offsets: Vec<usize> = offsets.iter().map(|c| c % (stream.len() + 1)).collect();
+        offsets.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for offset in offsets.into_iter().chain([stream.len()]) {
+            chunks.push(&stream[start..offset]);
+            start = offset;
+        }
+        chunks
+    }
+
+    proptest! {
+        #![proptest_config(config(512))]
+
+        #[test]
+        fn a_dropped_context_changes_nothing_for_frames(
+            frames in proptest::collection::vec(frame(), 1..12),
+            cuts in proptest::collection::vec(cut(), 0..16),
+        ) {
+            let (stream, offsets) = reads(&frames, &cuts);
+            let chunks = split(&stream, &offsets);
+            if let Err(difference) = replay(&chunks) {
+                return Err(TestCaseError::fail(difference));
+            }
+        }
+
+        #[test]
+        fn a_dropped_context_changes_nothing_for_garbage(
+            stream in proptest::collection::vec(any::<u8>(), 0..200),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let chunks = split(&stream, &cuts);
+            if let Err(difference) = replay(&chunks) {
+                return Err(TestCaseError::fail(difference));
+            }
+        }
+    }
+}
+
 mod regressions {
     use rollcall::http::{examine, Examined};
 

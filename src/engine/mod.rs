@@ -53,9 +53,9 @@ pub(crate) use host::{check_channel, check_user, json_text, HostCommand};
 pub use host::{Actions, HandleError, MAX_HOOK_CHAIN};
 pub use pusher::PusherChannel;
 
-use session::Auth;
 pub(crate) use session::Session;
 use session::Sessions;
+use session::{Auth, Extra};
 
 /// The application close code for an expired token (RFC 6455 §7.4.2: 4000–4999 are ours).
 pub const TOKEN_EXPIRED: u16 = 4001;
@@ -199,6 +199,8 @@ pub struct Engine {
     /// Pusher users signed in, and who watches them.
     online: signin::Online,
     handler: Box<dyn Handler>,
+    /// True once a host installed its handler.
+    hosted: bool,
     /// What the handler's hooks asked for, carried out once the input that called them
     /// is done.
     actions: Actions,
@@ -239,6 +241,7 @@ impl Engine {
             event_cache: EventCache::default(),
             online: signin::Online::default(),
             handler: Box::new(NoHandler),
+            hosted: false,
             actions: Actions::default(),
             effects,
         }
@@ -247,6 +250,12 @@ impl Engine {
     /// Installs the host's hooks.
     pub fn set_handler(&mut self, handler: Box<dyn Handler>) {
         self.handler = handler;
+        self.hosted = true;
+    }
+
+    /// True when a host installed a handler (whose `on_connect` may want the peer's address).
+    pub fn has_handler(&self) -> bool {
+        self.hosted
     }
 
     /// The host's hooks (the socket layer asks them about connection requests).
@@ -373,13 +382,12 @@ impl Engine {
             Session {
                 user: user.clone(),
                 channels: Default::default(),
-                watching: None,
+                extra: match pusher_app {
+                    Some(app) => Some(Extra::vouched(Engine::pusher_socket(app, now))),
+                    None => grant.map(|claims| Extra::vouched(Auth::Token(Box::new(claims)))),
+                },
                 liveness,
                 bucket,
-                auth: match pusher_app {
-                    Some(app) => Some(Engine::pusher_socket(app, now)),
-                    None => grant.map(|claims| Box::new(Auth::Token(Box::new(claims)))),
-                },
                 dialect,
                 mode: events,
                 admin,
@@ -626,7 +634,7 @@ impl Engine {
         };
         self.in_use[session.dialect.index()] -= 1;
         // Watches end first: the connection is then on no list a leave below is told to.
-        if let Some(watching) = session.watching.as_deref() {
+        if let Some(watching) = session.watching() {
             self.unwatch_everything(id, watching);
         }
         let grace = !self.config.leave_grace.is_zero();

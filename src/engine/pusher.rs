@@ -35,13 +35,13 @@ pub const UNAUTHORIZED: u16 = 4009;
 
 impl Engine {
     /// The Pusher state of a new Pusher connection of app `app`.
-    pub(super) fn pusher_socket(app: u16, now: Millis) -> Box<Auth> {
-        Box::new(Auth::Pusher(PusherSocket {
+    pub(super) fn pusher_socket(app: u16, now: Millis) -> Auth {
+        Auth::Pusher(PusherSocket {
             app,
             client_events: RateBucket::new(CLIENT_EVENTS, now),
             signed_in: false,
             watchlist: Box::default(),
-        }))
+        })
     }
 
     /// The socket id of connection `id` (what a Pusher client and its backend call it).

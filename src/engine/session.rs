@@ -24,14 +24,11 @@ pub(crate) struct Session {
     /// Its user (registered with the roster's users while `counted`).
     pub user: UserId,
     pub channels: ChannelSet,
-    /// What the connection watches; boxed because few connections watch anything.
-    pub watching: Option<Box<Watching>>,
+    /// What few connections have; boxed, as most have none of it.
+    pub extra: Option<Box<Extra>>,
     pub liveness: Liveness,
     /// The command rate limit's bucket.
     pub bucket: RateBucket,
-    /// What vouches for the connection: a token's claims when tokens are required, a
-    /// Pusher app's socket state for a Pusher connection; boxed, as most have neither.
-    pub auth: Option<Box<Auth>>,
     /// The wire dialect it speaks.
     pub dialect: Dialect,
     /// The events mode from the URL, used by `join` commands that name none.
@@ -43,7 +40,27 @@ pub(crate) struct Session {
     pub counted: bool,
 }
 
-/// What vouches for a connection (see [`Session::auth`]).
+/// What few connections have (see [`Session::extra`]).
+#[derive(Default)]
+pub(crate) struct Extra {
+    /// What the connection watches.
+    pub watching: Watching,
+    /// What vouches for it: a token's claims when tokens are required, a Pusher app's
+    /// socket state for a Pusher connection.
+    pub auth: Option<Auth>,
+}
+
+impl Extra {
+    /// Extras holding `auth` only.
+    pub fn vouched(auth: Auth) -> Box<Extra> {
+        Box::new(Extra {
+            watching: Watching::default(),
+            auth: Some(auth),
+        })
+    }
+}
+
+/// What vouches for a connection (see [`Extra::auth`]).
 pub(crate) enum Auth {
     /// The verified connection token (boxed again: claims are large, Pusher state small).
     Token(Box<Claims>),
@@ -66,7 +83,7 @@ pub(crate) struct PusherSocket {
 impl Session {
     /// The connection token's claims, when tokens are required.
     pub fn grant(&self) -> Option<&Claims> {
-        match self.auth.as_deref() {
+        match self.auth() {
             Some(Auth::Token(claims)) => Some(claims),
             _ => None,
         }
@@ -74,7 +91,7 @@ impl Session {
 
     /// The Pusher state of a Pusher connection.
     pub fn pusher(&self) -> Option<&PusherSocket> {
-        match self.auth.as_deref() {
+        match self.auth() {
             Some(Auth::Pusher(socket)) => Some(socket),
             _ => None,
         }
@@ -82,15 +99,39 @@ impl Session {
 
     /// The Pusher state of a Pusher connection, to change.
     pub fn pusher_mut(&mut self) -> Option<&mut PusherSocket> {
-        match self.auth.as_deref_mut() {
+        match self.extra.as_deref_mut()?.auth.as_mut() {
             Some(Auth::Pusher(socket)) => Some(socket),
             _ => None,
         }
     }
 
+    fn auth(&self) -> Option<&Auth> {
+        self.extra.as_deref()?.auth.as_ref()
+    }
+
+    /// Replaces what vouches for the connection (a refreshed token).
+    pub fn set_auth(&mut self, auth: Auth) {
+        self.extra.get_or_insert_with(Box::default).auth = Some(auth);
+    }
+
+    /// What it watches, if it ever watched anything.
+    pub fn watching(&self) -> Option<&Watching> {
+        self.extra.as_deref().map(|extra| &extra.watching)
+    }
+
+    /// What it watches, to change, if it ever watched anything.
+    pub fn watching_mut(&mut self) -> Option<&mut Watching> {
+        self.extra.as_deref_mut().map(|extra| &mut extra.watching)
+    }
+
+    /// What it watches, to add to.
+    pub fn watching_or_new(&mut self) -> &mut Watching {
+        &mut self.extra.get_or_insert_with(Box::default).watching
+    }
+
     /// True while it watches anything (a watcher is counted apart from users, §12).
     pub fn is_watcher(&self) -> bool {
-        self.watching.as_deref().is_some_and(|w| w.len() > 0)
+        self.watching().is_some_and(|w| w.len() > 0)
     }
 }
 
@@ -198,8 +239,8 @@ mod tests {
     /// Every idle connection pays for its slot: a field added here shows in this figure
     /// (and in the README's memory table) before it ships.
     #[test]
-    fn a_session_takes_96_bytes_in_its_slot() {
-        assert_eq!(std::mem::size_of::<Option<(u32, Session)>>(), 96);
+    fn a_session_takes_72_bytes_in_its_slot() {
+        assert_eq!(std::mem::size_of::<Option<(u32, Session)>>(), 72);
     }
 
     #[test]
@@ -209,10 +250,9 @@ mod tests {
         let session = || Session {
             user: "u".into(),
             channels: ChannelSet::default(),
-            watching: None,
+            extra: None,
             liveness: Liveness::new(0),
             bucket: RateBucket::default(),
-            auth: None,
             dialect: Dialect::V1,
             mode: EventsMode::All,
             admin: false,

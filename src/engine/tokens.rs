@@ -67,7 +67,7 @@ impl Engine {
         }
         let expires_at = claims.expires_at;
         let armed = session.grant().map(|g| g.expires_at);
-        session.auth = Some(Box::new(Auth::Token(Box::new(claims))));
+        session.set_auth(Auth::Token(Box::new(claims)));
         // The entry on the wheel re-arms itself when a later expiry replaced its own; only
         // an earlier one (or a first one, after a grant that joins nothing) needs an entry.
         if armed.is_none_or(|armed| expires_at < armed) {

@@ -27,7 +27,7 @@ impl Engine {
             return Ok(());
         };
         self.may_watch(session, target)?;
-        let watching = session.watching.as_deref();
+        let watching = session.watching();
         let already = watching.is_some_and(|w| w.names(target, &self.roster));
         let max = self.config.max_channels_per_conn;
         if !already && watching.map_or(0, Watching::len) >= max {
@@ -64,8 +64,7 @@ impl Engine {
         };
         // Watching `*` needed a grant of every channel (or the admin token).
         session
-            .watching
-            .as_deref()
+            .watching()
             .is_some_and(|watching| watching.all || watching.names(name, &self.roster))
     }
 
@@ -75,7 +74,7 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
-        let watching = session.watching.get_or_insert_with(Box::default);
+        let watching = session.watching_or_new();
         let channels: Vec<String> = if target == WATCH_ALL {
             watching.all = true;
             if !self.watch_all.contains(&id) {
@@ -101,7 +100,7 @@ impl Engine {
         let watching = self
             .sessions
             .get_mut(id)
-            .and_then(|session| session.watching.as_mut())
+            .and_then(|session| session.watching_mut())
             .ok_or_else(not_watched)?;
         if target == WATCH_ALL {
             if !std::mem::take(&mut watching.all) {

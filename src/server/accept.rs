@@ -15,12 +15,12 @@ use mio::net::TcpStream;
 use mio::Interest;
 use tungstenite::protocol::frame::coding::{CloseCode, Data as OpData, OpCode};
 use tungstenite::protocol::frame::Frame;
-use tungstenite::protocol::{CloseFrame, Role};
-use tungstenite::WebSocket;
+use tungstenite::protocol::CloseFrame;
 
-use super::conn::{self, AfterResponse, Conn, Phase, RequestRead};
+use super::conn::{self, AfterResponse, Conn, Opening, Phase, RequestRead};
 use super::metered::MeteredStream;
 use super::sockopt;
+use super::websocket::OpenSocket;
 use super::{Server, Timer, LINGER_MS};
 use crate::dialect::Dialect;
 use crate::engine::{ConnectRequest, Decision, Opened};
@@ -41,8 +41,8 @@ impl Server {
         let was_paused = mem::replace(&mut self.accept_paused, false);
         loop {
             match self.listener.accept() {
-                Ok((stream, peer)) => {
-                    self.admit(stream, peer, now);
+                Ok((stream, _)) => {
+                    self.admit(stream, now);
                     // An endpoint served here (a publish) may have doomed slow consumers:
                     // end them before the next request can queue more for them.
                     self.reap(now);
@@ -64,7 +64,7 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Millis) {
+    fn admit(&mut self, mut stream: TcpStream, now: Millis) {
         self.counters.accepted += 1;
         let refusal = if self.conns.len() >= self.max_connections {
             Some("server at its connection limit")
@@ -79,13 +79,13 @@ impl Server {
             let mut response = Response::error(503, reason).to_bytes();
             // Best effort on a fresh socket, without taking a slot: answer, shut our side,
             // and discard the request if it is already here so the close is not a reset.
-            let _ = conn::write_pending(&mut stream, &mut response, &self.traffic);
+            let _ = conn::write_pending(&mut stream, &mut response, &self.outbox.traffic);
             conn::shut_write(&stream);
-            conn::drain(&mut stream, &self.traffic);
+            conn::drain(&mut stream, &self.outbox.traffic);
             return;
         }
         sockopt::tune(&stream, self.config.heartbeat_timeout);
-        let id = self.conns.insert(Conn::new(stream, peer));
+        let id = self.conns.insert(Conn::new(stream));
         self.pending += 1;
         self.trimmer.grew(self.conns.len());
         let token = self.tokens.connection(id);
@@ -111,18 +111,15 @@ impl Server {
     pub(super) fn read_request(&mut self, id: ConnId, now: Millis) {
         let limit = http::MAX_HEAD + self.config.max_body_size;
         let Some(Conn {
-            phase:
-                Phase::Handshake {
-                    stream,
-                    received,
-                    peer,
-                },
+            phase: Phase::Handshake { stream, received },
             ..
         }) = self.conns.get_mut(id)
         else {
             return;
         };
-        if let RequestRead::Ended = conn::read_request(stream, received, limit, &self.traffic) {
+        if let RequestRead::Ended =
+            conn::read_request(stream, received, limit, &self.outbox.traffic)
+        {
             debug!("conn=#{id} closed during its request");
             self.counters.closed(Ending::Refused);
             self.remove(id);
@@ -135,7 +132,13 @@ impl Server {
                 let leftover = received.split_off(request.len);
                 match http::route(&request) {
                     Ok(Route::WebSocket) => {
-                        let peer = *peer;
+                        // Only a host's `on_connect` reads the address: no system call
+                        // for it otherwise.
+                        let peer = self
+                            .engine
+                            .has_handler()
+                            .then(|| stream.peer_addr().ok())
+                            .flatten();
                         self.upgrade(id, &request, peer, leftover, now)
                     }
                     Ok(route) => {
@@ -157,7 +160,7 @@ impl Server {
         &mut self,
         id: ConnId,
         request: &Request,
-        peer: SocketAddr,
+        peer: Option<SocketAddr>,
         leftover: Vec<u8>,
         now: Millis,
     ) {
@@ -219,12 +222,12 @@ impl Server {
                 self.respond(
                     id,
                     response,
-                    AfterResponse::Open {
-                        upgrade: Box::new(upgrade),
+                    AfterResponse::Open(Box::new(Opening {
+                        upgrade,
                         user,
                         dialect,
                         leftover,
-                    },
+                    })),
                     now,
                 );
             }
@@ -263,7 +266,7 @@ impl Server {
     fn ask_handler(
         &mut self,
         request: &Request,
-        peer: SocketAddr,
+        peer: Option<SocketAddr>,
         upgrade: &mut Upgrade,
     ) -> Result<(), Response> {
         let target = if request.query.is_empty() {
@@ -276,7 +279,7 @@ impl Server {
             user: upgrade.user.as_deref(),
             channels: &upgrade.channels,
             headers: &request.headers,
-            peer_addr: Some(peer),
+            peer_addr: peer,
         };
         match self.engine.handler_mut().on_connect(&asked) {
             Decision::Accept => Ok(()),
@@ -362,12 +365,12 @@ impl Server {
         else {
             return;
         };
-        match conn::write_pending(stream, pending, &self.traffic) {
+        match conn::write_pending(stream, pending, &self.outbox.traffic) {
             Ok(false) => return,
             Ok(true) => {}
             Err(error) => {
                 debug!("conn=#{id} failed while writing its response: {error}");
-                if let AfterResponse::Open { .. } = then {
+                if let AfterResponse::Open(_) = then {
                     self.counters.closed(Ending::Refused);
                 }
                 self.remove(id);
@@ -380,12 +383,13 @@ impl Server {
             return;
         };
         match then {
-            AfterResponse::Open {
-                upgrade,
-                user,
-                dialect,
-                leftover,
-            } => {
+            AfterResponse::Open(opening) => {
+                let Opening {
+                    upgrade,
+                    user,
+                    dialect,
+                    leftover,
+                } = *opening;
                 let Upgrade {
                     channels,
                     events,
@@ -396,7 +400,7 @@ impl Server {
                     default_channel,
                     pusher_app,
                     ..
-                } = *upgrade;
+                } = upgrade;
                 let opened = Opened {
                     user,
                     dialect,
@@ -439,7 +443,7 @@ impl Server {
             }
             Phase::Responding { then, .. } => {
                 debug!("conn=#{id} did not take its response in time");
-                if let AfterResponse::Open { .. } = then {
+                if let AfterResponse::Open(_) = then {
                     self.counters.closed(Ending::Refused);
                 }
                 self.remove(id);
@@ -464,9 +468,8 @@ impl Server {
         leftover: Vec<u8>,
         now: Millis,
     ) {
-        let stream = MeteredStream::new(stream, self.traffic.clone());
-        let ws =
-            WebSocket::from_partially_read(stream, leftover, Role::Server, Some(self.ws_config));
+        let stream = MeteredStream::new(stream);
+        let ws = OpenSocket::new(stream, leftover, self.ws_config);
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };

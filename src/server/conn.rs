@@ -3,39 +3,35 @@
 //! Phases move forward only, by value (`mem::replace` with [`Phase::Gone`] for the instant
 //! of the move):
 //! `Handshake` (reading the request head) → `Responding` (writing 101 or an error) →
-//! `Open` (WebSocket frames through tungstenite) or `Closing` (our side shut, draining the
+//! `Open` (WebSocket frames through tungstenite, whose context is dropped while the
+//! connection is idle: see `websocket`) or `Closing` (our side shut, draining the
 //! peer until it closes or the linger deadline passes) → removed from the slab.
 //!
 //! Invariant: a connection in phase `Open` has a session in the engine, until the engine
 //! ends it (then the phase moves on to `Closing`, or the connection is removed).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 
 use mio::net::TcpStream;
-use tungstenite::WebSocket;
 
-use super::metered::{MeteredStream, Traffic};
+use super::metered::Traffic;
+use super::websocket::OpenSocket;
 use crate::dialect::Dialect;
 use crate::http::Upgrade;
 
 /// Bytes read per system call while the request is incomplete.
 const REQUEST_READ_CHUNK: usize = 1024;
 
-/// An open WebSocket over a socket that notes incoming bytes.
-pub(crate) type Socket = WebSocket<MeteredStream>;
-
 /// Where a connection is in its life.
 // Open is where almost every connection spends its life: boxing it to shrink the other
 // variants would cost each connection an allocation and its header for nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Phase {
-    /// Reading the HTTP request; `received` holds the bytes so far; `peer` is the address
-    /// it came from (for the host's `on_connect`; free: `Open` is the largest variant).
+    /// Reading the HTTP request; `received` holds the bytes so far.
     Handshake {
         stream: TcpStream,
         received: Vec<u8>,
-        peer: SocketAddr,
     },
     /// Writing an HTTP response; `pending` is what is left to write.
     Responding {
@@ -44,7 +40,7 @@ pub(crate) enum Phase {
         then: AfterResponse,
     },
     /// An open WebSocket.
-    Open(Socket),
+    Open(OpenSocket),
     /// Our side is shut down; input is read and discarded until the peer closes.
     Closing(TcpStream),
     /// Only observable inside a phase transition.
@@ -53,17 +49,21 @@ pub(crate) enum Phase {
 
 /// What follows a fully written response.
 pub(crate) enum AfterResponse {
-    /// A 101 (and the welcome): open the WebSocket for `user`, speaking `dialect`, with
-    /// the bytes that followed the request. Boxed: it is large and lives only for the
-    /// instant of the 101.
-    Open {
-        upgrade: Box<Upgrade>,
-        user: String,
-        dialect: Dialect,
-        leftover: Vec<u8>,
-    },
+    /// A 101 (and the welcome): open the WebSocket. Boxed: it is large and lives only
+    /// for the instant of the 101, while every connection's slot has room for it.
+    Open(Box<Opening>),
     /// An error response: close.
     Close,
+}
+
+/// What a WebSocket opens with once its 101 is out.
+pub(crate) struct Opening {
+    pub upgrade: Upgrade,
+    /// The user it is for, and the dialect it speaks.
+    pub user: String,
+    pub dialect: Dialect,
+    /// The bytes that followed the request.
+    pub leftover: Vec<u8>,
 }
 
 /// A connection in the slab: its socket's phase. What it is to the application (user,
@@ -75,12 +75,11 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr) -> Conn {
+    pub fn new(stream: TcpStream) -> Conn {
         Conn {
             phase: Phase::Handshake {
                 stream,
                 received: Vec::new(),
-                peer,
             },
             queued: false,
         }
@@ -91,6 +90,11 @@ impl Conn {
         matches!(self.phase, Phase::Open(_))
     }
 
+    /// True for an open WebSocket that holds tungstenite's context (see `websocket`).
+    pub fn is_awake(&self) -> bool {
+        matches!(&self.phase, Phase::Open(ws) if ws.is_awake())
+    }
+
     /// True while the connection's fate is undecided: its request is being read, or its 101
     /// is being written.
     pub fn is_pending(&self) -> bool {
@@ -98,7 +102,7 @@ impl Conn {
             self.phase,
             Phase::Handshake { .. }
                 | Phase::Responding {
-                    then: AfterResponse::Open { .. },
+                    then: AfterResponse::Open(_),
                     ..
                 }
         )
@@ -110,7 +114,7 @@ impl Conn {
             Phase::Handshake { stream, .. }
             | Phase::Responding { stream, .. }
             | Phase::Closing(stream) => Some(stream),
-            Phase::Open(ws) => Some(ws.get_mut().get_mut()),
+            Phase::Open(ws) => Some(ws.stream_mut().get_mut()),
             Phase::Gone => None,
         }
     }
@@ -204,9 +208,11 @@ pub(crate) fn drain(stream: &mut TcpStream, traffic: &Traffic) -> bool {
 mod tests {
     use super::Conn;
 
-    /// A connection's slot in the server's table: the README's memory table counts it.
+    /// A connection's slot in the server's table: the README's memory table counts it (the
+    /// release size; mio's sockets carry a selector id in debug builds only).
     #[test]
     fn a_connection_slot_stays_its_documented_size() {
-        assert_eq!(std::mem::size_of::<Conn>(), 320);
+        let size = if cfg!(debug_assertions) { 80 } else { 64 };
+        assert_eq!(std::mem::size_of::<Conn>(), size);
     }
 }

@@ -14,8 +14,9 @@ use std::io;
 use log::debug;
 use tungstenite::Utf8Bytes;
 
-use super::conn::{Conn, Phase, Socket};
-use super::metered::QueueError;
+use super::conn::{Conn, Phase};
+use super::metered::{QueueError, Traffic};
+use super::websocket::OpenSocket;
 use super::Server;
 use crate::ids::Slots;
 use crate::model::LeaveReason;
@@ -33,7 +34,7 @@ impl Server {
             }) = self.conns.get_mut(id)
             {
                 *queued = false;
-                flush(ws, id, &mut self.outbox.doomed);
+                self.outbox.flush(ws, id);
             }
         }
     }
@@ -41,7 +42,8 @@ impl Server {
 
 /// What a turn owes its connections: the ones with messages queued (written when the turn
 /// ends, one system call each) and the endings decided while connections could not be
-/// removed (carried out by [`Server::reap`]). Every delivery goes through it.
+/// removed (carried out by [`Server::reap`]). Every delivery goes through it, and every
+/// byte a client socket moves is counted in its [`Traffic`].
 ///
 /// Invariant: a connection is on `queued` at most once (its `Conn::queued` flag says so).
 pub(super) struct Outbox {
@@ -53,6 +55,8 @@ pub(super) struct Outbox {
     backlog: usize,
     /// Messages queued so far (`rollcall_messages_sent_total`, with the welcomes).
     sent: u64,
+    /// Bytes moved on client sockets.
+    pub traffic: Traffic,
 }
 
 impl Outbox {
@@ -63,6 +67,7 @@ impl Outbox {
             doomed: Vec::new(),
             backlog,
             sent: 0,
+            traffic: Traffic::default(),
         }
     }
 
@@ -97,7 +102,10 @@ impl Outbox {
                 continue;
             }
             delivered += 1;
-            match ws.get_mut().queue_text(text.clone(), backlog) {
+            match ws
+                .stream_mut()
+                .queue_text(text.clone(), backlog, &self.traffic)
+            {
                 Ok(()) => {}
                 Err(QueueError::BacklogFull) => {
                     debug!("conn=#{id} has more than {backlog} bytes unsent: slow consumer");
@@ -117,30 +125,25 @@ impl Outbox {
         self.sent += delivered as u64;
         delivered
     }
-}
 
-/// Sends a heartbeat Ping (empty payload, RFC 6455 §5.5.2) at once; false when the
-/// connection is closing and may send nothing more.
-pub(super) fn send_ping(
-    ws: &mut Socket,
-    id: ConnId,
-    doomed: &mut Vec<(ConnId, LeaveReason)>,
-) -> bool {
-    if !ws.can_write() {
-        return false;
+    /// Sends a heartbeat Ping (empty payload, RFC 6455 §5.5.2) at once; false when the
+    /// connection is closing and may send nothing more.
+    pub fn send_ping(&mut self, ws: &mut OpenSocket, id: ConnId) -> bool {
+        if !ws.can_write() {
+            return false;
+        }
+        ws.stream_mut().queue_ping();
+        self.flush(ws, id);
+        true
     }
-    ws.get_mut().queue_ping();
-    flush(ws, id, doomed);
-    true
-}
 
-/// Moves what tungstenite holds (a Pong or Close reply) to the queue and writes the queue
-/// to the socket as far as it takes it.
-pub(super) fn flush(ws: &mut Socket, id: ConnId, doomed: &mut Vec<(ConnId, LeaveReason)>) {
-    // Only an already-closed WebSocket refuses; then there is nothing of its own to move.
-    let _ = ws.flush();
-    if let Err(error) = ws.get_mut().send_queued() {
-        doom_on_write_error(id, &error, doomed);
+    /// Moves what tungstenite holds (a Pong or Close reply) to the queue and writes the
+    /// queue to the socket as far as it takes it.
+    pub fn flush(&mut self, ws: &mut OpenSocket, id: ConnId) {
+        ws.flush();
+        if let Err(error) = ws.stream_mut().send_queued(&self.traffic) {
+            doom_on_write_error(id, &error, &mut self.doomed);
+        }
     }
 }
 

@@ -13,7 +13,6 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::Utf8Bytes;
 
 use super::conn::{Conn, Phase};
-use super::delivery::{flush, send_ping};
 use super::{Server, Timer};
 use crate::dialect::Dialect;
 use crate::engine::Effect;
@@ -50,7 +49,7 @@ impl Server {
                     ..
                 }) = self.conns.get_mut(id)
                 {
-                    if send_ping(ws, id, &mut self.outbox.doomed) {
+                    if self.outbox.send_ping(ws, id) {
                         self.counters.pings_sent += 1;
                     }
                 }
@@ -93,14 +92,16 @@ impl Server {
         };
         // A close reason is limited to 123 bytes (§5.5: control frames carry at most 125).
         let reason = truncate_utf8(reason, 123);
-        let _ = ws.close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from(reason.to_owned()),
-        }));
+        ws.close(
+            CloseFrame {
+                code,
+                reason: Utf8Bytes::from(reason.to_owned()),
+            },
+            self.ws_config,
+        );
         // Best effort: a peer that cannot take the Close now is not waited for.
-        let _ = ws.flush();
-        let _ = ws.get_mut().send_queued();
-        let stream = ws.into_inner().into_inner();
+        let _ = ws.stream_mut().send_queued(&self.outbox.traffic);
+        let stream = ws.into_stream().into_inner();
         self.linger(id, stream, now);
     }
 
@@ -126,8 +127,8 @@ impl Server {
         // tungstenite frames the Close into the connection's queue (it only refuses after a
         // Close, and none was sent yet); what the peer cannot take now goes on its writable
         // events, and a peer that never answers is left to the shutdown deadline.
-        let _ = ws.close(Some(frame));
-        flush(ws, id, &mut self.outbox.doomed);
+        ws.close(frame, self.ws_config);
+        self.outbox.flush(ws, id);
     }
 }
 

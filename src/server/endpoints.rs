@@ -83,6 +83,7 @@ impl Server {
         Gauges {
             connections: census.open,
             handshakes_pending: census.pending,
+            connections_awake: census.awake,
             users_online: self.engine.roster().users_online(),
             watchers: census.watchers,
             channels: self.engine.roster().channel_count(),
@@ -105,6 +106,7 @@ impl Server {
         for (_, conn) in self.conns.iter() {
             census.pending += usize::from(conn.is_pending());
             census.open += usize::from(conn.is_open());
+            census.awake += usize::from(conn.is_awake());
         }
         // A watcher is no user (§12): counted apart.
         census.watchers = self.engine.watchers();
@@ -193,6 +195,8 @@ struct Census {
     open: usize,
     /// Connections whose request or upgrade is not decided yet.
     pending: usize,
+    /// Open WebSockets holding a frame parser.
+    awake: usize,
     /// Open WebSockets watching at least one channel.
     watchers: usize,
 }

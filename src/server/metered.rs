@@ -3,8 +3,11 @@
 //!
 //! [`Traffic`] holds the server's byte totals; every socket read or write, before and after
 //! the upgrade, adds to it. [`MeteredStream`] is what tungstenite reads from and writes to:
-//! - reads go to the socket and note that the peer sent something, because tungstenite only
-//!   hands over complete messages while liveness must count every byte;
+//! - reads go to the socket and count the bytes (taken after each read call for the totals
+//!   and for liveness, because tungstenite only hands over complete messages while liveness
+//!   must count every byte); they also follow the
+//!   frame boundaries (see [`crate::frame_boundary`]), which say when tungstenite's context
+//!   may be dropped;
 //! - writes never touch the socket: they are appended to the output queue, and so are the
 //!   frames the server encodes itself ([`MeteredStream::queue_text`]). The loop writes the
 //!   queue to the socket when a turn ends or the socket has room ([`MeteredStream::send_queued`]).
@@ -17,12 +20,13 @@
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
-use std::rc::Rc;
 
 use mio::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tungstenite::protocol::frame::Frame;
 use tungstenite::{Bytes, Utf8Bytes};
+
+use crate::frame_boundary::FrameBoundary;
 
 /// Bytes moved on client sockets since the server started.
 #[derive(Debug, Default)]
@@ -62,48 +66,77 @@ pub(crate) enum QueueError {
     Io(io::Error),
 }
 
-/// The socket of an open WebSocket (see the module documentation).
+/// The socket of an open WebSocket (see the module documentation). 56 bytes: every one
+/// is kept by every open connection.
 pub(crate) struct MeteredStream {
     stream: TcpStream,
-    heard: bool,
-    traffic: Rc<Traffic>,
+    /// Bytes read since [`MeteredStream::take_received`] was last called.
+    received: u32,
     queue: Vec<u8>,
+    boundary: FrameBoundary,
 }
 
 impl MeteredStream {
-    pub fn new(stream: TcpStream, traffic: Rc<Traffic>) -> Self {
+    pub fn new(stream: TcpStream) -> Self {
         MeteredStream {
             stream,
-            heard: false,
-            traffic,
+            received: 0,
             queue: Vec::new(),
+            boundary: FrameBoundary::default(),
         }
     }
 
-    /// True when bytes arrived since the last call.
-    pub fn take_heard(&mut self) -> bool {
-        std::mem::take(&mut self.heard)
+    /// Notes the bytes read behind the upgrade request, which tungstenite parses first.
+    pub fn observe_leftover(&mut self, bytes: &[u8]) {
+        self.boundary.observe(bytes);
+    }
+
+    /// True when what was read so far is whole frames and no message is in progress.
+    pub fn at_frame_boundary(&self) -> bool {
+        self.boundary.is_idle()
+    }
+
+    /// The bytes read since the last call.
+    pub fn take_received(&mut self) -> u32 {
+        std::mem::take(&mut self.received)
     }
 
     /// Appends a text frame (RFC 6455 §5.6; a server's frames are unmasked, §5.1). A queue
     /// grown past [`WRITE_THROUGH`] is written at once; what the socket then refuses must
     /// stay within `backlog` bytes.
-    pub fn queue_text(&mut self, text: Utf8Bytes, backlog: usize) -> Result<(), QueueError> {
+    pub fn queue_text(
+        &mut self,
+        text: Utf8Bytes,
+        backlog: usize,
+        traffic: &Traffic,
+    ) -> Result<(), QueueError> {
         self.queue_data(
             Frame::message(text, OpCode::Data(OpData::Text), true),
             backlog,
+            traffic,
         )
     }
 
     /// Appends a binary frame, like [`MeteredStream::queue_text`].
-    pub fn queue_binary(&mut self, data: Bytes, backlog: usize) -> Result<(), QueueError> {
+    pub fn queue_binary(
+        &mut self,
+        data: Bytes,
+        backlog: usize,
+        traffic: &Traffic,
+    ) -> Result<(), QueueError> {
         self.queue_data(
             Frame::message(data, OpCode::Data(OpData::Binary), true),
             backlog,
+            traffic,
         )
     }
 
-    fn queue_data(&mut self, frame: Frame, backlog: usize) -> Result<(), QueueError> {
+    fn queue_data(
+        &mut self,
+        frame: Frame,
+        backlog: usize,
+        traffic: &Traffic,
+    ) -> Result<(), QueueError> {
         // Already over: nothing more is accepted, however often we are asked.
         if self.queue.len() > backlog {
             return Err(QueueError::BacklogFull);
@@ -111,7 +144,7 @@ impl MeteredStream {
         // Formatting into a Vec cannot fail.
         let _ = frame.format(&mut self.queue);
         if self.queue.len() > WRITE_THROUGH.min(backlog) {
-            self.send_queued().map_err(QueueError::Io)?;
+            self.send_queued(traffic).map_err(QueueError::Io)?;
         }
         if self.queue.len() > backlog {
             return Err(QueueError::BacklogFull);
@@ -128,7 +161,7 @@ impl MeteredStream {
 
     /// Writes the queue to the socket until it is empty (`Ok(true)`) or the socket is full
     /// (`Ok(false)`; the rest goes on the next writable event).
-    pub fn send_queued(&mut self) -> io::Result<bool> {
+    pub fn send_queued(&mut self, traffic: &Traffic) -> io::Result<bool> {
         let mut written = 0;
         let result = loop {
             if written == self.queue.len() {
@@ -142,7 +175,7 @@ impl MeteredStream {
                 Err(e) => break Err(e),
             }
         };
-        self.traffic.add_sent(written);
+        traffic.add_sent(written);
         self.queue.drain(..written);
         if self.queue.is_empty() {
             // An idle connection holds no output memory between messages.
@@ -163,8 +196,9 @@ impl MeteredStream {
 impl Read for MeteredStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.stream.read(buf)?;
-        self.heard |= n > 0;
-        self.traffic.add_received(n);
+        self.boundary.observe(&buf[..n]);
+        // A read is at most tungstenite's buffer; the loop takes the count after each call.
+        self.received = self.received.saturating_add(n as u32);
         Ok(n)
     }
 }
@@ -192,10 +226,7 @@ mod tests {
             std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
         server.set_nonblocking(true).expect("nonblocking");
-        (
-            MeteredStream::new(TcpStream::from_std(server), Rc::default()),
-            peer,
-        )
+        (MeteredStream::new(TcpStream::from_std(server)), peer)
     }
 
     #[test]
@@ -204,11 +235,12 @@ mod tests {
         stream
             .write_all(&[0x8a, 0x00])
             .expect("a Pong from tungstenite");
+        let traffic = Traffic::default();
         stream
-            .queue_text("x".repeat(300).into(), 1 << 20)
+            .queue_text("x".repeat(300).into(), 1 << 20, &traffic)
             .expect("room");
         assert!(!stream.queue.is_empty());
-        assert!(stream.send_queued().expect("write"));
+        assert!(stream.send_queued(&traffic).expect("write"));
         assert!(stream.queue.is_empty());
         assert_eq!(
             stream.queue.capacity(),
@@ -223,29 +255,30 @@ mod tests {
             [0x81, 126, 1, 44],
             "text frame, 16-bit length 300"
         );
-        assert_eq!(stream.traffic.sent(), received.len() as u64);
+        assert_eq!(traffic.sent(), received.len() as u64);
     }
 
     #[test]
     fn a_peer_that_does_not_read_fills_its_backlog() {
         let (mut stream, _peer) = pair();
+        let traffic = Traffic::default();
         let chunk = "y".repeat(8 << 10);
         let backlog = 64 << 10;
-        let refused =
-            (0..10_000).find_map(|_| stream.queue_text(chunk.clone().into(), backlog).err());
+        let refused = (0..10_000).find_map(|_| {
+            stream
+                .queue_text(chunk.clone().into(), backlog, &traffic)
+                .err()
+        });
         assert!(
             matches!(refused, Some(QueueError::BacklogFull)),
             "{refused:?}"
         );
-        assert!(
-            stream.traffic.sent() > 0,
-            "the socket took what it could first"
-        );
+        assert!(traffic.sent() > 0, "the socket took what it could first");
         assert!(stream.queue.len() <= backlog + chunk.len() + 4);
         let before = stream.queue.len();
         for _ in 0..100 {
             assert!(matches!(
-                stream.queue_text(chunk.clone().into(), backlog),
+                stream.queue_text(chunk.clone().into(), backlog, &traffic),
                 Err(QueueError::BacklogFull)
             ));
         }

@@ -35,11 +35,11 @@ mod sockopt;
 mod spawn;
 mod token_space;
 mod trim;
+mod websocket;
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info};
@@ -58,7 +58,6 @@ use crate::wheel::{Millis, Wheel};
 
 use conn::{Conn, Phase};
 pub use handle::{Handle, HandleError};
-use metered::Traffic;
 pub use shutdown::Stop;
 pub use spawn::Spawned;
 use token_space::Target;
@@ -166,7 +165,6 @@ pub struct Server {
     accept_paused: bool,
     next_anonymous: u64,
     counters: Counters,
-    traffic: Rc<Traffic>,
     /// Wall-clock time of [`Server::bind`] (the loop's time 0), for
     /// `rollcall_process_start_time_seconds` and token times.
     started: SystemTime,
@@ -263,7 +261,6 @@ impl Server {
             accept_paused: false,
             next_anonymous: 0,
             counters: Counters::default(),
-            traffic: Rc::default(),
             started,
             shutdown: None,
             stop: None,
@@ -287,8 +284,8 @@ impl Server {
     fn counters_now(&self) -> Counters {
         let mut counters = self.counters.clone();
         counters.messages_sent += self.outbox.sent();
-        counters.bytes_received = self.traffic.received();
-        counters.bytes_sent = self.traffic.sent();
+        counters.bytes_received = self.outbox.traffic.received();
+        counters.bytes_sent = self.outbox.traffic.sent();
         counters
     }
 
@@ -442,7 +439,7 @@ impl Server {
             Phase::Responding { .. } => self.write_response(id, now),
             Phase::Open(_) => self.drive_open(id, now),
             Phase::Closing(stream) => {
-                if conn::drain(stream, &self.traffic) {
+                if conn::drain(stream, &self.outbox.traffic) {
                     self.remove(id);
                 }
             }

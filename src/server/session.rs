@@ -13,7 +13,6 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error as WsError, Message};
 
 use super::conn::{Conn, Phase};
-use super::delivery::flush;
 use super::{Server, MESSAGES_PER_TURN};
 use crate::dialect::{Decoded, Dialect, Frame};
 use crate::metrics::Ending;
@@ -32,15 +31,17 @@ impl Server {
             else {
                 return;
             };
-            let result = ws.read();
+            let result = ws.read(self.ws_config);
             // Any byte counts as activity, even part of a message not yet complete.
-            let heard = ws.get_mut().take_heard();
+            let received = ws.stream_mut().take_received();
+            self.outbox.traffic.add_received(received as usize);
             if let Err(WsError::Io(e)) = &result {
                 if e.kind() == io::ErrorKind::WouldBlock {
-                    flush(ws, id, &mut self.outbox.doomed);
+                    self.outbox.flush(ws, id);
+                    ws.sleep_if_idle();
                 }
             }
-            if heard {
+            if received > 0 {
                 self.engine.heard(id, now);
             }
             match result {
@@ -77,7 +78,7 @@ impl Server {
                     ..
                 }) = self.conns.get_mut(id)
                 {
-                    flush(ws, id, &mut self.outbox.doomed);
+                    self.outbox.flush(ws, id);
                 }
                 self.end(id, LeaveReason::Closed, now);
                 return;
@@ -103,8 +104,13 @@ impl Server {
             return;
         };
         let queued_now = match message {
-            Message::Text(text) => ws.get_mut().queue_text(text, backlog),
-            Message::Binary(data) => ws.get_mut().queue_binary(data, backlog),
+            Message::Text(text) => ws
+                .stream_mut()
+                .queue_text(text, backlog, &self.outbox.traffic),
+            Message::Binary(data) => {
+                ws.stream_mut()
+                    .queue_binary(data, backlog, &self.outbox.traffic)
+            }
             _ => Ok(()),
         };
         match queued_now {

@@ -1085,6 +1085,31 @@ impl Metrics {
     }
 }
 
+/// Polls `series` on the server at `addr` until it equals `want`; returns how long that took.
+/// Fails the test after `timeout`, naming `what` was awaited.
+#[track_caller]
+pub fn wait_metric(
+    addr: SocketAddr,
+    what: &str,
+    series: &str,
+    want: f64,
+    timeout: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = scrape(addr).samples.get(series).copied();
+        if got == Some(want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{what}: {series} is {got:?}, not {want}, after {}ms",
+            ms(timeout)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Scrapes `/metrics` on a fresh connection and parses it; fails the test on a non-200 or an
 /// unparseable line.
 #[track_caller]
