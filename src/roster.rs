@@ -146,6 +146,19 @@ struct Grace {
     reason: LeaveReason,
 }
 
+/// The events modes, in the order [`Roster::subscribers`] lists them.
+const MODE_ORDER: [EventsMode; MODES] = [EventsMode::All, EventsMode::Count, EventsMode::None];
+const MODES: usize = 3;
+
+/// Where a mode's subscribers are kept in [`Channel::subscribers`].
+fn mode_index(mode: EventsMode) -> usize {
+    match mode {
+        EventsMode::All => 0,
+        EventsMode::Count => 1,
+        EventsMode::None => 2,
+    }
+}
+
 /// One connection's subscription to a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Subscription {
@@ -160,8 +173,10 @@ struct Channel {
     name: Rc<str>,
     seq: u64,
     members: BTreeMap<UserId, Member>,
-    subscribers: BTreeMap<ConnId, Subscription>,
-    count_subscribers: usize,
+    /// Subscribed connections by events mode (see [`mode_index`]), each saying whether it
+    /// makes its user a member: an event for one mode walks only that mode's connections,
+    /// so a join in a room of `none` subscribers costs no walk over them.
+    subscribers: [BTreeMap<ConnId, bool>; MODES],
     /// Connections watching this channel (usually none or a few dashboards).
     watchers: Vec<ConnId>,
     /// The leave graces that run (usually none or a few).
@@ -177,8 +192,7 @@ impl Channel {
             name,
             seq: 0,
             members: BTreeMap::new(),
-            subscribers: BTreeMap::new(),
-            count_subscribers: 0,
+            subscribers: Default::default(),
             watchers: Vec::new(),
             graces: Vec::new(),
             next_grace_serial: 0,
@@ -203,18 +217,27 @@ impl Channel {
     }
 
     fn subscribe(&mut self, conn: ConnId, subscription: Subscription) -> Option<Subscription> {
-        let previous = self.subscribers.insert(conn, subscription);
-        self.count_subscribers -=
-            usize::from(previous.is_some_and(|p| p.mode == EventsMode::Count));
-        self.count_subscribers += usize::from(subscription.mode == EventsMode::Count);
+        let previous = self.unsubscribe(conn);
+        self.subscribers[mode_index(subscription.mode)].insert(conn, subscription.member);
         previous
     }
 
     fn unsubscribe(&mut self, conn: ConnId) -> Option<Subscription> {
-        let previous = self.subscribers.remove(&conn);
-        self.count_subscribers -=
-            usize::from(previous.is_some_and(|p| p.mode == EventsMode::Count));
-        previous
+        MODE_ORDER.into_iter().find_map(|mode| {
+            let member = self.subscribers[mode_index(mode)].remove(&conn)?;
+            Some(Subscription { mode, member })
+        })
+    }
+
+    fn subscription(&self, conn: ConnId) -> Option<Subscription> {
+        MODE_ORDER.into_iter().find_map(|mode| {
+            let member = *self.subscribers[mode_index(mode)].get(&conn)?;
+            Some(Subscription { mode, member })
+        })
+    }
+
+    fn subscriber_count(&self) -> usize {
+        self.subscribers.iter().map(BTreeMap::len).sum()
     }
 
     /// Names a change of `user`'s membership here, with the meta it set explicitly.
@@ -231,7 +254,9 @@ impl Channel {
     }
 
     fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.subscribers.is_empty() && self.watchers.is_empty()
+        self.members.is_empty()
+            && self.subscribers.iter().all(BTreeMap::is_empty)
+            && self.watchers.is_empty()
     }
 }
 
@@ -298,8 +323,8 @@ impl Roster {
         let id = self.find(name).ok_or(NotJoined)?;
         let channel = self.channels.get(id).ok_or(NotJoined)?;
         channel
-            .subscribers
-            .contains_key(&conn)
+            .subscription(conn)
+            .is_some()
             .then_some(id)
             .ok_or(NotJoined)
     }
@@ -378,7 +403,7 @@ impl Roster {
         let Some(channel) = self.channels.get_mut(id) else {
             unreachable!("find_or_create returns a live channel");
         };
-        if channel.subscribers.contains_key(&conn) {
+        if channel.subscription(conn).is_some() {
             return (id, Outcome::default());
         }
         let subscription = Subscription {
@@ -484,7 +509,7 @@ impl Roster {
         meta: Meta,
     ) -> Result<Outcome, NotJoined> {
         let channel = self.channels.get_mut(id).ok_or(NotJoined)?;
-        if !channel.subscribers.get(&conn).is_some_and(|s| s.member) {
+        if !channel.subscription(conn).is_some_and(|s| s.member) {
             return Err(NotJoined);
         }
         let member = channel.members.get_mut(user).ok_or(NotJoined)?;
@@ -525,7 +550,7 @@ impl Roster {
     pub fn counts(&self, id: ChannelId) -> Option<Counts> {
         self.channels.get(id).map(|channel| Counts {
             users: channel.members.len(),
-            connections: channel.subscribers.len(),
+            connections: channel.subscriber_count(),
             seq: channel.seq,
         })
     }
@@ -564,11 +589,7 @@ impl Roster {
 
     /// The events mode of `conn` in the channel, if it is subscribed.
     pub fn mode(&self, id: ChannelId, conn: ConnId) -> Option<EventsMode> {
-        self.channels
-            .get(id)?
-            .subscribers
-            .get(&conn)
-            .map(|s| s.mode)
+        self.channels.get(id)?.subscription(conn).map(|s| s.mode)
     }
 
     /// The names of every channel (with members, subscribers or watchers).
@@ -608,12 +629,21 @@ impl Roster {
 
     /// The channel's subscribed connections and their modes.
     pub fn subscribers(&self, id: ChannelId) -> impl Iterator<Item = (ConnId, EventsMode)> + '_ {
-        self.channels.get(id).into_iter().flat_map(|channel| {
-            channel
-                .subscribers
-                .iter()
-                .map(|(conn, subscription)| (*conn, subscription.mode))
-        })
+        MODE_ORDER
+            .into_iter()
+            .flat_map(move |mode| self.subscribers_in(id, mode).map(move |conn| (conn, mode)))
+    }
+
+    /// The channel's connections subscribed in `mode`.
+    pub fn subscribers_in(
+        &self,
+        id: ChannelId,
+        mode: EventsMode,
+    ) -> impl Iterator<Item = ConnId> + '_ {
+        self.channels
+            .get(id)
+            .into_iter()
+            .flat_map(move |channel| channel.subscribers[mode_index(mode)].keys().copied())
     }
 
     /// How many of `user`'s connections this roster has in the channel: `Some(0)` while
@@ -644,8 +674,9 @@ impl Roster {
         let Some(channel) = self.channels.get_mut(id) else {
             return CountsDue::Nothing;
         };
-        let listened =
-            channel.count_subscribers > 0 || !channel.watchers.is_empty() || watched_elsewhere;
+        let listened = !channel.subscribers[mode_index(EventsMode::Count)].is_empty()
+            || !channel.watchers.is_empty()
+            || watched_elsewhere;
         if !listened || channel.counts_flush_scheduled {
             return CountsDue::Nothing;
         }

@@ -13,9 +13,13 @@
 //! - The wheel never removes or re-arms entries on request: keys carry a generation and the
 //!   caller skips stale ones when they fire (lazy cancellation and lazy re-arm), so a frame
 //!   received on a connection costs no wheel operation.
-//! - `expire` costs O(ticks elapsed, at most one revolution + entries in visited slots).
+//! - `expire` costs O(ticks elapsed, at most one revolution + entries in visited slots);
+//!   `next_deadline` scans each empty slot at most once between inserts (it remembers where
+//!   the empty run ends), so a loop that asks every turn does not pay a revolution a turn.
 //! - A slot holds no more than about twice the room its entries need once it has expired,
 //!   so memory follows the entries, not the largest crowd that ever passed.
+
+use std::cell::Cell;
 
 /// Milliseconds since the caller's chosen origin.
 pub type Millis = u64;
@@ -36,6 +40,9 @@ pub struct Wheel<K> {
     slots: Vec<Vec<Entry<K>>>,
     /// The first tick not yet expired; every entry is due at or after it.
     next_tick: u64,
+    /// No slot of the ticks from `next_tick` up to this one holds an entry: where
+    /// `next_deadline` starts its scan (lowered by inserts, raised by scans).
+    scan_from: Cell<u64>,
     len: usize,
 }
 
@@ -47,6 +54,7 @@ impl<K: Copy> Wheel<K> {
             tick_ms,
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             next_tick: now / tick_ms + 1,
+            scan_from: Cell::new(0),
             len: 0,
         }
     }
@@ -70,8 +78,13 @@ impl<K: Copy> Wheel<K> {
     /// past fires at the next `expire`).
     pub fn insert(&mut self, key: K, deadline: Millis) {
         let due_tick = deadline.div_ceil(self.tick_ms).max(self.next_tick);
-        self.slots[slot_of(due_tick)].push(Entry { due_tick, key });
+        let slot = slot_of(due_tick);
+        self.slots[slot].push(Entry { due_tick, key });
         self.len += 1;
+        // The tick of this slot within the coming revolution.
+        let ahead = (slot + SLOTS - slot_of(self.next_tick)) % SLOTS;
+        let window_tick = self.next_tick + ahead as u64;
+        self.scan_from.set(self.scan_from.get().min(window_tick));
     }
 
     /// Moves every entry due at or before `now` into `fired`, in deadline order.
@@ -107,9 +120,11 @@ impl<K: Copy> Wheel<K> {
         if self.len == 0 {
             return None;
         }
-        (self.next_tick..self.next_tick + SLOTS as u64)
-            .find(|&tick| !self.slots[slot_of(tick)].is_empty())
-            .map(|tick| tick * self.tick_ms)
+        let start = self.scan_from.get().max(self.next_tick);
+        let first = (start..self.next_tick + SLOTS as u64)
+            .find(|&tick| !self.slots[slot_of(tick)].is_empty())?;
+        self.scan_from.set(first);
+        Some(first * self.tick_ms)
     }
 
     fn expire_slot(&mut self, tick: u64, fired: &mut Vec<K>) {

@@ -301,9 +301,7 @@ impl Engine {
             Some(channel) => {
                 let recipients: Vec<_> = self
                     .roster
-                    .subscribers(channel)
-                    .filter(|(_, mode)| *mode == EventsMode::All)
-                    .map(|(conn, _)| conn)
+                    .subscribers_in(channel, EventsMode::All)
                     .chain(self.roster.watchers(channel))
                     .filter(|conn| !self.watch_all.contains(conn))
                     .chain(

@@ -419,9 +419,8 @@ impl<'a> Audience<'a> {
     /// The channel's subscribers in `mode`.
     pub fn subscribers(self) -> impl Iterator<Item = ConnId> + 'a {
         self.roster
-            .subscribers(self.channel)
-            .filter(move |&(conn, subscribed)| subscribed == self.mode && Some(conn) != self.except)
-            .map(|(conn, _)| conn)
+            .subscribers_in(self.channel, self.mode)
+            .filter(move |&conn| Some(conn) != self.except)
     }
 
     /// Every watcher who hears it: the channel's own, then those of every channel.

@@ -17,9 +17,8 @@ use tungstenite::protocol::frame::coding::{CloseCode, Data as OpData, OpCode};
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::CloseFrame;
 
-use super::conn::{self, AfterResponse, Conn, Opening, Phase, RequestRead};
+use super::conn::{self, AfterResponse, Conn, Leftover, Opening, Phase, RequestRead};
 use super::metered::MeteredStream;
-use super::sockopt;
 use super::websocket::OpenSocket;
 use super::{Server, Timer, LINGER_MS};
 use crate::dialect::Dialect;
@@ -84,31 +83,42 @@ impl Server {
             conn::drain(&mut stream, &self.outbox.traffic);
             return;
         }
-        sockopt::tune(&stream, self.config.heartbeat_timeout);
         let id = self.conns.insert(Conn::new(stream));
         self.pending += 1;
         self.trimmer.grew(self.conns.len());
-        let token = self.tokens.connection(id);
-        let registered = match self.conns.get_mut(id).and_then(Conn::stream_mut) {
-            Some(stream) => {
-                self.poll_registry
-                    .register(stream, token, Interest::READABLE | Interest::WRITABLE)
-            }
-            None => return,
-        };
-        if let Err(error) = registered {
-            warn!("conn=#{id} could not be registered with the poll: {error}");
-            self.counters.closed(Ending::Refused);
-            self.remove(id);
-            return;
-        }
         let handshake_ms = super::duration_ms(self.config.handshake_timeout);
         self.wheel.insert(Timer::Handshake(id), now + handshake_ms);
-        self.read_request(id, now);
+        // The request is usually here already: read (and answer) it before registering.
+        // Registering reports what the socket holds then (RFC-less but epoll(7): a socket
+        // added while readable raises an event), so nothing that arrives meanwhile is missed,
+        // and a socket drained by this read raises no read event at all.
+        self.read_request(id, false, now);
+        self.register(id, now);
     }
 
-    /// Reads what the request has so far and acts once it is complete.
-    pub(super) fn read_request(&mut self, id: ConnId, now: Millis) {
+    /// Puts a newly accepted connection on the poll, unless its request already ended it.
+    fn register(&mut self, id: ConnId, now: Millis) {
+        let token = self.tokens.connection(id);
+        let Some(stream) = self.conns.get_mut(id).and_then(Conn::stream_mut) else {
+            return;
+        };
+        let registered =
+            self.poll_registry
+                .register(stream, token, Interest::READABLE | Interest::WRITABLE);
+        if let Err(error) = registered {
+            warn!("conn=#{id} could not be registered with the poll: {error}");
+            if self.conns.get(id).is_some_and(Conn::is_open) {
+                self.end(id, crate::model::LeaveReason::Error, now);
+            } else {
+                self.counters.closed(Ending::Refused);
+                self.remove(id);
+            }
+        }
+    }
+
+    /// Reads what the request has so far and acts once it is complete; `to_the_end` when the
+    /// event reported the peer's end of stream (see [`conn::read_request`]).
+    pub(super) fn read_request(&mut self, id: ConnId, to_the_end: bool, now: Millis) {
         let limit = http::MAX_HEAD + self.config.max_body_size;
         let Some(Conn {
             phase: Phase::Handshake { stream, received },
@@ -117,9 +127,8 @@ impl Server {
         else {
             return;
         };
-        if let RequestRead::Ended =
-            conn::read_request(stream, received, limit, &self.outbox.traffic)
-        {
+        let read = conn::read_request(stream, received, limit, &self.outbox.traffic, to_the_end);
+        if let RequestRead::Ended = read {
             debug!("conn=#{id} closed during its request");
             self.counters.closed(Ending::Refused);
             self.remove(id);
@@ -129,7 +138,10 @@ impl Server {
             Examined::Partial => {}
             Examined::Refuse(response) => self.refuse(id, response, now),
             Examined::Complete(request) => {
-                let leftover = received.split_off(request.len);
+                let leftover = Leftover {
+                    bytes: received.split_off(request.len),
+                    unread: matches!(read, RequestRead::Full),
+                };
                 match http::route(&request) {
                     Ok(Route::WebSocket) => {
                         // Only a host's `on_connect` reads the address: no system call
@@ -161,7 +173,7 @@ impl Server {
         id: ConnId,
         request: &Request,
         peer: Option<SocketAddr>,
-        leftover: Vec<u8>,
+        leftover: Leftover,
         now: Millis,
     ) {
         if self.shutdown.is_some() {
@@ -428,7 +440,7 @@ impl Server {
         };
         conn.phase = Phase::Closing(stream);
         self.wheel.insert(Timer::Linger(id), now + LINGER_MS);
-        self.drive(id, now);
+        self.drive(id, super::Readiness::INPUT, now);
     }
 
     pub(super) fn handshake_deadline(&mut self, id: ConnId, now: Millis) {
@@ -465,18 +477,23 @@ impl Server {
         id: ConnId,
         stream: TcpStream,
         opened: Opened,
-        leftover: Vec<u8>,
+        leftover: Leftover,
         now: Millis,
     ) {
         let stream = MeteredStream::new(stream);
-        let ws = OpenSocket::new(stream, leftover, self.ws_config);
+        // With nothing behind the request, the connection starts asleep: the next bytes
+        // raise an event, and until then there is nothing to parse.
+        let more = !leftover.bytes.is_empty() || leftover.unread;
+        let ws = OpenSocket::new(stream, leftover.bytes, self.ws_config);
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         conn.phase = Phase::Open(ws);
         self.engine.open(id, opened, now);
         self.carry_out(now);
-        self.drive_open(id, now);
+        if more {
+            self.drive_open(id, now);
+        }
     }
 }
 

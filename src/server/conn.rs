@@ -62,8 +62,8 @@ pub(crate) struct Opening {
     /// The user it is for, and the dialect it speaks.
     pub user: String,
     pub dialect: Dialect,
-    /// The bytes that followed the request.
-    pub leftover: Vec<u8>,
+    /// What followed the request.
+    pub leftover: Leftover,
 }
 
 /// A connection in the slab: its socket's phase. What it is to the application (user,
@@ -122,20 +122,37 @@ impl Conn {
 
 /// How a read of the request ended.
 pub(crate) enum RequestRead {
-    /// The socket has nothing more for now, or `received` reached its limit.
-    Paused,
+    /// The socket has nothing more for now.
+    Drained,
+    /// `received` reached its limit: the socket may hold more.
+    Full,
     /// The peer closed or reset the connection.
     Ended,
+}
+
+/// What followed a request on its socket.
+pub(crate) struct Leftover {
+    /// Bytes read behind the request (frames pipelined behind an upgrade).
+    pub bytes: Vec<u8>,
+    /// The read stopped at its limit: more may wait in the socket, which no event will
+    /// announce again.
+    pub unread: bool,
 }
 
 /// Reads until `WouldBlock`, end of stream, or until `received` holds `limit` bytes (the
 /// largest head plus the largest body; frames pipelined behind an upgrade may come along and
 /// are handed to the WebSocket).
+///
+/// A read that returns less than it asked for emptied the socket's receive queue, and on
+/// Linux any byte that arrives later raises a new edge-triggered event: the read that would
+/// only say `WouldBlock` is skipped (a system call per handshake), unless `to_the_end` (the
+/// event reported the peer's end of stream, which no later event reports again).
 pub(crate) fn read_request(
     stream: &mut TcpStream,
     received: &mut Vec<u8>,
     limit: usize,
     traffic: &Traffic,
+    to_the_end: bool,
 ) -> RequestRead {
     let mut chunk = [0u8; REQUEST_READ_CHUNK];
     while received.len() < limit {
@@ -145,13 +162,16 @@ pub(crate) fn read_request(
             Ok(n) => {
                 traffic.add_received(n);
                 received.extend_from_slice(&chunk[..n]);
+                if n < room && !to_the_end {
+                    return RequestRead::Drained;
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return RequestRead::Paused,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return RequestRead::Drained,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return RequestRead::Ended,
         }
     }
-    RequestRead::Paused
+    RequestRead::Full
 }
 
 /// Writes as much of `pending` as the socket takes. `Ok(true)` when all is written.

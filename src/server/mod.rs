@@ -211,7 +211,7 @@ impl Server {
     ) -> Result<Server, BindError> {
         config.validate().map_err(BindError::Config)?;
         let address = config.listen;
-        let mut listener = listen(address, config.reuse_port)
+        let mut listener = listen(address, config.reuse_port, config.heartbeat_timeout)
             .map_err(|error| BindError::Listen { address, error })?;
         let local_addr = listener
             .local_addr()
@@ -387,7 +387,7 @@ impl Server {
             Some(Target::RedisCommands | Target::RedisNotes) => self.on_redis(now),
             Some(Target::Connection { slot, generation }) => {
                 if let Some(id) = self.conns.key_in_slot(slot, generation) {
-                    self.drive(id, now);
+                    self.drive(id, Readiness::of(event), now);
                 }
             }
             None => {}
@@ -399,7 +399,7 @@ impl Server {
     /// output, endings.
     fn end_turn(&mut self, now: Millis) {
         for id in std::mem::take(&mut self.ready) {
-            self.drive(id, now);
+            self.drive(id, Readiness::INPUT, now);
             self.reap(now);
         }
         self.expire_timers(now);
@@ -430,12 +430,18 @@ impl Server {
     }
 
     /// Does whatever the connection's phase allows after a readiness event.
-    fn drive(&mut self, id: ConnId, now: Millis) {
+    fn drive(&mut self, id: ConnId, readiness: Readiness, now: Millis) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         match &mut conn.phase {
-            Phase::Handshake { .. } => self.read_request(id, now),
+            Phase::Handshake { .. } if readiness.input => {
+                self.read_request(id, readiness.end_of_stream, now)
+            }
+            // Room to write, nothing to read: a request has nothing to write yet, and an
+            // open WebSocket only writes its queue (a sleeping one stays asleep).
+            Phase::Handshake { .. } => {}
+            Phase::Open(ws) if !readiness.input => self.outbox.flush(ws, id),
             Phase::Responding { .. } => self.write_response(id, now),
             Phase::Open(_) => self.drive_open(id, now),
             Phase::Closing(stream) => {
@@ -529,12 +535,17 @@ impl Server {
 /// Binds a listener with a backlog of [`LISTEN_BACKLOG`] (mio, like std, asks for 128) and,
 /// with `reuse_port`, `SO_REUSEPORT`, so that several processes share the address and the
 /// kernel spreads new connections over them.
-fn listen(address: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+fn listen(
+    address: SocketAddr,
+    reuse_port: bool,
+    heartbeat_timeout: Duration,
+) -> io::Result<TcpListener> {
     let listener = if reuse_port {
         sockopt::bind_reusing_port(address)?
     } else {
         std::net::TcpListener::bind(address)?
     };
+    sockopt::tune_listener(&listener, heartbeat_timeout);
     listener.set_nonblocking(true)?;
     // Calling listen(2) again on a listening socket only changes its backlog.
     // SAFETY: the descriptor is the listener's own, open for the duration of the call.
@@ -542,6 +553,31 @@ fn listen(address: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
         return Err(io::Error::last_os_error());
     }
     Ok(TcpListener::from_std(listener))
+}
+
+/// What a connection's event says there is to do.
+#[derive(Debug, Clone, Copy)]
+struct Readiness {
+    /// Something to read: bytes, the end of the stream, or an error to collect.
+    input: bool,
+    /// The peer's end of stream is among it.
+    end_of_stream: bool,
+}
+
+impl Readiness {
+    /// Read whatever is there (a connection called back for its remaining budget).
+    const INPUT: Readiness = Readiness {
+        input: true,
+        end_of_stream: false,
+    };
+
+    fn of(event: &Event) -> Readiness {
+        let end_of_stream = event.is_read_closed() || event.is_error();
+        Readiness {
+            input: event.is_readable() || end_of_stream,
+            end_of_stream,
+        }
+    }
 }
 
 /// The open-file soft limit minus [`FD_MARGIN`] (at least 1).
