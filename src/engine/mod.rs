@@ -207,6 +207,9 @@ pub struct Engine {
     effects: Vec<Effect>,
 }
 
+/// Effects whose room the engine, and the loop carrying them out, keep between turns.
+pub(crate) const EFFECTS_KEPT: usize = 256;
+
 impl Engine {
     /// An engine for `config` (validated), whose loop time 0 is `unix_origin_ms` in Unix
     /// milliseconds, a node of a cluster when `cluster` is given; `seed` (random) makes
@@ -268,6 +271,8 @@ impl Engine {
     pub fn take_effects(&mut self, now: Millis, into: &mut Vec<Effect>) {
         self.run_hook_actions(now);
         into.append(&mut self.effects);
+        // A tick over a crowd decides an effect per connection: give that room back.
+        self.effects.shrink_to(EFFECTS_KEPT);
     }
 
     /// True once a graceful shutdown has begun.

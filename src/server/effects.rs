@@ -33,6 +33,9 @@ impl Server {
             for effect in effects.drain(..) {
                 self.carry_out_one(effect, now);
             }
+            // A heartbeat tick over a crowd decides an effect per connection: that room is
+            // given back, not kept for good.
+            effects.shrink_to(crate::engine::EFFECTS_KEPT);
             self.effects = effects;
         }
     }
