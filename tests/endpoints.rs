@@ -556,7 +556,12 @@ fn rollcall_js_is_served_with_an_etag_and_revalidated_with_304() {
         "the same content, the same tag"
     );
 
-    for current in [etag.clone(), format!("W/{etag}"), format!("\"x\", {etag}"), "*".into()] {
+    for current in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"x\", {etag}"),
+        "*".into(),
+    ] {
         let resp = http_get_with(addr, "/rollcall.js", &[("If-None-Match", &current)]);
         assert_eq!(resp.status, 304, "If-None-Match: {current}: {resp:?}");
         assert_eq!(resp.body, "", "a 304 has no body");
@@ -564,7 +569,12 @@ fn rollcall_js_is_served_with_an_etag_and_revalidated_with_304() {
         assert_eq!(resp.header("ETag"), Some(etag.as_str()), "{resp:?}");
         assert_eq!(resp.header("Cache-Control"), Some("no-cache"), "{resp:?}");
     }
-    for stale in ["\"0000000000000000\"", etag.trim_matches('"'), "", "garbage, ,,"] {
+    for stale in [
+        "\"0000000000000000\"",
+        etag.trim_matches('"'),
+        "",
+        "garbage, ,,",
+    ] {
         let resp = http_get_with(addr, "/rollcall.js", &[("If-None-Match", stale)]);
         assert_eq!(resp.status, 200, "If-None-Match: {stale:?}");
         assert_eq!(resp.body, source, "If-None-Match: {stale:?}");
