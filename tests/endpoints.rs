@@ -528,6 +528,63 @@ fn get_root_serves_the_dashboard() {
     assert_eq!(welcome["user"], "alice");
 }
 
+/// `GET /rollcall.js`: the repository's client byte for byte, as JavaScript, with a strong
+/// ETag that a conditional GET turns into a bodiless 304; public like `/healthz`.
+#[test]
+fn rollcall_js_is_served_with_an_etag_and_revalidated_with_304() {
+    let server = Server::start(&["--admin-token", "s3cret", "--endpoints", "none"]);
+    let addr = server.addr();
+    let source = include_str!("../clients/js/rollcall.js");
+    let resp = http_get(addr, "/rollcall.js");
+    assert_response(&resp, 200, "GET /rollcall.js");
+    assert_eq!(resp.content_type(), "text/javascript; charset=utf-8");
+    assert_eq!(resp.body, source, "the body is clients/js/rollcall.js");
+    assert_eq!(resp.header("Cache-Control"), Some("no-cache"), "{resp:?}");
+    assert_eq!(
+        resp.header("Access-Control-Allow-Origin"),
+        Some("*"),
+        "pages of any origin may import it: {resp:?}"
+    );
+    let etag = resp.header("ETag").expect("an ETag").to_owned();
+    assert!(
+        etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'),
+        "a strong ETag is a quoted string: {etag}"
+    );
+    assert_eq!(
+        http_get(addr, "/rollcall.js?v=1").header("ETag"),
+        Some(etag.as_str()),
+        "the same content, the same tag"
+    );
+
+    for current in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"x\", {etag}"),
+        "*".into(),
+    ] {
+        let resp = http_get_with(addr, "/rollcall.js", &[("If-None-Match", &current)]);
+        assert_eq!(resp.status, 304, "If-None-Match: {current}: {resp:?}");
+        assert_eq!(resp.body, "", "a 304 has no body");
+        assert_eq!(resp.header("Content-Length"), None, "{resp:?}");
+        assert_eq!(resp.header("ETag"), Some(etag.as_str()), "{resp:?}");
+        assert_eq!(resp.header("Cache-Control"), Some("no-cache"), "{resp:?}");
+    }
+    for stale in [
+        "\"0000000000000000\"",
+        etag.trim_matches('"'),
+        "",
+        "garbage, ,,",
+    ] {
+        let resp = http_get_with(addr, "/rollcall.js", &[("If-None-Match", stale)]);
+        assert_eq!(resp.status, 200, "If-None-Match: {stale:?}");
+        assert_eq!(resp.body, source, "If-None-Match: {stale:?}");
+    }
+    let post = http_post(addr, "/rollcall.js", &[], b"x");
+    assert_response(&post, 405, "POST /rollcall.js");
+    assert_eq!(post.header("Allow"), Some("GET"));
+    assert_response(&http_get(addr, "/rollcall.jsx"), 404, "GET /rollcall.jsx");
+}
+
 /// `--endpoints` switches groups off: they answer 404 (JSON on the API paths), `/healthz`
 /// and the WebSocket stay, and what is left on still works.
 #[test]

@@ -40,6 +40,16 @@ impl Request {
             .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     }
 
+    /// True when `If-None-Match` names `etag` (or is `*`): the client's copy is current and
+    /// gets `304`. The comparison is weak (RFC 9110 §13.1.2): a `W/` prefix is ignored.
+    pub fn none_match(&self, etag: &str) -> bool {
+        self.header("If-None-Match").is_some_and(|list| {
+            list.split(',')
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+        })
+    }
+
     /// True for a WebSocket upgrade request (RFC 6455 §4.1: `Upgrade: websocket` and
     /// `Connection: Upgrade`).
     pub fn is_upgrade(&self) -> bool {
@@ -179,6 +189,27 @@ mod tests {
             "the trailing bytes are not part of the request"
         );
         assert!(!request.is_upgrade());
+    }
+
+    #[test]
+    fn if_none_match_lists_weak_tags_and_star() {
+        let with = |value: &str| {
+            complete(
+                format!("GET /rollcall.js HTTP/1.1\r\nIf-None-Match: {value}\r\n\r\n").as_bytes(),
+            )
+        };
+        let tag = "\"0123abcd\"";
+        assert!(with(tag).none_match(tag));
+        assert!(with("W/\"0123abcd\"").none_match(tag));
+        assert!(with("\"old\", \"0123abcd\"").none_match(tag));
+        assert!(with("*").none_match(tag));
+        assert!(!with("\"old\"").none_match(tag));
+        assert!(
+            !with("0123abcd").none_match(tag),
+            "an unquoted tag is another tag"
+        );
+        assert!(!with("").none_match(tag));
+        assert!(!complete(b"GET / HTTP/1.1\r\n\r\n").none_match(tag));
     }
 
     #[test]

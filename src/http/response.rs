@@ -74,15 +74,29 @@ impl Response {
         self.status >= 400
     }
 
+    /// `304 Not Modified` for a conditional `GET` whose copy is current: no body, and no
+    /// `Content-Length` or `Content-Type`, which would describe the unsent representation
+    /// (RFC 9110 §8.6, §15.4.5).
+    pub fn not_modified() -> Response {
+        Response::with_type(304, "", Vec::new())
+    }
+
     /// The wire form; the connection is closed after it is written.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            "HTTP/1.1 {} {}\r\n",
             self.status,
-            reason_phrase(self.status),
-            self.content_type,
-            self.body.len()
+            reason_phrase(self.status)
         );
+        if self.status != 304 {
+            let _ = write!(
+                head,
+                "Content-Type: {}\r\nContent-Length: {}\r\n",
+                self.content_type,
+                self.body.len()
+            );
+        }
+        head.push_str("Connection: close\r\n");
         for (name, value) in &self.headers {
             let _ = write!(head, "{name}: {value}\r\n");
         }
@@ -96,6 +110,7 @@ impl Response {
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -123,6 +138,17 @@ mod tests {
         assert_eq!(
             String::from_utf8(bytes).expect("ascii"),
             "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\nConnection: close\r\nAllow: GET\r\n\r\nno\n"
+        );
+    }
+
+    #[test]
+    fn not_modified_has_no_body_and_no_length() {
+        let bytes = Response::not_modified()
+            .with_header("ETag", "\"t\"")
+            .to_bytes();
+        assert_eq!(
+            String::from_utf8(bytes).expect("ascii"),
+            "HTTP/1.1 304 Not Modified\r\nConnection: close\r\nETag: \"t\"\r\n\r\n"
         );
     }
 

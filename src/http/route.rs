@@ -14,6 +14,8 @@ pub enum Route {
     Dashboard,
     /// `GET /healthz`.
     Health,
+    /// `GET /rollcall.js`: the browser client (clients/js/), public static code.
+    Client,
     /// `GET /metrics`.
     Metrics,
     /// `GET /presence`: every channel.
@@ -37,7 +39,7 @@ impl Route {
     /// WebSocket always are).
     pub fn is_served(&self, endpoints: &Endpoints) -> bool {
         match self {
-            Route::WebSocket | Route::Health => true,
+            Route::WebSocket | Route::Health | Route::Client => true,
             Route::Dashboard => endpoints.dashboard,
             Route::Metrics => endpoints.metrics,
             Route::Presence | Route::PresenceChannel { .. } => endpoints.presence,
@@ -76,8 +78,9 @@ pub fn route(request: &Request) -> Result<Route, Response> {
             "this endpoint speaks WebSocket: connect with a WebSocket client",
         )
         .with_header("Upgrade", "websocket")),
-        "/healthz" | "/metrics" if !get => Err(method_not_allowed("GET")),
+        "/healthz" | "/metrics" | "/rollcall.js" if !get => Err(method_not_allowed("GET")),
         "/healthz" => Ok(Route::Health),
+        "/rollcall.js" => Ok(Route::Client),
         "/metrics" => Ok(Route::Metrics),
         "/publish" if request.method != "POST" => Err(api_method_not_allowed("POST")),
         "/publish" => Ok(Route::Publish),
@@ -145,6 +148,9 @@ mod tests {
     fn every_endpoint() {
         assert_eq!(routed("GET / HTTP/1.1"), Ok(Route::Dashboard));
         assert_eq!(routed("GET /healthz HTTP/1.1"), Ok(Route::Health));
+        assert_eq!(routed("GET /rollcall.js HTTP/1.1"), Ok(Route::Client));
+        assert_eq!(routed("GET /rollcall.js?v=2 HTTP/1.1"), Ok(Route::Client));
+        assert!(!Route::Client.needs_admin());
         assert_eq!(routed("GET /metrics HTTP/1.1"), Ok(Route::Metrics));
         assert_eq!(routed("GET /presence HTTP/1.1"), Ok(Route::Presence));
         assert_eq!(
@@ -220,6 +226,7 @@ mod tests {
         for (head, allow) in [
             ("POST / HTTP/1.1", "GET"),
             ("POST /healthz HTTP/1.1", "GET"),
+            ("POST /rollcall.js HTTP/1.1", "GET"),
             ("GET /publish HTTP/1.1", "POST"),
             ("DELETE /presence/x HTTP/1.1", "GET"),
         ] {

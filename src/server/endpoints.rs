@@ -20,6 +20,16 @@ use crate::wheel::Millis;
 /// The live dashboard: one self-contained page (no CDN, no build step).
 const DASHBOARD: &str = include_str!("../dashboard.html");
 
+/// The browser client (clients/js/rollcall.js), served at `GET /rollcall.js`.
+const CLIENT: &str = include_str!("../../clients/js/rollcall.js");
+
+/// The client's strong ETag (RFC 9110 §8.8.3), a hash of its bytes computed at compile time:
+/// it changes with the content and with nothing else (not with restarts or nodes).
+const CLIENT_ETAG: &str = match std::str::from_utf8(&etag(CLIENT.as_bytes())) {
+    Ok(tag) => tag,
+    Err(_) => panic!("an ETag is ASCII"),
+};
+
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl Server {
@@ -44,6 +54,7 @@ impl Server {
         match route {
             Route::Health if self.shutdown.is_some() => Response::text(503, "shutting down"),
             Route::Health => Response::text(200, "ok"),
+            Route::Client => client_script(request),
             Route::Metrics => {
                 let text = metrics::render(&self.counters_now(), &self.gauges());
                 Response::with_type(200, PROMETHEUS_TEXT, text.into_bytes())
@@ -187,7 +198,6 @@ impl Server {
     }
 }
 
-/// Reads a publication body: its channels (validated, without repeats) and its data.
 /// How many connections are in which state.
 #[derive(Default)]
 struct Census {
@@ -201,6 +211,7 @@ struct Census {
     watchers: usize,
 }
 
+/// Reads a publication body: its channels (validated, without repeats) and its data.
 fn parse_publication(body: &[u8]) -> Result<(Vec<String>, Json), String> {
     // Fields stay as text: `data` is canonicalized from it, numbers exactly as sent (§2).
     let text = std::str::from_utf8(body).map_err(|_| "invalid JSON: not UTF-8".to_owned())?;
@@ -237,6 +248,46 @@ fn parse_publication(body: &[u8]) -> Result<(Vec<String>, Json), String> {
     Ok((channels, data))
 }
 
+/// `GET /rollcall.js`: the client, or `304` when the browser's copy is current. `no-cache`
+/// makes browsers revalidate every time, so a new server version is picked up at once; `*`
+/// lets pages of any origin import it (module scripts are fetched with CORS), as it is public
+/// static code.
+fn client_script(request: &Request) -> Response {
+    let response = if request.none_match(CLIENT_ETAG) {
+        Response::not_modified()
+    } else {
+        Response::with_type(
+            200,
+            "text/javascript; charset=utf-8",
+            CLIENT.as_bytes().to_vec(),
+        )
+    };
+    response
+        .with_header("ETag", CLIENT_ETAG)
+        .with_header("Cache-Control", "no-cache")
+        .with_header("Access-Control-Allow-Origin", "*")
+}
+
+/// `"` + the FNV-1a 64-bit hash of `bytes` in hexadecimal + `"`: an entity tag (RFC 9110
+/// §8.8.3). Not a cryptographic hash: it only has to change when the file does.
+const fn etag(bytes: &[u8]) -> [u8; 18] {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    let digits = b"0123456789abcdef";
+    let mut tag = [b'"'; 18];
+    let mut d = 0;
+    while d < 16 {
+        tag[1 + d] = digits[((hash >> (60 - 4 * d)) & 0xf) as usize];
+        d += 1;
+    }
+    tag
+}
+
 /// Resident set size from `/proc/self/statm` (its second field, in pages); 0 elsewhere.
 fn resident_memory_bytes() -> u64 {
     let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
@@ -254,7 +305,17 @@ fn resident_memory_bytes() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_publication;
+    use super::{etag, parse_publication, CLIENT_ETAG};
+
+    #[test]
+    fn the_client_etag_is_a_quoted_hash_of_the_content() {
+        assert_eq!(CLIENT_ETAG.len(), 18);
+        assert!(CLIENT_ETAG.starts_with('"') && CLIENT_ETAG.ends_with('"'));
+        // FNV-1a's published test vectors: "" and "a".
+        assert_eq!(&etag(b""), b"\"cbf29ce484222325\"");
+        assert_eq!(&etag(b"a"), b"\"af63dc4c8601ec8c\"");
+        assert_ne!(etag(b"export const a = 1;"), etag(b"export const a = 2;"));
+    }
 
     #[test]
     fn publications_name_channels_once() {
