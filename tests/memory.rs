@@ -1,6 +1,7 @@
-//! A loose bound on the server's memory per idle connection, so that a regression to an
-//! eager large buffer (tungstenite's default 128 KiB, or a per-connection allocation that
-//! grows) fails CI. The precise figure is measured by the load tool, not asserted here.
+//! A bound on the server's memory per idle connection, so that a regression to an eager
+//! buffer (tungstenite's default 128 KiB, a parser context kept by idle connections, or a
+//! per-connection allocation that grows) fails CI. The precise figure is measured by the load
+//! tool, not asserted here: the bound leaves room for a debug build and allocator noise.
 
 mod common;
 
@@ -9,11 +10,12 @@ use common::*;
 /// Connections the test opens: enough that per-connection costs dwarf allocator noise.
 const CONNECTIONS: usize = 2_000;
 
-/// What each may add to the server's resident memory. The design is under 1 KiB.
-const BOUND_BYTES: u64 = 4 * 1024;
+/// What each may add to the server's resident memory. The design is about 400 bytes; before
+/// idle connections slept it was about 900.
+const BOUND_BYTES: u64 = 1024;
 
 #[test]
-fn two_thousand_idle_connections_cost_less_than_4_kib_each() {
+fn two_thousand_idle_connections_cost_less_than_1_kib_each() {
     // A short heartbeat, so that every connection has been pinged and has answered.
     let server = Server::start(&[
         "--heartbeat-interval",
@@ -41,6 +43,7 @@ fn two_thousand_idle_connections_cost_less_than_4_kib_each() {
     );
     let after = resident_bytes(server.pid());
     let per_connection = after.saturating_sub(before) / CONNECTIONS as u64;
+    eprintln!("{CONNECTIONS} idle connections: {per_connection} bytes each");
     assert!(
         per_connection < BOUND_BYTES,
         "{CONNECTIONS} idle connections grew the server from {before} to {after} bytes: \
