@@ -25,6 +25,8 @@ OPTIONS:
     --heartbeat-timeout DUR     drop a connection silent this long [default: 60s]
     --handshake-timeout DUR     time to complete the upgrade [default: 10s]
     --leave-grace DUR           keep a dropped user present this long [default: 0s]
+    --diff-interval DUR         least time between two diffs of a channel (events=diff)
+                                [default: 100ms]
     --max-message-size SIZE     largest client message [default: 16KiB]
     --max-backlog SIZE          unsent bytes before a slow consumer is dropped [default: 256KiB]
     --max-meta-size SIZE        largest meta object, serialized [default: 1KiB]
@@ -207,6 +209,9 @@ fn parse_args() -> Result<Invocation, String> {
             }
             "--leave-grace" => {
                 config.leave_grace(parse_duration(&value()?).map_err(|e| invalid(&e))?)
+            }
+            "--diff-interval" => {
+                config.diff_interval(parse_duration(&value()?).map_err(|e| invalid(&e))?)
             }
             "--max-message-size" => {
                 config.max_message_size(parse_size(&value()?).map_err(|e| invalid(&e))?)
