@@ -226,12 +226,15 @@ impl Engine {
     /// when the channel is known here, else only the watchers of every channel.
     fn announce_named(&mut self, name: &str, change: Change, now: Millis) {
         match self.roster.find(name) {
-            Some(channel) => self.announce(Announcement {
-                channel,
-                name: name.into(),
-                except: None,
-                change,
-            }, now),
+            Some(channel) => self.announce(
+                Announcement {
+                    channel,
+                    name: name.into(),
+                    except: None,
+                    change,
+                },
+                now,
+            ),
             None => {
                 if self.watch_all.is_empty() || self.shutting_down || pusher::is_internal(name) {
                     return;

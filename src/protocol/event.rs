@@ -143,16 +143,16 @@ pub fn diff(channel: &str, diff: &PendingDiff) -> String {
     push_number(&mut out, diff.from());
     out.push_str(r#","seq":"#);
     push_number(&mut out, diff.seq());
-    let sections: [(&str, fn(&DiffChange) -> bool); 3] = [
-        ("joins", |c| matches!(c, DiffChange::Join(_))),
-        ("leaves", |c| matches!(c, DiffChange::Leave(_))),
-        ("updates", |c| matches!(c, DiffChange::Update(_))),
+    let sections = [
+        ("joins", DiffSection::Joins),
+        ("leaves", DiffSection::Leaves),
+        ("updates", DiffSection::Updates),
     ];
     for (name, selects) in sections {
         out.push_str(",\"");
         out.push_str(name);
         out.push_str("\":{");
-        let changes = diff.changes().filter(|(_, change)| selects(change));
+        let changes = diff.changes().filter(|(_, change)| selects.holds(change));
         for (index, (user, change)) in changes.enumerate() {
             if index > 0 {
                 out.push(',');
@@ -172,6 +172,25 @@ pub fn diff(channel: &str, diff: &PendingDiff) -> String {
     }
     out.push('}');
     out
+}
+
+/// The three maps of a `diff`.
+#[derive(Clone, Copy)]
+enum DiffSection {
+    Joins,
+    Leaves,
+    Updates,
+}
+
+impl DiffSection {
+    fn holds(self, change: &DiffChange) -> bool {
+        matches!(
+            (self, change),
+            (DiffSection::Joins, DiffChange::Join(_))
+                | (DiffSection::Leaves, DiffChange::Leave(_))
+                | (DiffSection::Updates, DiffChange::Update(_))
+        )
+    }
 }
 
 /// `{"type":"update","channel":C,"user":U,"meta":{...},"seq":N}`
