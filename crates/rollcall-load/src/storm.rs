@@ -56,10 +56,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
     let mut crowd = Crowd::new(o.members, o.rate, o.in_flight, UpWhen::Welcome);
     let prefix = format!("{}-m", o.user_prefix);
     let dial = |k: usize| {
-        let query = format!(
-            "user={prefix}{k}&channel={CHANNEL}&events={}",
-            o.events
-        );
+        let query = format!("user={prefix}{k}&channel={CHANNEL}&events={}", o.events);
         (&o.target, o.target.ws_target(&query, &o.query))
     };
     let mut views: Vec<View> = (0..n).map(|_| View::new(n)).collect();
