@@ -342,7 +342,7 @@ fn an_unknown_events_mode_is_refused_with_the_valid_ones_named() {
         refused.body.contains("all, diff, count or none") && refused.body.contains("bogus"),
         "{refused:?}"
     );
-    let (mut client, _) = Client::connect_welcomed(server.addr(), "user=a");
+    let (mut client, _) = Client::join(server.addr(), "user=a");
     client.send_json(&serde_json::json!({"type": "join", "channel": "c", "events": "bogus"}));
     let error = client.expect_type("error");
     assert_eq!(error["code"], "bad_request", "{error}");
