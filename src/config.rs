@@ -28,6 +28,10 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// How long a user whose last connection dropped stays present. Default 0 s.
     pub leave_grace: Duration,
+    /// The least time between two `diff`s of one channel (`events=diff`): changes within it
+    /// are coalesced into the next. Default 100 ms. Costs one pending diff per busy channel
+    /// (a map from user to its latest change), never anything per connection.
+    pub diff_interval: Duration,
     /// Largest message accepted from a client; a larger one closes it with 1009. Default 16 KiB.
     /// Costs nothing until a message that large arrives.
     pub max_message_size: usize,
@@ -179,6 +183,7 @@ impl Default for Config {
             heartbeat_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
             leave_grace: Duration::ZERO,
+            diff_interval: Duration::from_millis(100),
             max_message_size: 16 << 10,
             max_backlog: 256 << 10,
             max_meta_size: 1 << 10,
@@ -234,6 +239,8 @@ impl Config {
         handshake_timeout: Duration,
         /// Sets [`Config::leave_grace`].
         leave_grace: Duration,
+        /// Sets [`Config::diff_interval`].
+        diff_interval: Duration,
         /// Sets [`Config::max_message_size`].
         max_message_size: usize,
         /// Sets [`Config::max_backlog`].
@@ -291,6 +298,9 @@ impl Config {
         }
         if self.handshake_timeout.is_zero() {
             return Err(ConfigError::ZeroDuration("handshake timeout"));
+        }
+        if self.diff_interval.is_zero() {
+            return Err(ConfigError::ZeroDuration("diff interval"));
         }
         if self.heartbeat_timeout <= self.heartbeat_interval {
             return Err(ConfigError::TimeoutNotAfterInterval {

@@ -25,12 +25,15 @@ OPTIONS:
     --heartbeat-timeout DUR     drop a connection silent this long [default: 60s]
     --handshake-timeout DUR     time to complete the upgrade [default: 10s]
     --leave-grace DUR           keep a dropped user present this long [default: 0s]
+    --diff-interval DUR         least time between two diffs of a channel (events=diff)
+                                [default: 100ms]
     --max-message-size SIZE     largest client message [default: 16KiB]
     --max-backlog SIZE          unsent bytes before a slow consumer is dropped [default: 256KiB]
     --max-meta-size SIZE        largest meta object, serialized [default: 1KiB]
     --read-buffer-size SIZE     input buffer per open connection [default: 128]
     --max-connections N         connection limit [default: open-file limit minus 32]
-    --max-pending-handshakes N  connections still sending their request, at most [default: 1024]
+    --max-pending-handshakes N  connections still sending their request; at the limit, accepting
+                                pauses and the rest wait in the listen backlog [default: 1024]
     --max-channels-per-conn N   channels one connection may join, and watch [default: 32]
     --max-members-per-channel N users one channel may hold [default: no limit]
     --rate-limit RATE           commands per connection: N/s or N/s:BURST, or off [default: 100/s:200]
@@ -206,6 +209,9 @@ fn parse_args() -> Result<Invocation, String> {
             }
             "--leave-grace" => {
                 config.leave_grace(parse_duration(&value()?).map_err(|e| invalid(&e))?)
+            }
+            "--diff-interval" => {
+                config.diff_interval(parse_duration(&value()?).map_err(|e| invalid(&e))?)
             }
             "--max-message-size" => {
                 config.max_message_size(parse_size(&value()?).map_err(|e| invalid(&e))?)

@@ -83,6 +83,8 @@ pub struct Counters {
     pub bytes_received: u64,
     /// Bytes written to client sockets.
     pub bytes_sent: u64,
+    /// Milliseconds accepting was paused at `--max-pending-handshakes`.
+    pub accept_paused_ms: u64,
 }
 
 impl Counters {
@@ -115,6 +117,9 @@ pub struct Gauges {
     pub watchers: usize,
     /// Channels that exist.
     pub channels: usize,
+    /// Connections the kernel completed that the server has not accepted yet (`None` if the
+    /// system does not say).
+    pub listen_queue: Option<u32>,
     /// Resident memory in bytes (0 where unknown).
     pub resident_memory_bytes: u64,
     /// Unix time the server started, in seconds.
@@ -216,6 +221,20 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         &counters.bytes_sent,
     );
     metric(
+        "rollcall_accept_paused_seconds_total",
+        "counter",
+        "Time accepting was paused because --max-pending-handshakes connections were still sending their request (new connections wait in the listen backlog meanwhile).",
+        &(counters.accept_paused_ms as f64 / 1000.0),
+    );
+    if let Some(queue) = gauges.listen_queue {
+        metric(
+            "rollcall_listen_queue",
+            "gauge",
+            "Connections waiting in the kernel's listen backlog to be accepted.",
+            &queue,
+        );
+    }
+    metric(
         "rollcall_resident_memory_bytes",
         "gauge",
         "Resident memory of the process in bytes.",
@@ -287,6 +306,7 @@ mod tests {
     fn every_metric_has_help_type_and_value() {
         let mut counters = Counters {
             accepted: 7,
+            accept_paused_ms: 1_500,
             bytes_sent: 1234,
             ..Counters::default()
         };
@@ -297,6 +317,7 @@ mod tests {
         let gauges = Gauges {
             connections: 3,
             watchers: 2,
+            listen_queue: Some(5),
             start_time_seconds: 1.5e9,
             ..Gauges::default()
         };
@@ -314,6 +335,8 @@ mod tests {
             "rollcall_messages_sent_total",
             "rollcall_bytes_received_total",
             "rollcall_bytes_sent_total",
+            "rollcall_accept_paused_seconds_total",
+            "rollcall_listen_queue",
             "rollcall_resident_memory_bytes",
             "rollcall_process_start_time_seconds",
         ] {
@@ -322,6 +345,8 @@ mod tests {
         }
         assert!(text.contains("\nrollcall_connections 3\n"));
         assert!(text.contains("\nrollcall_watchers 2\n"));
+        assert!(text.contains("\nrollcall_listen_queue 5\n"));
+        assert!(text.contains("\nrollcall_accept_paused_seconds_total 1.5\n"));
         assert!(text.contains("\nrollcall_connections_accepted_total 7\n"));
         assert!(text.contains("\nrollcall_bytes_sent_total 1234\n"));
         assert!(text.contains("\nrollcall_process_start_time_seconds 1500000000\n"));

@@ -147,8 +147,13 @@ struct Grace {
 }
 
 /// The events modes, in the order [`Roster::subscribers`] lists them.
-const MODE_ORDER: [EventsMode; MODES] = [EventsMode::All, EventsMode::Count, EventsMode::None];
-const MODES: usize = 3;
+const MODE_ORDER: [EventsMode; MODES] = [
+    EventsMode::All,
+    EventsMode::Count,
+    EventsMode::None,
+    EventsMode::Diff,
+];
+const MODES: usize = 4;
 
 /// Where a mode's subscribers are kept in [`Channel::subscribers`].
 fn mode_index(mode: EventsMode) -> usize {
@@ -156,6 +161,7 @@ fn mode_index(mode: EventsMode) -> usize {
         EventsMode::All => 0,
         EventsMode::Count => 1,
         EventsMode::None => 2,
+        EventsMode::Diff => 3,
     }
 }
 

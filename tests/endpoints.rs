@@ -23,6 +23,8 @@ const METRICS: &[(&str, &str)] = &[
     ("rollcall_messages_sent_total", "counter"),
     ("rollcall_bytes_received_total", "counter"),
     ("rollcall_bytes_sent_total", "counter"),
+    ("rollcall_accept_paused_seconds_total", "counter"),
+    ("rollcall_listen_queue", "gauge"),
     ("rollcall_resident_memory_bytes", "gauge"),
     ("rollcall_process_start_time_seconds", "gauge"),
 ];

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::json;
@@ -122,41 +122,113 @@ fn a_full_channel_refuses_new_members_but_not_their_second_tab() {
     );
 }
 
+/// Half an upgrade request: a peer that keeps its handshake pending.
+const HALF_REQUEST: &[u8] = b"GET /?user=slow HTTP/1.1\r\nHost: a\r\n";
+
+/// True once `stream` has its `101`, within `wait`.
+fn got_101(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).expect("timeout");
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 101"
+}
+
 #[test]
-fn pending_handshakes_are_capped_and_the_rest_get_503_at_once() {
+fn at_the_pending_limit_accepting_pauses_without_spinning_and_resumes_without_refusing() {
     let server = Server::start(&[
         "--max-pending-handshakes",
         "2",
         "--handshake-timeout",
-        "10s",
+        "60s",
     ]);
-    let half = b"GET /?user=slow HTTP/1.1\r\nHost: a\r\n";
     let mut slow: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut stream = tcp_connect(server.addr());
-            stream.write_all(half).expect("half a request");
+            stream.write_all(HALF_REQUEST).expect("half a request");
             stream
         })
         .collect();
-    // Both half requests are pending once the server answers a request that came after them.
-    let started = Instant::now();
-    let refused = upgrade_attempt(server.addr(), upgrade_request("/?user=third").as_bytes());
-    assert_eq!(refused.status, 503, "{refused:?}");
+    // The kernel queues connections in order: both half requests are pending before the
+    // next connection could be accepted.
+    let mut waiting = tcp_connect(server.addr());
+    waiting
+        .write_all(upgrade_request("/?user=third").as_bytes())
+        .expect("request");
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "refused at once, not at a deadline"
+        !got_101(&mut waiting, Duration::from_millis(300)),
+        "the third connection waits in the backlog: no 503, no 101 yet"
+    );
+    let cpu_before = cpu_ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(server.pid()) - cpu_before;
+    assert!(
+        spent <= 20,
+        "the server used {spent} ticks of CPU in a second while paused"
     );
 
-    // Finishing one of them frees a place.
+    // Finishing one of them makes room: the waiting one is admitted, and so is the next.
     let rest = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     slow[0]
         .write_all(rest.as_bytes())
         .expect("the rest of the request");
-    let mut head = [0u8; 12];
-    slow[0].set_read_timeout(Some(STEP)).expect("timeout");
-    slow[0].read_exact(&mut head).expect("a response");
-    assert_eq!(&head, b"HTTP/1.1 101");
+    assert!(got_101(&mut slow[0], STEP), "the finished request");
+    assert!(got_101(&mut waiting, STEP), "the waiting connection got in");
     let (_client, _) = Client::connect_welcomed(server.addr(), "user=fourth");
+    let metrics = scrape(server.addr());
+    assert_eq!(metrics.closed("refused"), 0.0, "nobody was refused");
+    assert!(
+        metrics.get("rollcall_accept_paused_seconds_total") > 0.0,
+        "the pause was counted"
+    );
+    assert_eq!(
+        metrics.get("rollcall_listen_queue"),
+        0.0,
+        "the backlog is drained"
+    );
+}
+
+#[test]
+fn while_accepting_is_paused_a_slow_loris_is_cut_before_its_handshake_timeout() {
+    // The handshake timeout is far beyond the test's waits: the cut comes from the pause.
+    let server = Server::start(&[
+        "--max-pending-handshakes",
+        "2",
+        "--handshake-timeout",
+        "120s",
+    ]);
+    let mut slow: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = tcp_connect(server.addr());
+            stream.write_all(HALF_REQUEST).expect("half a request");
+            stream
+        })
+        .collect();
+    let mut clients: Vec<TcpStream> = (0..3)
+        .map(|index| {
+            let mut stream = tcp_connect(server.addr());
+            stream
+                .write_all(upgrade_request(&format!("/?user=u{index}")).as_bytes())
+                .expect("request");
+            stream
+        })
+        .collect();
+    for (index, stream) in clients.iter_mut().enumerate() {
+        assert!(
+            got_101(stream, Duration::from_secs(30)),
+            "client {index} got in"
+        );
+    }
+    // The oldest was cut to make room; then there was room again, so the other keeps its
+    // slot until its own handshake timeout.
+    let response = parse_http_response(&read_to_eof(&mut slow[0], STEP));
+    assert_eq!(response.status, 408, "{response:?}");
+    slow[1]
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    assert!(
+        slow[1].read(&mut byte).is_err(),
+        "the second slow peer was not cut: nobody needed its slot"
+    );
 }
 
 #[test]

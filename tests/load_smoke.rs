@@ -464,3 +464,50 @@ fn a_phase_that_times_out_stops_the_run() {
     );
     drop(mute);
 }
+
+/// A reconnect storm with default flags: 3,000 clients connecting at once are all admitted
+/// (with `--max-pending-handshakes` 1024 the rest wait in the listen backlog, none gets 503).
+#[test]
+fn a_storm_of_3000_connects_with_default_flags_is_admitted_in_full() {
+    let server = Server::start(&[]);
+    let hold = load(
+        &url(&server),
+        "hold",
+        &[
+            "--connections",
+            "3000",
+            "--in-flight",
+            "3000",
+            "--duration",
+            "100ms",
+            "--query",
+            "events=none",
+        ],
+    );
+    assert_passed(&hold);
+    assert_eq!(hold.json["up"], 3000, "{}", hold.json);
+    let metrics = scrape(server.addr());
+    assert_eq!(metrics.closed("refused"), 0.0, "nobody was refused");
+}
+
+/// A few hundred members joining at once in `events=diff` all converge on the full member
+/// list, each with fewer messages than `events=all` would cost the last joiner's peers.
+#[test]
+fn storm_diff_members_converge_with_few_messages() {
+    let server = Server::start(&[]);
+    let storm = load(
+        &url(&server),
+        "storm",
+        &["--members", "300", "--in-flight", "300", "--events", "diff"],
+    );
+    assert_passed(&storm);
+    assert_eq!(storm.json["admitted"], 300, "{}", storm.json);
+    assert_eq!(storm.json["converged"], 300, "{}", storm.json);
+    let messages = storm.json["messages_per_client"]
+        .as_f64()
+        .expect("a number");
+    assert!(
+        messages < 150.0,
+        "{messages} messages per client: events=all averages 150 here"
+    );
+}

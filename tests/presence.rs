@@ -329,3 +329,53 @@ fn several_channels_get_a_state_each_in_url_order() {
     assert_eq!(first["channel"], "b2", "{first}");
     assert_eq!(second["channel"], "a1", "{second}");
 }
+
+#[test]
+fn an_unknown_events_mode_is_refused_with_the_valid_ones_named() {
+    let server = Server::start(&[]);
+    let refused = upgrade_attempt(
+        server.addr(),
+        upgrade_request("/?user=a&channel=c&events=bogus").as_bytes(),
+    );
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(
+        refused.body.contains("all, diff, count or none") && refused.body.contains("bogus"),
+        "{refused:?}"
+    );
+    let (mut client, _) = Client::join(server.addr(), "user=a");
+    client.send_json(&serde_json::json!({"type": "join", "channel": "c", "events": "bogus"}));
+    let error = client.expect_type("error");
+    assert_eq!(error["code"], "bad_request", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"diff\"")),
+        "{error}"
+    );
+}
+
+#[test]
+fn diff_subscribers_hear_joins_coalesced_with_a_chained_seq() {
+    let server = Server::start(&["--diff-interval", "3s"]);
+    let (mut dana, state) = Client::join(server.addr(), "user=dana&channel=room&events=diff");
+    assert_eq!(seq_of(&state), 1);
+    // The first change of a quiet channel comes at once, alone.
+    let _alice = Client::join(server.addr(), "user=alice&channel=room");
+    let (first, _) = dana.wait_for_type("diff", STEP);
+    assert_eq!(first["from"], 1, "{first}");
+    assert_eq!(first["seq"], 2, "{first}");
+    assert_eq!(first["joins"], serde_json::json!({"alice": {}}), "{first}");
+    // Within the interval that follows, the rest fold into one diff.
+    let (bob, _) = Client::join(server.addr(), "user=bob&channel=room");
+    let _carol = Client::join(server.addr(), "user=carol&channel=room");
+    drop(bob);
+    let (second, _) = dana.wait_for_type("diff", STEP);
+    assert_eq!(second["from"], 2, "chained to the first: {second}");
+    assert_eq!(second["seq"], 5, "{second}");
+    assert_eq!(
+        second["joins"],
+        serde_json::json!({"carol": {}}),
+        "bob came and went: {second}"
+    );
+    assert_eq!(second["leaves"], serde_json::json!({}), "{second}");
+}

@@ -310,6 +310,7 @@ pub fn encode(event: &Event<'_>) -> Option<String> {
             )
         }
         Event::Update { .. }
+        | Event::Diff { .. }
         | Event::Count { .. }
         | Event::Message { .. }
         | Event::Refreshed { .. } => return None,

@@ -66,6 +66,7 @@ pub fn encode(event: &Event<'_>) -> Option<String> {
             meta,
             seq,
         } => event::update(channel, user, meta, seq),
+        Event::Diff { channel, diff } => event::diff(channel, diff),
         Event::Message {
             channel: Some(channel),
             from,

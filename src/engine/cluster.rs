@@ -214,7 +214,7 @@ impl Engine {
             ViewEffect::Counts => self.cluster_counts_changed(channel, now),
             ViewEffect::Announce(change) => {
                 let counts_changed = !matches!(change, Change::Update { .. });
-                self.announce_named(channel, change);
+                self.announce_named(channel, change, now);
                 if counts_changed {
                     self.cluster_counts_changed(channel, now);
                 }
@@ -224,14 +224,17 @@ impl Engine {
 
     /// Tells local clients of a cluster-wide change in `name`: its subscribers and watchers
     /// when the channel is known here, else only the watchers of every channel.
-    fn announce_named(&mut self, name: &str, change: Change) {
+    fn announce_named(&mut self, name: &str, change: Change, now: Millis) {
         match self.roster.find(name) {
-            Some(channel) => self.announce(Announcement {
-                channel,
-                name: name.into(),
-                except: None,
-                change,
-            }),
+            Some(channel) => self.announce(
+                Announcement {
+                    channel,
+                    name: name.into(),
+                    except: None,
+                    change,
+                },
+                now,
+            ),
             None => {
                 if self.watch_all.is_empty() || self.shutting_down || pusher::is_internal(name) {
                     return;
@@ -291,7 +294,7 @@ impl Engine {
         }
     }
 
-    /// Sends the channel's `state` to its `all` subscribers and watchers, and its counts to
+    /// Sends the channel's `state` to its `all` and `diff` subscribers and watchers, and its counts to
     /// its `count` subscribers.
     fn refresh_channel(&mut self, name: &str, now: Millis) {
         if self.shutting_down {
@@ -302,6 +305,7 @@ impl Engine {
                 let recipients: Vec<_> = self
                     .roster
                     .subscribers_in(channel, EventsMode::All)
+                    .chain(self.roster.subscribers_in(channel, EventsMode::Diff))
                     .chain(self.roster.watchers(channel))
                     .filter(|conn| !self.watch_all.contains(conn))
                     .chain(

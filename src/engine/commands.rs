@@ -151,7 +151,7 @@ impl Engine {
         // In a cluster the reply reads the view before this join's note comes back: the
         // joiner then gets its own `join` (seq + 1) like every other member.
         match mode {
-            EventsMode::All => self.send_join_state(id, channel, reference),
+            EventsMode::All | EventsMode::Diff => self.send_join_state(id, channel, reference),
             EventsMode::Count => {
                 if let Some(counts) = self.channel_counts(channel_id) {
                     let count = Event::Count {
@@ -230,7 +230,7 @@ impl Engine {
         }
         let told_by_cluster = self.cluster_view().is_some();
         if let Some(announcement) = outcome.announcement.filter(|_| !told_by_cluster) {
-            self.announce(announcement);
+            self.announce(announcement, now);
         }
         if outcome.counts_changed && !told_by_cluster {
             self.counts_changed(channel, joiner, now);

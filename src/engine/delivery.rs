@@ -1,4 +1,5 @@
-//! Who hears what: presence events to a channel's `all` subscribers and watchers, counts
+//! Who hears what: presence events to a channel's `all` subscribers and watchers (those
+//! that asked for diffs hear them coalesced instead: see `diff`), counts
 //! to its `count` subscribers and watchers, publications to every subscriber, replies to
 //! one connection. Each becomes one [`Effect::Deliver`] per dialect in use.
 //!
@@ -16,8 +17,8 @@ use crate::roster::{Announcement, Change, ChannelId, ConnId, Roster};
 
 impl Engine {
     /// Tells the channel's `all` subscribers (but `except`) and its watchers what changed,
-    /// and the host.
-    pub(super) fn announce(&mut self, announcement: Announcement) {
+    /// its diff listeners (see `diff`), and the host.
+    pub(super) fn announce(&mut self, announcement: Announcement, now: crate::wheel::Millis) {
         let Announcement {
             channel,
             name,
@@ -29,6 +30,7 @@ impl Engine {
         if self.shutting_down {
             return;
         }
+        self.diff_changed(channel, &name, &change, except, now);
         let audience = Audience {
             roster: &self.roster,
             watch_all: watchers_of_everything(&self.watch_all, &name),
@@ -44,10 +46,16 @@ impl Engine {
         let not_own = |conn: &ConnId| {
             own.is_none_or(|user| sessions.get(*conn).is_none_or(|s| *s.user != **user))
         };
+        // A watcher that asked for diffs hears them instead (see `diff`).
+        let per_event = |conn: &ConnId| {
+            sessions
+                .get(*conn)
+                .is_none_or(|s| s.mode != EventsMode::Diff)
+        };
         if !starts_channel(&change) {
             let recipients = audience
                 .subscribers()
-                .chain(audience.watchers())
+                .chain(audience.watchers().filter(per_event))
                 .filter(not_own);
             broadcast(sessions, in_use, &mut self.effects, recipients, &event);
             return;
@@ -57,7 +65,7 @@ impl Engine {
         // the watchers of every channel as a `state`, a new baseline for their §5 bookkeeping.
         let recipients = audience
             .subscribers()
-            .chain(audience.own_watchers())
+            .chain(audience.own_watchers().filter(per_event))
             .filter(not_own);
         broadcast(sessions, in_use, &mut self.effects, recipients, &event);
         let everything: Vec<ConnId> = audience.watchers_of_everything().collect();
@@ -444,7 +452,13 @@ impl<'a> Audience<'a> {
             .filter(move |&watcher| self.hears_as_watcher(watcher))
     }
 
+    /// A watcher subscribed in the audience's mode hears as a subscriber; one subscribed in
+    /// a mode that hears presence (`all` or `diff`) hears presence that way only.
     fn hears_as_watcher(self, watcher: ConnId) -> bool {
-        Some(watcher) != self.except && self.roster.mode(self.channel, watcher) != Some(self.mode)
+        let hears_presence = |mode: EventsMode| matches!(mode, EventsMode::All | EventsMode::Diff);
+        let subscribed = self.roster.mode(self.channel, watcher);
+        Some(watcher) != self.except
+            && subscribed != Some(self.mode)
+            && !(hears_presence(self.mode) && subscribed.is_some_and(hears_presence))
     }
 }

@@ -21,6 +21,7 @@ mod channel_set;
 mod cluster;
 mod commands;
 mod delivery;
+mod diff;
 mod handler;
 mod host;
 mod pusher;
@@ -77,6 +78,8 @@ pub enum Timer {
     Grace(GraceKey),
     /// A channel's coalesced `count` is due.
     Counts(ChannelId),
+    /// A channel's `diff` window ends (see `diff`).
+    Diff(ChannelId),
     /// The connection's token expires (unless it was refreshed meanwhile).
     TokenExpiry(ConnId),
     /// The cluster's periodic look at its Redis connections.
@@ -205,6 +208,8 @@ pub struct Engine {
     /// is done.
     actions: Actions,
     effects: Vec<Effect>,
+    /// The channels whose `diff` window is open (see `diff`).
+    diffs: std::collections::HashMap<ChannelId, diff::DiffWindow>,
 }
 
 /// Effects whose room the engine, and the loop carrying them out, keep between turns.
@@ -247,6 +252,7 @@ impl Engine {
             hosted: false,
             actions: Actions::default(),
             effects,
+            diffs: std::collections::HashMap::new(),
         }
     }
 
@@ -488,6 +494,7 @@ impl Engine {
                     self.send_counts(channel, None);
                 }
             }
+            Timer::Diff(channel) => self.diff_due(channel, now),
             Timer::TokenExpiry(id) => self.token_deadline_passed(id, now),
             Timer::ClusterTick => self.cluster_tick(now),
         }

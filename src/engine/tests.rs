@@ -1270,6 +1270,194 @@ fn counts_are_sent_at_most_once_per_channel_per_second_with_the_latest_numbers()
     assert_eq!(h.received(c), Vec::<Value>::new(), "nothing changed");
 }
 
+// --- diffs ----------------------------------------------------------------------------------
+
+fn diff(channel: &str, from: u64, seq: u64, joins: Value, leaves: Value, updates: Value) -> Value {
+    json!({"type": "diff", "channel": channel, "from": from, "seq": seq,
+        "joins": joins, "leaves": leaves, "updates": updates})
+}
+
+#[test]
+fn diffs_fold_a_ticks_changes_per_user_and_a_quiet_channel_hears_at_once() {
+    let mut h = Harness::new();
+    let d = h.open("dana", "channel=room&events=diff");
+    assert_eq!(
+        h.received(d),
+        [state("room", 1, json!({"dana": {"conns": 1, "meta": {}}}))]
+    );
+    let room = h.engine.roster().find("room").expect("room");
+    assert_eq!(
+        h.deadlines(Timer::Diff(room)),
+        [100],
+        "dana's own join opened a window"
+    );
+    h.advance(50);
+    let a = h.open("alice", "channel=room");
+    h.advance(10);
+    let b = h.open("bob", "channel=room");
+    h.advance(10);
+    h.command(b, r#"{"type":"leave","channel":"room"}"#);
+    h.command(a, r#"{"type":"update","channel":"room","meta":{"s":1}}"#);
+    h.open("carl", "channel=room");
+    h.end(h_conn_of_carl(&h), LeaveReason::Closed);
+    assert_eq!(
+        h.received(d),
+        Vec::<Value>::new(),
+        "nothing before the tick"
+    );
+    h.advance(29);
+    assert_eq!(h.received(d), Vec::<Value>::new());
+    h.advance(1);
+    // alice joined then updated (a join with the new meta); bob and carl joined and left.
+    assert_eq!(
+        h.received(d),
+        [diff(
+            "room",
+            1,
+            7,
+            json!({"alice": {"s": 1}}),
+            json!({}),
+            json!({})
+        )]
+    );
+    assert_eq!(h.deadlines(Timer::Diff(room)), [200], "the next window");
+    h.advance(100);
+    assert_eq!(h.received(d), Vec::<Value>::new(), "nothing changed");
+    assert_eq!(
+        h.deadlines(Timer::Diff(room)),
+        Vec::<Millis>::new(),
+        "quiet again"
+    );
+    h.advance(300);
+    h.command(a, r#"{"type":"leave","channel":"room"}"#);
+    assert_eq!(
+        h.received(d),
+        [diff(
+            "room",
+            7,
+            8,
+            json!({}),
+            json!({"alice": {"reason": "left"}}),
+            json!({})
+        )],
+        "a quiet channel's change goes out at once"
+    );
+    h.advance(10);
+    h.open("alice", "channel=room");
+    h.advance(100);
+    assert_eq!(
+        h.received(d),
+        [diff(
+            "room",
+            8,
+            9,
+            json!({"alice": {}}),
+            json!({}),
+            json!({})
+        )]
+    );
+}
+
+/// Carl is the last connection opened (slot order).
+fn h_conn_of_carl(h: &Harness) -> ConnId {
+    Key {
+        slot: h.next_slot - 1,
+        generation: 0,
+    }
+}
+
+#[test]
+fn a_leave_then_a_join_is_an_update_and_a_cancelled_tick_still_carries_the_seq() {
+    let mut h = Harness::new();
+    let b = h.open("bob", "channel=room");
+    let d = h.open("dana", "channel=room&events=diff");
+    h.advance(1_000);
+    h.clear();
+    h.open("xena", "channel=room");
+    assert_eq!(
+        h.received(d),
+        [diff(
+            "room",
+            2,
+            3,
+            json!({"xena": {}}),
+            json!({}),
+            json!({})
+        )],
+        "at once: the channel was quiet"
+    );
+    h.end(b, LeaveReason::Timeout);
+    h.open("bob", "channel=room");
+    h.advance(100);
+    assert_eq!(
+        h.received(d),
+        [diff("room", 3, 5, json!({}), json!({}), json!({"bob": {}}))],
+        "bob stays, with his new meta"
+    );
+    let e = h.open("eve", "channel=room");
+    h.end(e, LeaveReason::Closed);
+    h.advance(100);
+    assert_eq!(
+        h.received(d),
+        [diff("room", 5, 7, json!({}), json!({}), json!({}))],
+        "eve came and went: nothing to apply, but the seq moved on"
+    );
+}
+
+#[test]
+fn a_diff_is_encoded_once_for_every_listener_and_watchers_can_ask_for_diffs() {
+    let mut h = Harness::new();
+    let d1 = h.open("d1", "channel=room&events=diff");
+    let d2 = h.open("d2", "channel=room&events=diff");
+    let w = h.open("dash", "watch=*&events=diff");
+    let all = h.open("old", "channel=room");
+    h.advance(1_000);
+    h.clear();
+    for user in ["u1", "u2", "u3"] {
+        h.open(user, "channel=room");
+    }
+    h.advance(100);
+    let diffs: Vec<_> = h
+        .deliveries()
+        .into_iter()
+        .filter(|(_, text)| text.contains(r#""type":"diff""#))
+        .collect();
+    assert_eq!(
+        diffs.len(),
+        2,
+        "the first at once, the rest in one: {diffs:?}"
+    );
+    let (to, text) = &diffs[1];
+    let mut to = to.as_slice().to_vec();
+    to.sort();
+    assert_eq!(to, [d1, d2, w], "one text for every listener");
+    let sent: Value = serde_json::from_str(text).expect("json");
+    assert_eq!(
+        sent,
+        diff(
+            "room",
+            4,
+            6,
+            json!({"u2": {}, "u3": {}}),
+            json!({}),
+            json!({})
+        )
+    );
+    let heard_by_all: Vec<Value> = h.received(all);
+    assert_eq!(
+        heard_by_all,
+        [
+            join("room", "u1", 4),
+            join("room", "u2", 5),
+            join("room", "u3", 6)
+        ]
+    );
+    assert!(
+        h.received(w).iter().all(|m| m["type"] != "join"),
+        "the diff watcher hears no single events"
+    );
+}
+
 // --- shutdown -------------------------------------------------------------------------------
 
 #[test]

@@ -194,8 +194,9 @@ fn parse_query(query: &str) -> Result<Query, String> {
                 push_once(&mut parsed.watch, value);
             }
             "events" => {
-                parsed.events = EventsMode::parse(&value)
-                    .ok_or_else(|| format!("events must be all, count or none, not {value:?}"))?;
+                parsed.events = EventsMode::parse(&value).ok_or_else(|| {
+                    format!("events must be all, diff, count or none, not {value:?}")
+                })?;
             }
             "token" => parsed.token = Some(value),
             _ => parsed.admin = Some(value),

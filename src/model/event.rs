@@ -76,6 +76,13 @@ pub enum Event<'a> {
         /// The channel's seq after the change.
         seq: u64,
     },
+    /// A channel's presence changes of one tick, folded per user (`events=diff`).
+    Diff {
+        /// The channel.
+        channel: &'a str,
+        /// The changes, with the seqs before and after them.
+        diff: &'a super::PendingDiff,
+    },
     /// A publication to a channel, or (`channel: None`) a message from the host to one user.
     Message {
         /// The channel; `None` for a direct message.

@@ -10,6 +10,7 @@
 
 pub mod canonical;
 pub mod command;
+pub mod diff;
 pub mod event;
 mod json_str;
 mod snapshot;
@@ -17,6 +18,7 @@ mod snapshot;
 use std::fmt;
 
 pub use command::{Action, Command, CommandError};
+pub use diff::{DiffChange, PendingDiff};
 pub use event::Event;
 pub use json_str::{push_json_str, JsonStr};
 pub use snapshot::{ChannelSnapshot, Member, PresenceSnapshot, UserStatus};
@@ -112,15 +114,19 @@ pub enum EventsMode {
     Count,
     /// No presence pushed; `who` still answers.
     None,
+    /// `state` on join, then the changes coalesced into one `diff` per channel per
+    /// `--diff-interval` (a big room's arrivals cost a message per tick, not one per member).
+    Diff,
 }
 
 impl EventsMode {
-    /// Parses `all`, `count` or `none`.
+    /// Parses `all`, `count`, `none` or `diff`.
     pub fn parse(text: &str) -> Option<EventsMode> {
         match text {
             "all" => Some(EventsMode::All),
             "count" => Some(EventsMode::Count),
             "none" => Some(EventsMode::None),
+            "diff" => Some(EventsMode::Diff),
             _ => None,
         }
     }

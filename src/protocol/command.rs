@@ -152,7 +152,7 @@ fn events(fields: &Fields<'_>) -> Result<Option<EventsMode>, CommandError> {
     string(mode)
         .and_then(|mode| EventsMode::parse(&mode))
         .map(Some)
-        .ok_or_else(|| bad_request("\"events\" must be \"all\", \"count\" or \"none\""))
+        .ok_or_else(|| bad_request("\"events\" must be \"all\", \"diff\", \"count\" or \"none\""))
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 
 use std::fmt::Write;
 
-use crate::model::{push_json_str, Counts, ErrorCode, Json, LeaveReason, MemberView, Meta};
+use crate::model::{
+    push_json_str, Counts, DiffChange, ErrorCode, Json, LeaveReason, MemberView, Meta, PendingDiff,
+};
 
 /// Room for a message's fixed text and numbers, beside its names and JSON values.
 const FIXED: usize = 96;
@@ -129,6 +131,66 @@ pub fn leave(channel: &str, user: &str, reason: LeaveReason, seq: u64) -> String
     out.push_str(reason.as_str());
     out.push('"');
     close_with_seq(out, seq)
+}
+
+/// `{"type":"diff","channel":C,"from":M,"seq":N,"joins":{U:{...}},"leaves":{U:{"reason":R}},
+/// "updates":{U:{...}}}`: joins and updates carry the member's meta, leaves the reason.
+pub fn diff(channel: &str, diff: &PendingDiff) -> String {
+    let mut out = message_with(channel.len() + 64 * diff.changes().count());
+    out.push_str(r#"{"type":"diff","channel":"#);
+    push_json_str(&mut out, channel);
+    out.push_str(r#","from":"#);
+    push_number(&mut out, diff.from());
+    out.push_str(r#","seq":"#);
+    push_number(&mut out, diff.seq());
+    let sections = [
+        ("joins", DiffSection::Joins),
+        ("leaves", DiffSection::Leaves),
+        ("updates", DiffSection::Updates),
+    ];
+    for (name, selects) in sections {
+        out.push_str(",\"");
+        out.push_str(name);
+        out.push_str("\":{");
+        let changes = diff.changes().filter(|(_, change)| selects.holds(change));
+        for (index, (user, change)) in changes.enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            push_json_str(&mut out, user);
+            out.push(':');
+            match change {
+                DiffChange::Join(meta) | DiffChange::Update(meta) => out.push_str(meta.as_str()),
+                DiffChange::Leave(reason) => {
+                    out.push_str(r#"{"reason":""#);
+                    out.push_str(reason.as_str());
+                    out.push_str("\"}");
+                }
+            }
+        }
+        out.push('}');
+    }
+    out.push('}');
+    out
+}
+
+/// The three maps of a `diff`.
+#[derive(Clone, Copy)]
+enum DiffSection {
+    Joins,
+    Leaves,
+    Updates,
+}
+
+impl DiffSection {
+    fn holds(self, change: &DiffChange) -> bool {
+        matches!(
+            (self, change),
+            (DiffSection::Joins, DiffChange::Join(_))
+                | (DiffSection::Leaves, DiffChange::Leave(_))
+                | (DiffSection::Updates, DiffChange::Update(_))
+        )
+    }
 }
 
 /// `{"type":"update","channel":C,"user":U,"meta":{...},"seq":N}`

@@ -1,10 +1,19 @@
 //! Accepting connections and carrying them through their HTTP request: to an open
 //! WebSocket, to an operator endpoint's response, or to a refusal; then to a close.
 //!
+//! Backpressure: while `--max-pending-handshakes` connections are still sending their
+//! request, accepting pauses and new connections wait in the kernel's listen backlog (a
+//! reconnect storm is admitted at the pace requests arrive, none refused). The listener is
+//! edge-triggered, so its events while paused say nothing new: the end of each turn accepts
+//! again once there is room ([`Server::resume_accept`]) until `WouldBlock`. Slow peers cannot
+//! hold the slots: while paused, a handshake pending longer than [`PAUSED_HANDSHAKE_MS`] is
+//! answered 408 and closed, oldest first, to make room for the backlog.
+//!
 //! Invariants: accepting never spins (an accept error pauses it and a wheel entry resumes
-//! it, as does any connection ending); a connection over the limit is answered 503 and
-//! closed without entering the slab; every admitted connection has a handshake deadline;
-//! every accepted connection's ending is counted exactly once, when it is decided.
+//! it, as does any connection ending; a full pause resumes when a handshake ends or a
+//! stalled one is cut); a connection over `--max-connections` is answered 503 and closed
+//! without entering the slab; every admitted connection has a handshake deadline; every
+//! accepted connection's ending is counted exactly once, when it is decided.
 
 use std::io;
 use std::mem;
@@ -34,11 +43,23 @@ use crate::wheel::Millis;
 /// How long accepting pauses after an accept error such as running out of descriptors.
 const ACCEPT_BACKOFF_MS: Millis = 100;
 
+/// While accepting is paused at `--max-pending-handshakes`, how long a connection may take to
+/// send its request before it is cut (408) to make room for the backlog (capped by
+/// `--handshake-timeout`). An honest client sends its request with its first flight after
+/// the TCP handshake: one round trip (50-200 ms on real networks) plus its own scheduling in a
+/// storm; 2 s leaves ten round trips of slack, while the full handshake timeout (10 s by
+/// default) would let a few hundred slow-loris sockets stall the whole backlog.
+pub(super) const PAUSED_HANDSHAKE_MS: Millis = 2_000;
+
 impl Server {
-    /// Accepts until `WouldBlock`; pauses on any other error instead of spinning.
+    /// Accepts until `WouldBlock`; pauses on any other error instead of spinning, and while
+    /// the pending handshakes are at their limit (see the module's doc).
     pub(super) fn accept(&mut self, now: Millis) {
         let was_paused = mem::replace(&mut self.accept_paused, false);
         loop {
+            if self.pending >= self.config.max_pending_handshakes && !self.make_room(now) {
+                return;
+            }
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     self.admit(stream, now);
@@ -46,7 +67,10 @@ impl Server {
                     // end them before the next request can queue more for them.
                     self.reap(now);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.end_full_pause(now);
+                    return;
+                }
                 Err(e) if is_transient_accept_error(&e) => continue,
                 Err(e) => {
                     // EMFILE/ENFILE and the like: the backlog stays queued in the kernel;
@@ -63,16 +87,64 @@ impl Server {
         }
     }
 
+    /// At the pending limit: cuts the handshakes pending longer than the paused deadline
+    /// (oldest first) and tells whether there is room now. Without room, accepting stays
+    /// paused (timed from its start) and a wheel entry wakes it when the oldest is due.
+    fn make_room(&mut self, now: Millis) -> bool {
+        let deadline = PAUSED_HANDSHAKE_MS.min(super::duration_ms(self.config.handshake_timeout));
+        while self.pending >= self.config.max_pending_handshakes {
+            let Some(&(id, since)) = self.handshakes.front() else {
+                break;
+            };
+            if !self.conns.get(id).is_some_and(Conn::is_handshaking) {
+                self.handshakes.pop_front();
+                continue;
+            }
+            if since + deadline > now {
+                if self.stall_check != Some(since + deadline) {
+                    self.stall_check = Some(since + deadline);
+                    self.wheel
+                        .insert(Timer::StalledHandshakes, since + deadline);
+                }
+                break;
+            }
+            self.handshakes.pop_front();
+            debug!("conn=#{id} cut: its request took over {deadline} ms while accepting waits");
+            let response = Response::error(408, "the request did not arrive in time");
+            self.refuse(id, response, now);
+            self.reap(now);
+        }
+        let room = self.pending < self.config.max_pending_handshakes;
+        if !room && self.full_since.is_none() {
+            debug!("accepting paused: {} handshakes pending", self.pending);
+            self.full_since = Some(now);
+        }
+        room
+    }
+
+    /// The backlog is drained: a pause for the pending limit, if any, ends here.
+    fn end_full_pause(&mut self, now: Millis) {
+        if let Some(since) = self.full_since.take() {
+            self.counters.accept_paused_ms += now.saturating_sub(since);
+        }
+    }
+
+    /// Called at the end of each turn: accepting paused at the pending limit resumes once a
+    /// handshake ended. The listener is edge-triggered and its backlog was left unread, so no
+    /// event would say so.
+    pub(super) fn resume_accept(&mut self, now: Millis) {
+        if self.full_since.is_some()
+            && !self.accept_paused
+            && self.pending < self.config.max_pending_handshakes
+        {
+            self.accept(now);
+        }
+    }
+
     fn admit(&mut self, mut stream: TcpStream, now: Millis) {
         self.counters.accepted += 1;
-        let refusal = if self.conns.len() >= self.max_connections {
-            Some("server at its connection limit")
-        } else if self.pending >= self.config.max_pending_handshakes {
-            Some("too many connections are still sending their request")
-        } else {
-            None
-        };
-        if let Some(reason) = refusal {
+        if self.conns.len() >= self.max_connections {
+            let reason = "server at its connection limit";
             debug!("refused a connection: {reason}");
             self.counters.closed(Ending::Refused);
             let mut response = Response::error(503, reason).to_bytes();
@@ -85,6 +157,7 @@ impl Server {
         }
         let id = self.conns.insert(Conn::new(stream));
         self.pending += 1;
+        self.note_handshake(id, now);
         self.trimmer.grew(self.conns.len());
         let handshake_ms = super::duration_ms(self.config.handshake_timeout);
         self.wheel.insert(Timer::Handshake(id), now + handshake_ms);
@@ -94,6 +167,18 @@ impl Server {
         // and a socket drained by this read raises no read event at all.
         self.read_request(id, false, now);
         self.register(id, now);
+    }
+
+    /// Remembers when a handshake began, in order, for [`Server::make_room`]; entries of
+    /// handshakes that ended are dropped from the front as they come up.
+    fn note_handshake(&mut self, id: ConnId, now: Millis) {
+        while let Some(&(front, _)) = self.handshakes.front() {
+            if self.conns.get(front).is_some_and(Conn::is_handshaking) {
+                break;
+            }
+            self.handshakes.pop_front();
+        }
+        self.handshakes.push_back((id, now));
     }
 
     /// Puts a newly accepted connection on the poll, unless its request already ended it.

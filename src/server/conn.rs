@@ -95,6 +95,11 @@ impl Conn {
         matches!(&self.phase, Phase::Open(ws) if ws.is_awake())
     }
 
+    /// True while the connection's request is being read.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self.phase, Phase::Handshake { .. })
+    }
+
     /// True while the connection's fate is undecided: its request is being read, or its 101
     /// is being written.
     pub fn is_pending(&self) -> bool {

@@ -37,6 +37,7 @@ mod token_space;
 mod trim;
 mod websocket;
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -94,6 +95,9 @@ enum Timer {
     Linger(ConnId),
     /// Accepting was paused after an error (such as running out of descriptors).
     AcceptRetry,
+    /// Accepting is paused at the pending limit: the oldest handshake reaches its paused
+    /// deadline (see `accept`).
+    StalledHandshakes,
     /// A graceful shutdown has waited long enough.
     ShutdownDeadline,
 }
@@ -163,6 +167,13 @@ pub struct Server {
     trimmer: trim::Trimmer,
     /// True while accepting is paused after an accept error.
     accept_paused: bool,
+    /// Since when accepting is paused at `--max-pending-handshakes` (see `accept`).
+    full_since: Option<Millis>,
+    /// Handshakes in the order they began, with their start (entries of ended ones are
+    /// dropped lazily): the oldest are cut first while accepting is paused.
+    handshakes: VecDeque<(ConnId, Millis)>,
+    /// When the wheel wakes accepting to cut a stalled handshake, if it is to.
+    stall_check: Option<Millis>,
     next_anonymous: u64,
     counters: Counters,
     /// Wall-clock time of [`Server::bind`] (the loop's time 0), for
@@ -259,6 +270,9 @@ impl Server {
             pending: 0,
             trimmer: trim::Trimmer::default(),
             accept_paused: false,
+            full_since: None,
+            handshakes: VecDeque::new(),
+            stall_check: None,
             next_anonymous: 0,
             counters: Counters::default(),
             started,
@@ -286,6 +300,9 @@ impl Server {
         counters.messages_sent += self.outbox.sent();
         counters.bytes_received = self.outbox.traffic.received();
         counters.bytes_sent = self.outbox.traffic.sent();
+        if let Some(since) = self.full_since {
+            counters.accept_paused_ms += self.last_now.saturating_sub(since);
+        }
         counters
     }
 
@@ -404,6 +421,7 @@ impl Server {
         }
         self.expire_timers(now);
         self.reap(now);
+        self.resume_accept(now);
         // Endings found while writing may queue more (their leave events): until quiet.
         while !self.outbox.queued.is_empty() {
             self.flush_queued();
@@ -472,6 +490,12 @@ impl Server {
                     }
                 }
                 Timer::AcceptRetry => self.accept(now),
+                Timer::StalledHandshakes => {
+                    self.stall_check = None;
+                    if self.full_since.is_some() {
+                        self.accept(now);
+                    }
+                }
                 Timer::ShutdownDeadline => self.shutdown_deadline(),
             }
             self.reap(now);

@@ -62,6 +62,26 @@ pub(crate) fn tune_listener(listener: &impl AsRawFd, heartbeat_timeout: Duration
     );
 }
 
+/// Connections waiting in the listener's accept queue, as Linux reports it for a listening
+/// socket (`TCP_INFO`'s `tcpi_unacked` is the queue's length there, `tcp_get_info` in
+/// net/ipv4/tcp.c): one system call, made only at scrape time. `None` if it fails.
+pub(crate) fn accept_queue(listener: &impl AsRawFd) -> Option<u32> {
+    // SAFETY: tcp_info is plain integers, for which all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the live struct on an open socket.
+    let status = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (status == 0).then_some(info.tcpi_unacked)
+}
+
 fn set(
     socket: &impl AsRawFd,
     level: libc::c_int,
@@ -213,5 +233,20 @@ mod tests {
             get(&accepted, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT),
             NOT_SENT_LOW_WATER
         );
+    }
+
+    /// The accept queue's length is what the kernel holds for us: connections it completed
+    /// that we have not accepted (the metric `rollcall_listen_queue`).
+    #[test]
+    fn the_accept_queue_counts_connections_not_yet_accepted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        assert_eq!(accept_queue(&listener), Some(0));
+        let _clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+            .collect();
+        assert_eq!(accept_queue(&listener), Some(3));
+        let _accepted = listener.accept().expect("accept");
+        assert_eq!(accept_queue(&listener), Some(2));
     }
 }

@@ -21,6 +21,8 @@ MODES:
     churn              --cycles of connect, welcome+state, leave, close; then check /presence
     fanout             --subscribers in channel fanout, then --messages via POST /publish
     presence-latency   --members in channel lat, then --samples joins timed at 16 observers
+    storm              --members connect at once to channel storm; time until every one
+                       knows all of them (--events all or diff)
 
 OPTIONS:
     --url URL               ws://HOST:PORT/PATH of the server [default: ws://127.0.0.1:8080/]
@@ -43,7 +45,9 @@ OPTIONS:
     --subscribe-url URL     fanout, cluster: the subscribers are split evenly over these nodes
                             (repeat the flag; include --url to keep some there), while POST
                             /publish goes to --url [default: --url alone]
-    --members N             presence-latency: members held in channel lat [default: 100]
+    --members N             presence-latency: members held in channel lat; storm: clients
+                            [default: 100]
+    --events MODE           storm: all or diff [default: all]
     --samples N             presence-latency: users joining one after the other [default: 20]
     --observe-url URL       presence-latency, cluster: the members (and so the observers)
                             connect to this node, the timed users to --url [default: --url]
@@ -76,6 +80,7 @@ pub enum Mode {
     Churn,
     Fanout,
     PresenceLatency,
+    Storm,
 }
 
 impl Mode {
@@ -85,6 +90,7 @@ impl Mode {
             Mode::Churn => "churn",
             Mode::Fanout => "fanout",
             Mode::PresenceLatency => "presence-latency",
+            Mode::Storm => "storm",
         }
     }
 }
@@ -114,6 +120,8 @@ pub struct Options {
     pub publish_rate: f64,
     pub members: u64,
     pub samples: u64,
+    /// `--events`: the storm's events mode (`all` or `diff`).
+    pub events: String,
     /// `--observe-url`: the node of the members, when not `--url`.
     pub observe: Option<Target>,
     /// `--subscribe-url`s: the nodes of the subscribers, when not `--url` alone.
@@ -164,6 +172,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         publish_rate: 0.0,
         members: 100,
         samples: 20,
+        events: "all".to_string(),
         observe: None,
         subscribe: Vec::new(),
         sources: 1,
@@ -187,6 +196,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
                     "churn" => Mode::Churn,
                     "fanout" => Mode::Fanout,
                     "presence-latency" => Mode::PresenceLatency,
+                    "storm" => Mode::Storm,
                     _ => return Err(format!("unknown mode {text:?}")),
                 });
                 continue;
@@ -228,6 +238,12 @@ fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             "--publish-rate" => o.publish_rate = rate(value()?)?,
             "--members" => o.members = count(value()?)?,
             "--samples" => o.samples = count(value()?)?,
+            "--events" => {
+                o.events = value()?;
+                if !matches!(o.events.as_str(), "all" | "diff") {
+                    return Err(format!("--events must be all or diff, not {:?}", o.events));
+                }
+            }
             "--observe-url" => o.observe = Some(node(&flag, value()?)?),
             "--subscribe-url" => o.subscribe.push(node(&flag, value()?)?),
             "--sources" => o.sources = count(value()?)? as u32,

@@ -1,6 +1,6 @@
 //! `rollcall-load`: the load tool of rollcall. A single-threaded mio client that opens and
 //! holds tens of thousands of WebSocket connections and measures the server: `hold`, `churn`,
-//! `fanout` and `presence-latency` (see `--help` and each mode's module).
+//! `fanout`, `presence-latency` and `storm` (see `--help` and each mode's module).
 //!
 //! The tree:
 //! - `cli.rs` flags and help; `target.rs` a server's URL (`--url`, or another node of a
@@ -30,6 +30,7 @@ mod pusher;
 mod report;
 mod socket;
 mod stats;
+mod storm;
 mod target;
 
 use std::process::ExitCode;
@@ -73,6 +74,7 @@ fn main() -> ExitCode {
         Mode::Fanout if options.procs > 1 => fanout_procs::run_parent(&options),
         Mode::Fanout => fanout::run(&options),
         Mode::PresenceLatency => latency::run(&options),
+        Mode::Storm => storm::run(&options),
     };
     match result {
         Ok(report) if report.print(options.json) => ExitCode::SUCCESS,
@@ -94,7 +96,7 @@ fn check_fd_limit(o: &Options) -> Result<(), String> {
         (None, Mode::Churn) => o.concurrency,
         (None, Mode::Fanout) if o.procs > 1 => 64,
         (None, Mode::Fanout) => o.subscribers + 64,
-        (None, Mode::PresenceLatency) => o.members + 1,
+        (None, Mode::PresenceLatency | Mode::Storm) => o.members + 1,
     };
     let needed = per_process + 32;
     if needed > limit {
