@@ -72,6 +72,7 @@ pub mod roster;
 mod server;
 pub mod token;
 pub mod units;
+pub mod webhook;
 pub mod wheel;
 
 /// The `mio` this crate is built with: a host driving [`Server::bind_on`] uses its `Poll`,
