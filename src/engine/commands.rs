@@ -230,6 +230,8 @@ impl Engine {
         }
         let told_by_cluster = self.cluster_view().is_some();
         if let Some(announcement) = outcome.announcement.filter(|_| !told_by_cluster) {
+            let emptied = !self.roster.has_members(channel);
+            self.hook_change(&announcement.name, &announcement.change, emptied);
             self.announce(announcement);
         }
         if outcome.counts_changed && !told_by_cluster {

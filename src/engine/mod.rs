@@ -22,6 +22,7 @@ mod cluster;
 mod commands;
 mod delivery;
 mod handler;
+mod hooks;
 mod host;
 mod pusher;
 mod reads;
@@ -198,6 +199,8 @@ pub struct Engine {
     event_cache: EventCache,
     /// Pusher users signed in, and who watches them.
     online: signin::Online,
+    /// Webhook events decided and not yet taken (`None`: no webhooks configured).
+    notices: Option<Vec<crate::webhook::Notice>>,
     handler: Box<dyn Handler>,
     /// What the handler's hooks asked for, carried out once the input that called them
     /// is done.
@@ -238,6 +241,7 @@ impl Engine {
             socket_ids: SocketIds::new(seed),
             event_cache: EventCache::default(),
             online: signin::Online::default(),
+            notices: config.webhooks.enabled().then(Vec::new),
             handler: Box::new(NoHandler),
             actions: Actions::default(),
             effects,
@@ -631,8 +635,12 @@ impl Engine {
         }
         let grace = !self.config.leave_grace.is_zero();
         for &channel in session.channels.as_slice() {
+            let hooked = self.subscription_hook_name(channel);
             if let Ok(outcome) = self.roster.leave(channel, id, &session.user, reason, grace) {
                 self.apply(channel, outcome, None, now);
+            }
+            if let Some(name) = hooked {
+                self.hook_subscriptions(channel, &name, false);
             }
         }
         if session.counted {

@@ -96,6 +96,7 @@ impl Server {
                 nodes: status.nodes,
                 redis_commands: status.commands_sent,
             }),
+            webhooks: self.webhooks.as_ref().map(|hooks| hooks.stats()),
         }
     }
 
