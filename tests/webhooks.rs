@@ -209,7 +209,11 @@ fn the_pusher_sdk_validates_every_event_once_in_order_despite_500s() {
     assert_eq!(events[9].1["event"], "client-typing");
     assert_eq!(events[9].1["data"], r#"{"n":1}"#);
     assert_eq!(events[9].1["socket_id"], socket.as_str());
-    assert_eq!(*rejected.lock().expect("lock"), 3, "the first 3 were refused");
+    assert_eq!(
+        *rejected.lock().expect("lock"),
+        3,
+        "the first 3 were refused"
+    );
     assert!(
         invalid.lock().expect("lock").is_empty(),
         "the SDK refused: {:?}",
@@ -256,11 +260,7 @@ fn rust_receiver(script: Vec<Answer>) -> (SocketAddr, Received) {
     (addr, received)
 }
 
-fn serve(
-    stream: TcpStream,
-    sink: &Received,
-    script: &Mutex<std::vec::IntoIter<Answer>>,
-) {
+fn serve(stream: TcpStream, sink: &Received, script: &Mutex<std::vec::IntoIter<Answer>>) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut writer = stream;
     loop {
@@ -332,7 +332,10 @@ fn garbage_closes_and_unframed_answers_are_retried_without_stalling() {
             "rollcall member_added lobby alice"
         ]
     );
-    assert!(got.contains(&"rollcall member_added lobby bob".to_owned()), "{got:?}");
+    assert!(
+        got.contains(&"rollcall member_added lobby bob".to_owned()),
+        "{got:?}"
+    );
     let metrics = scrape(server.addr());
     assert_eq!(metrics.get("rollcall_webhook_failed_total"), 2.0);
     assert_eq!(http_get(server.addr(), "/healthz").status, 200);
@@ -429,7 +432,10 @@ fn two_nodes_deliver_each_event_once_and_the_survivor_reaps() {
     alice_b.close();
     wait_events(&received, 4, "alice's last connection left");
     b.signal("KILL");
-    assert!(b.wait_exit(STEP).is_some(), "node b still runs after SIGKILL");
+    assert!(
+        b.wait_exit(STEP).is_some(),
+        "node b still runs after SIGKILL"
+    );
     wait_events(&received, 6, "bob reaped by node a");
     thread::sleep(Duration::from_millis(500));
     assert_eq!(

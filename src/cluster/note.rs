@@ -131,10 +131,7 @@ impl Note {
         if tabs != fields + 1 {
             return Note::parse(bytes).map(|note| (note, None));
         }
-        let at = bytes
-            .iter()
-            .rposition(|&b| b == b'\t')
-            .ok_or(BadNote)?;
+        let at = bytes.iter().rposition(|&b| b == b'\t').ok_or(BadNote)?;
         let origin = std::str::from_utf8(&bytes[at + 1..]).map_err(|_| BadNote)?;
         names::validate_channel(origin).map_err(|_| BadNote)?;
         let note = Note::parse(&bytes[..at])?;

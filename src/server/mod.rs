@@ -244,8 +244,8 @@ impl Server {
         let origin = Instant::now();
         let started = SystemTime::now();
         let unix_origin_ms = started.duration_since(UNIX_EPOCH).map_or(0, duration_ms);
-        let webhooks = webhook::Webhooks::from_config(&config, unix_origin_ms)
-            .map_err(BindError::Config)?;
+        let webhooks =
+            webhook::Webhooks::from_config(&config, unix_origin_ms).map_err(BindError::Config)?;
         let engine = Engine::new(&config, unix_origin_ms, random_seed(), session);
         let mut server = Server {
             poll,
@@ -375,7 +375,10 @@ impl Server {
     /// is on the time line of the `now`s the host passed in (a deadline already due, or work
     /// left over from the last turn, gives an instant at or before the last `now`).
     pub fn next_deadline(&self) -> Option<Instant> {
-        let hooks = self.webhooks.as_ref().and_then(webhook::Webhooks::next_deadline);
+        let hooks = self
+            .webhooks
+            .as_ref()
+            .and_then(webhook::Webhooks::next_deadline);
         let at = if self.ready.is_empty() {
             match (self.wheel.next_deadline(), hooks) {
                 (Some(wheel), Some(hooks)) => wheel.min(hooks),

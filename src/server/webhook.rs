@@ -22,9 +22,9 @@ use mio::{Interest, Registry, Token};
 
 use super::Server;
 use crate::config::{Config, ConfigError};
-use crate::wheel::Millis;
 use crate::webhook::http::{Read as Answer, ResponseReader};
 use crate::webhook::{Action, Notice, Outbox, Outcome, Stats};
+use crate::wheel::Millis;
 
 /// Bytes read per system call.
 const READ_CHUNK: usize = 4 << 10;
@@ -69,7 +69,9 @@ impl Webhooks {
                     .to_socket_addrs()
                     .ok()
                     .and_then(|mut addresses| addresses.next())
-                    .ok_or_else(|| ConfigError::Webhook(format!("cannot resolve the host of {url}")))
+                    .ok_or_else(|| {
+                        ConfigError::Webhook(format!("cannot resolve the host of {url}"))
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let outbox = Outbox::new(settings, &config.pusher.apps, unix_origin_ms);

@@ -401,7 +401,11 @@ mod tests {
     fn settings(urls: usize, queue: usize) -> WebhookSettings {
         WebhookSettings {
             urls: (0..urls)
-                .map(|i| format!("http://127.0.0.1:{}/h", 9000 + i).parse().expect("url"))
+                .map(|i| {
+                    format!("http://127.0.0.1:{}/h", 9000 + i)
+                        .parse()
+                        .expect("url")
+                })
                 .collect(),
             secret: Some("secret".into()),
             key: "rollcall".into(),

@@ -53,7 +53,11 @@ impl FromStr for WebhookUrl {
     type Err = TargetError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let lower = text.chars().take(8).collect::<String>().to_ascii_lowercase();
+        let lower = text
+            .chars()
+            .take(8)
+            .collect::<String>()
+            .to_ascii_lowercase();
         if lower.starts_with("https://") {
             return Err(TargetError::Https);
         }
