@@ -10,8 +10,9 @@
 //!   channel right after the operation and reads up to it) and compared field by field with
 //!   the reference model's: `J` (seq, conns over every node, meta), `U`, `L` (seq, reason),
 //!   `C` (conns, seq unchanged), and the origin the `J`, `U`, `L` notes end with (the
-//!   calling node). Where the script releases several holdings in one call (reaps, `goodbye`, `sync`) their order is Redis's hash order: the observed notes must
-//!   then be those of *some* order of those releases (a sync's releases before its holds,
+//!   calling node). Where the script releases several holdings in one call (reaps,
+//!   `goodbye`, `sync`) their order is Redis's hash order: the observed notes must then be
+//!   those of *some* order of those releases (a sync's releases before its holds,
 //!   which are in the order given, and its reaps after; one dead node's releases after
 //!   another's), checked channel by channel, as channels share nothing, so the order of
 //!   notes *across* channels is not checked;
