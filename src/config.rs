@@ -111,6 +111,9 @@ pub struct Config {
     /// signing and their queue (see the crate's `webhook` module). Default: none (off, and
     /// no cost).
     pub webhooks: WebhookSettings,
+    /// Users whose last-seen time is remembered (`GET /users/{id}`), the least recently seen
+    /// forgotten first. Default 100,000 (about 150 bytes each, only for users seen).
+    pub last_seen_capacity: usize,
 }
 
 /// Which operator endpoint groups a server answers; the others are 404.
@@ -212,6 +215,7 @@ impl Default for Config {
             endpoints: Endpoints::ALL,
             pusher: PusherSettings::default(),
             webhooks: WebhookSettings::default(),
+            last_seen_capacity: 100_000,
         }
     }
 }
@@ -290,6 +294,8 @@ impl Config {
         pusher: PusherSettings,
         /// Sets [`Config::webhooks`].
         webhooks: WebhookSettings,
+        /// Sets [`Config::last_seen_capacity`].
+        last_seen_capacity: usize,
     }
 
     /// Checks every range and relation; the server refuses to start on an error.

@@ -62,6 +62,7 @@ pub mod engine;
 pub mod heartbeat;
 pub mod http;
 pub mod ids;
+pub mod last_seen;
 pub mod metrics;
 pub mod model;
 pub mod names;

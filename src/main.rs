@@ -74,6 +74,8 @@ OPTIONS:
     --webhook-key KEY           X-Pusher-Key of native channels' webhooks [default: rollcall]
     --webhook-queue N           events one URL's queue holds; more are dropped and counted
                                 [default: 10000]
+    --last-seen-capacity N      users whose last-seen time is remembered for GET /users/ID, the
+                                least recently seen forgotten first [default: 100000]
     -h, --help                  print this help
     -V, --version               print the version
 
@@ -293,6 +295,7 @@ fn parse_args() -> Result<Invocation, String> {
                 app_limits.push(value()?);
                 config
             }
+            "--last-seen-capacity" => config.last_seen_capacity(count(&flag, value()?)?),
             "--webhook" => {
                 let url = value()?.parse().map_err(|e| invalid(&e))?;
                 webhooks.urls.push(url);

@@ -53,6 +53,7 @@ pub use handler::{ConnectRequest, Decision, Handler, Presence};
 pub(crate) use host::{check_channel, check_user, json_text, HostCommand};
 pub use host::{Actions, HandleError, MAX_HOOK_CHAIN};
 pub use pusher::PusherChannel;
+pub use reads::UserPresence;
 
 use session::Auth;
 pub(crate) use session::Session;
@@ -201,6 +202,8 @@ pub struct Engine {
     online: signin::Online,
     /// Webhook events decided and not yet taken (`None`: no webhooks configured).
     notices: Option<Vec<crate::webhook::Notice>>,
+    /// When users whose last connection ended were last seen (bounded).
+    last_seen: crate::last_seen::LastSeen,
     handler: Box<dyn Handler>,
     /// What the handler's hooks asked for, carried out once the input that called them
     /// is done.
@@ -242,6 +245,7 @@ impl Engine {
             event_cache: EventCache::default(),
             online: signin::Online::default(),
             notices: config.webhooks.enabled().then(Vec::new),
+            last_seen: crate::last_seen::LastSeen::new(config.last_seen_capacity),
             handler: Box::new(NoHandler),
             actions: Actions::default(),
             effects,
@@ -645,6 +649,10 @@ impl Engine {
         }
         if session.counted {
             self.roster.disconnect_user(&session.user);
+            if self.roster.user_connections(&session.user) == 0 {
+                let unix_ms = self.unix_origin_ms.saturating_add(now);
+                self.last_seen.record(&session.user, unix_ms);
+            }
         }
         if let Some(socket) = session.pusher().filter(|socket| socket.signed_in) {
             self.signed_out(id, socket.app, &session.user, &socket.watchlist);

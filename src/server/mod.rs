@@ -35,6 +35,7 @@ mod sockopt;
 mod spawn;
 mod token_space;
 mod trim;
+mod users;
 mod webhook;
 
 use std::io;
