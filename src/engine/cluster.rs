@@ -125,6 +125,7 @@ impl Engine {
         }
         if fell.was_live {
             self.refresh_every_channel(now);
+            self.watched_users_may_change(now);
         }
     }
 
@@ -158,6 +159,7 @@ impl Engine {
                 for (note, origin) in notes {
                     self.apply_note(note, origin, now);
                 }
+                self.watched_users_may_change(now);
             }
         }
     }
@@ -225,6 +227,7 @@ impl Engine {
                 }
             }
         }
+        self.note_may_change_watched(&note, now);
     }
 
     /// Tells local clients of a cluster-wide change in `name`: its subscribers and watchers

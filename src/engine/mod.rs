@@ -32,6 +32,7 @@ mod signin;
 mod tests;
 mod tokens;
 mod watch;
+mod watched_users;
 
 use std::mem;
 
@@ -204,6 +205,8 @@ pub struct Engine {
     notices: Option<Vec<crate::webhook::Notice>>,
     /// When users whose last connection ended were last seen (bounded).
     last_seen: crate::last_seen::LastSeen,
+    /// Who follows which users' online status (beside the sessions: see `watched_users`).
+    watched_users: watched_users::WatchedUsers,
     handler: Box<dyn Handler>,
     /// What the handler's hooks asked for, carried out once the input that called them
     /// is done.
@@ -246,6 +249,7 @@ impl Engine {
             online: signin::Online::default(),
             notices: config.webhooks.enabled().then(Vec::new),
             last_seen: crate::last_seen::LastSeen::new(config.last_seen_capacity),
+            watched_users: Default::default(),
             handler: Box::new(NoHandler),
             actions: Actions::default(),
             effects,
@@ -397,6 +401,9 @@ impl Engine {
         self.in_use[dialect.index()] += 1;
         // Quoted and escaped: a user id may hold spaces, quotes or right-to-left text.
         debug!("conn=#{id} open as user {user:?}");
+        if counted {
+            self.watched_user_may_change(&user, now);
+        }
         if !carries_presence {
             return;
         }
@@ -657,6 +664,8 @@ impl Engine {
         if let Some(socket) = session.pusher().filter(|socket| socket.signed_in) {
             self.signed_out(id, socket.app, &session.user, &socket.watchlist);
         }
+        self.forget_watched_users(id);
+        self.watched_user_may_change(&session.user, now);
         true
     }
 
