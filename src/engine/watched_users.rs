@@ -152,6 +152,10 @@ impl Engine {
     /// The connection ended: it watches nobody any more.
     pub(super) fn forget_watched_users(&mut self, id: ConnId) {
         let table = &mut self.watched_users;
+        // Most servers watch nobody: no hashing then.
+        if table.by_conn.is_empty() {
+            return;
+        }
         if let Some(watched) = table.by_conn.remove(&id) {
             for user in watched {
                 table.unwatch(id, &user);
