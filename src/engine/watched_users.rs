@@ -15,7 +15,7 @@
 //! Invariants: `by_conn` and `by_user` name the same (connection, user) pairs; a user is in
 //! `by_user` exactly while a connection watches it, holding the status last told.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use super::Engine;
@@ -37,8 +37,9 @@ pub(super) struct WatchedUsers {
 
 /// A watched user.
 struct Followed {
-    /// The connections that watch it, each once.
-    watchers: Vec<ConnId>,
+    /// The connections that watch it (a set: a much-watched user's watchers come and go
+    /// in constant time each).
+    watchers: HashSet<ConnId>,
     /// `Some(when it came online, Unix ms)` while it was last told online.
     online_since: Option<u64>,
 }
@@ -66,7 +67,7 @@ impl WatchedUsers {
         let Some(followed) = self.by_user.get_mut(user) else {
             return;
         };
-        followed.watchers.retain(|watcher| *watcher != id);
+        followed.watchers.remove(&id);
         if followed.watchers.is_empty() {
             self.by_user.remove(user);
         }
@@ -105,10 +106,10 @@ impl Engine {
                 .by_user
                 .entry(name.clone())
                 .or_insert_with(|| Followed {
-                    watchers: Vec::new(),
+                    watchers: HashSet::new(),
                     online_since: online.then_some(unix_ms),
                 });
-            followed.watchers.push(id);
+            followed.watchers.insert(id);
             table.by_conn.entry(id).or_default().push(name);
         }
         let mut online = Vec::new();
@@ -195,7 +196,7 @@ impl Engine {
             return;
         };
         followed.online_since = online.then_some(unix_ms);
-        let watchers = followed.watchers.clone();
+        let watchers: Vec<ConnId> = followed.watchers.iter().copied().collect();
         let event = match last_seen {
             None => Event::UserOnline { user: &event_user },
             Some(last_seen) => Event::UserOffline {
