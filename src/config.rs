@@ -13,6 +13,7 @@ use crate::names::{self, NameError};
 use crate::pusher::PusherSettings;
 use crate::rate::RateLimit;
 use crate::units::format_duration;
+use crate::webhook::WebhookSettings;
 
 /// Everything the server needs to know before it binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +111,13 @@ pub struct Config {
     /// Pusher Channels compatibility: the apps served at `/app/{key}` (WebSocket) and
     /// `/apps/{id}/...` (REST API), and their limits. Default: no app (off).
     pub pusher: PusherSettings,
+    /// Webhooks: the `http://` URLs told of presence changes in Pusher's format, their
+    /// signing and their queue (see the crate's `webhook` module). Default: none (off, and
+    /// no cost).
+    pub webhooks: WebhookSettings,
+    /// Users whose last-seen time is remembered (`GET /users/{id}`), the least recently seen
+    /// forgotten first. Default 100,000 (about 150 bytes each, only for users seen).
+    pub last_seen_capacity: usize,
 }
 
 /// Which operator endpoint groups a server answers; the others are 404.
@@ -211,6 +219,8 @@ impl Default for Config {
             reuse_port: false,
             endpoints: Endpoints::ALL,
             pusher: PusherSettings::default(),
+            webhooks: WebhookSettings::default(),
+            last_seen_capacity: 100_000,
         }
     }
 }
@@ -289,6 +299,10 @@ impl Config {
         endpoints: Endpoints,
         /// Sets [`Config::pusher`].
         pusher: PusherSettings,
+        /// Sets [`Config::webhooks`].
+        webhooks: WebhookSettings,
+        /// Sets [`Config::last_seen_capacity`].
+        last_seen_capacity: usize,
     }
 
     /// Checks every range and relation; the server refuses to start on an error.
@@ -352,6 +366,9 @@ impl Config {
             names::validate_channel(node).map_err(ConfigError::NodeId)?;
         }
         self.pusher.validate().map_err(ConfigError::Pusher)?;
+        self.webhooks
+            .validate(!self.pusher.apps.is_empty())
+            .map_err(ConfigError::Webhook)?;
         names::validate_channel(&self.default_channel).map_err(ConfigError::DefaultChannel)
     }
 }
@@ -391,6 +408,8 @@ pub enum ConfigError {
     NodeId(NameError),
     /// The Pusher apps or limits are invalid.
     Pusher(String),
+    /// The webhook settings are invalid.
+    Webhook(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -418,6 +437,7 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::NodeId(error) => write!(f, "node id: {error}"),
             ConfigError::Pusher(error) => write!(f, "pusher: {error}"),
+            ConfigError::Webhook(error) => write!(f, "webhook: {error}"),
         }
     }
 }

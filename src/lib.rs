@@ -63,6 +63,7 @@ pub mod frame_boundary;
 pub mod heartbeat;
 pub mod http;
 pub mod ids;
+pub mod last_seen;
 pub mod metrics;
 pub mod model;
 pub mod names;
@@ -73,6 +74,7 @@ pub mod roster;
 mod server;
 pub mod token;
 pub mod units;
+pub mod webhook;
 pub mod wheel;
 
 /// The `mio` this crate is built with: a host driving [`Server::bind_on`] uses its `Poll`,

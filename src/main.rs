@@ -70,6 +70,15 @@ OPTIONS:
     --pusher-app-limit ID:NAME=VALUE
                                 one app's own limit (repeatable): client_events, max_presence_
                                 members, max_user_info, activity_timeout or max_event_data
+    --webhook URL               post presence changes to this http:// URL in Pusher's webhook
+                                format (repeatable; https:// is refused: no TLS in this build)
+    --webhook-secret SECRET     signs native channels' webhooks (X-Pusher-Signature); a Pusher
+                                app's are signed with its own secret [env: ROLLCALL_WEBHOOK_SECRET]
+    --webhook-key KEY           X-Pusher-Key of native channels' webhooks [default: rollcall]
+    --webhook-queue N           events one URL's queue holds; more are dropped and counted
+                                [default: 10000]
+    --last-seen-capacity N      users whose last-seen time is remembered for GET /users/ID, the
+                                least recently seen forgotten first [default: 100000]
     -h, --help                  print this help
     -V, --version               print the version
 
@@ -173,6 +182,12 @@ fn parse_args() -> Result<Invocation, String> {
         .redis(redis);
     let mut allowed_origins = Vec::new();
     let mut app_limits = Vec::new();
+    let mut webhooks = rollcall::webhook::WebhookSettings {
+        secret: std::env::var("ROLLCALL_WEBHOOK_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        ..Default::default()
+    };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let flag = match arg {
@@ -286,6 +301,24 @@ fn parse_args() -> Result<Invocation, String> {
                 app_limits.push(value()?);
                 config
             }
+            "--last-seen-capacity" => config.last_seen_capacity(count(&flag, value()?)?),
+            "--webhook" => {
+                let url = value()?.parse().map_err(|e| invalid(&e))?;
+                webhooks.urls.push(url);
+                config
+            }
+            "--webhook-secret" => {
+                webhooks.secret = Some(value()?);
+                config
+            }
+            "--webhook-key" => {
+                webhooks.key = value()?;
+                config
+            }
+            "--webhook-queue" => {
+                webhooks.queue = count(&flag, value()?)?;
+                config
+            }
             _ => return Err(format!("unknown option {flag}")),
         };
     }
@@ -298,7 +331,7 @@ fn parse_args() -> Result<Invocation, String> {
             .set_app_limit(&limit)
             .map_err(|e| format!("--pusher-app-limit: {e}"))?;
     }
-    config = config.pusher(pusher);
+    config = config.pusher(pusher).webhooks(webhooks);
     config.validate().map_err(|e| e.to_string())?;
     Ok(Invocation::Serve(Box::new(config)))
 }

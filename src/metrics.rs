@@ -126,6 +126,8 @@ pub struct Gauges {
     pub start_time_seconds: f64,
     /// In a cluster (`None` without one): its state as this node sees it.
     pub cluster: Option<ClusterGauges>,
+    /// With webhooks (`None` without): their delivery's figures.
+    pub webhooks: Option<crate::webhook::Stats>,
 }
 
 /// What a node of a cluster reports.
@@ -264,6 +266,50 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
             "counter",
             "Commands this node sent to Redis.",
             &cluster.redis_commands,
+        );
+    }
+    if let Some(hooks) = gauges.webhooks {
+        metric(
+            "rollcall_webhook_events_sent_total",
+            "counter",
+            "Webhook events acknowledged with a 2xx, counted once per URL.",
+            &hooks.sent,
+        );
+        metric(
+            "rollcall_webhook_failed_total",
+            "counter",
+            "Webhook requests that failed or were answered with a status other than 2xx.",
+            &hooks.failed,
+        );
+        metric(
+            "rollcall_webhook_retried_total",
+            "counter",
+            "Webhook requests that retried a batch.",
+            &hooks.retried,
+        );
+        metric(
+            "rollcall_webhook_dropped_total",
+            "counter",
+            "Webhook events dropped because a URL's queue was full.",
+            &hooks.dropped,
+        );
+        metric(
+            "rollcall_webhook_abandoned_total",
+            "counter",
+            "Webhook events given up on after retrying for 5 minutes.",
+            &hooks.abandoned,
+        );
+        metric(
+            "rollcall_webhook_queued",
+            "gauge",
+            "Webhook events waiting or in flight, over every URL.",
+            &hooks.queued,
+        );
+        metric(
+            "rollcall_webhook_latency_seconds_sum",
+            "counter",
+            "Seconds from an event's queueing to its acknowledgement, summed over the events sent (divide by rollcall_webhook_events_sent_total for the mean).",
+            &(hooks.latency_ms_sum as f64 / 1000.0),
         );
     }
     let name = "rollcall_connections_closed_total";

@@ -304,6 +304,11 @@ impl Roster {
         }
     }
 
+    /// The connections of `user` (counted ones: watchers and Pusher sockets are none).
+    pub fn user_connections(&self, user: &str) -> usize {
+        self.users.get(user).map_or(0, |&conns| conns as usize)
+    }
+
     /// Distinct users with at least one connection.
     pub fn users_online(&self) -> usize {
         self.users.len()

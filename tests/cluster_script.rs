@@ -9,9 +9,10 @@
 //! - every note the script published is read (the test publishes a marker note on the same
 //!   channel right after the operation and reads up to it) and compared field by field with
 //!   the reference model's: `J` (seq, conns over every node, meta), `U`, `L` (seq, reason),
-//!   `C` (conns, seq unchanged). Where the script releases several holdings in one call
-//!   (reaps, `goodbye`, `sync`) their order is Redis's hash order: the observed notes must
-//!   then be those of *some* order of those releases (a sync's releases before its holds,
+//!   `C` (conns, seq unchanged), and the origin the `J`, `U`, `L` notes end with (the
+//!   calling node). Where the script releases several holdings in one call (reaps,
+//!   `goodbye`, `sync`) their order is Redis's hash order: the observed notes must then be
+//!   those of *some* order of those releases (a sync's releases before its holds,
 //!   which are in the order given, and its reaps after; one dead node's releases after
 //!   another's), checked channel by channel, as channels share nothing, so the order of
 //!   notes *across* channels is not checked;
@@ -953,12 +954,33 @@ fn run_op(h: &mut Harness, model: &mut Model, op: &Op) -> Result<(), String> {
         (None, None) => script_reply("the script", reply)?,
     }
 
+    // The J, U and L notes name the calling node last (it alone tells the webhooks).
+    let caller = match *op {
+        Op::Hold { node, .. }
+        | Op::Release { node, .. }
+        | Op::Beat { node }
+        | Op::Die { node }
+        | Op::Sync { node, .. }
+        | Op::Goodbye { node, .. } => NODES[node],
+    };
     let notes = exchange
         .notes
         .iter()
         .map(|raw| {
-            Note::parse(raw)
-                .map_err(|_| format!("unreadable note {:?}", String::from_utf8_lossy(raw)))
+            let (note, origin) = Note::parse_with_origin(raw)
+                .map_err(|_| format!("unreadable note {:?}", String::from_utf8_lossy(raw)))?;
+            let presence = matches!(
+                note,
+                Note::Join { .. } | Note::Update { .. } | Note::Leave { .. }
+            );
+            let expected = presence.then_some(caller);
+            if origin.as_deref() != expected {
+                return Err(format!(
+                    "note {:?} names {origin:?}, expected {expected:?}",
+                    String::from_utf8_lossy(raw)
+                ));
+            }
+            Ok(note)
         })
         .collect::<Result<Vec<Note>, String>>()?;
     explain(model, &work, &notes)?;

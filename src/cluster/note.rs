@@ -117,6 +117,27 @@ impl Note {
         }
     }
 
+    /// Decodes one note, and for a `J`, `U` or `L` note the node whose call to the script
+    /// made the change (its last field, after the note's own: see the script), when given.
+    pub fn parse_with_origin(bytes: &[u8]) -> Result<(Note, Option<String>), BadNote> {
+        let fields = match bytes.first() {
+            Some(b'J') => 5,
+            Some(b'U' | b'L') => 4,
+            _ => return Note::parse(bytes).map(|note| (note, None)),
+        };
+        // Their fields hold no tab (names cannot, compact JSON escapes it): one tab more
+        // than the note's fields is the origin.
+        let tabs = bytes.iter().filter(|&&b| b == b'\t').count();
+        if tabs != fields + 1 {
+            return Note::parse(bytes).map(|note| (note, None));
+        }
+        let at = bytes.iter().rposition(|&b| b == b'\t').ok_or(BadNote)?;
+        let origin = std::str::from_utf8(&bytes[at + 1..]).map_err(|_| BadNote)?;
+        names::validate_channel(origin).map_err(|_| BadNote)?;
+        let note = Note::parse(&bytes[..at])?;
+        Ok((note, Some(origin.to_owned())))
+    }
+
     /// Decodes one note.
     pub fn parse(bytes: &[u8]) -> Result<Note, BadNote> {
         let text = std::str::from_utf8(bytes).map_err(|_| BadNote)?;
@@ -284,6 +305,29 @@ mod tests {
             Note::parse(b"U\tlobby\tbob\t5\t{}"),
             Ok(Note::Update { seq: 5, .. })
         ));
+    }
+
+    #[test]
+    fn presence_notes_name_their_origin_last() {
+        let (note, origin) =
+            Note::parse_with_origin(b"J\tlobby\talice\t3\t2\t{}\tnode-1").expect("a note");
+        assert!(matches!(note, Note::Join { seq: 3, .. }));
+        assert_eq!(origin.as_deref(), Some("node-1"));
+        let (note, origin) =
+            Note::parse_with_origin(b"L\tlobby\tbob\t4\tnode_down\tn2").expect("a note");
+        assert!(matches!(note, Note::Leave { seq: 4, .. }));
+        assert_eq!(origin.as_deref(), Some("n2"));
+        let (_, origin) = Note::parse_with_origin(b"U\tlobby\tbob\t5\t{}").expect("a note");
+        assert_eq!(origin, None, "without an origin");
+        let (_, origin) = Note::parse_with_origin(b"C\tlobby\tbob\t4\t0").expect("a note");
+        assert_eq!(origin, None);
+        for bad in [
+            &b"J\tlobby\talice\t3\t2\t{}\tno de"[..],
+            b"L\tlobby\tbob\t4\tbored\tn2",
+            b"J\tlobby\talice\t3\t2\t{}\t",
+        ] {
+            assert_eq!(Note::parse_with_origin(bad), Err(BadNote), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 -- channel come in the order of the changes and carry the channel's seq.
 --
 -- ARGV[1] is the key prefix ("rollcall:" or "rollcall:DB:"), ARGV[2] the operation, ARGV[3]
--- the calling node; the rest depends on the operation.
+-- the calling node; the rest depends on the operation. The J, U and L notes end with the
+-- calling node: the one whose call made the cluster-wide change (a survivor, for a reap),
+-- which alone tells the app's webhooks.
 --
 -- Keys (P = prefix):
 --   P.."held:"..NODE     hash "CHANNEL USER" -> the node's connections there (0: leave grace);
@@ -46,12 +48,12 @@ local function hold(holder, channel, user, conns, meta, only_if_new)
     meta = meta or '{}'
     redis.call('HSET', P .. 'meta:' .. channel, user, meta)
     redis.call('SADD', P .. 'channels', channel)
-    note('J', channel, user, redis.call('INCR', P .. 'seq:' .. channel), total, meta)
+    note('J', channel, user, redis.call('INCR', P .. 'seq:' .. channel), total, meta, node)
     return
   end
   if meta and not only_if_new and meta ~= redis.call('HGET', P .. 'meta:' .. channel, user) then
     redis.call('HSET', P .. 'meta:' .. channel, user, meta)
-    note('U', channel, user, redis.call('INCR', P .. 'seq:' .. channel), meta)
+    note('U', channel, user, redis.call('INCR', P .. 'seq:' .. channel), meta, node)
   end
   if conns ~= (tonumber(before) or 0) then
     note('C', channel, user, seq_of(channel), total)
@@ -87,7 +89,7 @@ local function release(holder, channel, user, reason)
     redis.call('DEL', P .. 'seq:' .. channel)
     redis.call('SREM', P .. 'channels', channel)
   end
-  note('L', channel, user, seq, reason)
+  note('L', channel, user, seq, reason, node)
 end
 
 local function split(field)

@@ -55,8 +55,9 @@ pub enum Step {
     Connect,
     /// Drop both connections, then call [`Session::fell`] with this reason.
     Fall(String),
-    /// Move the view with this note ([`View::apply`]) and tell local clients.
-    Note(Note),
+    /// Move the view with this note ([`View::apply`]) and tell local clients; the node that
+    /// made the change, when the note names it.
+    Note(Note, Option<String>),
     /// A snapshot was loaded: the node is live. Refresh local clients (every channel when it
     /// `became_live`, else the `changed` ones), then apply the held-back `notes` in order.
     Loaded {
@@ -64,8 +65,8 @@ pub enum Step {
         became_live: bool,
         /// The channels whose presence differs from the view before the snapshot.
         changed: Vec<String>,
-        /// Notes that arrived while the snapshot was on its way.
-        notes: Vec<Note>,
+        /// Notes that arrived while the snapshot was on its way, each with its origin.
+        notes: Vec<(Note, Option<String>)>,
     },
 }
 
@@ -90,7 +91,7 @@ pub struct Session {
     expect: VecDeque<(Expect, Millis)>,
     view: View,
     /// Notes that arrived while a snapshot was on its way: applied after it.
-    held_back: Option<Vec<Note>>,
+    held_back: Option<Vec<(Note, Option<String>)>>,
     live: bool,
     /// Whether the current outage was reported.
     outage_reported: bool,
@@ -318,13 +319,13 @@ impl Session {
                 _ => Step::Nothing,
             };
         };
-        match Note::parse(payload) {
-            Ok(note) => match self.held_back.as_mut() {
+        match Note::parse_with_origin(payload) {
+            Ok((note, origin)) => match self.held_back.as_mut() {
                 Some(held_back) => {
-                    held_back.push(note);
+                    held_back.push((note, origin));
                     Step::Nothing
                 }
-                None => Step::Note(note),
+                None => Step::Note(note, origin),
             },
             Err(_) => {
                 log::warn!(
@@ -551,14 +552,14 @@ mod tests {
         };
         assert!(became_live);
         assert_eq!(changed, ["lobby"]);
-        let expected: Vec<Note> = [&first[..], &second[..]]
+        let expected: Vec<(Note, Option<String>)> = [&first[..], &second[..]]
             .iter()
-            .map(|n| Note::parse(n).expect("a note"))
+            .map(|n| (Note::parse(n).expect("a note"), None))
             .collect();
         assert_eq!(notes, expected);
         assert_eq!(s.nodes(), 3);
         // Live: a note is applied at once.
-        assert!(matches!(s.on_push(push(first), 8), Step::Note(_)));
+        assert!(matches!(s.on_push(push(first), 8), Step::Note(..)));
         // A note nobody can read is ignored.
         assert_eq!(s.on_push(push(b"garbage"), 9), Step::Nothing);
     }

@@ -313,7 +313,10 @@ pub fn encode(event: &Event<'_>) -> Option<String> {
         | Event::Diff { .. }
         | Event::Count { .. }
         | Event::Message { .. }
-        | Event::Refreshed { .. } => return None,
+        | Event::Refreshed { .. }
+        | Event::UserStatuses { .. }
+        | Event::UserOnline { .. }
+        | Event::UserOffline { .. } => return None,
     })
 }
 

@@ -88,6 +88,13 @@ pub fn encode(event: &Event<'_>) -> Option<String> {
             reference,
             ..
         } => event::error(code, message, reference),
+        Event::UserStatuses {
+            online,
+            offline,
+            reference,
+        } => event::users(online, offline, reference),
+        Event::UserOnline { user } => event::user_online(user),
+        Event::UserOffline { user, last_seen } => event::user_offline(user, last_seen),
         Event::Named { .. }
         | Event::Subscribed { .. }
         | Event::CacheMiss { .. }

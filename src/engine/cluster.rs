@@ -125,6 +125,7 @@ impl Engine {
         }
         if fell.was_live {
             self.refresh_every_channel(now);
+            self.watched_users_may_change(now);
         }
     }
 
@@ -134,7 +135,7 @@ impl Engine {
             Step::Nothing => {}
             Step::Connect => self.effects.push(Effect::ClusterConnect),
             Step::Fall(why) => self.cluster_fell(now, &why),
-            Step::Note(note) => self.apply_note(note, now),
+            Step::Note(note, origin) => self.apply_note(note, origin, now),
             Step::Loaded {
                 became_live,
                 changed,
@@ -155,15 +156,17 @@ impl Engine {
                         self.refresh_channel(&name, now);
                     }
                 }
-                for note in notes {
-                    self.apply_note(note, now);
+                for (note, origin) in notes {
+                    self.apply_note(note, origin, now);
                 }
+                self.watched_users_may_change(now);
             }
         }
     }
 
-    /// Moves the view with one note and tells local clients what changed.
-    fn apply_note(&mut self, note: Note, now: Millis) {
+    /// Moves the view with one note and tells local clients what changed; the node named
+    /// `origin` made the change, and only that node tells the webhooks.
+    fn apply_note(&mut self, note: Note, origin: Option<String>, now: Millis) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
@@ -214,12 +217,17 @@ impl Engine {
             ViewEffect::Counts => self.cluster_counts_changed(channel, now),
             ViewEffect::Announce(change) => {
                 let counts_changed = !matches!(change, Change::Update { .. });
+                if origin.as_deref() == Some(cluster.node()) {
+                    let emptied = cluster.view().counts(channel).users == 0;
+                    self.hook_change(channel, &change, emptied);
+                }
                 self.announce_named(channel, change, now);
                 if counts_changed {
                     self.cluster_counts_changed(channel, now);
                 }
             }
         }
+        self.note_may_change_watched(&note, now);
     }
 
     /// Tells local clients of a cluster-wide change in `name`: its subscribers and watchers

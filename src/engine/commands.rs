@@ -84,6 +84,8 @@ impl Engine {
                 self.watch(id, &channel, reference);
             }
             Action::Unwatch { channel } => self.unwatch(id, &channel)?,
+            Action::WatchUsers { users } => self.watch_users(id, &users, reference, now)?,
+            Action::UnwatchUsers { users } => self.unwatch_users(id, &users),
             Action::Refresh { token } => self.refresh(id, &token, reference, now)?,
             Action::Ping { id: ping_id } => self.send(
                 id,
@@ -100,7 +102,13 @@ impl Engine {
                 self.pusher_subscribe(id, &channel, auth.as_deref(), channel_data.as_deref(), now)?
             }
             Action::Unsubscribe { channel } => self.pusher_unsubscribe(id, &channel, now),
-            Action::Signin { auth, user_data } => self.signin(id, &auth, &user_data),
+            Action::Signin { auth, user_data } => {
+                self.signin(id, &auth, &user_data);
+                // A sign-in may count the connection as its user's (see `watched_users`).
+                if let Some(user) = self.sessions.get(id).map(|s| s.user.clone()) {
+                    self.watched_user_may_change(&user, now);
+                }
+            }
             Action::ClientEvent {
                 channel,
                 event,
@@ -230,6 +238,8 @@ impl Engine {
         }
         let told_by_cluster = self.cluster_view().is_some();
         if let Some(announcement) = outcome.announcement.filter(|_| !told_by_cluster) {
+            let emptied = !self.roster.has_members(channel);
+            self.hook_change(&announcement.name, &announcement.change, emptied);
             self.announce(announcement, now);
         }
         if outcome.counts_changed && !told_by_cluster {
@@ -238,6 +248,9 @@ impl Engine {
         if let Some(grace) = outcome.grace {
             let grace_ms = super::millis(self.config.leave_grace);
             self.arm(Timer::Grace(grace), now + grace_ms);
+        }
+        if let Some(member) = &outcome.member {
+            self.watched_user_may_change(&member.user, now);
         }
     }
 

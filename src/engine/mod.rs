@@ -23,6 +23,7 @@ mod commands;
 mod delivery;
 mod diff;
 mod handler;
+mod hooks;
 mod host;
 mod pusher;
 mod reads;
@@ -32,6 +33,7 @@ mod signin;
 mod tests;
 mod tokens;
 mod watch;
+mod watched_users;
 
 use std::mem;
 
@@ -53,6 +55,7 @@ pub use handler::{ConnectRequest, Decision, Handler, Presence};
 pub(crate) use host::{check_channel, check_user, json_text, HostCommand};
 pub use host::{Actions, HandleError, MAX_HOOK_CHAIN};
 pub use pusher::PusherChannel;
+pub use reads::UserPresence;
 
 pub(crate) use session::Session;
 use session::Sessions;
@@ -201,6 +204,12 @@ pub struct Engine {
     event_cache: EventCache,
     /// Pusher users signed in, and who watches them.
     online: signin::Online,
+    /// Webhook events decided and not yet taken (`None`: no webhooks configured).
+    notices: Option<Vec<crate::webhook::Notice>>,
+    /// When users whose last connection ended were last seen (bounded).
+    last_seen: crate::last_seen::LastSeen,
+    /// Who follows which users' online status (beside the sessions: see `watched_users`).
+    watched_users: watched_users::WatchedUsers,
     handler: Box<dyn Handler>,
     /// True once a host installed its handler.
     hosted: bool,
@@ -248,6 +257,9 @@ impl Engine {
             socket_ids: SocketIds::new(seed),
             event_cache: EventCache::default(),
             online: signin::Online::default(),
+            notices: config.webhooks.enabled().then(Vec::new),
+            last_seen: crate::last_seen::LastSeen::new(config.last_seen_capacity),
+            watched_users: Default::default(),
             handler: Box::new(NoHandler),
             hosted: false,
             actions: Actions::default(),
@@ -408,6 +420,9 @@ impl Engine {
         self.in_use[dialect.index()] += 1;
         // Quoted and escaped: a user id may hold spaces, quotes or right-to-left text.
         debug!("conn=#{id} open as user {user:?}");
+        if counted {
+            self.watched_user_may_change(&user, now);
+        }
         if !carries_presence {
             return;
         }
@@ -651,16 +666,26 @@ impl Engine {
         }
         let grace = !self.config.leave_grace.is_zero();
         for &channel in session.channels.as_slice() {
+            let hooked = self.subscription_hook_name(channel);
             if let Ok(outcome) = self.roster.leave(channel, id, &session.user, reason, grace) {
                 self.apply(channel, outcome, None, now);
+            }
+            if let Some(name) = hooked {
+                self.hook_subscriptions(channel, &name, false);
             }
         }
         if session.counted {
             self.roster.disconnect_user(&session.user);
+            if self.roster.user_connections(&session.user) == 0 {
+                let unix_ms = self.unix_origin_ms.saturating_add(now);
+                self.last_seen.record(&session.user, unix_ms);
+            }
         }
         if let Some(socket) = session.pusher().filter(|socket| socket.signed_in) {
             self.signed_out(id, socket.app, &session.user, &socket.watchlist);
         }
+        self.forget_watched_users(id);
+        self.watched_user_may_change(&session.user, now);
         true
     }
 

@@ -202,7 +202,11 @@ impl Engine {
             session.channels.insert(channel);
         }
         self.send(id, &Event::Subscribed { channel: internal });
+        let subscribed = outcome.counts_changed;
         self.apply(channel, outcome, Some(id), now);
+        if subscribed {
+            self.hook_subscriptions(channel, internal, true);
+        }
         Ok(())
     }
 
@@ -220,11 +224,15 @@ impl Engine {
         };
         session.channels.remove(channel);
         let user = session.user.clone();
+        let hooked = self.subscription_hook_name(channel);
         if let Ok(outcome) = self
             .roster
             .leave(channel, id, &user, LeaveReason::Left, false)
         {
             self.apply(channel, outcome, None, now);
+        }
+        if let Some(name) = hooked {
+            self.hook_subscriptions(channel, &name, false);
         }
     }
 
@@ -283,6 +291,7 @@ impl Engine {
         };
         let socket = self.socket_id(id);
         self.publish_named(&named, Some(&socket), now);
+        self.hook_client_event(&internal, event, data.as_str(), &socket, user.as_deref());
         Ok(())
     }
 

@@ -123,6 +123,38 @@ impl Engine {
         }
     }
 
+    /// `user`'s status for `GET /users/{id}`: online with its connections here and its
+    /// channels (cluster-wide in a live cluster), or offline with when it was last seen here.
+    pub fn user_presence(&self, user: &str) -> UserPresence {
+        let connections = self.roster.user_connections(user);
+        let mut channels: Vec<String> = self
+            .channels_with_members()
+            .into_iter()
+            .filter(|name| match self.cluster_view() {
+                Some(view) => view.is_member(name, user),
+                None => self
+                    .roster
+                    .find(name)
+                    .is_some_and(|channel| self.roster.is_member(channel, user)),
+            })
+            .collect();
+        channels.sort();
+        if connections == 0 && channels.is_empty() {
+            return UserPresence::Offline {
+                last_seen: self.last_seen.get(user),
+            };
+        }
+        UserPresence::Online {
+            connections,
+            channels,
+        }
+    }
+
+    /// Users whose last-seen time is remembered.
+    pub fn last_seen_len(&self) -> usize {
+        self.last_seen.len()
+    }
+
     /// Where `user` is: its connections here and the channels it is a member of.
     pub fn user_status(&self, user: &str) -> UserStatus {
         let mut channels: Vec<String> = self
@@ -136,4 +168,21 @@ impl Engine {
             channels,
         }
     }
+}
+
+/// A user's status ([`Engine::user_presence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserPresence {
+    /// Connected here, or a member of a channel on some node.
+    Online {
+        /// Its connections on this node.
+        connections: usize,
+        /// The channels it is a member of, sorted.
+        channels: Vec<String>,
+    },
+    /// Nowhere.
+    Offline {
+        /// Unix milliseconds its last connection here ended, unless never or forgotten.
+        last_seen: Option<u64>,
+    },
 }

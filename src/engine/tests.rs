@@ -2361,3 +2361,33 @@ mod pusher {
         assert!(h.engine.pusher_users(1, "presence-room").is_empty());
     }
 }
+
+#[test]
+fn a_watched_user_goes_offline_after_its_grace_and_watchers_are_forgotten() {
+    let mut h = Harness::with(Config {
+        leave_grace: Duration::from_millis(500),
+        ..Config::default()
+    });
+    let w = h.open("w", "watch=quiet");
+    h.command(w, r#"{"type":"watch_users","users":["alice"]}"#);
+    assert_eq!(
+        h.received(w).last(),
+        Some(&json!({"type":"users","online":[],"offline":{"alice":null}}))
+    );
+    let one = h.open("alice", "");
+    let two = h.open("alice", "channel=dev");
+    assert_eq!(h.received(w), [json!({"type":"online","user":"alice"})]);
+    h.advance(1_000);
+    h.end(one, LeaveReason::Closed);
+    h.end(two, LeaveReason::Closed);
+    h.advance(499);
+    assert!(h.received(w).is_empty(), "inside the grace");
+    h.advance(1);
+    assert_eq!(
+        h.received(w),
+        [json!({"type":"offline","user":"alice","last_seen":ORIGIN_MS + 1_000})],
+        "last seen when its last connection ended, told when the grace ended"
+    );
+    h.end(w, LeaveReason::Closed);
+    assert!(h.engine.watched_users.is_empty(), "nothing kept for w");
+}

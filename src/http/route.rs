@@ -29,6 +29,13 @@ pub enum Route {
     },
     /// `POST /publish`.
     Publish,
+    /// `GET /users/{id}`: one user's status and last seen.
+    User {
+        /// The user id (validated).
+        user: String,
+    },
+    /// `POST /users/status`: many users' statuses at once.
+    UsersStatus,
     /// `/apps/{id}/...`: the Pusher REST API (signed by the app's secret, not the admin
     /// token).
     PusherApi,
@@ -42,7 +49,10 @@ impl Route {
             Route::WebSocket | Route::Health | Route::Client => true,
             Route::Dashboard => endpoints.dashboard,
             Route::Metrics => endpoints.metrics,
-            Route::Presence | Route::PresenceChannel { .. } => endpoints.presence,
+            Route::Presence
+            | Route::PresenceChannel { .. }
+            | Route::User { .. }
+            | Route::UsersStatus => endpoints.presence,
             Route::Publish => endpoints.publish,
             Route::PusherApi => true,
         }
@@ -52,7 +62,11 @@ impl Route {
     pub fn needs_admin(&self) -> bool {
         matches!(
             self,
-            Route::Presence | Route::PresenceChannel { .. } | Route::Publish
+            Route::Presence
+                | Route::PresenceChannel { .. }
+                | Route::Publish
+                | Route::User { .. }
+                | Route::UsersStatus
         )
     }
 }
@@ -62,6 +76,7 @@ pub fn is_api_path(path: &str) -> bool {
     path == "/presence"
         || path == "/publish"
         || path.starts_with("/presence/")
+        || path.starts_with("/users/")
         || path.starts_with("/apps/")
 }
 
@@ -86,6 +101,10 @@ pub fn route(request: &Request) -> Result<Route, Response> {
         "/publish" => Ok(Route::Publish),
         "/presence" if !get => Err(api_method_not_allowed("GET")),
         "/presence" => Ok(Route::Presence),
+        "/users/status" if request.method != "POST" => Err(api_method_not_allowed("POST")),
+        "/users/status" => Ok(Route::UsersStatus),
+        _ if path.starts_with("/users/") && !get => Err(api_method_not_allowed("GET")),
+        _ if path.starts_with("/users/") => user(&path["/users/".len()..]),
         _ if path.starts_with("/apps/") => Ok(Route::PusherApi),
         // A Pusher client's WebSocket (`/app/{key}`); served when an app is configured.
         _ if request.is_upgrade() && crate::dialect::pusher::app_key(path).is_some() => {
@@ -117,6 +136,14 @@ fn presence_channel(raw: &str, query: &str) -> Result<Route, Response> {
         channel,
         count_only,
     })
+}
+
+/// `/users/{id}`: the rest of the path is the user id, percent-decoded.
+fn user(raw: &str) -> Result<Route, Response> {
+    let bad_request = |message: String| Response::json_error(400, "bad_request", &message);
+    let user = percent::decode_path(raw).map_err(|error| bad_request(format!("user: {error}")))?;
+    names::validate_user(&user).map_err(|error| bad_request(format!("user {error}")))?;
+    Ok(Route::User { user })
 }
 
 fn method_not_allowed(allow: &'static str) -> Response {

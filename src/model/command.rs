@@ -57,6 +57,16 @@ pub enum Action {
         /// The channel, or `*`.
         channel: String,
     },
+    /// Follow users' online status (a watchlist), up to 100 users in all.
+    WatchUsers {
+        /// Valid user ids, without duplicates.
+        users: Vec<String>,
+    },
+    /// Stop following users' online status.
+    UnwatchUsers {
+        /// Valid user ids, without duplicates.
+        users: Vec<String>,
+    },
     /// Replace the connection's token before it expires.
     Refresh {
         /// The new token (a JWT).

@@ -160,4 +160,26 @@ pub enum Event<'a> {
         /// The users.
         users: &'a [&'a str],
     },
+    /// The answer to `watch_users`: which of the users are online, and when the others were
+    /// last seen (Unix milliseconds, `None` if never or forgotten).
+    UserStatuses {
+        /// The online users.
+        online: &'a [&'a str],
+        /// The offline users and their last-seen times.
+        offline: &'a [(&'a str, Option<u64>)],
+        /// The `ref` of the command this answers.
+        reference: Option<&'a Json>,
+    },
+    /// A watched user's first connection arrived.
+    UserOnline {
+        /// The user.
+        user: &'a str,
+    },
+    /// A watched user's last connection went (after the leave grace).
+    UserOffline {
+        /// The user.
+        user: &'a str,
+        /// When it was last seen (Unix milliseconds).
+        last_seen: u64,
+    },
 }

@@ -13,6 +13,9 @@ use super::fields::Fields;
 use crate::model::{Action, Command, CommandError, ErrorCode, EventsMode, Json, Meta};
 use crate::names;
 
+/// The users one connection may watch (`watch_users`), as Pusher's watchlists.
+pub const MAX_WATCHED_USERS: usize = 100;
+
 /// Decodes one text message. `max_meta_size` bounds the serialized `meta` object.
 pub fn decode(text: &str, max_meta_size: usize) -> Result<Command, CommandError> {
     // Fields stay as text: free-form values are canonicalized from it, numbers as sent.
@@ -66,6 +69,12 @@ fn decode_action(fields: &Fields<'_>, max_meta_size: usize) -> Result<Action, Co
         },
         "unwatch" => Action::Unwatch {
             channel: watch_target(fields)?,
+        },
+        "watch_users" => Action::WatchUsers {
+            users: users(fields)?,
+        },
+        "unwatch_users" => Action::UnwatchUsers {
+            users: users(fields)?,
         },
         "refresh" => match fields.get("token").and_then(string) {
             Some(token) => Action::Refresh {
@@ -123,6 +132,31 @@ fn watch_target(fields: &Fields<'_>) -> Result<String, CommandError> {
         Some(all) if all == crate::http::upgrade::WATCH_ALL => Ok(all.into_owned()),
         _ => channel(fields),
     }
+}
+
+/// The `users` of `watch_users` and `unwatch_users`: a list of at most [`MAX_WATCHED_USERS`]
+/// valid user ids, duplicates dropped (first one kept).
+fn users(fields: &Fields<'_>) -> Result<Vec<String>, CommandError> {
+    let list = fields
+        .get("users")
+        .and_then(|raw| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
+        .ok_or_else(|| bad_request("\"users\" must be a list of user ids"))?;
+    if list.len() > MAX_WATCHED_USERS {
+        return Err(CommandError::new(
+            ErrorCode::TooLarge,
+            format!("a connection watches at most {MAX_WATCHED_USERS} users"),
+        ));
+    }
+    let mut users: Vec<String> = Vec::with_capacity(list.len());
+    for raw in list {
+        let user = string(raw).ok_or_else(|| bad_request("each user id must be a string"))?;
+        names::validate_user(&user)
+            .map_err(|error| CommandError::new(ErrorCode::BadRequest, format!("user {error}")))?;
+        if !users.iter().any(|seen| *seen == *user) {
+            users.push(user.into_owned());
+        }
+    }
+    Ok(users)
 }
 
 fn optional_meta(fields: &Fields<'_>, max_meta_size: usize) -> Result<Option<Meta>, CommandError> {
@@ -248,6 +282,35 @@ mod tests {
             panic!("not a ping")
         };
         assert_eq!(id.as_str(), "null");
+    }
+
+    #[test]
+    fn watch_users_checks_the_list() {
+        assert_eq!(
+            ok(r#"{"type":"watch_users","users":["a","b c","a"]}"#).action,
+            Action::WatchUsers {
+                users: vec!["a".into(), "b c".into()]
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"unwatch_users","users":[]}"#).action,
+            Action::UnwatchUsers { users: vec![] }
+        );
+        for bad in [
+            r#"{"type":"watch_users"}"#,
+            r#"{"type":"watch_users","users":"a"}"#,
+            r#"{"type":"watch_users","users":{"a":1}}"#,
+            r#"{"type":"watch_users","users":[1]}"#,
+            r#"{"type":"watch_users","users":[""]}"#,
+            r#"{"type":"unwatch_users","users":["a\u0000"]}"#,
+        ] {
+            assert_eq!(err(bad).code, ErrorCode::BadRequest, "{bad}");
+        }
+        let many: Vec<String> = (0..=MAX_WATCHED_USERS).map(|i| format!("u{i}")).collect();
+        let text = serde_json::json!({"type": "watch_users", "users": many, "ref": 1});
+        let error = err(&text.to_string());
+        assert_eq!(error.code, ErrorCode::TooLarge);
+        assert!(error.reference.is_some());
     }
 
     #[test]

@@ -254,6 +254,55 @@ pub fn error(code: ErrorCode, message: &str, reference: Option<&Json>) -> String
     close_with_reference(out, reference)
 }
 
+/// `{"type":"users","online":[U,...],"offline":{U:MS or null,...}}` (with `ref` when the
+/// `watch_users` had one)
+pub fn users(online: &[&str], offline: &[(&str, Option<u64>)], reference: Option<&Json>) -> String {
+    let names: usize = online.iter().map(|u| u.len() + 3).sum::<usize>()
+        + offline.iter().map(|(u, _)| u.len() + 17).sum::<usize>();
+    let mut out = message_with(names);
+    out.push_str(r#"{"type":"users","online":["#);
+    for (index, user) in online.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        push_json_str(&mut out, user);
+    }
+    out.push_str(r#"],"offline":{"#);
+    for (index, (user, last_seen)) in offline.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        push_json_str(&mut out, user);
+        out.push(':');
+        match last_seen {
+            Some(ms) => push_number(&mut out, ms),
+            None => out.push_str("null"),
+        }
+    }
+    out.push('}');
+    close_with_reference(out, reference)
+}
+
+/// `{"type":"online","user":U}`
+pub fn user_online(user: &str) -> String {
+    let mut out = message_with(user.len());
+    out.push_str(r#"{"type":"online","user":"#);
+    push_json_str(&mut out, user);
+    out.push('}');
+    out
+}
+
+/// `{"type":"offline","user":U,"last_seen":MS}`
+pub fn user_offline(user: &str, last_seen: u64) -> String {
+    let mut out = message_with(user.len());
+    out.push_str(r#"{"type":"offline","user":"#);
+    push_json_str(&mut out, user);
+    out.push_str(r#","last_seen":"#);
+    push_number(&mut out, last_seen);
+    out.push('}');
+    out
+}
+
 fn close_with_reference(mut out: String, reference: Option<&Json>) -> String {
     if let Some(reference) = reference {
         out.push_str(r#","ref":"#);

@@ -70,6 +70,8 @@ impl Server {
                 count_only,
             } => self.channel_presence(channel, *count_only),
             Route::Publish => self.publish_request(request, now),
+            Route::User { user } => self.user_status(user),
+            Route::UsersStatus => self.users_status(request),
             Route::PusherApi => self.pusher_api(request, now),
             Route::WebSocket => Response::error(400, "a WebSocket upgrade is not an endpoint"),
         }
@@ -109,6 +111,7 @@ impl Server {
                 nodes: status.nodes,
                 redis_commands: status.commands_sent,
             }),
+            webhooks: self.webhooks.as_ref().map(|hooks| hooks.stats()),
         }
     }
 

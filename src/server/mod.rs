@@ -35,6 +35,8 @@ mod sockopt;
 mod spawn;
 mod token_space;
 mod trim;
+mod users;
+mod webhook;
 mod websocket;
 
 use std::collections::VecDeque;
@@ -189,6 +191,8 @@ pub struct Server {
     inbox: handle::Inbox,
     /// This node's Redis connections (`--redis`), if any.
     cluster: Option<cluster::Links>,
+    /// The webhook URLs' outbox and connections (`--webhook`), if any.
+    webhooks: Option<webhook::Webhooks>,
 }
 
 impl Server {
@@ -250,6 +254,8 @@ impl Server {
         let origin = Instant::now();
         let started = SystemTime::now();
         let unix_origin_ms = started.duration_since(UNIX_EPOCH).map_or(0, duration_ms);
+        let webhooks =
+            webhook::Webhooks::from_config(&config, unix_origin_ms).map_err(BindError::Config)?;
         let engine = Engine::new(&config, unix_origin_ms, random_seed(), session);
         let mut server = Server {
             poll,
@@ -282,6 +288,7 @@ impl Server {
             signals: None,
             inbox,
             cluster: links,
+            webhooks,
             config,
         };
         // The engine's first deadlines (a cluster's first look at Redis) go on the wheel.
@@ -383,8 +390,15 @@ impl Server {
     /// is on the time line of the `now`s the host passed in (a deadline already due, or work
     /// left over from the last turn, gives an instant at or before the last `now`).
     pub fn next_deadline(&self) -> Option<Instant> {
+        let hooks = self
+            .webhooks
+            .as_ref()
+            .and_then(webhook::Webhooks::next_deadline);
         let at = if self.ready.is_empty() {
-            self.wheel.next_deadline()?
+            match (self.wheel.next_deadline(), hooks) {
+                (Some(wheel), Some(hooks)) => wheel.min(hooks),
+                (wheel, hooks) => wheel.or(hooks)?,
+            }
         } else {
             self.last_now
         };
@@ -402,6 +416,7 @@ impl Server {
             Some(Target::Signals) => self.on_signals(now),
             Some(Target::Waker) => self.on_requests(now),
             Some(Target::RedisCommands | Target::RedisNotes) => self.on_redis(now),
+            Some(Target::Webhook(url)) => self.on_webhook(url, now),
             Some(Target::Connection { slot, generation }) => {
                 if let Some(id) = self.conns.key_in_slot(slot, generation) {
                     self.drive(id, Readiness::of(event), now);
@@ -429,6 +444,8 @@ impl Server {
         }
         // What the turn told the cluster leaves in one write.
         self.cluster_flush(now);
+        // The turn's webhook events join their queues; what is due is posted.
+        self.webhooks_turn(now);
         self.check_drained();
     }
 

@@ -28,6 +28,8 @@ pub(crate) enum Target {
     RedisCommands,
     /// The cluster's Redis connection subscribed to the notes.
     RedisNotes,
+    /// The connection to a webhook URL (its index).
+    Webhook(usize),
     /// A connection: its slot and the low 16 bits of its generation.
     Connection {
         slot: u32,
@@ -43,6 +45,9 @@ const SIGNALS_SLOT: u32 = u32::MAX - 1;
 const WAKER_SLOT: u32 = u32::MAX - 2;
 const REDIS_COMMANDS_SLOT: u32 = u32::MAX - 3;
 const REDIS_NOTES_SLOT: u32 = u32::MAX - 4;
+/// Webhook URL `i` has slot `WEBHOOK_SLOT - i`, for `i` below [`crate::webhook::MAX_URLS`].
+const WEBHOOK_SLOT: u32 = u32::MAX - 5;
+const WEBHOOK_LOWEST: u32 = WEBHOOK_SLOT - crate::webhook::MAX_URLS as u32 + 1;
 
 impl Default for TokenSpace {
     fn default() -> Self {
@@ -87,6 +92,11 @@ impl TokenSpace {
         self.token(REDIS_NOTES_SLOT, 0)
     }
 
+    pub(crate) fn webhook(self, url: usize) -> Token {
+        debug_assert!(url < crate::webhook::MAX_URLS, "webhook URL {url}");
+        self.token(WEBHOOK_SLOT - url as u32, 0)
+    }
+
     /// What `token` names, or `None` when it is not this server's.
     pub(crate) fn classify(self, token: Token) -> Option<Target> {
         if !self.contains(token) {
@@ -100,6 +110,7 @@ impl TokenSpace {
             WAKER_SLOT => Target::Waker,
             REDIS_COMMANDS_SLOT => Target::RedisCommands,
             REDIS_NOTES_SLOT => Target::RedisNotes,
+            WEBHOOK_LOWEST..=WEBHOOK_SLOT => Target::Webhook((WEBHOOK_SLOT - slot) as usize),
             _ => Target::Connection {
                 slot,
                 generation: (bits >> SLOT_BITS) as u16,
@@ -145,6 +156,8 @@ mod tests {
             space.waker(),
             space.redis_commands(),
             space.redis_notes(),
+            space.webhook(0),
+            space.webhook(crate::webhook::MAX_URLS - 1),
         ];
         assert_eq!(
             reserved.map(|token| space.classify(token)),
@@ -154,6 +167,8 @@ mod tests {
                 Some(Target::Waker),
                 Some(Target::RedisCommands),
                 Some(Target::RedisNotes),
+                Some(Target::Webhook(0)),
+                Some(Target::Webhook(crate::webhook::MAX_URLS - 1)),
             ]
         );
     }

@@ -8,7 +8,7 @@
 // with the subscriber itself in it; a second tab of the same user announced once; client
 // events (sender excluded, metadata.user_id); a forged signature refused with
 // pusher:subscription_error; REST trigger with socket_id exclusion, triggerBatch, channel
-// lists, info and users; sign-in with sendToUser and a watchlist; a wrong secret refused with 401; pusher-js's own pings answered
+// lists, info and users; sign-in with sendToUser and a watchlist (online on sign-in and on change, offline); a wrong secret refused with 401; pusher-js's own pings answered
 // (activity_timeout 1s: it pings, and would reconnect without a pong); terminateUserConnections;
 // a graceful shutdown (close 4200) followed by an automatic reconnect and resubscription to
 // the restarted server.
@@ -154,6 +154,13 @@ run("pusher_js", async (h) => {
   dora.user.bind("dm", (data) => dms.push(data));
   await h.until("the watcher hears dora online", () => watchEvents.length === 1);
   assertEqual(watchEvents[0], ["online", ["dora"]], "watchlist online");
+  // One who signs in while dora is online hears it at once (on sign-in, §4), not bob.
+  const late = signedIn("late", ["bob", "dora"]);
+  const lateEvents = [];
+  late.user.watchlist.bind("online", (event) => lateEvents.push(["online", event.user_ids]));
+  late.user.watchlist.bind("offline", (event) => lateEvents.push(["offline", event.user_ids]));
+  await h.until("the late watcher hears dora online on sign-in", () => lateEvents.length === 1);
+  assertEqual(lateEvents[0], ["online", ["dora"]], "watchlist on sign-in");
   await h.until("dora's server-to-user channel", () => dora.user.serverToUserChannel?.subscribed);
   await h.step("sendToUser", backend.sendToUser("dora", "dm", { text: "hello dora" }));
   await h.until("dora gets the dm", () => dms.length === 1);
@@ -161,6 +168,9 @@ run("pusher_js", async (h) => {
   dora.disconnect();
   await h.until("the watcher hears dora offline", () => watchEvents.length === 2);
   assertEqual(watchEvents[1], ["offline", ["dora"]], "watchlist offline");
+  await h.until("the late watcher hears dora offline", () => lateEvents.length === 2);
+  assertEqual(lateEvents[1], ["offline", ["dora"]], "watchlist offline (late)");
+  late.disconnect();
   watcher.disconnect();
   h.log("sign-in, sendToUser and the watchlist work");
 

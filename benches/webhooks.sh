@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Webhook figures on this machine: delivery throughput into a local receiver (events/s), the
+# server CPU a webhook adds per presence change, and the memory of one remembered last-seen
+# entry.
+#
+# Usage: benches/webhooks.sh [N]      (N churn cycles, default 20000; each cycle is one user's
+#                                      join and leave of the lobby: 2 presence changes, 2 to 4
+#                                      webhook events)
+#
+# - CPU: `rollcall-load churn` against a server without webhooks, then one posting to a local
+#   receiver; server CPU time (utime + stime from /proc) per cycle, the difference per change.
+# - Throughput: the receiver starts only once the churn is over, so N cycles' events wait in
+#   the queue; from the first acknowledged batch to the last, events/s (batches of 100, one
+#   request in flight).
+# - Last seen: RSS of a server after N distinct users came and went, with
+#   --last-seen-capacity N and 0; the difference per user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-20000}
+cargo build --quiet --release --locked --bin rollcall --bin rollcall-load
+LOAD=target/release/rollcall-load
+SECRET=bench-secret
+
+start_server() {
+    local log
+    log=$(mktemp)
+    target/release/rollcall --listen 127.0.0.1:0 --rate-limit off "$@" 2>"$log" &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        PORT=$(grep -o 'listening on [0-9.]*:[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+        [[ -n $PORT ]] && return
+        sleep 0.05
+    done
+    echo "webhooks.sh: the server did not start: $(cat "$log")" >&2
+    exit 1
+}
+stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+metric() { curl -s "localhost:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# A receiver that counts and answers 200 (no validation: the server's cost is measured).
+receiver() {
+    node -e '
+      const http = require("node:http");
+      http.createServer((req, res) => {
+        req.on("data", () => {});
+        req.on("end", () => res.writeHead(200, {"Content-Length": "2"}).end("{}"));
+      }).listen(Number(process.argv[1]), "127.0.0.1");' "$1" &
+    RECEIVER_PID=$!
+}
+
+churn() {
+    RUST_LOG=warn "$LOAD" churn --url "ws://127.0.0.1:$PORT/" --cycles "$N" --concurrency 50 >/dev/null
+}
+
+# CPU per cycle without and with webhooks.
+TICK=$(getconf CLK_TCK)
+start_server
+before=$(cpu_ticks "$SERVER_PID"); churn; after=$(cpu_ticks "$SERVER_PID")
+plain_ns=$(( (after - before) * 1000000000 / TICK / N ))
+stop_server
+
+HOOK_PORT=$(free_port)
+receiver "$HOOK_PORT"
+sleep 0.5
+start_server --webhook "http://127.0.0.1:$HOOK_PORT/" --webhook-secret "$SECRET" --webhook-queue 1000000
+before=$(cpu_ticks "$SERVER_PID"); churn
+for _ in $(seq 200); do [[ $(metric rollcall_webhook_queued) == 0 ]] && break; sleep 0.05; done
+after=$(cpu_ticks "$SERVER_PID")
+hooked_ns=$(( (after - before) * 1000000000 / TICK / N ))
+events=$(metric rollcall_webhook_events_sent_total)
+stop_server
+kill "$RECEIVER_PID"; wait "$RECEIVER_PID" 2>/dev/null || true
+
+# Throughput: the events of N cycles queued while the receiver is down, then drained.
+HOOK_PORT=$(free_port)
+start_server --webhook "http://127.0.0.1:$HOOK_PORT/" --webhook-secret "$SECRET" --webhook-queue 1000000
+churn
+queued=$(metric rollcall_webhook_queued)
+receiver "$HOOK_PORT"
+first=""
+while :; do
+    sent=$(metric rollcall_webhook_events_sent_total)
+    now=$(date +%s.%N)
+    [[ -z $first && $sent != 0 ]] && { first=$now; first_sent=$sent; }
+    [[ $(metric rollcall_webhook_queued) == 0 ]] && break
+    sleep 0.01
+done
+rate=$(python3 -c "print(round(($sent - $first_sent) / max($now - $first, 1e-3)))")
+stop_server
+kill "$RECEIVER_PID"; wait "$RECEIVER_PID" 2>/dev/null || true
+
+# Memory per last-seen entry.
+rss_after_churn() {
+    start_server "$@"
+    churn
+    sleep 0.2
+    RSS=$(rss_kib "$SERVER_PID")
+    stop_server
+}
+rss_after_churn --last-seen-capacity "$N"; with=$RSS
+rss_after_churn --last-seen-capacity 0; without=$RSS
+per_entry=$(( (with - without) * 1024 / N ))
+
+echo "| figure | value |"
+echo "|---|---|"
+echo "| server CPU per churn cycle, no webhook | ${plain_ns} ns |"
+echo "| server CPU per churn cycle, webhook to a local receiver | ${hooked_ns} ns ($events events) |"
+echo "| added CPU per presence change (2 per cycle; CPU time is sampled in 1/$TICK s) | $(( (hooked_ns - plain_ns) / 2 )) ns |"
+echo "| webhook throughput, $queued queued events drained | ${rate} events/s |"
+echo "| memory per remembered last-seen entry | ${per_entry} bytes |"
