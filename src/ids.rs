@@ -130,6 +130,17 @@ impl<T> Slots<T> {
         Some(self.entries.remove(key.slot as usize).value)
     }
 
+    /// The live entry in `slot`, with its key, whatever its generation: for a handle that
+    /// carries its own proof of identity instead (see `roster::GraceKey`).
+    pub fn in_slot_mut(&mut self, slot: u32) -> Option<(Key, &mut T)> {
+        let entry = self.entries.get_mut(slot as usize)?;
+        let key = Key {
+            slot,
+            generation: entry.generation,
+        };
+        Some((key, &mut entry.value))
+    }
+
     /// Number of live entries.
     pub fn len(&self) -> usize {
         self.entries.len()

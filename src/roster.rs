@@ -103,13 +103,22 @@ pub struct MemberChange {
     pub meta: Option<Meta>,
 }
 
-/// Names one pending leave grace on the wheel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Names one pending leave grace on the wheel: 8 bytes, so a wheel entry stays 16.
+///
+/// The serial is unique across the roster (never reused until it wraps after 2^32 graces),
+/// so it stands in for the channel's generation: a channel that reused the slot holds no
+/// grace of that serial, and a stale key finds nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GraceKey {
-    /// The channel.
-    pub channel: ChannelId,
-    /// Distinguishes graces within the channel; a cancelled grace's serial is never reused.
-    pub serial: u32,
+    channel_slot: u32,
+    serial: u32,
+}
+
+impl GraceKey {
+    /// The slot of the channel whose grace it names.
+    pub fn channel_slot(self) -> u32 {
+        self.channel_slot
+    }
 }
 
 /// When the channel's `count` subscribers should be told about changed counts.
@@ -187,7 +196,6 @@ struct Channel {
     watchers: Vec<ConnId>,
     /// The leave graces that run (usually none or a few).
     graces: Vec<Grace>,
-    next_grace_serial: u32,
     counts_sent_at: Option<Millis>,
     counts_flush_scheduled: bool,
 }
@@ -201,7 +209,6 @@ impl Channel {
             subscribers: Default::default(),
             watchers: Vec::new(),
             graces: Vec::new(),
-            next_grace_serial: 0,
             counts_sent_at: None,
             counts_flush_scheduled: false,
         }
@@ -273,6 +280,8 @@ pub struct Roster {
     by_name: HashMap<Rc<str>, ChannelId>,
     /// Connections per user, over all channels (and none).
     users: BTreeMap<UserId, u32>,
+    /// The serial of the next leave grace (see [`GraceKey`]).
+    next_grace_serial: u32,
 }
 
 impl Roster {
@@ -458,8 +467,8 @@ impl Roster {
         member.conns -= 1;
         if member.conns == 0 {
             if grace && reason != LeaveReason::Left {
-                let serial = channel.next_grace_serial;
-                channel.next_grace_serial = serial.wrapping_add(1);
+                let serial = self.next_grace_serial;
+                self.next_grace_serial = serial.wrapping_add(1);
                 member.in_grace = true;
                 channel.graces.push(Grace {
                     serial,
@@ -467,7 +476,7 @@ impl Roster {
                     reason,
                 });
                 outcome.grace = Some(GraceKey {
-                    channel: id,
+                    channel_slot: id.slot,
                     serial,
                 });
                 outcome.counts_changed = true;
@@ -485,30 +494,25 @@ impl Roster {
     }
 
     /// Ends a leave grace whose timer fired: the user leaves unless it came back (then the
-    /// key is stale and nothing happens).
-    pub fn end_grace(&mut self, key: GraceKey) -> Outcome {
-        let Some(channel) = self.channels.get_mut(key.channel) else {
-            return Outcome::default();
-        };
-        let Some(index) = channel
+    /// key is stale and nothing happens). Says which channel the outcome is of.
+    pub fn end_grace(&mut self, key: GraceKey) -> Option<(ChannelId, Outcome)> {
+        let (id, channel) = self.channels.in_slot_mut(key.channel_slot)?;
+        let index = channel
             .graces
             .iter()
-            .position(|grace| grace.serial == key.serial)
-        else {
-            return Outcome::default();
-        };
+            .position(|grace| grace.serial == key.serial)?;
         let Grace { user, reason, .. } = channel.graces.swap_remove(index);
         let member = Some(channel.member_change(&user, None));
         channel.members.remove(&user);
-        let announcement =
-            channel.announce(key.channel, None, |seq| Change::Leave { user, reason, seq });
-        self.remove_if_empty(key.channel);
-        Outcome {
+        let announcement = channel.announce(id, None, |seq| Change::Leave { user, reason, seq });
+        self.remove_if_empty(id);
+        let outcome = Outcome {
             announcement: Some(announcement),
             counts_changed: true,
             grace: None,
             member,
-        }
+        };
+        Some((id, outcome))
     }
 
     /// Replaces `user`'s meta in `channel`; announces an update when it differs.
@@ -971,12 +975,35 @@ mod tests {
             outcome.announcement, None,
             "no join after a reconnect within the grace"
         );
-        assert_eq!(
-            roster.end_grace(grace),
-            Outcome::default(),
-            "the old grace is stale"
-        );
+        assert_eq!(roster.end_grace(grace), None, "the old grace is stale");
         assert_eq!(roster.seq(id), 1);
+    }
+
+    #[test]
+    fn a_grace_key_of_a_channel_gone_ends_nothing_in_the_one_reusing_its_slot() {
+        let mut roster = Roster::new();
+        let alice = roster.connect_user("alice");
+        let bob = roster.connect_user("bob");
+        let (first, _) = roster.join("c", conn(1), &alice, None, EventsMode::All);
+        let stale = roster
+            .leave(first, conn(1), &alice, LeaveReason::Closed, true)
+            .expect("joined")
+            .grace
+            .expect("grace started");
+        roster.join("c", conn(2), &alice, None, EventsMode::All);
+        roster
+            .leave(first, conn(2), &alice, LeaveReason::Left, true)
+            .expect("joined");
+        assert_eq!(roster.channel_count(), 0, "the channel is gone");
+        let (second, _) = roster.join("d", conn(3), &bob, None, EventsMode::All);
+        assert_eq!(second.slot, first.slot, "the new channel reuses the slot");
+        let grace = roster
+            .leave(second, conn(3), &bob, LeaveReason::Closed, true)
+            .expect("joined")
+            .grace
+            .expect("grace started");
+        assert_eq!(roster.end_grace(stale), None, "bob's grace runs on");
+        assert!(roster.end_grace(grace).is_some());
     }
 
     #[test]
@@ -988,7 +1015,8 @@ mod tests {
             .leave(id, conn(1), &alice, LeaveReason::Timeout, true)
             .expect("joined")
             .grace;
-        let outcome = roster.end_grace(grace.expect("grace"));
+        let (ended, outcome) = roster.end_grace(grace.expect("grace")).expect("due");
+        assert_eq!(ended, id);
         assert_eq!(
             change(&outcome),
             Some(&Change::Leave {

@@ -28,10 +28,19 @@ pub type Millis = u64;
 /// heartbeat deadlines (30 s / 60 s) fire on their first visit.
 const SLOTS: usize = 1024;
 
+/// 16 bytes for the server's timers (a 12-byte key): one per idle connection.
 struct Entry<K> {
-    /// The tick at which this entry is due.
-    due_tick: u64,
+    /// The revolution in which this entry is due: its due tick is `revolution * SLOTS` plus
+    /// the index of the slot holding it, so the low bits need no storing. A `u32` lasts
+    /// 2^32 revolutions (139 years at a 1 ms tick); later deadlines are held at the last one.
+    revolution: u32,
     key: K,
+}
+
+impl<K> Entry<K> {
+    fn due_tick(&self, slot: usize) -> u64 {
+        u64::from(self.revolution) * SLOTS as u64 + slot as u64
+    }
 }
 
 /// A timer wheel of keys `K` (small `Copy` handles carrying a generation).
@@ -79,7 +88,8 @@ impl<K: Copy> Wheel<K> {
     pub fn insert(&mut self, key: K, deadline: Millis) {
         let due_tick = deadline.div_ceil(self.tick_ms).max(self.next_tick);
         let slot = slot_of(due_tick);
-        self.slots[slot].push(Entry { due_tick, key });
+        let revolution = u32::try_from(due_tick / SLOTS as u64).unwrap_or(u32::MAX);
+        self.slots[slot].push(Entry { revolution, key });
         self.len += 1;
         // The tick of this slot within the coming revolution.
         let ahead = (slot + SLOTS - slot_of(self.next_tick)) % SLOTS;
@@ -105,8 +115,8 @@ impl<K: Copy> Wheel<K> {
         debug_assert!(
             self.slots
                 .iter()
-                .flatten()
-                .all(|e| e.due_tick >= self.next_tick),
+                .enumerate()
+                .all(|(slot, entries)| entries.iter().all(|e| e.due_tick(slot) >= self.next_tick)),
             "an entry is due before next_tick {} after expire({now})",
             self.next_tick
         );
@@ -128,10 +138,11 @@ impl<K: Copy> Wheel<K> {
     }
 
     fn expire_slot(&mut self, tick: u64, fired: &mut Vec<K>) {
-        let slot = &mut self.slots[slot_of(tick)];
+        let index = slot_of(tick);
+        let slot = &mut self.slots[index];
         let before = slot.len();
         slot.retain(|entry| {
-            if entry.due_tick <= tick {
+            if entry.due_tick(index) <= tick {
                 fired.push(entry.key);
                 false
             } else {
@@ -146,13 +157,13 @@ impl<K: Copy> Wheel<K> {
     /// call are then ordered by their due tick so the order invariant still holds.
     fn expire_whole_revolution(&mut self, now_tick: u64, fired: &mut Vec<K>) {
         let mut due = Vec::new();
-        for slot in &mut self.slots {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
             slot.retain(|entry| {
-                let is_due = entry.due_tick <= now_tick;
-                if is_due {
-                    due.push((entry.due_tick, entry.key));
+                let due_tick = entry.due_tick(index);
+                if due_tick <= now_tick {
+                    due.push((due_tick, entry.key));
                 }
-                !is_due
+                due_tick > now_tick
             });
         }
         self.slots.iter_mut().for_each(release_spare);
@@ -309,6 +320,23 @@ mod tests {
             applied.is_empty(),
             "a stale entry must not reach the new connection"
         );
+    }
+
+    /// Every idle connection keeps one entry: its size is in the README's memory table.
+    #[test]
+    fn an_entry_of_a_twelve_byte_key_is_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<Entry<[u32; 3]>>(), 16);
+    }
+
+    #[test]
+    fn a_deadline_many_revolutions_ahead_fires_at_its_tick_and_not_before() {
+        let mut wheel = Wheel::new(1, 0);
+        let far = 5 * SLOTS as u64 + 7;
+        wheel.insert(1, far);
+        wheel.insert(2, 7);
+        assert_eq!(expired(&mut wheel, 7), [2]);
+        assert_eq!(expired(&mut wheel, far - 1), Vec::<u32>::new());
+        assert_eq!(expired(&mut wheel, far), [1]);
     }
 
     #[test]

@@ -415,6 +415,7 @@ impl Engine {
                 mode: events,
                 admin,
                 counted,
+                generation: 0,
             },
         );
         self.in_use[dialect.index()] += 1;
@@ -501,8 +502,9 @@ impl Engine {
         match timer {
             Timer::Heartbeat(id) => self.heartbeat_deadline(id, now),
             Timer::Grace(key) => {
-                let outcome = self.roster.end_grace(key);
-                self.apply(key.channel, outcome, None, now);
+                if let Some((channel, outcome)) = self.roster.end_grace(key) {
+                    self.apply(channel, outcome, None, now);
+                }
             }
             Timer::Counts(channel) => {
                 if self.roster.flush_counts(channel, now) {

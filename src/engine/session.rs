@@ -38,6 +38,9 @@ pub(crate) struct Session {
     /// True while the connection counts among its user's connections (`Roster::users`):
     /// from its first join, or from the upgrade unless it only watches (a watcher is no user).
     pub counted: bool,
+    /// The generation of the id it is held under, set by [`Sessions::insert`]: kept in the
+    /// session's own padding rather than beside it, which would cost a slot 8 bytes.
+    pub generation: u32,
 }
 
 /// What few connections have (see [`Session::extra`]).
@@ -164,46 +167,43 @@ impl Watching {
 /// Every open connection's session, in the slot of its id.
 #[derive(Default)]
 pub(crate) struct Sessions {
-    slots: Vec<Option<(u32, Session)>>,
+    slots: Vec<Option<Session>>,
     len: usize,
 }
 
 impl Sessions {
     /// Holds `session` under `id`, replacing whatever an older generation left.
-    pub fn insert(&mut self, id: ConnId, session: Session) {
+    pub fn insert(&mut self, id: ConnId, mut session: Session) {
         let slot = id.slot as usize;
         if slot >= self.slots.len() {
             self.slots.resize_with(slot + 1, || None);
         }
-        let previous = self.slots[slot].replace((id.generation, session));
+        session.generation = id.generation;
+        let previous = self.slots[slot].replace(session);
         self.len += 1;
         self.len -= usize::from(previous.is_some());
     }
 
     /// The session of `id`, unless it is gone.
     pub fn get(&self, id: ConnId) -> Option<&Session> {
-        match self.slots.get(id.slot as usize)? {
-            Some((generation, session)) if *generation == id.generation => Some(session),
-            _ => None,
-        }
+        let session = self.slots.get(id.slot as usize)?.as_ref()?;
+        (session.generation == id.generation).then_some(session)
     }
 
     /// Mutable access to the session of `id`, unless it is gone.
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Session> {
-        match self.slots.get_mut(id.slot as usize)? {
-            Some((generation, session)) if *generation == id.generation => Some(session),
-            _ => None,
-        }
+        let session = self.slots.get_mut(id.slot as usize)?.as_mut()?;
+        (session.generation == id.generation).then_some(session)
     }
 
     /// Takes the session of `id` out, unless it is gone; gives back the table's tail when
     /// the connections that used it are gone.
     pub fn remove(&mut self, id: ConnId) -> Option<Session> {
         let held = self.slots.get_mut(id.slot as usize)?;
-        if !matches!(held, Some((generation, _)) if *generation == id.generation) {
+        if held.as_ref().is_none_or(|s| s.generation != id.generation) {
             return None;
         }
-        let (_, session) = held.take()?;
+        let session = held.take()?;
         self.len -= 1;
         while matches!(self.slots.last(), Some(None)) {
             self.slots.pop();
@@ -222,10 +222,10 @@ impl Sessions {
     /// Every session with its id.
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Session)> {
         self.slots.iter().enumerate().filter_map(|(slot, held)| {
-            let (generation, session) = held.as_ref()?;
+            let session = held.as_ref()?;
             let id = Key {
                 slot: slot as u32,
-                generation: *generation,
+                generation: session.generation,
             };
             Some((id, session))
         })
@@ -240,7 +240,7 @@ mod tests {
     /// (and in the README's memory table) before it ships.
     #[test]
     fn a_session_takes_72_bytes_in_its_slot() {
-        assert_eq!(std::mem::size_of::<Option<(u32, Session)>>(), 72);
+        assert_eq!(std::mem::size_of::<Option<Session>>(), 64);
     }
 
     #[test]
@@ -257,6 +257,7 @@ mod tests {
             mode: EventsMode::All,
             admin: false,
             counted: true,
+            generation: 0,
         };
         sessions.insert(id(3, 1), session());
         assert_eq!(sessions.len(), 1);

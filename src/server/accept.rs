@@ -159,14 +159,29 @@ impl Server {
         self.pending += 1;
         self.note_handshake(id, now);
         self.trimmer.grew(self.conns.len());
-        let handshake_ms = super::duration_ms(self.config.handshake_timeout);
-        self.wheel.insert(Timer::Handshake(id), now + handshake_ms);
         // The request is usually here already: read (and answer) it before registering.
         // Registering reports what the socket holds then (RFC-less but epoll(7): a socket
         // added while readable raises an event), so nothing that arrives meanwhile is missed,
         // and a socket drained by this read raises no read event at all.
         self.read_request(id, false, now);
+        self.arm_handshake_deadline(id, now);
         self.register(id, now);
+    }
+
+    /// Puts the handshake deadline on the wheel while the request or its answer is still
+    /// under way (the deadline covers both): a request answered at once needs none, and an idle connection then keeps one wheel
+    /// entry (its heartbeat) instead of two until the deadline would have passed.
+    fn arm_handshake_deadline(&mut self, id: ConnId, now: Millis) {
+        let undecided = self.conns.get(id).is_some_and(|conn| {
+            matches!(
+                conn.phase,
+                Phase::Handshake { .. } | Phase::Responding { .. }
+            )
+        });
+        if undecided {
+            let handshake_ms = super::duration_ms(self.config.handshake_timeout);
+            self.wheel.insert(Timer::Handshake(id), now + handshake_ms);
+        }
     }
 
     /// Remembers when a handshake began, in order, for [`Server::make_room`]; entries of

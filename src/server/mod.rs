@@ -647,3 +647,13 @@ fn random_seed() -> u64 {
     SystemTime::now().hash(&mut hasher);
     hasher.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    /// A wheel entry holds a `Timer`: 12 bytes keep it at 16 (see `wheel`), one per idle
+    /// connection.
+    #[test]
+    fn a_timer_is_twelve_bytes() {
+        assert_eq!(std::mem::size_of::<super::Timer>(), 12);
+    }
+}
