@@ -72,6 +72,7 @@ impl Server {
             Route::Publish => self.publish_request(request, now),
             Route::User { user } => self.user_status(user),
             Route::UsersStatus => self.users_status(request),
+            #[cfg(feature = "pusher")]
             Route::PusherApi => self.pusher_api(request, now),
             Route::WebSocket => Response::error(400, "a WebSocket upgrade is not an endpoint"),
         }

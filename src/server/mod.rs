@@ -27,6 +27,7 @@ mod effects;
 mod endpoints;
 mod handle;
 mod metered;
+#[cfg(feature = "pusher")]
 mod pusher_rest;
 mod redis_link;
 mod session;
