@@ -489,4 +489,31 @@ mod tests {
             .validate();
         assert!(matches!(error, Err(ConfigError::DefaultChannel(_))));
     }
+
+    #[test]
+    fn a_feature_left_out_is_refused_at_start_by_its_name() {
+        let pusher = Config::default().pusher(PusherSettings {
+            apps: PusherSettings::parse_list("1:key:secret").expect("apps"),
+            ..PusherSettings::default()
+        });
+        let webhooks = Config::default().webhooks(WebhookSettings {
+            urls: vec!["http://127.0.0.1:9/hooks".parse().expect("url")],
+            secret: Some("s".into()),
+            ..WebhookSettings::default()
+        });
+        for (config, feature) in [(pusher, "pusher"), (webhooks, "webhooks")] {
+            let built_with = match feature {
+                "pusher" => cfg!(feature = "pusher"),
+                _ => cfg!(feature = "webhooks"),
+            };
+            match config.validate() {
+                Ok(()) => assert!(built_with, "{feature} accepted without its feature"),
+                Err(error) => {
+                    assert!(!built_with, "{feature}: {error}");
+                    let told = error.to_string();
+                    assert!(told.contains(&format!("`{feature}` feature")), "{told}");
+                }
+            }
+        }
+    }
 }

@@ -23,6 +23,10 @@ mod commands;
 mod delivery;
 mod diff;
 mod handler;
+#[cfg(feature = "webhooks")]
+mod hooks;
+#[cfg(not(feature = "webhooks"))]
+#[path = "no_hooks.rs"]
 mod hooks;
 mod host;
 #[cfg(feature = "pusher")]
@@ -203,6 +207,7 @@ pub struct Engine {
     #[cfg(feature = "pusher")]
     pusher: pusher::PusherState,
     /// Webhook events decided and not yet taken (`None`: no webhooks configured).
+    #[cfg(feature = "webhooks")]
     notices: Option<Vec<crate::webhook::Notice>>,
     /// When users whose last connection ended were last seen (bounded).
     last_seen: crate::last_seen::LastSeen,
@@ -255,6 +260,7 @@ impl Engine {
             cluster,
             #[cfg(feature = "pusher")]
             pusher: pusher::PusherState::new(seed),
+            #[cfg(feature = "webhooks")]
             notices: config.webhooks.enabled().then(Vec::new),
             last_seen: crate::last_seen::LastSeen::new(config.last_seen_capacity),
             watched_users: Default::default(),

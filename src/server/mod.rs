@@ -37,6 +37,10 @@ mod spawn;
 mod token_space;
 mod trim;
 mod users;
+#[cfg(feature = "webhooks")]
+mod webhook;
+#[cfg(not(feature = "webhooks"))]
+#[path = "no_webhook.rs"]
 mod webhook;
 mod websocket;
 
