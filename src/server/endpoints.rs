@@ -103,10 +103,10 @@ impl Server {
             channels: self.engine.roster().channel_count(),
             listen_queue: super::sockopt::accept_queue(&self.listener),
             resident_memory_bytes: resident_memory_bytes(),
-            start_time_seconds: self
+            start_time_ms: self
                 .started
                 .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             cluster: self.engine.cluster_status().map(|status| ClusterGauges {
                 degraded: !status.live,
                 nodes: status.nodes,
