@@ -127,7 +127,8 @@ pub struct Endpoints {
     pub presence: bool,
     /// `POST /publish`.
     pub publish: bool,
-    /// The live dashboard at `GET /`.
+    /// The live dashboard at `GET /` (the page is in builds with the `dashboard` feature
+    /// only: without it `/` is a 404 either way).
     pub dashboard: bool,
     /// `GET /metrics`.
     pub metrics: bool,

@@ -17,8 +17,12 @@ use crate::protocol::event;
 use crate::protocol::fields::Fields;
 use crate::wheel::Millis;
 
-/// The live dashboard: one self-contained page (no CDN, no build step).
-const DASHBOARD: &str = include_str!("../dashboard.html");
+/// The live dashboard: one self-contained page (no CDN, no build step). Feature `dashboard`:
+/// without it `GET /` is an unknown path (404).
+#[cfg(feature = "dashboard")]
+const DASHBOARD: Option<&str> = Some(include_str!("../dashboard.html"));
+#[cfg(not(feature = "dashboard"))]
+const DASHBOARD: Option<&str> = None;
 
 /// The browser client (clients/js/rollcall.js), served at `GET /rollcall.js`.
 const CLIENT: &str = include_str!("../../clients/js/rollcall.js");
@@ -59,11 +63,12 @@ impl Server {
                 let text = metrics::render(&self.counters_now(), &self.gauges());
                 Response::with_type(200, PROMETHEUS_TEXT, text.into_bytes())
             }
-            Route::Dashboard => Response::with_type(
-                200,
-                "text/html; charset=utf-8",
-                DASHBOARD.as_bytes().to_vec(),
-            ),
+            Route::Dashboard => match DASHBOARD {
+                Some(page) => {
+                    Response::with_type(200, "text/html; charset=utf-8", page.as_bytes().to_vec())
+                }
+                None => Response::error(404, "no such path: /"),
+            },
             Route::Presence => Response::json(200, self.presence_json()),
             Route::PresenceChannel {
                 channel,
