@@ -88,13 +88,6 @@ impl WebhookSettings {
         if !self.enabled() {
             return Ok(());
         }
-        if !cfg!(feature = "webhooks") {
-            return Err(
-                "webhook URLs are configured, but rollcall is built without its `webhooks` \
-                 feature"
-                    .into(),
-            );
-        }
         if self.urls.len() > MAX_URLS {
             return Err(format!("at most {MAX_URLS} webhook URLs"));
         }
