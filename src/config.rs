@@ -127,7 +127,8 @@ pub struct Endpoints {
     pub presence: bool,
     /// `POST /publish`.
     pub publish: bool,
-    /// The live dashboard at `GET /`.
+    /// The live dashboard at `GET /` (the page is in builds with the `dashboard` feature
+    /// only: without it `/` is a 404 either way).
     pub dashboard: bool,
     /// `GET /metrics`.
     pub metrics: bool,
@@ -365,11 +366,41 @@ impl Config {
             // A node id goes into Redis keys and notes: the channel alphabet keeps it plain.
             names::validate_channel(node).map_err(ConfigError::NodeId)?;
         }
+        self.check_features()?;
         self.pusher.validate().map_err(ConfigError::Pusher)?;
         self.webhooks
             .validate(!self.pusher.apps.is_empty())
             .map_err(ConfigError::Webhook)?;
         names::validate_channel(&self.default_channel).map_err(ConfigError::DefaultChannel)
+    }
+
+    /// Refuses the settings whose feature this build leaves out (a host's
+    /// `default-features = false`), rather than ignoring them.
+    fn check_features(&self) -> Result<(), ConfigError> {
+        let wanted = [
+            (
+                "Pusher apps",
+                "pusher",
+                cfg!(feature = "pusher"),
+                !self.pusher.apps.is_empty(),
+            ),
+            (
+                "webhook URLs",
+                "webhooks",
+                cfg!(feature = "webhooks"),
+                self.webhooks.enabled(),
+            ),
+            (
+                "a Redis address",
+                "cluster",
+                cfg!(feature = "cluster"),
+                self.redis.is_some(),
+            ),
+        ];
+        match wanted.iter().find(|(_, _, built, used)| *used && !*built) {
+            Some(&(setting, feature, ..)) => Err(ConfigError::FeatureLeftOut { setting, feature }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -410,6 +441,13 @@ pub enum ConfigError {
     Pusher(String),
     /// The webhook settings are invalid.
     Webhook(String),
+    /// A setting needs a cargo feature this build of rollcall leaves out.
+    FeatureLeftOut {
+        /// The setting, as a person names it (`Pusher apps`).
+        setting: &'static str,
+        /// The feature (`pusher`, `webhooks`, `cluster`).
+        feature: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -438,6 +476,10 @@ impl fmt::Display for ConfigError {
             ConfigError::NodeId(error) => write!(f, "node id: {error}"),
             ConfigError::Pusher(error) => write!(f, "pusher: {error}"),
             ConfigError::Webhook(error) => write!(f, "webhook: {error}"),
+            ConfigError::FeatureLeftOut { setting, feature } => write!(
+                f,
+                "{setting} need rollcall's `{feature}` feature, which this build leaves out"
+            ),
         }
     }
 }
@@ -488,5 +530,33 @@ mod tests {
             .default_channel("no spaces".into())
             .validate();
         assert!(matches!(error, Err(ConfigError::DefaultChannel(_))));
+    }
+
+    #[test]
+    fn a_feature_left_out_is_refused_at_start_by_its_name() {
+        let pusher = Config::default().pusher(PusherSettings {
+            apps: PusherSettings::parse_list("1:key:secret").expect("apps"),
+            ..PusherSettings::default()
+        });
+        let webhooks = Config::default().webhooks(WebhookSettings {
+            urls: vec!["http://127.0.0.1:9/hooks".parse().expect("url")],
+            secret: Some("s".into()),
+            ..WebhookSettings::default()
+        });
+        let cluster = Config::default().redis(Some("redis://127.0.0.1:9".parse().expect("url")));
+        for (config, feature, built) in [
+            (pusher, "pusher", cfg!(feature = "pusher")),
+            (webhooks, "webhooks", cfg!(feature = "webhooks")),
+            (cluster, "cluster", cfg!(feature = "cluster")),
+        ] {
+            match config.validate() {
+                Ok(()) => assert!(built, "{feature} accepted without its feature"),
+                Err(error) => {
+                    assert!(!built, "{feature}: {error}");
+                    let told = error.to_string();
+                    assert!(told.contains(&format!("`{feature}` feature")), "{told}");
+                }
+            }
+        }
     }
 }

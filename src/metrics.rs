@@ -122,8 +122,8 @@ pub struct Gauges {
     pub listen_queue: Option<u32>,
     /// Resident memory in bytes (0 where unknown).
     pub resident_memory_bytes: u64,
-    /// Unix time the server started, in seconds.
-    pub start_time_seconds: f64,
+    /// Unix time the server started, in milliseconds.
+    pub start_time_ms: u64,
     /// In a cluster (`None` without one): its state as this node sees it.
     pub cluster: Option<ClusterGauges>,
     /// With webhooks (`None` without): their delivery's figures.
@@ -139,6 +139,25 @@ pub struct ClusterGauges {
     pub nodes: u64,
     /// Commands the node sent to Redis.
     pub redis_commands: u64,
+}
+
+/// Milliseconds shown as seconds, as few digits as the value needs (`1.5`, `0.001`, `3`):
+/// integer arithmetic, so that the metrics pull in no float formatting.
+struct Seconds(u64);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (whole, mut millis) = (self.0 / 1000, self.0 % 1000);
+        if millis == 0 {
+            return write!(f, "{whole}");
+        }
+        let mut digits = 3;
+        while millis % 10 == 0 {
+            millis /= 10;
+            digits -= 1;
+        }
+        write!(f, "{whole}.{millis:0digits$}")
+    }
 }
 
 /// Renders the exposition text.
@@ -226,7 +245,7 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         "rollcall_accept_paused_seconds_total",
         "counter",
         "Time accepting was paused because --max-pending-handshakes connections were still sending their request (new connections wait in the listen backlog meanwhile).",
-        &(counters.accept_paused_ms as f64 / 1000.0),
+        &Seconds(counters.accept_paused_ms),
     );
     if let Some(queue) = gauges.listen_queue {
         metric(
@@ -246,7 +265,7 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         "rollcall_process_start_time_seconds",
         "gauge",
         "Start time of the process since the Unix epoch, in seconds.",
-        &gauges.start_time_seconds,
+        &Seconds(gauges.start_time_ms),
     );
     if let Some(cluster) = gauges.cluster {
         metric(
@@ -309,7 +328,7 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
             "rollcall_webhook_latency_seconds_sum",
             "counter",
             "Seconds from an event's queueing to its acknowledgement, summed over the events sent (divide by rollcall_webhook_events_sent_total for the mean).",
-            &(hooks.latency_ms_sum as f64 / 1000.0),
+            &Seconds(hooks.latency_ms_sum),
         );
     }
     let name = "rollcall_connections_closed_total";
@@ -326,6 +345,16 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_read_as_the_float_they_replace() {
+        let samples = (0..3000).chain([59_999, 86_400_123, 1_500_000_000_250, 1 << 50]);
+        for ms in samples {
+            let float = (ms as f64 / 1000.0).to_string();
+            assert_eq!(Seconds(ms).to_string(), float, "{ms} ms");
+        }
+        assert_eq!(Seconds(u64::MAX).to_string(), "18446744073709551.615");
+    }
 
     #[test]
     fn every_leave_reason_has_its_own_counter() {
@@ -364,7 +393,7 @@ mod tests {
             connections: 3,
             watchers: 2,
             listen_queue: Some(5),
-            start_time_seconds: 1.5e9,
+            start_time_ms: 1_500_000_000_250,
             ..Gauges::default()
         };
         let text = render(&counters, &gauges);
@@ -395,7 +424,7 @@ mod tests {
         assert!(text.contains("\nrollcall_accept_paused_seconds_total 1.5\n"));
         assert!(text.contains("\nrollcall_connections_accepted_total 7\n"));
         assert!(text.contains("\nrollcall_bytes_sent_total 1234\n"));
-        assert!(text.contains("\nrollcall_process_start_time_seconds 1500000000\n"));
+        assert!(text.contains("\nrollcall_process_start_time_seconds 1500000000.25\n"));
         assert!(text.contains("rollcall_connections_closed_total{reason=\"timeout\"} 1\n"));
         assert!(text.contains("rollcall_connections_closed_total{reason=\"refused\"} 1\n"));
         assert!(text.contains("rollcall_connections_closed_total{reason=\"http\"} 2\n"));

@@ -102,6 +102,12 @@ fn check_action(action: &Action, max_meta: usize) {
         }
         // Any string: the server verifies it as a token, the decoder only carries it.
         Action::Refresh { .. } => {}
+        Action::WatchUsers { users } | Action::UnwatchUsers { users } => {
+            for (index, user) in users.iter().enumerate() {
+                assert!(rollcall::names::validate_user(user).is_ok(), "{user:?}");
+                assert!(!users[..index].contains(user), "{user:?} twice");
+            }
+        }
         Action::Subscribe { .. }
         | Action::Unsubscribe { .. }
         | Action::ClientEvent { .. }

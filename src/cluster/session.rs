@@ -106,11 +106,16 @@ pub struct Session {
     outgoing: Vec<Command>,
     /// Commands for the notes connection (its login and subscription).
     outgoing_notes: Vec<Command>,
+    /// Without the `cluster` feature no session can exist: an `Option<Session>` is always
+    /// `None`, and the compiler drops every use of one (the engine's cluster code included).
+    #[cfg(not(feature = "cluster"))]
+    _never: std::convert::Infallible,
 }
 
 impl Session {
     /// A disconnected session of node `commands.node()` with Redis at `address`; it tries to
     /// connect at its first tick.
+    #[cfg(feature = "cluster")]
     pub fn new(address: RedisAddress, commands: Commands, ttl_ms: Millis) -> Session {
         Session {
             address,
@@ -419,7 +424,7 @@ fn liveness_ms(ttl_ms: Millis) -> Millis {
     ttl_ms * 3 / 4
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cluster"))]
 mod tests {
     use super::*;
 

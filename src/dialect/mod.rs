@@ -11,6 +11,7 @@
 //! [`Dialect::for_request`].
 
 pub mod echo;
+#[cfg(feature = "pusher")]
 pub mod pusher;
 pub mod v1;
 
@@ -27,7 +28,9 @@ pub enum Dialect {
     V1 = 0,
     /// Conformance mode (`--echo`): every data frame goes back as it came.
     Echo = 1,
-    /// Pusher Channels protocol 7 (`/app/{key}`), for pusher-js and Laravel Echo.
+    /// Pusher Channels protocol 7 (`/app/{key}`), for pusher-js and Laravel Echo (feature
+    /// `pusher`).
+    #[cfg(feature = "pusher")]
     Pusher = 2,
 }
 
@@ -56,7 +59,11 @@ pub enum Decoded {
 
 impl Dialect {
     /// Every dialect, in the order of their byte.
+    #[cfg(feature = "pusher")]
     pub const ALL: [Dialect; 3] = [Dialect::V1, Dialect::Echo, Dialect::Pusher];
+    /// Every dialect, in the order of their byte.
+    #[cfg(not(feature = "pusher"))]
+    pub const ALL: [Dialect; 2] = [Dialect::V1, Dialect::Echo];
 
     /// The number of dialects (the size of a per-dialect table).
     pub const COUNT: usize = Dialect::ALL.len();
@@ -72,6 +79,7 @@ impl Dialect {
         match request.path.as_str() {
             "/" | "/ws" if config.echo => Some(Dialect::Echo),
             "/" | "/ws" => Some(Dialect::V1),
+            #[cfg(feature = "pusher")]
             path if !config.pusher.apps.is_empty() && pusher::app_key(path).is_some() => {
                 Some(Dialect::Pusher)
             }
@@ -81,6 +89,7 @@ impl Dialect {
 
     /// Reads the upgrade request into the identity and subscriptions it asks for, or the
     /// refusal to send.
+    #[cfg_attr(not(feature = "pusher"), allow(unused_variables))]
     pub fn upgrade(
         self,
         request: &Request,
@@ -90,6 +99,7 @@ impl Dialect {
         match self {
             Dialect::V1 => v1::upgrade(request, access),
             Dialect::Echo => echo::upgrade(request, access),
+            #[cfg(feature = "pusher")]
             Dialect::Pusher => pusher::upgrade(request, access, &config.pusher),
         }
     }
@@ -99,6 +109,7 @@ impl Dialect {
         match self {
             Dialect::V1 => v1::decode(frame, max_meta_size),
             Dialect::Echo => Decoded::Echo,
+            #[cfg(feature = "pusher")]
             Dialect::Pusher => pusher::decode(frame),
         }
     }
@@ -107,6 +118,7 @@ impl Dialect {
     /// (shutting down) and it should come back: 1001 (RFC 6455 §7.4.1), or Pusher's 4200.
     pub fn going_away_code(self) -> u16 {
         match self {
+            #[cfg(feature = "pusher")]
             Dialect::Pusher => pusher::GOING_AWAY,
             Dialect::V1 | Dialect::Echo => 1001,
         }
@@ -116,8 +128,20 @@ impl Dialect {
     /// events); false for a dialect that only talks back, such as echo.
     pub fn carries_presence(self) -> bool {
         match self {
-            Dialect::V1 | Dialect::Pusher => true,
+            Dialect::V1 => true,
+            #[cfg(feature = "pusher")]
+            Dialect::Pusher => true,
             Dialect::Echo => false,
+        }
+    }
+
+    /// True when a joiner must find itself among the members its channel's state lists
+    /// (pusher-js's `members.me`), even before a cluster's view has heard of its join.
+    pub fn lists_itself(self) -> bool {
+        match self {
+            #[cfg(feature = "pusher")]
+            Dialect::Pusher => true,
+            Dialect::V1 | Dialect::Echo => false,
         }
     }
 
@@ -126,6 +150,7 @@ impl Dialect {
         match self {
             Dialect::V1 => v1::encode(event),
             Dialect::Echo => None,
+            #[cfg(feature = "pusher")]
             Dialect::Pusher => pusher::encode(event),
         }
     }

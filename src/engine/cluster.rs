@@ -17,7 +17,6 @@
 use log::{debug, info, warn};
 
 use super::delivery::{change_event, starts_channel, watchers_of_everything};
-use super::pusher::Named;
 use super::{Effect, Engine, Timer};
 use crate::cluster::note::Note;
 use crate::cluster::resp::Reply;
@@ -183,27 +182,10 @@ impl Engine {
             }
             return;
         }
-        if let Note::Named {
-            origin,
-            channel,
-            event,
-            user_id,
-            except,
-            data,
-        } = note
-        {
-            if origin != cluster.node() {
-                let named = Named {
-                    channel: &channel,
-                    event: &event,
-                    data: data.as_str(),
-                    user_id: user_id.as_deref(),
-                };
-                let except = except
-                    .as_deref()
-                    .and_then(|socket| self.socket_by_id(socket));
-                self.deliver_named(&named, except, now);
-            }
+        if matches!(note, Note::Named { .. }) {
+            // A Pusher app's event; a node without the feature has no Pusher connections.
+            #[cfg(feature = "pusher")]
+            self.apply_named(note, now);
             return;
         }
         let effect = cluster.view_mut().apply(&note);

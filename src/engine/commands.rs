@@ -94,26 +94,11 @@ impl Engine {
                     reference,
                 },
             ),
-            Action::Subscribe {
-                channel,
-                auth,
-                channel_data,
-            } => {
-                self.pusher_subscribe(id, &channel, auth.as_deref(), channel_data.as_deref(), now)?
-            }
-            Action::Unsubscribe { channel } => self.pusher_unsubscribe(id, &channel, now),
-            Action::Signin { auth, user_data } => {
-                self.signin(id, &auth, &user_data);
-                // A sign-in may count the connection as its user's (see `watched_users`).
-                if let Some(user) = self.sessions.get(id).map(|s| s.user.clone()) {
-                    self.watched_user_may_change(&user, now);
-                }
-            }
-            Action::ClientEvent {
-                channel,
-                event,
-                data,
-            } => self.client_event(id, &channel, &event, &data, now)?,
+            #[cfg(feature = "pusher")]
+            action @ (Action::Subscribe { .. }
+            | Action::Unsubscribe { .. }
+            | Action::Signin { .. }
+            | Action::ClientEvent { .. }) => self.pusher_action(id, action, now)?,
         }
         Ok(())
     }

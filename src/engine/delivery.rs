@@ -216,7 +216,7 @@ impl Engine {
             return;
         };
         let user = session.user.clone();
-        let missing = session.dialect == Dialect::Pusher
+        let missing = session.dialect.lists_itself()
             && self
                 .cluster_view()
                 .is_some_and(|view| !view.is_member(name, &user));

@@ -125,6 +125,7 @@ impl Engine {
     }
 
     /// A client event was received here on the engine channel `name`.
+    #[cfg(feature = "pusher")]
     pub(super) fn hook_client_event(
         &mut self,
         name: &str,

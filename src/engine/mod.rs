@@ -23,11 +23,17 @@ mod commands;
 mod delivery;
 mod diff;
 mod handler;
+#[cfg(feature = "webhooks")]
+mod hooks;
+#[cfg(not(feature = "webhooks"))]
+#[path = "no_hooks.rs"]
 mod hooks;
 mod host;
+#[cfg(feature = "pusher")]
 mod pusher;
 mod reads;
 mod session;
+#[cfg(feature = "pusher")]
 mod signin;
 #[cfg(test)]
 mod tests;
@@ -44,8 +50,6 @@ use crate::config::Config;
 use crate::dialect::{Decoded, Dialect};
 use crate::heartbeat::{Heartbeat, Liveness, Verdict};
 use crate::model::{Command, CommandError, ErrorCode, Event, EventsMode, LeaveReason, Meta};
-use crate::pusher::cache::EventCache;
-use crate::pusher::socket_id::SocketIds;
 use crate::rate::RateBucket;
 use crate::roster::{ChannelId, ConnId, GraceKey, Roster};
 use crate::token::Claims;
@@ -54,6 +58,7 @@ use handler::NoHandler;
 pub use handler::{ConnectRequest, Decision, Handler, Presence};
 pub(crate) use host::{check_channel, check_user, json_text, HostCommand};
 pub use host::{Actions, HandleError, MAX_HOOK_CHAIN};
+#[cfg(feature = "pusher")]
 pub use pusher::PusherChannel;
 pub use reads::UserPresence;
 
@@ -198,13 +203,11 @@ pub struct Engine {
     shutting_down: bool,
     /// This node's Redis session, in a cluster.
     cluster: Option<ClusterSession>,
-    /// How Pusher connections are named on the wire.
-    socket_ids: SocketIds,
-    /// The last event of each Pusher `cache-` channel.
-    event_cache: EventCache,
-    /// Pusher users signed in, and who watches them.
-    online: signin::Online,
+    /// The Pusher apps' socket ids, cache channels and signed-in users.
+    #[cfg(feature = "pusher")]
+    pusher: pusher::PusherState,
     /// Webhook events decided and not yet taken (`None`: no webhooks configured).
+    #[cfg(feature = "webhooks")]
     notices: Option<Vec<crate::webhook::Notice>>,
     /// When users whose last connection ended were last seen (bounded).
     last_seen: crate::last_seen::LastSeen,
@@ -228,6 +231,7 @@ impl Engine {
     /// An engine for `config` (validated), whose loop time 0 is `unix_origin_ms` in Unix
     /// milliseconds, a node of a cluster when `cluster` is given; `seed` (random) makes
     /// this run's Pusher socket ids unlike another's.
+    #[cfg_attr(not(feature = "pusher"), allow(unused_variables))]
     pub fn new(
         config: &Config,
         unix_origin_ms: u64,
@@ -254,9 +258,9 @@ impl Engine {
             watch_all: Vec::new(),
             shutting_down: false,
             cluster,
-            socket_ids: SocketIds::new(seed),
-            event_cache: EventCache::default(),
-            online: signin::Online::default(),
+            #[cfg(feature = "pusher")]
+            pusher: pusher::PusherState::new(seed),
+            #[cfg(feature = "webhooks")]
             notices: config.webhooks.enabled().then(Vec::new),
             last_seen: crate::last_seen::LastSeen::new(config.last_seen_capacity),
             watched_users: Default::default(),
@@ -312,6 +316,7 @@ impl Engine {
     /// Pusher connection is named by its socket id and told the Pusher activity timeout.
     pub fn welcome(&self, dialect: Dialect, conn: ConnId, user: &str) -> Option<String> {
         let (conn, interval_ms) = match dialect {
+            #[cfg(feature = "pusher")]
             Dialect::Pusher => {
                 let app = self
                     .sessions
@@ -406,8 +411,9 @@ impl Engine {
                 user: user.clone(),
                 channels: Default::default(),
                 extra: match pusher_app {
+                    #[cfg(feature = "pusher")]
                     Some(app) => Some(Extra::vouched(Engine::pusher_socket(app, now))),
-                    None => grant.map(|claims| Extra::vouched(Auth::Token(Box::new(claims)))),
+                    _ => grant.map(|claims| Extra::vouched(Auth::Token(Box::new(claims)))),
                 },
                 liveness,
                 bucket,
@@ -610,6 +616,7 @@ impl Engine {
                 }
                 self.arm(Timer::Heartbeat(id), at);
             }
+            #[cfg(feature = "pusher")]
             Verdict::Expired if session.dialect == Dialect::Pusher => {
                 // Told why, and closed with 4201: pusher-js reconnects at once.
                 let reason = "pong reply not received";
@@ -683,6 +690,7 @@ impl Engine {
                 self.last_seen.record(&session.user, unix_ms);
             }
         }
+        #[cfg(feature = "pusher")]
         if let Some(socket) = session.pusher().filter(|socket| socket.signed_in) {
             self.signed_out(id, socket.app, &session.user, &socket.watchlist);
         }

@@ -13,16 +13,70 @@
 //! - Client events go to the channel's other subscribers, never back to the sender.
 
 use super::commands::JoinRequest;
-use super::session::{Auth, PusherSocket, Session};
+use super::session::{Auth, Session};
+use super::signin::Online;
 use super::{Effect, Engine, Recipients};
 use crate::cluster::note::Note;
 use crate::dialect::Dialect;
-use crate::model::{CommandError, ErrorCode, Event, EventsMode, Json, LeaveReason, Meta};
+use crate::model::{Action, CommandError, ErrorCode, Event, EventsMode, Json, LeaveReason, Meta};
 use crate::names;
+use crate::pusher::cache::EventCache;
+use crate::pusher::socket_id::SocketIds;
 use crate::pusher::{auth, channel, split_internal, App, ChannelKind, MAX_EVENT_NAME};
 use crate::rate::{Admission, RateBucket, RateLimit};
 use crate::roster::ConnId;
 use crate::wheel::Millis;
+
+/// The Pusher apps' state beside the roster.
+pub(super) struct PusherState {
+    /// How Pusher connections are named on the wire.
+    socket_ids: SocketIds,
+    /// The last event of each Pusher `cache-` channel.
+    event_cache: EventCache,
+    /// Pusher users signed in, and who watches them.
+    pub(super) online: Online,
+}
+
+impl PusherState {
+    /// `seed` (random) makes this run's socket ids unlike another's.
+    pub(super) fn new(seed: u64) -> PusherState {
+        PusherState {
+            socket_ids: SocketIds::new(seed),
+            event_cache: EventCache::default(),
+            online: Online::default(),
+        }
+    }
+}
+
+/// A Pusher connection's state beside its session.
+pub(crate) struct PusherSocket {
+    /// Its app, an index into the configured apps.
+    pub app: u16,
+    /// Its client events' rate limit (10 a second).
+    pub client_events: RateBucket,
+    /// True once it signed in (as its session's user).
+    pub signed_in: bool,
+    /// The users whose online status it follows (after a sign-in).
+    pub watchlist: Box<[Box<str>]>,
+}
+
+impl Session {
+    /// The Pusher state of a Pusher connection.
+    pub fn pusher(&self) -> Option<&PusherSocket> {
+        match self.extra.as_deref()?.auth.as_ref() {
+            Some(Auth::Pusher(socket)) => Some(socket),
+            _ => None,
+        }
+    }
+
+    /// The Pusher state of a Pusher connection, to change.
+    pub fn pusher_mut(&mut self) -> Option<&mut PusherSocket> {
+        match self.extra.as_deref_mut()?.auth.as_mut() {
+            Some(Auth::Pusher(socket)) => Some(socket),
+            _ => None,
+        }
+    }
+}
 
 /// Pusher's limit on client events: 10 a second per connection (a burst of 10).
 pub const CLIENT_EVENTS: RateLimit = RateLimit {
@@ -34,6 +88,74 @@ pub const CLIENT_EVENTS: RateLimit = RateLimit {
 pub const UNAUTHORIZED: u16 = 4009;
 
 impl Engine {
+    /// Runs one of the Pusher dialect's own commands.
+    pub(super) fn pusher_action(
+        &mut self,
+        id: ConnId,
+        action: Action,
+        now: Millis,
+    ) -> Result<(), CommandError> {
+        match action {
+            Action::Subscribe {
+                channel,
+                auth,
+                channel_data,
+            } => {
+                self.pusher_subscribe(id, &channel, auth.as_deref(), channel_data.as_deref(), now)?
+            }
+            Action::Unsubscribe { channel } => self.pusher_unsubscribe(id, &channel, now),
+            Action::Signin { auth, user_data } => {
+                self.signin(id, &auth, &user_data);
+                // A sign-in may count the connection as its user's (see `watched_users`).
+                if let Some(user) = self.sessions.get(id).map(|s| s.user.clone()) {
+                    self.watched_user_may_change(&user, now);
+                }
+            }
+            Action::ClientEvent {
+                channel,
+                event,
+                data,
+            } => self.client_event(id, &channel, &event, &data, now)?,
+            // The native commands run in `execute`, which hands this function no other.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Delivers a Pusher app's event that another node received (a client event or a REST
+    /// trigger), to this node's subscribers.
+    pub(super) fn apply_named(&mut self, note: Note, now: Millis) {
+        let Note::Named {
+            origin,
+            channel,
+            event,
+            user_id,
+            except,
+            data,
+        } = note
+        else {
+            return;
+        };
+        // The origin delivered to its own clients already.
+        if self
+            .cluster
+            .as_ref()
+            .is_none_or(|cluster| cluster.node() == origin)
+        {
+            return;
+        }
+        let named = Named {
+            channel: &channel,
+            event: &event,
+            data: data.as_str(),
+            user_id: user_id.as_deref(),
+        };
+        let except = except
+            .as_deref()
+            .and_then(|socket| self.socket_by_id(socket));
+        self.deliver_named(&named, except, now);
+    }
+
     /// The Pusher state of a new Pusher connection of app `app`.
     pub(super) fn pusher_socket(app: u16, now: Millis) -> Auth {
         Auth::Pusher(PusherSocket {
@@ -46,12 +168,13 @@ impl Engine {
 
     /// The socket id of connection `id` (what a Pusher client and its backend call it).
     pub fn socket_id(&self, id: ConnId) -> String {
-        self.socket_ids.format(id)
+        self.pusher.socket_ids.format(id)
     }
 
     /// The connection a socket id names, if it is open.
     pub fn socket_by_id(&self, socket_id: &str) -> Option<ConnId> {
-        self.socket_ids
+        self.pusher
+            .socket_ids
             .parse(socket_id)
             .filter(|&id| self.sessions.get(id).is_some())
     }
@@ -118,7 +241,7 @@ impl Engine {
 
     /// A new subscriber of a `cache-` channel gets its last event, or `pusher:cache_miss`.
     fn send_cached(&mut self, id: ConnId, internal: &str, now: Millis) {
-        let event = match self.event_cache.last(internal, now) {
+        let event = match self.pusher.event_cache.last(internal, now) {
             Some((event, data)) => Event::Named {
                 channel: internal,
                 event,
@@ -328,7 +451,8 @@ impl Engine {
         let is_cache =
             split_internal(named.channel).is_some_and(|(_, wire)| channel::is_cache(wire));
         if is_cache {
-            self.event_cache
+            self.pusher
+                .event_cache
                 .remember(named.channel, named.event, named.data, now);
         }
         let Some(channel) = self.roster.find(named.channel) else {

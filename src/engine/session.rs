@@ -68,19 +68,8 @@ pub(crate) enum Auth {
     /// The verified connection token (boxed again: claims are large, Pusher state small).
     Token(Box<Claims>),
     /// A Pusher connection's app and its own limits.
-    Pusher(PusherSocket),
-}
-
-/// A Pusher connection's state beside its session.
-pub(crate) struct PusherSocket {
-    /// Its app, an index into the configured apps.
-    pub app: u16,
-    /// Its client events' rate limit (10 a second).
-    pub client_events: RateBucket,
-    /// True once it signed in (as its session's user).
-    pub signed_in: bool,
-    /// The users whose online status it follows (after a sign-in).
-    pub watchlist: Box<[Box<str>]>,
+    #[cfg(feature = "pusher")]
+    Pusher(super::pusher::PusherSocket),
 }
 
 impl Session {
@@ -88,22 +77,6 @@ impl Session {
     pub fn grant(&self) -> Option<&Claims> {
         match self.auth() {
             Some(Auth::Token(claims)) => Some(claims),
-            _ => None,
-        }
-    }
-
-    /// The Pusher state of a Pusher connection.
-    pub fn pusher(&self) -> Option<&PusherSocket> {
-        match self.auth() {
-            Some(Auth::Pusher(socket)) => Some(socket),
-            _ => None,
-        }
-    }
-
-    /// The Pusher state of a Pusher connection, to change.
-    pub fn pusher_mut(&mut self) -> Option<&mut PusherSocket> {
-        match self.extra.as_deref_mut()?.auth.as_mut() {
-            Some(Auth::Pusher(socket)) => Some(socket),
             _ => None,
         }
     }

@@ -100,7 +100,8 @@ impl Engine {
         }
         self.send(id, &Event::SignedIn { user_data });
         for watched in watchlist.iter() {
-            self.online
+            self.pusher
+                .online
                 .watchers
                 .entry((index, watched.clone()))
                 .or_default()
@@ -109,7 +110,8 @@ impl Engine {
         let online: Vec<&str> = watchlist
             .iter()
             .filter(|watched| {
-                self.online
+                self.pusher
+                    .online
                     .signed_in
                     .contains_key(&(index, (*watched).clone()))
             })
@@ -129,18 +131,19 @@ impl Engine {
     pub(super) fn signed_out(&mut self, id: ConnId, app: u16, user: &str, watchlist: &[Box<str>]) {
         self.stop_watching(app, id, watchlist);
         let key = (app, Box::<str>::from(user));
-        let Some(count) = self.online.signed_in.get_mut(&key) else {
+        let Some(count) = self.pusher.online.signed_in.get_mut(&key) else {
             return;
         };
         *count -= 1;
         if *count == 0 {
-            self.online.signed_in.remove(&key);
+            self.pusher.online.signed_in.remove(&key);
             self.tell_watchers(app, user, false);
         }
     }
 
     fn came_online(&mut self, app: u16, user: &str) {
         let count = self
+            .pusher
             .online
             .signed_in
             .entry((app, Box::from(user)))
@@ -152,7 +155,7 @@ impl Engine {
     }
 
     fn tell_watchers(&mut self, app: u16, user: &str, online: bool) {
-        let Some(watchers) = self.online.watchers.get(&(app, Box::from(user))) else {
+        let Some(watchers) = self.pusher.online.watchers.get(&(app, Box::from(user))) else {
             return;
         };
         let recipients = watchers.clone();
@@ -167,10 +170,10 @@ impl Engine {
     fn stop_watching(&mut self, app: u16, id: ConnId, watchlist: &[Box<str>]) {
         for watched in watchlist {
             let key = (app, watched.clone());
-            if let Some(watchers) = self.online.watchers.get_mut(&key) {
+            if let Some(watchers) = self.pusher.online.watchers.get_mut(&key) {
                 watchers.retain(|watcher| *watcher != id);
                 if watchers.is_empty() {
-                    self.online.watchers.remove(&key);
+                    self.pusher.online.watchers.remove(&key);
                 }
             }
         }

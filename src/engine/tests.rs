@@ -89,7 +89,10 @@ impl Harness {
             watch: Vec::new(),
             admin: false,
             claims: None,
+            #[cfg(feature = "pusher")]
             pusher_app: (dialect == Dialect::Pusher).then_some(0),
+            #[cfg(not(feature = "pusher"))]
+            pusher_app: None,
         };
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -1756,6 +1759,7 @@ fn hook_actions_check_their_arguments_at_the_call() {
 
 /// Pusher connections in virtual time: subscriptions, presence by user, client events,
 /// REST triggers, heartbeats, shutdown, namespaces.
+#[cfg(feature = "pusher")]
 mod pusher {
     use super::*;
     use crate::pusher::{auth, PusherSettings};

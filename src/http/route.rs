@@ -37,7 +37,8 @@ pub enum Route {
     /// `POST /users/status`: many users' statuses at once.
     UsersStatus,
     /// `/apps/{id}/...`: the Pusher REST API (signed by the app's secret, not the admin
-    /// token).
+    /// token). Feature `pusher`.
+    #[cfg(feature = "pusher")]
     PusherApi,
 }
 
@@ -54,6 +55,7 @@ impl Route {
             | Route::User { .. }
             | Route::UsersStatus => endpoints.presence,
             Route::Publish => endpoints.publish,
+            #[cfg(feature = "pusher")]
             Route::PusherApi => true,
         }
     }
@@ -77,7 +79,7 @@ pub fn is_api_path(path: &str) -> bool {
         || path == "/publish"
         || path.starts_with("/presence/")
         || path.starts_with("/users/")
-        || path.starts_with("/apps/")
+        || (cfg!(feature = "pusher") && path.starts_with("/apps/"))
 }
 
 /// Routes a complete request.
@@ -105,8 +107,10 @@ pub fn route(request: &Request) -> Result<Route, Response> {
         "/users/status" => Ok(Route::UsersStatus),
         _ if path.starts_with("/users/") && !get => Err(api_method_not_allowed("GET")),
         _ if path.starts_with("/users/") => user(&path["/users/".len()..]),
+        #[cfg(feature = "pusher")]
         _ if path.starts_with("/apps/") => Ok(Route::PusherApi),
         // A Pusher client's WebSocket (`/app/{key}`); served when an app is configured.
+        #[cfg(feature = "pusher")]
         _ if request.is_upgrade() && crate::dialect::pusher::app_key(path).is_some() => {
             if get {
                 Ok(Route::WebSocket)
@@ -244,6 +248,26 @@ mod tests {
         );
         assert_eq!(status(&format!("GET /nope HTTP/1.1\r\n{upgrade}")), 404);
         assert_eq!(status("GET /ws HTTP/1.1"), 426);
+    }
+
+    #[test]
+    fn pusher_paths_are_routed_with_the_feature_only() {
+        let socket =
+            "GET /app/key?protocol=7 HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade";
+        let rest = "POST /apps/1/events HTTP/1.1";
+        if cfg!(feature = "pusher") {
+            assert_eq!(routed(socket), Ok(Route::WebSocket));
+            assert!(routed(rest).is_ok());
+            assert!(is_api_path("/apps/1/events"));
+        } else {
+            // Unknown paths like any other: a 404, not a Pusher error.
+            assert_eq!(status(socket), 404);
+            assert_eq!(status(rest), 404);
+            assert!(
+                !is_api_path("/apps/1/events"),
+                "its errors are not JSON either"
+            );
+        }
     }
 
     #[test]

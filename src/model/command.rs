@@ -79,6 +79,7 @@ pub enum Action {
     },
     /// Subscribe to a channel of the connection's Pusher app, with the app backend's
     /// signature when the channel's kind needs one.
+    #[cfg(feature = "pusher")]
     Subscribe {
         /// The channel, as the app names it.
         channel: String,
@@ -88,11 +89,13 @@ pub enum Action {
         channel_data: Option<String>,
     },
     /// Unsubscribe from a channel of the connection's Pusher app; nothing is answered.
+    #[cfg(feature = "pusher")]
     Unsubscribe {
         /// The channel, as the app names it.
         channel: String,
     },
     /// A Pusher user sign-in: the app backend's signature over the user's data.
+    #[cfg(feature = "pusher")]
     Signin {
         /// `KEY:SIGNATURE`.
         auth: String,
@@ -101,6 +104,7 @@ pub enum Action {
         user_data: String,
     },
     /// A client event: relayed to the channel's other subscribers.
+    #[cfg(feature = "pusher")]
     ClientEvent {
         /// The channel, as the app names it.
         channel: String,

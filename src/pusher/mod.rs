@@ -9,8 +9,10 @@
 //! clients, the dashboard and other apps never see them.
 
 pub mod auth;
+#[cfg(feature = "pusher")]
 pub mod cache;
 pub mod channel;
+#[cfg(feature = "pusher")]
 pub mod rest;
 pub mod socket_id;
 
@@ -235,6 +237,13 @@ impl PusherSettings {
 
     /// Checks the apps (distinct ids and keys, at most 65,536) and the limits.
     pub fn validate(&self) -> Result<(), String> {
+        if !cfg!(feature = "pusher") && !self.apps.is_empty() {
+            return Err(
+                "Pusher apps are configured, but rollcall is built without its `pusher` \
+                        feature"
+                    .into(),
+            );
+        }
         if self.apps.len() > usize::from(u16::MAX) + 1 {
             return Err("at most 65536 Pusher apps".into());
         }
@@ -357,7 +366,14 @@ mod tests {
             apps: PusherSettings::parse_list("1:a:x,2:b:y").expect("apps"),
             ..PusherSettings::default()
         };
-        assert_eq!(settings.validate(), Ok(()));
+        if cfg!(feature = "pusher") {
+            assert_eq!(settings.validate(), Ok(()));
+        } else {
+            let refused = settings
+                .validate()
+                .expect_err("no apps without the feature");
+            assert!(refused.contains("`pusher` feature"), "{refused}");
+        }
         assert_eq!(settings.app_by_key("b").map(|(i, _)| i), Some(1));
         assert_eq!(
             settings.app_by_id("1").map(|(_, a)| a.key.as_str()),

@@ -10,15 +10,12 @@
 //! of the turn (or as replies are pumped); a failure of either connection drops both (the
 //! session re-syncs everything this node holds on the next attempt).
 
-use std::net::{SocketAddr, ToSocketAddrs};
-
-use log::info;
+use std::net::SocketAddr;
 
 use super::redis_link::{Link, LinkError};
 use super::Server;
 use crate::cluster::resp::Reply;
 use crate::cluster::session::Session;
-use crate::cluster::Commands;
 use crate::wheel::Millis;
 
 /// Something that arrived from Redis.
@@ -35,6 +32,9 @@ pub(super) struct Links {
     target: SocketAddr,
     commands: Option<Link>,
     notes: Option<Link>,
+    /// Without the `cluster` feature there are no links (see `cluster::session::Session`).
+    #[cfg(not(feature = "cluster"))]
+    _never: std::convert::Infallible,
 }
 
 /// Why a cluster could not be set up at bind time.
@@ -175,9 +175,14 @@ impl Server {
 
 /// Makes the node's Redis session and its (closed) connections from the configuration, at
 /// bind time, resolving Redis's host name once, now.
+#[cfg(feature = "cluster")]
 pub(super) fn node_from_config(
     config: &crate::Config,
 ) -> Result<Option<(Session, Links)>, Unresolvable> {
+    use crate::cluster::Commands;
+    use log::info;
+    use std::net::ToSocketAddrs;
+
     let Some(address) = config.redis.clone() else {
         return Ok(None);
     };
@@ -198,7 +203,16 @@ pub(super) fn node_from_config(
     Ok(Some((Session::new(address, commands, ttl_ms), links)))
 }
 
+/// Without the `cluster` feature: never a node (`Config::redis` was refused at start).
+#[cfg(not(feature = "cluster"))]
+pub(super) fn node_from_config(
+    _: &crate::Config,
+) -> Result<Option<(Session, Links)>, Unresolvable> {
+    Ok(None)
+}
+
 /// A random node id.
+#[cfg(feature = "cluster")]
 fn random_node_id() -> String {
     format!("node-{:016x}", super::random_seed())
 }

@@ -17,8 +17,12 @@ use crate::protocol::event;
 use crate::protocol::fields::Fields;
 use crate::wheel::Millis;
 
-/// The live dashboard: one self-contained page (no CDN, no build step).
-const DASHBOARD: &str = include_str!("../dashboard.html");
+/// The live dashboard: one self-contained page (no CDN, no build step). Feature `dashboard`:
+/// without it `GET /` is an unknown path (404).
+#[cfg(feature = "dashboard")]
+const DASHBOARD: Option<&str> = Some(include_str!("../dashboard.html"));
+#[cfg(not(feature = "dashboard"))]
+const DASHBOARD: Option<&str> = None;
 
 /// The browser client (clients/js/rollcall.js), served at `GET /rollcall.js`.
 const CLIENT: &str = include_str!("../../clients/js/rollcall.js");
@@ -59,11 +63,12 @@ impl Server {
                 let text = metrics::render(&self.counters_now(), &self.gauges());
                 Response::with_type(200, PROMETHEUS_TEXT, text.into_bytes())
             }
-            Route::Dashboard => Response::with_type(
-                200,
-                "text/html; charset=utf-8",
-                DASHBOARD.as_bytes().to_vec(),
-            ),
+            Route::Dashboard => match DASHBOARD {
+                Some(page) => {
+                    Response::with_type(200, "text/html; charset=utf-8", page.as_bytes().to_vec())
+                }
+                None => Response::error(404, "no such path: /"),
+            },
             Route::Presence => Response::json(200, self.presence_json()),
             Route::PresenceChannel {
                 channel,
@@ -72,6 +77,7 @@ impl Server {
             Route::Publish => self.publish_request(request, now),
             Route::User { user } => self.user_status(user),
             Route::UsersStatus => self.users_status(request),
+            #[cfg(feature = "pusher")]
             Route::PusherApi => self.pusher_api(request, now),
             Route::WebSocket => Response::error(400, "a WebSocket upgrade is not an endpoint"),
         }
@@ -102,10 +108,10 @@ impl Server {
             channels: self.engine.roster().channel_count(),
             listen_queue: super::sockopt::accept_queue(&self.listener),
             resident_memory_bytes: resident_memory_bytes(),
-            start_time_seconds: self
+            start_time_ms: self
                 .started
                 .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             cluster: self.engine.cluster_status().map(|status| ClusterGauges {
                 degraded: !status.live,
                 nodes: status.nodes,

@@ -27,6 +27,7 @@ mod effects;
 mod endpoints;
 mod handle;
 mod metered;
+#[cfg(feature = "pusher")]
 mod pusher_rest;
 mod redis_link;
 mod session;
@@ -36,6 +37,10 @@ mod spawn;
 mod token_space;
 mod trim;
 mod users;
+#[cfg(feature = "webhooks")]
+mod webhook;
+#[cfg(not(feature = "webhooks"))]
+#[path = "no_webhook.rs"]
 mod webhook;
 mod websocket;
 

@@ -92,6 +92,8 @@ impl TokenSpace {
         self.token(REDIS_NOTES_SLOT, 0)
     }
 
+    // Only webhooks register these (feature `webhooks`); the token tests use it either way.
+    #[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
     pub(crate) fn webhook(self, url: usize) -> Token {
         debug_assert!(url < crate::webhook::MAX_URLS, "webhook URL {url}");
         self.token(WEBHOOK_SLOT - url as u32, 0)

@@ -15,15 +15,20 @@
 //! each batch is retried as the same bytes until it is acknowledged with a 2xx or its retry
 //! window ([`outbox::RETRY_WINDOW_MS`]) is over; no clock is read here.
 
+#[cfg(feature = "webhooks")]
 pub mod event;
+#[cfg(feature = "webhooks")]
 pub mod http;
+#[cfg(feature = "webhooks")]
 pub mod outbox;
 pub mod target;
 
 use std::fmt;
 
+#[cfg(feature = "webhooks")]
 pub use event::{HookEvent, Notice};
-pub use outbox::{Action, Outbox, Outcome, Stats};
+#[cfg(feature = "webhooks")]
+pub use outbox::{Action, Outbox, Outcome};
 pub use target::{TargetError, WebhookUrl};
 
 /// The key `X-Pusher-Key` carries for native channels unless `--webhook-key` says otherwise.
@@ -102,6 +107,25 @@ impl WebhookSettings {
         }
         Ok(())
     }
+}
+
+/// The delivery's figures, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Events acknowledged by a receiver (once per URL).
+    pub sent: u64,
+    /// Requests that failed or were answered with a status other than 2xx.
+    pub failed: u64,
+    /// Requests that were attempts after the first of their batch.
+    pub retried: u64,
+    /// Events dropped because a URL's queue was full.
+    pub dropped: u64,
+    /// Events given up on after the retry window.
+    pub abandoned: u64,
+    /// Events waiting or in flight, over every URL.
+    pub queued: u64,
+    /// Milliseconds from queueing to acknowledgement, summed over the events sent.
+    pub latency_ms_sum: u64,
 }
 
 /// Who signs a batch: the native key and secret, or one Pusher app's.

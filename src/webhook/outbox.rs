@@ -23,7 +23,7 @@ use log::{info, warn};
 use super::event::Notice;
 use super::http;
 use super::target::WebhookUrl;
-use super::{Signer, WebhookSettings};
+use super::{Signer, Stats, WebhookSettings};
 use crate::pusher::App;
 use crate::wheel::Millis;
 
@@ -70,25 +70,6 @@ pub enum Outcome {
     Answered(u16),
     /// No usable answer: the connection failed or closed, or the answer was garbage.
     Failed,
-}
-
-/// The delivery's figures, for the metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
-    /// Events acknowledged by a receiver (once per URL).
-    pub sent: u64,
-    /// Requests that failed or were answered with a status other than 2xx.
-    pub failed: u64,
-    /// Requests that were attempts after the first of their batch.
-    pub retried: u64,
-    /// Events dropped because a URL's queue was full.
-    pub dropped: u64,
-    /// Events given up on after the retry window.
-    pub abandoned: u64,
-    /// Events waiting or in flight, over every URL.
-    pub queued: u64,
-    /// Milliseconds from queueing to acknowledgement, summed over the events sent.
-    pub latency_ms_sum: u64,
 }
 
 /// One queued event.
