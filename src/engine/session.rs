@@ -46,8 +46,9 @@ pub(crate) struct Session {
 /// What few connections have (see [`Session::extra`]).
 #[derive(Default)]
 pub(crate) struct Extra {
-    /// What the connection watches.
-    pub watching: Watching,
+    /// What the connection watches, once it watched anything (boxed again: a Pusher
+    /// connection's extras are its socket state, and never a watch).
+    pub watching: Option<Box<Watching>>,
     /// What vouches for it: a token's claims when tokens are required, a Pusher app's
     /// socket state for a Pusher connection.
     pub auth: Option<Auth>,
@@ -57,7 +58,7 @@ impl Extra {
     /// Extras holding `auth` only.
     pub fn vouched(auth: Auth) -> Box<Extra> {
         Box::new(Extra {
-            watching: Watching::default(),
+            watching: None,
             auth: Some(auth),
         })
     }
@@ -92,17 +93,20 @@ impl Session {
 
     /// What it watches, if it ever watched anything.
     pub fn watching(&self) -> Option<&Watching> {
-        self.extra.as_deref().map(|extra| &extra.watching)
+        self.extra.as_deref()?.watching.as_deref()
     }
 
     /// What it watches, to change, if it ever watched anything.
     pub fn watching_mut(&mut self) -> Option<&mut Watching> {
-        self.extra.as_deref_mut().map(|extra| &mut extra.watching)
+        self.extra.as_deref_mut()?.watching.as_deref_mut()
     }
 
     /// What it watches, to add to.
     pub fn watching_or_new(&mut self) -> &mut Watching {
-        &mut self.extra.get_or_insert_with(Box::default).watching
+        self.extra
+            .get_or_insert_with(Box::default)
+            .watching
+            .get_or_insert_with(Box::default)
     }
 
     /// True while it watches anything (a watcher is counted apart from users, §12).
@@ -214,6 +218,13 @@ mod tests {
     #[test]
     fn a_session_takes_72_bytes_in_its_slot() {
         assert_eq!(std::mem::size_of::<Option<Session>>(), 64);
+    }
+
+    /// A Pusher connection's extras (its socket state) are one allocation of this size.
+    #[cfg(feature = "pusher")]
+    #[test]
+    fn the_extras_stay_small() {
+        assert_eq!(std::mem::size_of::<Extra>(), 40);
     }
 
     #[test]
