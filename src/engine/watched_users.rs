@@ -76,7 +76,8 @@ impl WatchedUsers {
 
 impl Engine {
     /// `watch_users`: follows `users` (at most [`MAX_WATCHED_USERS`] per connection in all)
-    /// and answers with their statuses at once.
+    /// and answers with their statuses: at once, or in a live cluster with offline users
+    /// once Redis gave their last-seen times (see `cluster_last_seen`).
     pub(super) fn watch_users(
         &mut self,
         id: ConnId,
@@ -112,18 +113,39 @@ impl Engine {
             followed.watchers.insert(id);
             table.by_conn.entry(id).or_default().push(name);
         }
+        // In a live cluster the offline users' times are Redis's: the answer waits for it.
+        let any_offline = users.iter().any(|user| !self.told_online(user));
+        if !(any_offline && self.ask_for_watcher(id, users, reference, now)) {
+            self.send_user_statuses(id, users, reference, None);
+        }
+        Ok(())
+    }
+
+    fn told_online(&self, user: &str) -> bool {
+        self.watched_users
+            .by_user
+            .get(user)
+            .is_some_and(|followed| followed.online_since.is_some())
+    }
+
+    /// Sends `users`' statuses as last told to `id` (the `users` answer of `watch_users`),
+    /// the offline ones with their last-seen times: the later of this node's and
+    /// `fetched`'s (Redis's, one per user, when asked; see `cluster_last_seen`).
+    pub(super) fn send_user_statuses(
+        &mut self,
+        id: ConnId,
+        users: &[String],
+        reference: Option<&Json>,
+        fetched: Option<&[Option<u64>]>,
+    ) {
         let mut online = Vec::new();
         let mut offline = Vec::new();
-        for user in users {
-            let told_online = self
-                .watched_users
-                .by_user
-                .get(user.as_str())
-                .is_some_and(|followed| followed.online_since.is_some());
-            if told_online {
+        for (index, user) in users.iter().enumerate() {
+            if self.told_online(user) {
                 online.push(user.as_str());
             } else {
-                offline.push((user.as_str(), self.last_seen.get(user)));
+                let from_redis = fetched.and_then(|values| values.get(index).copied().flatten());
+                offline.push((user.as_str(), self.later_last_seen(user, from_redis)));
             }
         }
         let event = Event::UserStatuses {
@@ -132,7 +154,6 @@ impl Engine {
             reference,
         };
         self.send(id, &event);
-        Ok(())
     }
 
     /// `unwatch_users`: stops following `users` (one not watched is ignored).
