@@ -156,7 +156,7 @@ fn a_user_seen_only_on_one_node_is_last_seen_on_every_node() {
     let seen = seen_between(&offline["last_seen"], before);
     assert!(
         seen < unix_ms() - 250,
-        "{seen}: the end of the connection, before the 300 ms grace"
+        "{seen} (closed at {before}, now {}, redis {:?}): the end of the connection, before the 300 ms grace", unix_ms(), redis.command(&["GET", "rollcall:seen:alice"])
     );
     let on_b = wait_status(&b, "alice", |v| v["online"] == false);
     assert_eq!(

@@ -187,6 +187,13 @@ impl Engine {
 
     /// `user`'s status may have changed at `now`: its watchers hear of it if it did.
     pub(super) fn watched_user_may_change(&mut self, user: &str, now: Millis) {
+        self.watched_user_may_leave(user, None, now);
+    }
+
+    /// As [`Engine::watched_user_may_change`]; `left_at`, when a cluster-wide leave says
+    /// so, is when the user was last seen (Unix ms), told as is: nodes' clocks differ by a
+    /// few milliseconds, so it may come before this node saw the user come online.
+    fn watched_user_may_leave(&mut self, user: &str, left_at: Option<u64>, now: Millis) {
         if self.watched_users.by_user.is_empty() || self.shutting_down {
             return;
         }
@@ -208,7 +215,7 @@ impl Engine {
         // it left on another node, and is last seen now, when its leave is told.
         let last_seen = was.map(|since| {
             let recorded = self.last_seen.get(user).filter(|&seen| seen >= since);
-            recorded.unwrap_or_else(|| {
+            left_at.or(recorded).unwrap_or_else(|| {
                 self.last_seen.record(user, unix_ms);
                 unix_ms
             })
@@ -230,8 +237,12 @@ impl Engine {
 
     /// A cluster note was applied to the view: its user's status may have changed.
     pub(super) fn note_may_change_watched(&mut self, note: &Note, now: Millis) {
-        if let Note::Join { user, .. } | Note::Leave { user, .. } = note {
-            self.watched_user_may_change(user, now);
+        match note {
+            Note::Join { user, .. } => self.watched_user_may_change(user, now),
+            Note::Leave {
+                user, last_seen, ..
+            } => self.watched_user_may_leave(user, Some(*last_seen), now),
+            _ => {}
         }
     }
 
