@@ -758,6 +758,40 @@ mod tests {
     }
 
     #[test]
+    fn last_seen_lookups_go_out_while_live_and_come_back_by_id() {
+        let mut s = session("redis://127.0.0.1:6379");
+        s.set_unix_origin(1_000_000);
+        assert!(
+            !s.look_up_last_seen(1, ["alice"].into_iter(), 0),
+            "not live: nothing to ask"
+        );
+        let mut s = live_at(0);
+        s.set_unix_origin(1_000_000);
+        assert!(s.look_up_last_seen(7, ["alice", "bob"].into_iter(), 5));
+        let sent = s.take_commands();
+        assert_eq!(verbs(&sent), ["MGET"]);
+        assert_eq!(sent[0].len(), 3, "one key per user");
+        let reply = Reply::Array(Some(vec![bulk(b"1733400000123"), Reply::Bulk(None)]));
+        assert_eq!(
+            s.on_reply(reply, 6, no_holdings()),
+            Step::LastSeen {
+                id: 7,
+                values: vec![Some(1_733_400_000_123), None]
+            }
+        );
+        // A reply of the wrong shape cannot be trusted.
+        s.look_up_last_seen(8, ["alice"].into_iter(), 7);
+        let wrong = s.on_reply(Reply::Integer(3), 8, no_holdings());
+        assert!(matches!(wrong, Step::Fall(_)), "{wrong:?}");
+        // A refresh reaps in the node's Unix clock: origin + loop time.
+        let mut s = live_at(0);
+        s.set_unix_origin(1_000_000);
+        s.tick(TTL / 4);
+        let beat = s.take_commands();
+        assert_eq!(beat[0][6], (1_000_000 + TTL / 4).to_string().into_bytes());
+    }
+
+    #[test]
     fn a_gap_asks_for_one_snapshot_at_a_time() {
         let mut s = live_at(0);
         s.resnapshot(1);

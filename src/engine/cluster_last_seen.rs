@@ -162,10 +162,107 @@ impl Engine {
     pub(super) fn later_last_seen(&self, user: &str, fetched: Option<u64>) -> Option<u64> {
         self.last_seen.get(user).max(fetched)
     }
+}
 
-    /// Lookups waiting for Redis (for tests).
-    #[cfg(test)]
-    pub(super) fn lookups_pending(&self) -> usize {
-        self.lookups.pending.len()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::resp::Reply;
+    use crate::cluster::session::Session;
+    use crate::cluster::Commands;
+    use crate::config::Config;
+    use crate::engine::Timer;
+
+    const ORIGIN_MS: u64 = 1_700_000_000_000;
+
+    fn bulk(text: &str) -> Reply {
+        Reply::Bulk(Some(text.as_bytes().to_vec()))
+    }
+
+    fn effects(engine: &mut Engine, now: Millis) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        engine.take_effects(now, &mut effects);
+        effects
+    }
+
+    fn answers(engine: &mut Engine, now: Millis) -> Vec<(u64, Option<Vec<Option<u64>>>)> {
+        effects(engine, now)
+            .into_iter()
+            .filter_map(|effect| match effect {
+                Effect::LastSeen { lookup, values } => Some((lookup, values)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// An engine whose cluster session went live at time 0 (empty cluster).
+    fn live_engine() -> Engine {
+        let address: crate::cluster::RedisAddress =
+            "redis://127.0.0.1:6379".parse().expect("a Redis URL");
+        let session = Session::new(address, Commands::new("n1", 0, 60_000), 4_000);
+        let mut engine = Engine::new(&Config::default(), ORIGIN_MS, 1, Some(session));
+        engine.on_timer(Timer::ClusterTick, 0);
+        engine.cluster_connected(0);
+        engine.cluster_reply(bulk("sha"), 0);
+        engine.cluster_reply(Reply::Array(Some(vec![Reply::Integer(1), Reply::Integer(0)])), 0);
+        let subscribed = Reply::Array(Some(vec![
+            bulk("subscribe"),
+            bulk("rollcall:events"),
+            Reply::Integer(1),
+        ]));
+        engine.cluster_push(subscribed, 0);
+        engine.cluster_reply(Reply::Array(Some(Vec::new())), 0);
+        assert!(engine.cluster_status().is_some_and(|status| status.live));
+        engine.cluster_commands();
+        effects(&mut engine, 0);
+        engine
+    }
+
+    #[test]
+    fn a_lookup_is_answered_by_its_reply_or_given_up_after_the_wait() {
+        let mut engine = live_engine();
+        let first = engine.ask_last_seen(["alice"].into_iter(), 10).expect("asked");
+        let (commands, _) = engine.cluster_commands();
+        assert_eq!(commands.len(), 1, "one MGET");
+        // No reply by the wait's end: given up at the first tick after it.
+        engine.on_timer(Timer::ClusterTick, 10 + LOOKUP_WAIT_MS - 1);
+        assert!(answers(&mut engine, 10 + LOOKUP_WAIT_MS - 1).is_empty());
+        engine.on_timer(Timer::ClusterTick, 10 + LOOKUP_WAIT_MS);
+        assert_eq!(answers(&mut engine, 0), [(first, None)]);
+        // Its late reply changes nothing; the next lookup gets its own.
+        let second = engine.ask_last_seen(["bob"].into_iter(), 3_000).expect("asked");
+        assert_ne!(first, second);
+        engine.cluster_reply(Reply::Array(Some(vec![bulk("5")])), 3_001);
+        assert!(answers(&mut engine, 3_001).is_empty(), "the late reply");
+        // The refresh the first tick sent is answered before the second lookup.
+        let beat = Reply::Array(Some(vec![Reply::Integer(1), Reply::Integer(0)]));
+        engine.cluster_reply(beat, 3_001);
+        engine.cluster_reply(Reply::Array(Some(vec![bulk("7")])), 3_002);
+        assert_eq!(answers(&mut engine, 3_002), [(second, Some(vec![Some(7)]))]);
+    }
+
+    #[test]
+    fn a_fall_gives_up_every_lookup_and_a_node_not_live_does_not_ask() {
+        let mut engine = live_engine();
+        let one = engine.ask_last_seen(["a"].into_iter(), 1).expect("asked");
+        let two = engine.ask_last_seen(["b", "c"].into_iter(), 1).expect("asked");
+        engine.cluster_fell(2, "test");
+        let mut given_up = answers(&mut engine, 2);
+        given_up.sort();
+        assert_eq!(given_up, [(one, None), (two, None)]);
+        assert_eq!(engine.ask_last_seen(["a"].into_iter(), 3), None, "degraded");
+        let mut single = Engine::new(&Config::default(), ORIGIN_MS, 1, None);
+        assert_eq!(single.ask_last_seen(["a"].into_iter(), 0), None, "no cluster");
+    }
+
+    #[test]
+    fn a_leave_s_time_is_kept_unless_a_later_one_is() {
+        let mut engine = Engine::new(&Config::default(), ORIGIN_MS, 1, None);
+        engine.heard_last_seen("alice", 20);
+        engine.heard_last_seen("alice", 10);
+        assert_eq!(engine.later_last_seen("alice", None), Some(20));
+        assert_eq!(engine.later_last_seen("alice", Some(30)), Some(30));
+        assert_eq!(engine.later_last_seen("bob", Some(5)), Some(5));
+        assert_eq!(engine.later_last_seen("bob", None), None);
     }
 }
