@@ -113,9 +113,7 @@ fn watcher(server: &Server, name: &str, users: &[&str]) -> (Client, Value) {
 /// is its loop's, in whole milliseconds: up to a few behind this one).
 #[track_caller]
 fn seen_between(value: &Value, not_before: u64) -> u64 {
-    let seen = value
-        .as_u64()
-        .unwrap_or_else(|| panic!("no time: {value}"));
+    let seen = value.as_u64().unwrap_or_else(|| panic!("no time: {value}"));
     assert!(
         seen + 5 >= not_before && seen <= unix_ms(),
         "{seen} not in [{not_before}, now]"
@@ -215,10 +213,16 @@ fn a_killed_node_s_user_is_last_seen_once_reaped() {
 
     let killed = unix_ms();
     a.signal("KILL");
-    assert!(a.wait_exit(STEP).is_some(), "node a still runs after SIGKILL");
+    assert!(
+        a.wait_exit(STEP).is_some(),
+        "node a still runs after SIGKILL"
+    );
     let offline = wait_status(&b, "olga", |v| v["online"] == false);
     let seen = seen_between(&offline["last_seen"], killed);
-    assert_eq!(redis_integer(&redis, &["GET", "rollcall:seen:olga"]), seen as i64);
+    assert_eq!(
+        redis_integer(&redis, &["GET", "rollcall:seen:olga"]),
+        seen as i64
+    );
     assert!(redis_integer(&redis, &["PTTL", "rollcall:seen:olga"]) > 0);
 }
 
@@ -234,7 +238,10 @@ fn a_watcher_hears_the_reaped_user_s_time() {
     assert_eq!(w.expect_type("online")["user"], "olga");
     let killed = unix_ms();
     a.signal("KILL");
-    assert!(a.wait_exit(STEP).is_some(), "node a still runs after SIGKILL");
+    assert!(
+        a.wait_exit(STEP).is_some(),
+        "node a still runs after SIGKILL"
+    );
     let offline = w.recv_json(STEP * 2);
     assert_eq!(offline["type"], "offline", "{offline}");
     let seen = seen_between(&offline["last_seen"], killed);
@@ -282,11 +289,17 @@ fn a_request_redis_does_not_answer_gets_a_503_and_bad_input_is_refused() {
     signal("CONT");
     assert_eq!(response.status, 503, "{response:?}");
     assert_eq!(response.json()["error"], "unavailable", "{response:?}");
-    assert!(waited >= Duration::from_millis(1_500), "gave up after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1_500),
+        "gave up after {waited:?}"
+    );
     // An online user needs no lookup; once Redis is back, answers come again.
     let started = Instant::now();
     while get_status(&a, "alice").status != 200 {
-        assert!(started.elapsed() < STEP * 2, "no answer after Redis came back");
+        assert!(
+            started.elapsed() < STEP * 2,
+            "no answer after Redis came back"
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }

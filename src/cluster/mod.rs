@@ -102,14 +102,7 @@ impl Commands {
         unix_ms: u64,
         args: impl IntoIterator<Item = &'a str>,
     ) -> Command {
-        let head = [
-            "EVALSHA",
-            &self.sha,
-            "0",
-            &self.prefix,
-            op,
-            &self.node,
-        ];
+        let head = ["EVALSHA", &self.sha, "0", &self.prefix, op, &self.node];
         let mut command = command(head);
         command.push(unix_ms.to_string().into_bytes());
         command.push(self.last_seen_ttl.as_bytes().to_vec());
@@ -285,7 +278,10 @@ pub fn parse_last_seen(reply: Reply, users: usize) -> Option<Vec<Option<u64>>> {
         .into_iter()
         .map(|value| match value {
             Reply::Bulk(None) => Some(None),
-            value => value.integer().and_then(|ms| u64::try_from(ms).ok()).map(Some),
+            value => value
+                .integer()
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(Some),
         })
         .collect()
 }
@@ -374,10 +370,24 @@ mod tests {
         );
         assert_eq!(commands.events_channel(), "rollcall:2:events");
         let release = commands.release("lobby", "alice", LeaveReason::Timeout, 1_234);
-        assert_eq!(&release[6..], [&b"1234"[..], b"9000", b"lobby", b"alice", b"timeout"]);
+        assert_eq!(
+            &release[6..],
+            [&b"1234"[..], b"9000", b"lobby", b"alice", b"timeout"]
+        );
         let lookup = commands.last_seen(["alice", "b c"]);
-        assert_eq!(lookup, [&b"MGET"[..], b"rollcall:2:seen:alice", b"rollcall:2:seen:b c"]);
-        assert_eq!(Commands::new("n1", 0, 0).last_seen_ttl, "1", "never a zero expiry");
+        assert_eq!(
+            lookup,
+            [
+                &b"MGET"[..],
+                b"rollcall:2:seen:alice",
+                b"rollcall:2:seen:b c"
+            ]
+        );
+        assert_eq!(
+            Commands::new("n1", 0, 0).last_seen_ttl,
+            "1",
+            "never a zero expiry"
+        );
         assert_eq!(script_sha().len(), 40);
     }
 

@@ -45,7 +45,10 @@ enum Expect {
     Change,
     Goodbye,
     /// Users' last-seen times for the engine's lookup `id`, of `users` users.
-    LastSeen { id: u64, users: usize },
+    LastSeen {
+        id: u64,
+        users: usize,
+    },
 }
 
 /// What the loop must do after a call.
@@ -231,7 +234,9 @@ impl Session {
         }
         if self.live && now >= self.next_beat {
             self.next_beat = now + beat_interval(self.ttl_ms);
-            let beat = self.commands.beat(liveness_ms(self.ttl_ms), self.unix_ms(now));
+            let beat = self
+                .commands
+                .beat(liveness_ms(self.ttl_ms), self.unix_ms(now));
             self.send(beat, Expect::Beat, now);
         }
         Step::Nothing
@@ -719,7 +724,15 @@ mod tests {
     fn changes_and_publications_go_out_while_connected_and_live() {
         let mut s = live_at(0);
         s.hold("lobby", "alice", Some(2), None, None, 0, 1);
-        s.hold("lobby", "alice", None, None, Some(LeaveReason::Timeout), 5, 1);
+        s.hold(
+            "lobby",
+            "alice",
+            None,
+            None,
+            Some(LeaveReason::Timeout),
+            5,
+            1,
+        );
         s.publish("lobby", Some("alice"), &Json::parse("{}").expect("json"), 1);
         assert_eq!(verbs(&s.take_commands()), ["EVALSHA", "EVALSHA", "PUBLISH"]);
         for _ in 0..3 {

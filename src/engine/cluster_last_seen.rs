@@ -204,7 +204,10 @@ mod tests {
         engine.on_timer(Timer::ClusterTick, 0);
         engine.cluster_connected(0);
         engine.cluster_reply(bulk("sha"), 0);
-        engine.cluster_reply(Reply::Array(Some(vec![Reply::Integer(1), Reply::Integer(0)])), 0);
+        engine.cluster_reply(
+            Reply::Array(Some(vec![Reply::Integer(1), Reply::Integer(0)])),
+            0,
+        );
         let subscribed = Reply::Array(Some(vec![
             bulk("subscribe"),
             bulk("rollcall:events"),
@@ -221,7 +224,9 @@ mod tests {
     #[test]
     fn a_lookup_is_answered_by_its_reply_or_given_up_after_the_wait() {
         let mut engine = live_engine();
-        let first = engine.ask_last_seen(["alice"].into_iter(), 10).expect("asked");
+        let first = engine
+            .ask_last_seen(["alice"].into_iter(), 10)
+            .expect("asked");
         let (commands, _) = engine.cluster_commands();
         assert_eq!(commands.len(), 1, "one MGET");
         // No reply by the wait's end: given up at the first tick after it.
@@ -230,7 +235,9 @@ mod tests {
         engine.on_timer(Timer::ClusterTick, 10 + LOOKUP_WAIT_MS);
         assert_eq!(answers(&mut engine, 0), [(first, None)]);
         // Its late reply changes nothing; the next lookup gets its own.
-        let second = engine.ask_last_seen(["bob"].into_iter(), 3_000).expect("asked");
+        let second = engine
+            .ask_last_seen(["bob"].into_iter(), 3_000)
+            .expect("asked");
         assert_ne!(first, second);
         engine.cluster_reply(Reply::Array(Some(vec![bulk("5")])), 3_001);
         assert!(answers(&mut engine, 3_001).is_empty(), "the late reply");
@@ -245,14 +252,20 @@ mod tests {
     fn a_fall_gives_up_every_lookup_and_a_node_not_live_does_not_ask() {
         let mut engine = live_engine();
         let one = engine.ask_last_seen(["a"].into_iter(), 1).expect("asked");
-        let two = engine.ask_last_seen(["b", "c"].into_iter(), 1).expect("asked");
+        let two = engine
+            .ask_last_seen(["b", "c"].into_iter(), 1)
+            .expect("asked");
         engine.cluster_fell(2, "test");
         let mut given_up = answers(&mut engine, 2);
         given_up.sort();
         assert_eq!(given_up, [(one, None), (two, None)]);
         assert_eq!(engine.ask_last_seen(["a"].into_iter(), 3), None, "degraded");
         let mut single = Engine::new(&Config::default(), ORIGIN_MS, 1, None);
-        assert_eq!(single.ask_last_seen(["a"].into_iter(), 0), None, "no cluster");
+        assert_eq!(
+            single.ask_last_seen(["a"].into_iter(), 0),
+            None,
+            "no cluster"
+        );
     }
 
     #[test]

@@ -129,10 +129,14 @@ impl Server {
         }
         let response = match values {
             Some(values) => {
-                let offline = parked.statuses.iter_mut().filter_map(|(_, presence)| match presence {
-                    UserPresence::Offline { last_seen } => Some(last_seen),
-                    UserPresence::Online { .. } => None,
-                });
+                let offline =
+                    parked
+                        .statuses
+                        .iter_mut()
+                        .filter_map(|(_, presence)| match presence {
+                            UserPresence::Offline { last_seen } => Some(last_seen),
+                            UserPresence::Online { .. } => None,
+                        });
                 for (last_seen, fetched) in offline.zip(values) {
                     *last_seen = (*last_seen).max(fetched);
                 }
