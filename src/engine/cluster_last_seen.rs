@@ -14,6 +14,10 @@
 //!   watcher gets the node's own times.
 //! - While the cluster is not live, answers come from the node's own times at once.
 //!
+//! A watcher hears no `online`/`offline` of a user its waiting `users` answer names: that
+//! answer, made when the reply arrives, tells the newer status, so the answer always comes
+//! first.
+//!
 //! Invariant: a lookup is pending (in `pending`) from its question until its reply, its
 //! time limit or the connection's fall, whichever comes first; a reply for a lookup no
 //! longer pending is ignored.
@@ -38,6 +42,18 @@ pub(super) struct Lookups {
 struct Lookup {
     asked_at: Millis,
     asker: Asker,
+}
+
+impl Lookups {
+    /// True while `conn`'s `users` answer naming `user` waits for Redis (a scan of the
+    /// pending lookups: a few at a time).
+    pub(super) fn awaits(&self, conn: ConnId, user: &str) -> bool {
+        !self.pending.is_empty()
+            && self.pending.values().any(|lookup| {
+                matches!(&lookup.asker, Asker::Watch { conn: c, users, .. }
+                    if *c == conn && users.iter().any(|u| u == user))
+            })
+    }
 }
 
 /// Who waits for a lookup.
@@ -165,7 +181,7 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::cluster::resp::Reply;
     use crate::cluster::session::Session;
@@ -196,7 +212,7 @@ mod tests {
     }
 
     /// An engine whose cluster session went live at time 0 (empty cluster).
-    fn live_engine() -> Engine {
+    pub(in crate::engine) fn live_engine() -> Engine {
         let address: crate::cluster::RedisAddress =
             "redis://127.0.0.1:6379".parse().expect("a Redis URL");
         let session = Session::new(address, Commands::new("n1", 0, 60_000), 4_000);

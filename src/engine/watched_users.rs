@@ -224,7 +224,15 @@ impl Engine {
             return;
         };
         followed.online_since = online.then_some(unix_ms);
-        let watchers: Vec<ConnId> = followed.watchers.iter().copied().collect();
+        // A watcher whose `users` answer naming this user waits for Redis hears nothing
+        // now: that answer, made when the reply arrives, tells the newer status.
+        let lookups = &self.lookups;
+        let watchers: Vec<ConnId> = followed
+            .watchers
+            .iter()
+            .copied()
+            .filter(|&watcher| !lookups.awaits(watcher, user))
+            .collect();
         let event = match last_seen {
             None => Event::UserOnline { user: &event_user },
             Some(last_seen) => Event::UserOffline {
