@@ -15,8 +15,11 @@
 //!   notes, so every node tells the same events with the same seq.
 //! - A node refreshes a liveness key every TTL/4 through the same script, which also reaps the
 //!   holdings of nodes whose key expired (leave reason `node_down`).
-//! - Redis work is per presence change, per publication and per refresh: an idle connection
-//!   costs none.
+//! - A user's cluster-wide leave also records when it was last seen (`seen:USER`, expiring
+//!   after `--last-seen-ttl`) in the same call, and its note carries the time; status
+//!   answers read offline users' times with one `MGET` ([`Commands::last_seen`]).
+//! - Redis work is per presence change, per publication, per refresh and per status answer
+//!   naming offline users: an idle connection costs none.
 
 pub mod address;
 pub mod note;
