@@ -118,6 +118,10 @@ pub struct Config {
     /// Users whose last-seen time is remembered (`GET /users/{id}`), the least recently seen
     /// forgotten first. Default 100,000 (about 150 bytes each, only for users seen).
     pub last_seen_capacity: usize,
+    /// In a cluster, how long Redis keeps a user's last-seen time after its last leave
+    /// (each key expires on its own). Default 30 days; one key of about 100 bytes per user
+    /// seen within it (see docs/webhooks.md).
+    pub last_seen_ttl: Duration,
 }
 
 /// Which operator endpoint groups a server answers; the others are 404.
@@ -222,6 +226,7 @@ impl Default for Config {
             pusher: PusherSettings::default(),
             webhooks: WebhookSettings::default(),
             last_seen_capacity: 100_000,
+            last_seen_ttl: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -304,6 +309,8 @@ impl Config {
         webhooks: WebhookSettings,
         /// Sets [`Config::last_seen_capacity`].
         last_seen_capacity: usize,
+        /// Sets [`Config::last_seen_ttl`].
+        last_seen_ttl: Duration,
     }
 
     /// Checks every range and relation; the server refuses to start on an error.

@@ -79,6 +79,8 @@ OPTIONS:
                                 [default: 10000]
     --last-seen-capacity N      users whose last-seen time is remembered for GET /users/ID, the
                                 least recently seen forgotten first [default: 100000]
+    --last-seen-ttl DUR         in a cluster, how long Redis keeps a user's last-seen time
+                                after its last leave [default: 720h, 30 days]
     -h, --help                  print this help
     -V, --version               print the version
 
@@ -302,6 +304,9 @@ fn parse_args() -> Result<Invocation, String> {
                 config
             }
             "--last-seen-capacity" => config.last_seen_capacity(count(&flag, value()?)?),
+            "--last-seen-ttl" => {
+                config.last_seen_ttl(parse_duration(&value()?).map_err(|e| invalid(&e))?)
+            }
             "--webhook" => {
                 let url = value()?.parse().map_err(|e| invalid(&e))?;
                 webhooks.urls.push(url);

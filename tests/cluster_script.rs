@@ -20,13 +20,17 @@
 //!   nodes, lapsed);
 //! - a `snapshot` (`parse_snapshot`): channels, seq, members, conns, meta;
 //! - the keys the script's header documents: exactly the expected ones exist, and `held:NODE`,
-//!   `holders:CH` and `nodes` have the model's content.
+//!   `holders:CH` and `nodes` have the model's content;
+//! - last seen: each operation runs at a later clock; a cluster-wide leave (`L`) carries the
+//!   clock of the call that made it (a release's own time, a reaper's, a sync's, a
+//!   goodbye's), and `seen:USER` (read with `Commands::last_seen`) holds each user's latest
+//!   leave, expiring after the last-seen TTL.
 //!
 //! As in the script, a node is in the `nodes` set (and can be reaped) only once it beat or
 //! synced; a hold alone does not register it.
 //!
 //! Each case starts from `FLUSHALL`; every case ends with each node's `goodbye`, after which
-//! no key is left. Liveness is set for 10 minutes, so nothing expires by itself: deaths are
+//! no key is left but the users' last-seen times. Liveness is set for 10 minutes, so nothing expires by itself: deaths are
 //! only the simulated ones, and the test is deterministic.
 //!
 //! Without `redis-server` the test prints `SKIPPED: redis-server not installed` and passes,
@@ -69,6 +73,10 @@ const LIVENESS_MS: u64 = 600_000;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cases run, unless `PROPTEST_CASES` says otherwise.
 const CASES: u32 = 200;
+/// How long Redis keeps a last-seen time.
+const LAST_SEEN_TTL_MS: u64 = 3_600_000;
+/// The clock of a case's first operation (Unix ms); each operation runs 1 ms later.
+const CLOCK_START: u64 = 1_700_000_000_000;
 
 fn meta(index: usize) -> Meta {
     Meta::parse(METAS[index]).expect("test metas are JSON objects")
@@ -221,6 +229,10 @@ struct Model {
     registered: BTreeSet<usize>,
     /// Nodes whose `alive:` key exists.
     alive: BTreeSet<usize>,
+    /// The clock of the operation being run (Unix ms).
+    clock: u64,
+    /// Each user's last seen: the clock of its latest cluster-wide leave.
+    seen: BTreeMap<usize, u64>,
 }
 
 /// One change the script makes to one holding.
@@ -270,12 +282,13 @@ fn update(channel: usize, user: usize, seq: u64, meta_index: usize) -> Note {
     }
 }
 
-fn leave(channel: usize, user: usize, seq: u64, reason: LeaveReason) -> Note {
+fn leave(channel: usize, user: usize, seq: u64, reason: LeaveReason, last_seen: u64) -> Note {
     Note::Leave {
         channel: CHANNELS[channel].to_owned(),
         user: USERS[user].to_owned(),
         seq,
         reason,
+        last_seen,
     }
 }
 
@@ -349,7 +362,8 @@ impl Model {
                 }
                 ch.members.remove(&user);
                 ch.seq += 1;
-                let note = leave(channel, user, ch.seq, reason);
+                let note = leave(channel, user, ch.seq, reason, self.clock);
+                self.seen.insert(user, self.clock);
                 if ch.members.is_empty() {
                     self.channels.remove(&channel);
                 }
@@ -536,7 +550,8 @@ fn show(note: &Note) -> String {
             user,
             seq,
             reason,
-        } => format!("L {channel} {user} seq={seq} {reason}"),
+            last_seen,
+        } => format!("L {channel} {user} seq={seq} {reason} seen={last_seen}"),
         Note::Conns {
             channel,
             user,
@@ -684,7 +699,10 @@ struct Harness {
 
 impl Harness {
     fn open(addr: SocketAddr) -> Result<Harness, String> {
-        let nodes: Vec<Commands> = NODES.iter().map(|n| Commands::new(n, DB)).collect();
+        let nodes: Vec<Commands> = NODES
+            .iter()
+            .map(|n| Commands::new(n, DB, LAST_SEEN_TTL_MS))
+            .collect();
         let mut commands = Link::connect(addr)?;
         // Loaded once: FLUSHALL keeps the script cache.
         let loaded = commands.call(&[nodes[0].load_script()])?;
@@ -785,6 +803,10 @@ impl Harness {
         for channel in CHANNELS {
             checks.push(args(["HGETALL", &self.key(&format!("holders:{channel}"))]));
         }
+        checks.push(self.nodes[0].last_seen(USERS));
+        for user in USERS {
+            checks.push(args(["PTTL", &self.key(&format!("seen:{user}"))]));
+        }
         checks
     }
 }
@@ -832,6 +854,8 @@ fn beat_reply(what: &str, reply: &Reply, expected: Beat) -> Result<(), String> {
 
 fn run_op(h: &mut Harness, model: &mut Model, op: &Op) -> Result<(), String> {
     let metas: Vec<Meta> = (0..METAS.len()).map(meta).collect();
+    model.clock += 1;
+    let clock = model.clock;
     let mut expected_beat = None;
     let mut expected_deleted = None;
     let (command, work) = match *op {
@@ -863,7 +887,7 @@ fn run_op(h: &mut Harness, model: &mut Model, op: &Op) -> Result<(), String> {
             user,
             reason,
         } => (
-            h.nodes[node].release(CHANNELS[channel], USERS[user], REASONS[reason]),
+            h.nodes[node].release(CHANNELS[channel], USERS[user], REASONS[reason], clock),
             vec![Work::Do(Step::Release {
                 node,
                 channel,
@@ -875,7 +899,7 @@ fn run_op(h: &mut Harness, model: &mut Model, op: &Op) -> Result<(), String> {
             let (beat, blocks) = model.beat(node);
             expected_beat = Some(beat);
             (
-                h.nodes[node].beat(LIVENESS_MS),
+                h.nodes[node].beat(LIVENESS_MS, clock),
                 vec![Work::AnyBlocks(blocks)],
             )
         }
@@ -921,6 +945,7 @@ fn run_op(h: &mut Harness, model: &mut Model, op: &Op) -> Result<(), String> {
             });
             let command = h.nodes[node].sync(
                 LIVENESS_MS,
+                clock,
                 holdings
                     .iter()
                     .map(|&(c, u, conns, m)| (CHANNELS[c], USERS[u], conns, &metas[m])),
@@ -932,7 +957,7 @@ fn run_op(h: &mut Harness, model: &mut Model, op: &Op) -> Result<(), String> {
             model.registered.remove(&node);
             model.alive.remove(&node);
             (
-                h.nodes[node].goodbye(REASONS[reason]),
+                h.nodes[node].goodbye(REASONS[reason], clock),
                 vec![Work::AnyOrder(block)],
             )
         }
@@ -992,7 +1017,32 @@ fn check_state(h: &Harness, model: &Model, replies: &[Reply]) -> Result<(), Stri
     let [snapshot, keys, nodes, rest @ ..] = replies else {
         return Err(format!("{} check replies", replies.len()));
     };
-    let (held, holders) = rest.split_at(NODES.len());
+    let (held, rest) = rest.split_at(NODES.len());
+    let (holders, rest) = rest.split_at(CHANNELS.len());
+    let [seen, ttls @ ..] = rest else {
+        return Err("no last-seen reply".to_owned());
+    };
+    let got_seen = cluster::parse_last_seen(seen.clone(), USERS.len())
+        .ok_or_else(|| format!("parse_last_seen refused {seen:?}"))?;
+    let expected_seen: Vec<Option<u64>> = (0..USERS.len())
+        .map(|user| model.seen.get(&user).copied())
+        .collect();
+    if got_seen != expected_seen {
+        return Err(format!(
+            "last seen:\n  expected {expected_seen:?}\n  got      {got_seen:?}"
+        ));
+    }
+    for (user, ttl) in ttls.iter().enumerate() {
+        let ttl = ttl.integer().unwrap_or(i64::MIN);
+        // PTTL: -2 without the key; else what is left of the TTL set at the last leave.
+        let fits = match model.seen.contains_key(&user) {
+            true => ttl > 0 && ttl <= LAST_SEEN_TTL_MS as i64,
+            false => ttl == -2,
+        };
+        if !fits {
+            return Err(format!("PTTL of seen:{} is {ttl}", USERS[user]));
+        }
+    }
 
     let mut got = cluster::parse_snapshot(snapshot.clone())
         .ok_or_else(|| format!("parse_snapshot refused {snapshot:?}"))?;
@@ -1026,6 +1076,9 @@ fn check_state(h: &Harness, model: &Model, replies: &[Reply]) -> Result<(), Stri
         for kind in ["holders", "conns", "meta", "seq"] {
             expected_keys.insert(h.key(&format!("{kind}:{}", CHANNELS[channel])));
         }
+    }
+    for &user in model.seen.keys() {
+        expected_keys.insert(h.key(&format!("seen:{}", USERS[user])));
     }
     let got_keys: BTreeSet<String> = strings(keys)?.into_iter().collect();
     if got_keys != expected_keys {
@@ -1083,7 +1136,10 @@ fn check_state(h: &Harness, model: &Model, replies: &[Reply]) -> Result<(), Stri
 
 fn run_case(h: &mut Harness, ops: &[Op]) -> Result<(), String> {
     h.begin_case()?;
-    let mut model = Model::default();
+    let mut model = Model {
+        clock: CLOCK_START,
+        ..Model::default()
+    };
     // Every node leaves at the end: nothing may be left behind.
     let finale = (0..NODES.len()).map(|node| Op::Goodbye { node, reason: 5 });
     for (i, op) in ops.iter().cloned().chain(finale).enumerate() {

@@ -15,8 +15,11 @@
 //!   notes, so every node tells the same events with the same seq.
 //! - A node refreshes a liveness key every TTL/4 through the same script, which also reaps the
 //!   holdings of nodes whose key expired (leave reason `node_down`).
-//! - Redis work is per presence change, per publication and per refresh: an idle connection
-//!   costs none.
+//! - A user's cluster-wide leave also records when it was last seen (`seen:USER`, expiring
+//!   after `--last-seen-ttl`) in the same call, and its note carries the time; status
+//!   answers read offline users' times with one `MGET` ([`Commands::last_seen`]).
+//! - Redis work is per presence change, per publication, per refresh and per status answer
+//!   naming offline users: an idle connection costs none.
 
 pub mod address;
 pub mod note;
@@ -63,15 +66,19 @@ pub struct Commands {
     prefix: String,
     node: String,
     sha: String,
+    /// How long Redis keeps a user's last-seen time (`--last-seen-ttl`), in milliseconds.
+    last_seen_ttl: String,
 }
 
 impl Commands {
-    /// Commands of node `node` on database `db`.
-    pub fn new(node: &str, db: u32) -> Commands {
+    /// Commands of node `node` on database `db`; last-seen times are kept for
+    /// `last_seen_ttl_ms` (at least 1 ms: Redis refuses a zero expiry).
+    pub fn new(node: &str, db: u32, last_seen_ttl_ms: u64) -> Commands {
         Commands {
             prefix: key_prefix(db),
             node: node.to_owned(),
             sha: script_sha(),
+            last_seen_ttl: last_seen_ttl_ms.max(1).to_string(),
         }
     }
 
@@ -90,9 +97,20 @@ impl Commands {
         command(["SCRIPT", "LOAD", SCRIPT])
     }
 
-    fn script<'a>(&'a self, op: &'a str, args: impl IntoIterator<Item = &'a str>) -> Command {
+    /// A script call: the prefix, the operation, this node, its clock `unix_ms` (the last
+    /// seen of the users a reap or a sync lets go) and the last-seen TTL, then `args`.
+    fn script<'a>(
+        &'a self,
+        op: &'a str,
+        unix_ms: u64,
+        args: impl IntoIterator<Item = &'a str>,
+    ) -> Command {
         let head = ["EVALSHA", &self.sha, "0", &self.prefix, op, &self.node];
-        command(head.into_iter().chain(args))
+        let mut command = command(head);
+        command.push(unix_ms.to_string().into_bytes());
+        command.push(self.last_seen_ttl.as_bytes().to_vec());
+        command.extend(args.into_iter().map(|arg| arg.as_bytes().to_vec()));
+        command
     }
 
     /// This node holds `user` in `channel` with `conns` connections (0: in leave grace);
@@ -101,38 +119,41 @@ impl Commands {
         let conns = conns.to_string();
         self.script(
             "hold",
+            0,
             [channel, user, &conns, meta.map_or("", Meta::as_str)],
         )
     }
 
-    /// This node no longer holds `user` in `channel`.
-    pub fn release(&self, channel: &str, user: &str, reason: LeaveReason) -> Command {
-        self.script("release", [channel, user, reason.as_str()])
+    /// This node no longer holds `user` in `channel`; its last connection here went at
+    /// `last_seen_ms` (Unix ms), the user's last seen if no other node holds it.
+    pub fn release(
+        &self,
+        channel: &str,
+        user: &str,
+        reason: LeaveReason,
+        last_seen_ms: u64,
+    ) -> Command {
+        self.script("release", last_seen_ms, [channel, user, reason.as_str()])
     }
 
-    /// Refreshes this node's liveness for `liveness_ms` and reaps expired nodes; the reply
-    /// is read by [`parse_beat`].
-    pub fn beat(&self, liveness_ms: u64) -> Command {
+    /// Refreshes this node's liveness for `liveness_ms` and reaps expired nodes (their
+    /// users last seen at `unix_ms`); the reply is read by [`parse_beat`].
+    pub fn beat(&self, liveness_ms: u64, unix_ms: u64) -> Command {
         let ttl = liveness_ms.to_string();
-        self.script("beat", [ttl.as_str()])
+        self.script("beat", unix_ms, [ttl.as_str()])
     }
 
     /// Replaces what this node holds with `holdings` (channel, user, conns, meta) and
-    /// refreshes its liveness for `liveness_ms`; the reply is read by [`parse_beat`].
+    /// refreshes its liveness for `liveness_ms` (users let go are last seen at `unix_ms`);
+    /// the reply is read by [`parse_beat`].
     pub fn sync<'a>(
         &self,
         liveness_ms: u64,
+        unix_ms: u64,
         holdings: impl Iterator<Item = (&'a str, &'a str, u32, &'a Meta)>,
     ) -> Command {
-        let mut args = command([
-            "EVALSHA",
-            &self.sha,
-            "0",
-            &self.prefix,
-            "sync",
-            &self.node,
-            &liveness_ms.to_string(),
-        ]);
+        let ttl = liveness_ms.to_string();
+        let mut args = self.script("sync", unix_ms, [ttl.as_str()]);
         for (channel, user, conns, meta) in holdings {
             args.push(channel.as_bytes().to_vec());
             args.push(user.as_bytes().to_vec());
@@ -142,14 +163,26 @@ impl Commands {
         args
     }
 
-    /// This node leaves the cluster: its users leave with `reason`.
-    pub fn goodbye(&self, reason: LeaveReason) -> Command {
-        self.script("goodbye", [reason.as_str()])
+    /// This node leaves the cluster at `unix_ms`: its users leave with `reason`, last seen
+    /// then.
+    pub fn goodbye(&self, reason: LeaveReason, unix_ms: u64) -> Command {
+        self.script("goodbye", unix_ms, [reason.as_str()])
     }
 
     /// Every channel's cluster-wide presence (see [`parse_snapshot`]).
     pub fn snapshot(&self) -> Command {
-        self.script("snapshot", [])
+        self.script("snapshot", 0, [])
+    }
+
+    /// The users' last-seen times, one `GET` for all of them (see [`parse_last_seen`]).
+    pub fn last_seen<'a>(&self, users: impl IntoIterator<Item = &'a str>) -> Command {
+        let mut args = command(["MGET"]);
+        args.extend(
+            users
+                .into_iter()
+                .map(|user| format!("{}seen:{user}", self.prefix).into_bytes()),
+        );
+        args
     }
 
     /// Publishes a publication to the other nodes.
@@ -235,6 +268,27 @@ pub fn parse_snapshot(reply: Reply) -> Option<Vec<ChannelSnapshot>> {
         .collect()
 }
 
+/// Reads the reply of [`Commands::last_seen`] for `users` users: one time (Unix ms) or
+/// nothing per user, in order. `None` when it does not have that shape.
+pub fn parse_last_seen(reply: Reply, users: usize) -> Option<Vec<Option<u64>>> {
+    let Reply::Array(Some(values)) = reply else {
+        return None;
+    };
+    if values.len() != users {
+        return None;
+    }
+    values
+        .into_iter()
+        .map(|value| match value {
+            Reply::Bulk(None) => Some(None),
+            value => value
+                .integer()
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(Some),
+        })
+        .collect()
+}
+
 /// What a refresh (or a sync) found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Beat {
@@ -294,7 +348,7 @@ mod tests {
 
     #[test]
     fn script_commands_name_the_prefix_operation_and_node() {
-        let commands = Commands::new("n1", 2);
+        let commands = Commands::new("n1", 2, 9_000);
         let hold = commands.hold("lobby", "alice", 2, None);
         let text: Vec<&str> = hold
             .iter()
@@ -309,6 +363,8 @@ mod tests {
                 "rollcall:2:",
                 "hold",
                 "n1",
+                "0",
+                "9000",
                 "lobby",
                 "alice",
                 "2",
@@ -316,6 +372,25 @@ mod tests {
             ]
         );
         assert_eq!(commands.events_channel(), "rollcall:2:events");
+        let release = commands.release("lobby", "alice", LeaveReason::Timeout, 1_234);
+        assert_eq!(
+            &release[6..],
+            [&b"1234"[..], b"9000", b"lobby", b"alice", b"timeout"]
+        );
+        let lookup = commands.last_seen(["alice", "b c"]);
+        assert_eq!(
+            lookup,
+            [
+                &b"MGET"[..],
+                b"rollcall:2:seen:alice",
+                b"rollcall:2:seen:b c"
+            ]
+        );
+        assert_eq!(
+            Commands::new("n1", 0, 0).last_seen_ttl,
+            "1",
+            "never a zero expiry"
+        );
         assert_eq!(script_sha().len(), 40);
     }
 
@@ -364,6 +439,23 @@ mod tests {
             ]))])),
         ] {
             assert_eq!(parse_snapshot(bad.clone()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn last_seen_replies_give_a_time_or_nothing_per_user() {
+        let reply = Reply::Array(Some(vec![bulk("1733400000123"), Reply::Bulk(None)]));
+        assert_eq!(
+            parse_last_seen(reply.clone(), 2),
+            Some(vec![Some(1_733_400_000_123), None])
+        );
+        assert_eq!(parse_last_seen(reply, 3), None, "one value per user");
+        for bad in [
+            Reply::Integer(1),
+            Reply::Array(Some(vec![bulk("soon")])),
+            Reply::Array(Some(vec![bulk("-5")])),
+        ] {
+            assert_eq!(parse_last_seen(bad.clone(), 1), None, "{bad:?}");
         }
     }
 

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `J` join | channel, user, seq, conns, meta |
 //! | `U` update | channel, user, seq, meta |
-//! | `L` leave | channel, user, seq, reason |
+//! | `L` leave | channel, user, seq, reason, last seen (Unix ms) |
 //! | `C` conns changed | channel, user, seq (unchanged), conns |
 //! | `P` publication | origin node, channel, from (empty: the server), data |
 //! | `E` named event (Pusher) | origin node, channel, event, user id, socket id to skip, data |
@@ -60,6 +60,9 @@ pub enum Note {
         seq: u64,
         /// Why.
         reason: LeaveReason,
+        /// When the user was last seen (Unix ms): the latest end of its last connection
+        /// anywhere, as Redis keeps it (see `script.lua`).
+        last_seen: u64,
     },
     /// The user's connection count changed, membership did not.
     Conns {
@@ -121,8 +124,8 @@ impl Note {
     /// made the change (its last field, after the note's own: see the script), when given.
     pub fn parse_with_origin(bytes: &[u8]) -> Result<(Note, Option<String>), BadNote> {
         let fields = match bytes.first() {
-            Some(b'J') => 5,
-            Some(b'U' | b'L') => 4,
+            Some(b'J' | b'L') => 5,
+            Some(b'U') => 4,
             _ => return Note::parse(bytes).map(|note| (note, None)),
         };
         // Their fields hold no tab (names cannot, compact JSON escapes it): one tab more
@@ -186,12 +189,13 @@ impl Note {
                 }
             }
             "L" => {
-                let f = fields(4)?;
+                let f = fields(5)?;
                 Note::Leave {
                     channel: channel(f[0])?,
                     user: user(f[1])?,
                     seq: number(f[2])?,
                     reason: LeaveReason::parse(f[3]).ok_or(BadNote)?,
+                    last_seen: number(f[4])?,
                 }
             }
             "C" => {
@@ -285,12 +289,13 @@ mod tests {
             })
         );
         assert_eq!(
-            Note::parse(b"L\tlobby\tbob\t4\tnode_down"),
+            Note::parse(b"L\tlobby\tbob\t4\tnode_down\t1733400000123"),
             Ok(Note::Leave {
                 channel: "lobby".into(),
                 user: "bob".into(),
                 seq: 4,
                 reason: LeaveReason::NodeDown,
+                last_seen: 1_733_400_000_123,
             })
         );
         assert!(matches!(
@@ -314,7 +319,7 @@ mod tests {
         assert!(matches!(note, Note::Join { seq: 3, .. }));
         assert_eq!(origin.as_deref(), Some("node-1"));
         let (note, origin) =
-            Note::parse_with_origin(b"L\tlobby\tbob\t4\tnode_down\tn2").expect("a note");
+            Note::parse_with_origin(b"L\tlobby\tbob\t4\tnode_down\t7\tn2").expect("a note");
         assert!(matches!(note, Note::Leave { seq: 4, .. }));
         assert_eq!(origin.as_deref(), Some("n2"));
         let (_, origin) = Note::parse_with_origin(b"U\tlobby\tbob\t5\t{}").expect("a note");
@@ -323,7 +328,8 @@ mod tests {
         assert_eq!(origin, None);
         for bad in [
             &b"J\tlobby\talice\t3\t2\t{}\tno de"[..],
-            b"L\tlobby\tbob\t4\tbored\tn2",
+            b"L\tlobby\tbob\t4\tbored\t7\tn2",
+            b"L\tlobby\tbob\t4\tclosed\tsoon\tn2",
             b"J\tlobby\talice\t3\t2\t{}\t",
         ] {
             assert_eq!(Note::parse_with_origin(bad), Err(BadNote), "{bad:?}");
@@ -391,12 +397,14 @@ mod tests {
             b"J",
             b"J\tlobby\talice\t3\t2",
             b"J\tlobby\talice\tx\t2\t{}",
-            b"L\tlobby\talice\t3\tbored",
+            b"L\tlobby\talice\t3\tbored\t7",
+            b"L\tlobby\talice\t3\tclosed",
+            b"L\tlobby\talice\t3\tclosed\t-1",
             b"U\tlobby\talice\t3\tnot json",
             b"Z\ta\tb\tc\td",
             b"J\tlob\"by\talice\t3\t2\t{}",
-            b"L\tlobby\tal\x01ice\t3\tclosed",
-            b"L\tlob by\talice\t3\tclosed",
+            b"L\tlobby\tal\x01ice\t3\tclosed\t7",
+            b"L\tlob by\talice\t3\tclosed\t7",
             b"P\tn1\tlobby\tx\x7fy\t{}",
             b"P\tn|1\tlobby\tx\t{}",
             b"\xff\t",

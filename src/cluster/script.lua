@@ -3,7 +3,9 @@
 -- channel come in the order of the changes and carry the channel's seq.
 --
 -- ARGV[1] is the key prefix ("rollcall:" or "rollcall:DB:"), ARGV[2] the operation, ARGV[3]
--- the calling node; the rest depends on the operation. The J, U and L notes end with the
+-- the calling node, ARGV[4] the caller's clock (Unix milliseconds: the time a leave it makes
+-- records as the user's last seen), ARGV[5] how long a last-seen time is kept (milliseconds);
+-- the rest depends on the operation. The J, U and L notes end with the
 -- calling node: the one whose call made the cluster-wide change (a survivor, for a reap),
 -- which alone tells the app's webhooks.
 --
@@ -17,13 +19,18 @@
 --   P.."channels"        set of channels with members
 --   P.."nodes"           set of nodes that refreshed or hold something (until reaped)
 --   P.."alive:"..NODE    the node's liveness, expiring after --node-ttl
+--   P.."seen:"..USER     when the user was last seen (Unix ms), written by its cluster-wide
+--                        leave of a channel, expiring after --last-seen-ttl; a user still
+--                        online elsewhere is answered online, so only the last leave matters
 --   P.."events"          the Pub/Sub channel of notes
 --
 -- The script names its keys itself rather than in KEYS: it runs on one Redis (or a primary
 -- with replicas), not on a Redis Cluster.
 
-local P, op, node = ARGV[1], ARGV[2], ARGV[3]
+local P, op, node, at, seen_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local EVENTS = P .. 'events'
+-- Where the operation's own arguments start.
+local A = 6
 
 local function note(...)
   redis.call('PUBLISH', EVENTS, table.concat({...}, '\t'))
@@ -60,8 +67,21 @@ local function hold(holder, channel, user, conns, meta, only_if_new)
   end
 end
 
--- HOLDER no longer holds USER in CHANNEL; the last holder's release is the user's leave.
-local function release(holder, channel, user, reason)
+-- USER's last connection went at WHEN (Unix ms, as a string): kept unless a later time is;
+-- returns the time kept.
+local function seen(user, when)
+  local key = P .. 'seen:' .. user
+  local before = redis.call('GET', key)
+  if before and tonumber(before) > tonumber(when) then
+    when = before
+  end
+  redis.call('SET', key, when, 'PX', seen_ttl)
+  return when
+end
+
+-- HOLDER no longer holds USER in CHANNEL; the last holder's release is the user's leave,
+-- its connection's end at WHEN (Unix ms) the user's last seen.
+local function release(holder, channel, user, reason, when)
   local held = P .. 'held:' .. holder
   local field = channel .. ' ' .. user
   local before = tonumber(redis.call('HGET', held, field))
@@ -89,7 +109,7 @@ local function release(holder, channel, user, reason)
     redis.call('DEL', P .. 'seq:' .. channel)
     redis.call('SREM', P .. 'channels', channel)
   end
-  note('L', channel, user, seq, reason, node)
+  note('L', channel, user, seq, reason, seen(user, when), node)
 end
 
 local function split(field)
@@ -97,12 +117,13 @@ local function split(field)
   return string.sub(field, 1, space - 1), string.sub(field, space + 1)
 end
 
--- Releases everything NODE holds (it died, or is leaving the cluster).
+-- Releases everything NODE holds (it died, or is leaving the cluster): its users are last
+-- seen at the caller's clock, when the cluster learns they are gone.
 local function reap(dead, reason)
   local held = redis.call('HKEYS', P .. 'held:' .. dead)
   for _, field in ipairs(held) do
     local channel, user = split(field)
-    release(dead, channel, user, reason)
+    release(dead, channel, user, reason, at)
   end
   redis.call('DEL', P .. 'held:' .. dead)
   redis.call('SREM', P .. 'nodes', dead)
@@ -128,40 +149,41 @@ end
 
 if op == 'hold' then
   -- channel, user, conns, meta ('' keeps the member's meta)
-  local meta = ARGV[7]
+  local meta = ARGV[A + 3]
   if meta == '' then
     meta = nil
   end
-  hold(node, ARGV[4], ARGV[5], tonumber(ARGV[6]), meta, false)
+  hold(node, ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2]), meta, false)
   return 1
 elseif op == 'release' then
-  -- channel, user, reason
-  release(node, ARGV[4], ARGV[5], ARGV[6])
+  -- channel, user, reason; the caller's clock is when its last connection here went
+  release(node, ARGV[A], ARGV[A + 1], ARGV[A + 2], at)
   return 1
 elseif op == 'beat' then
   -- ttl in milliseconds
-  return beat(ARGV[4])
+  return beat(ARGV[A])
 elseif op == 'sync' then
   -- ttl, then (channel, user, conns, meta) for everything the node holds now: after Redis
   -- came back, or this node's liveness lapsed. What it held before and no longer does is
-  -- released with reason `closed`; meta is used only for users new to the cluster.
+  -- released with reason `closed` (last seen now); meta is used only for users new to the
+  -- cluster.
   local wanted = {}
-  for i = 5, #ARGV, 4 do
+  for i = A + 1, #ARGV, 4 do
     wanted[ARGV[i] .. ' ' .. ARGV[i + 1]] = true
   end
   for _, field in ipairs(redis.call('HKEYS', P .. 'held:' .. node)) do
     if not wanted[field] then
       local channel, user = split(field)
-      release(node, channel, user, 'closed')
+      release(node, channel, user, 'closed', at)
     end
   end
-  for i = 5, #ARGV, 4 do
+  for i = A + 1, #ARGV, 4 do
     hold(node, ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], true)
   end
-  return {beat(ARGV[4])[1], 0}
+  return {beat(ARGV[A])[1], 0}
 elseif op == 'goodbye' then
   -- reason: the node leaves the cluster (graceful shutdown)
-  reap(node, ARGV[4])
+  reap(node, ARGV[A])
   redis.call('DEL', P .. 'alive:' .. node)
   return 1
 elseif op == 'snapshot' then

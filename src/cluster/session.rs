@@ -44,6 +44,11 @@ enum Expect {
     Beat,
     Change,
     Goodbye,
+    /// Users' last-seen times for the engine's lookup `id`, of `users` users.
+    LastSeen {
+        id: u64,
+        users: usize,
+    },
 }
 
 /// What the loop must do after a call.
@@ -68,6 +73,14 @@ pub enum Step {
         /// Notes that arrived while the snapshot was on its way, each with its origin.
         notes: Vec<(Note, Option<String>)>,
     },
+    /// The answer to the lookup [`Session::look_up_last_seen`] sent as `id`: each user's
+    /// last-seen time (Unix ms) as Redis keeps it, in order.
+    LastSeen {
+        /// The lookup.
+        id: u64,
+        /// One per user asked about.
+        values: Vec<Option<u64>>,
+    },
 }
 
 /// What a failure changed (see [`Session::fell`]).
@@ -87,6 +100,8 @@ pub struct Session {
     address: RedisAddress,
     commands: Commands,
     ttl_ms: Millis,
+    /// Unix milliseconds at loop time 0: the clock the script records last-seen times in.
+    unix_origin_ms: u64,
     connected: bool,
     expect: VecDeque<(Expect, Millis)>,
     view: View,
@@ -121,6 +136,7 @@ impl Session {
             address,
             commands,
             ttl_ms,
+            unix_origin_ms: 0,
             connected: false,
             expect: VecDeque::new(),
             view: View::default(),
@@ -136,6 +152,16 @@ impl Session {
             outgoing: Vec::new(),
             outgoing_notes: Vec::new(),
         }
+    }
+
+    /// Sets the Unix milliseconds at loop time 0 (the engine's), in which last-seen times
+    /// are written.
+    pub fn set_unix_origin(&mut self, unix_origin_ms: u64) {
+        self.unix_origin_ms = unix_origin_ms;
+    }
+
+    fn unix_ms(&self, now: Millis) -> u64 {
+        self.unix_origin_ms.saturating_add(now)
     }
 
     /// The Redis server.
@@ -213,7 +239,9 @@ impl Session {
         }
         if self.live && now >= self.next_beat {
             self.next_beat = now + beat_interval(self.ttl_ms);
-            let beat = self.commands.beat(liveness_ms(self.ttl_ms));
+            let beat = self
+                .commands
+                .beat(liveness_ms(self.ttl_ms), self.unix_ms(now));
             self.send(beat, Expect::Beat, now);
         }
         Step::Nothing
@@ -232,7 +260,9 @@ impl Session {
         }
         let load = self.commands.load_script();
         self.send(load, Expect::Script, now);
-        let sync = self.commands.sync(liveness_ms(self.ttl_ms), holdings);
+        let sync = self
+            .commands
+            .sync(liveness_ms(self.ttl_ms), self.unix_ms(now), holdings);
         self.send(sync, Expect::Sync, now);
         self.next_beat = now + beat_interval(self.ttl_ms);
         // The notes connection gets no replies but pushes (and a refused AUTH closes it).
@@ -285,7 +315,11 @@ impl Session {
                         // Late refreshes (a stalled process, a slow Redis) let the others
                         // reap this node: put back what it holds.
                         log::warn!("cluster: this node's liveness had lapsed; syncing again");
-                        let sync = self.commands.sync(liveness_ms(self.ttl_ms), holdings);
+                        let sync = self.commands.sync(
+                            liveness_ms(self.ttl_ms),
+                            self.unix_ms(now),
+                            holdings,
+                        );
                         self.send(sync, Expect::Sync, now);
                     }
                     Step::Nothing
@@ -305,6 +339,10 @@ impl Session {
                     }
                 }
                 None => Step::Fall("a snapshot reply of the wrong shape".into()),
+            },
+            Expect::LastSeen { id, users } => match super::parse_last_seen(reply, users) {
+                Some(values) => Step::LastSeen { id, values },
+                None => Step::Fall("a last-seen reply of the wrong shape".into()),
             },
         }
     }
@@ -354,7 +392,9 @@ impl Session {
     }
 
     /// This node now holds `conns` connections of `user` in `channel` (`None`: none; it
-    /// left with `leave`), with `meta` when the change set one.
+    /// left with `leave`, its last connection here gone at `last_seen_ms`, Unix ms), with
+    /// `meta` when the change set one.
+    #[allow(clippy::too_many_arguments)]
     pub fn hold(
         &mut self,
         channel: &str,
@@ -362,6 +402,7 @@ impl Session {
         conns: Option<u32>,
         meta: Option<&Meta>,
         leave: Option<LeaveReason>,
+        last_seen_ms: u64,
         now: Millis,
     ) {
         if self.leaving || !self.connected {
@@ -369,11 +410,31 @@ impl Session {
         }
         let command = match conns {
             Some(conns) => self.commands.hold(channel, user, conns, meta),
-            None => self
-                .commands
-                .release(channel, user, leave.unwrap_or(LeaveReason::Closed)),
+            None => self.commands.release(
+                channel,
+                user,
+                leave.unwrap_or(LeaveReason::Closed),
+                last_seen_ms,
+            ),
         };
         self.send(command, Expect::Change, now);
+    }
+
+    /// Asks Redis for `users`' last-seen times, answered by a [`Step::LastSeen`] with `id`.
+    /// False (nothing sent) while not live: the caller answers from what it knows.
+    pub fn look_up_last_seen<'a>(
+        &mut self,
+        id: u64,
+        users: impl ExactSizeIterator<Item = &'a str>,
+        now: Millis,
+    ) -> bool {
+        if !self.live || self.leaving {
+            return false;
+        }
+        let count = users.len();
+        let lookup = self.commands.last_seen(users);
+        self.send(lookup, Expect::LastSeen { id, users: count }, now);
+        true
     }
 
     /// A publication for the other nodes (while live).
@@ -398,7 +459,9 @@ impl Session {
         if std::mem::replace(&mut self.leaving, true) {
             return;
         }
-        let goodbye = self.commands.goodbye(LeaveReason::Shutdown);
+        let goodbye = self
+            .commands
+            .goodbye(LeaveReason::Shutdown, self.unix_ms(now));
         self.send(goodbye, Expect::Goodbye, now);
     }
 
@@ -432,7 +495,7 @@ mod tests {
 
     fn session(url: &str) -> Session {
         let address: RedisAddress = url.parse().expect("a Redis URL");
-        let commands = Commands::new("n1", address.db);
+        let commands = Commands::new("n1", address.db, 60_000);
         Session::new(address, commands, TTL)
     }
 
@@ -544,7 +607,7 @@ mod tests {
         s.on_reply(beat(3, false), 0, no_holdings());
         s.on_push(subscribed(), 0);
         let first = b"J\tlobby\tbob\t2\t1\t{}";
-        let second = b"L\tlobby\tbob\t3\tclosed";
+        let second = b"L\tlobby\tbob\t3\tclosed\t9";
         assert_eq!(s.on_push(push(first), 5), Step::Nothing, "held back");
         assert_eq!(s.on_push(push(second), 6), Step::Nothing, "held back");
         let Step::Loaded {
@@ -603,7 +666,7 @@ mod tests {
             "a reply nothing asked for"
         );
         let mut s = live_at(0);
-        s.hold("lobby", "alice", Some(1), None, None, 1);
+        s.hold("lobby", "alice", Some(1), None, None, 0, 1);
         let refused = s.on_reply(Reply::Error("NOSCRIPT".into()), 2, no_holdings());
         assert!(matches!(refused, Step::Fall(why) if why.contains("NOSCRIPT")));
         let mut s = live_at(0);
@@ -637,7 +700,7 @@ mod tests {
         }
         assert_eq!(pauses, [500, 1_000, 2_000, 4_000, 4_000, 4_000]);
         // Nothing is queued while disconnected, nor replayed later.
-        s.hold("lobby", "alice", Some(1), None, None, at);
+        s.hold("lobby", "alice", Some(1), None, None, 0, at);
         s.publish("lobby", None, &Json::parse("1").expect("json"), at);
         assert!(s.take_commands().is_empty());
         // A loaded snapshot ends the outage: the pause starts small again.
@@ -665,8 +728,16 @@ mod tests {
     #[test]
     fn changes_and_publications_go_out_while_connected_and_live() {
         let mut s = live_at(0);
-        s.hold("lobby", "alice", Some(2), None, None, 1);
-        s.hold("lobby", "alice", None, None, Some(LeaveReason::Timeout), 1);
+        s.hold("lobby", "alice", Some(2), None, None, 0, 1);
+        s.hold(
+            "lobby",
+            "alice",
+            None,
+            None,
+            Some(LeaveReason::Timeout),
+            5,
+            1,
+        );
         s.publish("lobby", Some("alice"), &Json::parse("{}").expect("json"), 1);
         assert_eq!(verbs(&s.take_commands()), ["EVALSHA", "EVALSHA", "PUBLISH"]);
         for _ in 0..3 {
@@ -680,7 +751,7 @@ mod tests {
         s.tick(0);
         s.connected(0, no_holdings());
         s.take_commands();
-        s.hold("lobby", "bob", Some(1), None, None, 1);
+        s.hold("lobby", "bob", Some(1), None, None, 0, 1);
         s.publish("lobby", None, &Json::parse("1").expect("json"), 1);
         assert_eq!(verbs(&s.take_commands()), ["EVALSHA"]);
     }
@@ -692,7 +763,7 @@ mod tests {
         s.goodbye(2);
         assert_eq!(verbs(&s.take_commands()), ["EVALSHA"], "one goodbye");
         assert!(s.saying_goodbye());
-        s.hold("lobby", "alice", Some(1), None, None, 3);
+        s.hold("lobby", "alice", Some(1), None, None, 0, 3);
         assert!(s.take_commands().is_empty(), "no change after the goodbye");
         assert_eq!(
             s.on_reply(Reply::Integer(1), 4, no_holdings()),
@@ -702,6 +773,40 @@ mod tests {
         // A node that left does not connect again.
         s.fell(5);
         assert_eq!(s.tick(10_000), Step::Nothing);
+    }
+
+    #[test]
+    fn last_seen_lookups_go_out_while_live_and_come_back_by_id() {
+        let mut s = session("redis://127.0.0.1:6379");
+        s.set_unix_origin(1_000_000);
+        assert!(
+            !s.look_up_last_seen(1, ["alice"].into_iter(), 0),
+            "not live: nothing to ask"
+        );
+        let mut s = live_at(0);
+        s.set_unix_origin(1_000_000);
+        assert!(s.look_up_last_seen(7, ["alice", "bob"].into_iter(), 5));
+        let sent = s.take_commands();
+        assert_eq!(verbs(&sent), ["MGET"]);
+        assert_eq!(sent[0].len(), 3, "one key per user");
+        let reply = Reply::Array(Some(vec![bulk(b"1733400000123"), Reply::Bulk(None)]));
+        assert_eq!(
+            s.on_reply(reply, 6, no_holdings()),
+            Step::LastSeen {
+                id: 7,
+                values: vec![Some(1_733_400_000_123), None]
+            }
+        );
+        // A reply of the wrong shape cannot be trusted.
+        s.look_up_last_seen(8, ["alice"].into_iter(), 7);
+        let wrong = s.on_reply(Reply::Integer(3), 8, no_holdings());
+        assert!(matches!(wrong, Step::Fall(_)), "{wrong:?}");
+        // A refresh reaps in the node's Unix clock: origin + loop time.
+        let mut s = live_at(0);
+        s.set_unix_origin(1_000_000);
+        s.tick(TTL / 4);
+        let beat = s.take_commands();
+        assert_eq!(beat[0][6], (1_000_000 + TTL / 4).to_string().into_bytes());
     }
 
     #[test]

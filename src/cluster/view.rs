@@ -185,6 +185,7 @@ impl View {
                 user,
                 seq,
                 reason,
+                ..
             } => {
                 let Some(entry) = self.channels.get_mut(channel.as_str()) else {
                     return Effect::Gap;
@@ -270,6 +271,7 @@ mod tests {
             user: user.into(),
             seq,
             reason: LeaveReason::NodeDown,
+            last_seen: 1,
         }
     }
 

@@ -80,6 +80,7 @@ impl Engine {
         let step = cluster.tick(now);
         self.arm(Timer::ClusterTick, next);
         self.cluster_step(step, now);
+        self.expire_lookups(now);
     }
 
     /// Both Redis connections are open (after [`Effect::ClusterConnect`]).
@@ -122,6 +123,7 @@ impl Engine {
         } else {
             debug!("cluster: still degraded: {why}");
         }
+        self.fail_lookups();
         if fell.was_live {
             self.refresh_every_channel(now);
             self.watched_users_may_change(now);
@@ -135,6 +137,7 @@ impl Engine {
             Step::Connect => self.effects.push(Effect::ClusterConnect),
             Step::Fall(why) => self.cluster_fell(now, &why),
             Step::Note(note, origin) => self.apply_note(note, origin, now),
+            Step::LastSeen { id, values } => self.last_seen_arrived(id, values),
             Step::Loaded {
                 became_live,
                 changed,
@@ -188,6 +191,16 @@ impl Engine {
             self.apply_named(note, now);
             return;
         }
+        if let Note::Leave {
+            user, last_seen, ..
+        } = &note
+        {
+            // Before the watchers hear of it: their `offline` carries this time.
+            self.heard_last_seen(user, *last_seen);
+        }
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
         let effect = cluster.view_mut().apply(&note);
         let channel = note.channel();
         match effect {
@@ -328,12 +341,20 @@ impl Engine {
             return;
         };
         let conns = self.roster.holding(channel, &member.user);
+        // A release's time is when the user's last connection here went (the grace came
+        // after); a user still connected here is seen now.
+        let unix_now = self.unix_origin_ms.saturating_add(now);
+        let last_seen_ms = match self.roster.user_connections(&member.user) {
+            0 => self.last_seen.get(&member.user).unwrap_or(unix_now),
+            _ => unix_now,
+        };
         cluster.hold(
             &member.channel,
             &member.user,
             conns,
             member.meta.as_ref(),
             leave,
+            last_seen_ms,
             now,
         );
     }

@@ -19,6 +19,7 @@
 
 mod channel_set;
 mod cluster;
+mod cluster_last_seen;
 mod commands;
 mod delivery;
 mod diff;
@@ -159,6 +160,14 @@ pub enum Effect {
     ClusterConnect,
     /// Close both Redis connections (the node has fallen back to local presence).
     ClusterDisconnect,
+    /// The answer to [`Engine::ask_last_seen`]'s `lookup`: the users' last-seen times (Unix
+    /// ms) in Redis, in the order asked; `None` when Redis did not answer in time.
+    LastSeen {
+        /// The lookup.
+        lookup: u64,
+        /// One per user asked about.
+        values: Option<Vec<Option<u64>>>,
+    },
 }
 
 /// A connection the socket layer has upgraded, as its dialect read the request.
@@ -213,6 +222,8 @@ pub struct Engine {
     last_seen: crate::last_seen::LastSeen,
     /// Who follows which users' online status (beside the sessions: see `watched_users`).
     watched_users: watched_users::WatchedUsers,
+    /// Last-seen lookups waiting for Redis (see `cluster_last_seen`).
+    lookups: cluster_last_seen::Lookups,
     handler: Box<dyn Handler>,
     /// True once a host installed its handler.
     hosted: bool,
@@ -236,10 +247,11 @@ impl Engine {
         config: &Config,
         unix_origin_ms: u64,
         seed: u64,
-        cluster: Option<ClusterSession>,
+        mut cluster: Option<ClusterSession>,
     ) -> Engine {
         let mut effects = Vec::new();
-        if cluster.is_some() {
+        if let Some(cluster) = cluster.as_mut() {
+            cluster.set_unix_origin(unix_origin_ms);
             effects.push(Effect::Arm {
                 timer: Timer::ClusterTick,
                 at: 0,
@@ -264,6 +276,7 @@ impl Engine {
             notices: config.webhooks.enabled().then(Vec::new),
             last_seen: crate::last_seen::LastSeen::new(config.last_seen_capacity),
             watched_users: Default::default(),
+            lookups: Default::default(),
             handler: Box::new(NoHandler),
             hosted: false,
             actions: Actions::default(),

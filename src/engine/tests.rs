@@ -2395,3 +2395,52 @@ fn a_watched_user_goes_offline_after_its_grace_and_watchers_are_forgotten() {
     h.end(w, LeaveReason::Closed);
     assert!(h.engine.watched_users.is_empty(), "nothing kept for w");
 }
+
+#[test]
+fn in_a_cluster_a_watcher_s_answer_waits_for_redis_and_comes_before_any_news() {
+    use crate::cluster::resp::Reply;
+    let mut h = Harness::with(Config::default());
+    h.engine = super::cluster_last_seen::tests::live_engine();
+    let bulk = |text: &str| Reply::Bulk(Some(text.as_bytes().to_vec()));
+    let note = |text: &str| {
+        Reply::Array(Some(vec![
+            bulk("message"),
+            bulk("rollcall:events"),
+            bulk(text),
+        ]))
+    };
+    let w = h.open("w", "channel=quiet");
+    // Its join went to Redis: answered.
+    let (sent, _) = h.engine.cluster_commands();
+    for _ in sent {
+        h.engine.cluster_reply(Reply::Integer(1), h.now);
+    }
+    h.pump();
+    h.received(w);
+
+    h.command(w, r#"{"type":"watch_users","users":["alice","bob"]}"#);
+    let (sent, _) = h.engine.cluster_commands();
+    assert_eq!(sent.len(), 1, "one MGET");
+    assert!(h.received(w).is_empty(), "the answer waits for Redis");
+    // alice arrives on another node meanwhile: w hears it in the answer, not before.
+    h.engine
+        .cluster_push(note("J\tlobby\talice\t1\t1\t{}\tn2"), h.now);
+    h.pump();
+    assert!(h.received(w).is_empty(), "no news before the answer");
+    let reply = Reply::Array(Some(vec![bulk("111"), bulk("222")]));
+    h.engine.cluster_reply(reply, h.now);
+    h.pump();
+    assert_eq!(
+        h.received(w),
+        [json!({"type":"users","online":["alice"],"offline":{"bob":222}})],
+        "alice online now; bob last seen as Redis keeps it"
+    );
+    // alice leaves: the note's time, as is.
+    h.engine
+        .cluster_push(note("L\tlobby\talice\t2\tclosed\t1234\tn2"), h.now);
+    h.pump();
+    assert_eq!(
+        h.received(w),
+        [json!({"type":"offline","user":"alice","last_seen":1234})]
+    );
+}

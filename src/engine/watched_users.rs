@@ -76,7 +76,8 @@ impl WatchedUsers {
 
 impl Engine {
     /// `watch_users`: follows `users` (at most [`MAX_WATCHED_USERS`] per connection in all)
-    /// and answers with their statuses at once.
+    /// and answers with their statuses: at once, or in a live cluster with offline users
+    /// once Redis gave their last-seen times (see `cluster_last_seen`).
     pub(super) fn watch_users(
         &mut self,
         id: ConnId,
@@ -112,18 +113,39 @@ impl Engine {
             followed.watchers.insert(id);
             table.by_conn.entry(id).or_default().push(name);
         }
+        // In a live cluster the offline users' times are Redis's: the answer waits for it.
+        let any_offline = users.iter().any(|user| !self.told_online(user));
+        if !(any_offline && self.ask_for_watcher(id, users, reference, now)) {
+            self.send_user_statuses(id, users, reference, None);
+        }
+        Ok(())
+    }
+
+    fn told_online(&self, user: &str) -> bool {
+        self.watched_users
+            .by_user
+            .get(user)
+            .is_some_and(|followed| followed.online_since.is_some())
+    }
+
+    /// Sends `users`' statuses as last told to `id` (the `users` answer of `watch_users`),
+    /// the offline ones with their last-seen times: the later of this node's and
+    /// `fetched`'s (Redis's, one per user, when asked; see `cluster_last_seen`).
+    pub(super) fn send_user_statuses(
+        &mut self,
+        id: ConnId,
+        users: &[String],
+        reference: Option<&Json>,
+        fetched: Option<&[Option<u64>]>,
+    ) {
         let mut online = Vec::new();
         let mut offline = Vec::new();
-        for user in users {
-            let told_online = self
-                .watched_users
-                .by_user
-                .get(user.as_str())
-                .is_some_and(|followed| followed.online_since.is_some());
-            if told_online {
+        for (index, user) in users.iter().enumerate() {
+            if self.told_online(user) {
                 online.push(user.as_str());
             } else {
-                offline.push((user.as_str(), self.last_seen.get(user)));
+                let from_redis = fetched.and_then(|values| values.get(index).copied().flatten());
+                offline.push((user.as_str(), self.later_last_seen(user, from_redis)));
             }
         }
         let event = Event::UserStatuses {
@@ -132,7 +154,6 @@ impl Engine {
             reference,
         };
         self.send(id, &event);
-        Ok(())
     }
 
     /// `unwatch_users`: stops following `users` (one not watched is ignored).
@@ -166,6 +187,13 @@ impl Engine {
 
     /// `user`'s status may have changed at `now`: its watchers hear of it if it did.
     pub(super) fn watched_user_may_change(&mut self, user: &str, now: Millis) {
+        self.watched_user_may_leave(user, None, now);
+    }
+
+    /// As [`Engine::watched_user_may_change`]; `left_at`, when a cluster-wide leave says
+    /// so, is when the user was last seen (Unix ms), told as is: nodes' clocks differ by a
+    /// few milliseconds, so it may come before this node saw the user come online.
+    fn watched_user_may_leave(&mut self, user: &str, left_at: Option<u64>, now: Millis) {
         if self.watched_users.by_user.is_empty() || self.shutting_down {
             return;
         }
@@ -187,7 +215,7 @@ impl Engine {
         // it left on another node, and is last seen now, when its leave is told.
         let last_seen = was.map(|since| {
             let recorded = self.last_seen.get(user).filter(|&seen| seen >= since);
-            recorded.unwrap_or_else(|| {
+            left_at.or(recorded).unwrap_or_else(|| {
                 self.last_seen.record(user, unix_ms);
                 unix_ms
             })
@@ -196,7 +224,15 @@ impl Engine {
             return;
         };
         followed.online_since = online.then_some(unix_ms);
-        let watchers: Vec<ConnId> = followed.watchers.iter().copied().collect();
+        // A watcher whose `users` answer naming this user waits for Redis hears nothing
+        // now: that answer, made when the reply arrives, tells the newer status.
+        let lookups = &self.lookups;
+        let watchers: Vec<ConnId> = followed
+            .watchers
+            .iter()
+            .copied()
+            .filter(|&watcher| !lookups.awaits(watcher, user))
+            .collect();
         let event = match last_seen {
             None => Event::UserOnline { user: &event_user },
             Some(last_seen) => Event::UserOffline {
@@ -209,8 +245,12 @@ impl Engine {
 
     /// A cluster note was applied to the view: its user's status may have changed.
     pub(super) fn note_may_change_watched(&mut self, note: &Note, now: Millis) {
-        if let Note::Join { user, .. } | Note::Leave { user, .. } = note {
-            self.watched_user_may_change(user, now);
+        match note {
+            Note::Join { user, .. } => self.watched_user_may_change(user, now),
+            Note::Leave {
+                user, last_seen, ..
+            } => self.watched_user_may_leave(user, Some(*last_seen), now),
+            _ => {}
         }
     }
 

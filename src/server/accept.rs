@@ -220,6 +220,10 @@ impl Server {
     /// event reported the peer's end of stream (see [`conn::read_request`]).
     pub(super) fn read_request(&mut self, id: ConnId, to_the_end: bool, now: Millis) {
         let limit = http::MAX_HEAD + self.config.max_body_size;
+        // A parked request was read whole: what follows it waits for its answer.
+        if self.is_parked(id) {
+            return;
+        }
         let Some(Conn {
             phase: Phase::Handshake { stream, received },
             ..
@@ -254,7 +258,9 @@ impl Server {
                         self.upgrade(id, &request, peer, leftover, now)
                     }
                     Ok(route) => {
-                        let response = self.serve(&route, &request, now);
+                        let Some(response) = self.serve(id, &route, &request, now) else {
+                            return;
+                        };
                         if response.is_refusal() {
                             self.refuse(id, response, now);
                         } else {
@@ -448,7 +454,13 @@ impl Server {
         self.respond(id, response.to_bytes(), AfterResponse::Close, now);
     }
 
-    fn respond(&mut self, id: ConnId, pending: Vec<u8>, then: AfterResponse, now: Millis) {
+    pub(super) fn respond(
+        &mut self,
+        id: ConnId,
+        pending: Vec<u8>,
+        then: AfterResponse,
+        now: Millis,
+    ) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -544,6 +556,10 @@ impl Server {
     }
 
     pub(super) fn handshake_deadline(&mut self, id: ConnId, now: Millis) {
+        if self.unpark_late(id, now) {
+            debug!("conn=#{id} gave up waiting for Redis");
+            return;
+        }
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };

@@ -193,7 +193,8 @@ pub(super) fn node_from_config(
         .ok()
         .and_then(|mut addresses| addresses.next())
         .ok_or_else(|| Unresolvable(format!("cannot resolve the host of {address}")))?;
-    let commands = Commands::new(&node, address.db);
+    let last_seen_ttl_ms = crate::engine::millis(config.last_seen_ttl);
+    let commands = Commands::new(&node, address.db, last_seen_ttl_ms);
     let ttl_ms = crate::engine::millis(config.node_ttl);
     let links = Links {
         target,

@@ -74,6 +74,7 @@ impl Server {
             Effect::Arm { timer, at } => self.wheel.insert(Timer::Engine(timer), at),
             Effect::ClusterConnect => self.cluster_connect(now),
             Effect::ClusterDisconnect => self.cluster_disconnect(),
+            Effect::LastSeen { lookup, values } => self.last_seen_answered(lookup, values, now),
         }
     }
 

@@ -15,6 +15,7 @@ use crate::model::{Json, JsonStr};
 use crate::names;
 use crate::protocol::event;
 use crate::protocol::fields::Fields;
+use crate::roster::ConnId;
 use crate::wheel::Millis;
 
 /// The live dashboard: one self-contained page (no CDN, no build step). Feature `dashboard`:
@@ -37,25 +38,32 @@ const CLIENT_ETAG: &str = match std::str::from_utf8(&etag(CLIENT.as_bytes())) {
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl Server {
-    /// Serves a routed request (any route but the WebSocket one).
-    pub(super) fn serve(&mut self, route: &Route, request: &Request, now: Millis) -> Response {
+    /// Serves a routed request (any route but the WebSocket one) from connection `id`;
+    /// `None` when the request is parked until Redis answers (see `users`).
+    pub(super) fn serve(
+        &mut self,
+        id: ConnId,
+        route: &Route,
+        request: &Request,
+        now: Millis,
+    ) -> Option<Response> {
         if !route.is_served(&self.config.endpoints) {
             let message = "this endpoint is switched off on this server (--endpoints)";
-            return if is_api_path(&request.path) {
+            return Some(if is_api_path(&request.path) {
                 Response::json_error(404, "not_found", message)
             } else {
                 Response::error(404, message)
-            };
+            });
         }
         if route.needs_admin() && !self.authorized(request) {
-            return Response::json_error(
+            let refusal = Response::json_error(
                 401,
                 "unauthorized",
                 "this endpoint needs Authorization: Bearer <admin token>",
-            )
-            .with_header("WWW-Authenticate", "Bearer");
+            );
+            return Some(refusal.with_header("WWW-Authenticate", "Bearer"));
         }
-        match route {
+        Some(match route {
             Route::Health if self.shutdown.is_some() => Response::text(503, "shutting down"),
             Route::Health => Response::text(200, "ok"),
             Route::Client => client_script(request),
@@ -75,12 +83,12 @@ impl Server {
                 count_only,
             } => self.channel_presence(channel, *count_only),
             Route::Publish => self.publish_request(request, now),
-            Route::User { user } => self.user_status(user),
-            Route::UsersStatus => self.users_status(request),
+            Route::User { user } => return self.user_status(id, user, now),
+            Route::UsersStatus => return self.users_status(id, request, now),
             #[cfg(feature = "pusher")]
             Route::PusherApi => self.pusher_api(request, now),
             Route::WebSocket => Response::error(400, "a WebSocket upgrade is not an endpoint"),
-        }
+        })
     }
 
     /// True when no admin token is configured or the request carries it as a bearer token.

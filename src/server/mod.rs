@@ -198,6 +198,8 @@ pub struct Server {
     cluster: Option<cluster::Links>,
     /// The webhook URLs' outbox and connections (`--webhook`), if any.
     webhooks: Option<webhook::Webhooks>,
+    /// Status requests waiting for Redis's last-seen times (see `users`).
+    parked: users::Parked,
 }
 
 impl Server {
@@ -294,6 +296,7 @@ impl Server {
             inbox,
             cluster: links,
             webhooks,
+            parked: users::Parked::new(),
             config,
         };
         // The engine's first deadlines (a cluster's first look at Redis) go on the wheel.
