@@ -37,6 +37,8 @@ mod token_space;
 mod trim;
 mod users;
 mod webhook;
+#[cfg_attr(not(feature = "webhook-tls"), path = "webhook_no_tls.rs")]
+mod webhook_tls;
 mod websocket;
 
 use std::collections::VecDeque;
