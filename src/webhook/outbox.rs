@@ -410,6 +410,7 @@ mod tests {
             secret: Some("secret".into()),
             key: "rollcall".into(),
             queue,
+            ca: None,
         }
     }
 
