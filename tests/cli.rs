@@ -263,24 +263,20 @@ fn token_refuses_invalid_identities_naming_the_rule() {
 #[cfg(not(feature = "webhook-tls"))]
 #[test]
 fn without_tls_an_https_webhook_is_refused_naming_the_feature() {
-    let hook = |url: &str| {
-        run_cli(
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--webhook",
-                url,
-                "--webhook-secret",
-                "s",
-            ],
-            EXIT_WAIT,
-        )
-    };
-    let run = hook("https://hooks.example.com/in");
+    let run = run_cli(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--webhook",
+            "https://hooks.example.com/in",
+            "--webhook-secret",
+            "s",
+        ],
+        EXIT_WAIT,
+    );
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(
-        run.stderr.contains("https://hooks.example.com/in")
-            && run.stderr.contains("`webhook-tls`"),
+        run.stderr.contains("https://hooks.example.com/in") && run.stderr.contains("`webhook-tls`"),
         "{run:?}"
     );
 }
