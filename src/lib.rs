@@ -46,6 +46,8 @@
 //! ## Features
 //! - `cli` (default): the binaries' dependencies (`env_logger`, `lexopt`) and `signals`.
 //! - `signals`: [`Server::shutdown_on_signals`] (graceful shutdown on SIGINT / SIGTERM).
+//! - `webhook-tls` (default): `https://` webhook URLs (rustls with ring, Mozilla's roots,
+//!   [`webhook::WebhookSettings::ca`]); without it they are refused by [`Config::validate`].
 //!
 //! The library logs through `log` and never installs a logger, and never reads the
 //! environment.
