@@ -88,9 +88,11 @@ impl Webhooks {
             .iter()
             .map(|url| url.tls.then(|| url.host.clone()))
             .collect();
-        let tls = match tls_hosts.iter().any(Option::is_some) || settings.ca.is_some() {
-            true => Some(TlsClient::new(settings.ca.as_deref()).map_err(ConfigError::Webhook)?),
-            false => None,
+        let needs_tls = tls_hosts.iter().any(Option::is_some) || settings.ca.is_some();
+        let tls = if needs_tls {
+            Some(TlsClient::new(settings.ca.as_deref()).map_err(ConfigError::Webhook)?)
+        } else {
+            None
         };
         let outbox = Outbox::new(settings, &config.pusher.apps, unix_origin_ms);
         Ok(Some(Webhooks {
