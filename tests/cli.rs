@@ -35,6 +35,8 @@ fn help_mentions_the_flags() {
         "--client-publish",
         "--pusher-app",
         "--pusher-app-limit",
+        "--webhook",
+        "--webhook-ca",
     ] {
         assert!(
             text.contains(flag),
