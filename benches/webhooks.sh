@@ -12,6 +12,9 @@
 # - Throughput: the receiver starts only once the churn is over, so N cycles' events wait in
 #   the queue; from the first acknowledged batch to the last, events/s (batches of 100, one
 #   request in flight).
+# - TLS: the loop thread's CPU time while a queue of N cycles' events drains into a local receiver, per
+#   delivered batch (100 events), over http:// and over https:// (a throwaway openssl CA,
+#   --webhook-ca, a Node https receiver; the binary's default webhook-tls feature).
 # - Last seen: RSS of a server after N distinct users came and went, with
 #   --last-seen-capacity N and 0; the difference per user.
 set -euo pipefail
@@ -36,6 +39,8 @@ start_server() {
 }
 stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The loop thread's CPU time in ns (schedstat: nanosecond resolution, where ticks are 10 ms).
+cpu_ns() { awk '{print $1}' "/proc/$1/task/$1/schedstat"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 metric() { curl -s "localhost:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -92,6 +97,46 @@ rate=$(python3 -c "print(round(($sent - $first_sent) / max($now - $first, 1e-3))
 stop_server
 kill "$RECEIVER_PID"; wait "$RECEIVER_PID" 2>/dev/null || true
 
+# CPU per delivered batch, http:// and https://: the queue fills while the receiver is down,
+# then the server's CPU time from the receiver's start until the queue is empty.
+TLS_DIR=$(mktemp -d)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=bench-ca -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/req.pem" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' >"$TLS_DIR/ext"
+openssl x509 -req -in "$TLS_DIR/req.pem" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+    -CAcreateserial -days 1 -extfile "$TLS_DIR/ext" -out "$TLS_DIR/cert.pem" 2>/dev/null
+tls_receiver() {
+    node -e '
+      const fs = require("node:fs"), https = require("node:https");
+      const dir = process.argv[2];
+      https.createServer({key: fs.readFileSync(dir + "/key.pem"),
+                          cert: fs.readFileSync(dir + "/cert.pem")}, (req, res) => {
+        req.on("data", () => {});
+        req.on("end", () => res.writeHead(200, {"Content-Length": "2"}).end("{}"));
+      }).listen(Number(process.argv[1]), "127.0.0.1");' "$1" "$TLS_DIR" &
+    RECEIVER_PID=$!
+}
+drain_cpu() {  # drain_cpu SCHEME RECEIVER_FUNCTION: prints ns of server CPU per batch
+    HOOK_PORT=$(free_port)
+    start_server --webhook "$1://127.0.0.1:$HOOK_PORT/" --webhook-secret "$SECRET" \
+        --webhook-queue 1000000 --webhook-ca "$TLS_DIR/ca.pem"
+    churn
+    local events before after
+    events=$(metric rollcall_webhook_queued)
+    before=$(cpu_ns "$SERVER_PID")
+    "$2" "$HOOK_PORT"
+    while [[ $(metric rollcall_webhook_queued) != 0 ]]; do sleep 0.01; done
+    after=$(cpu_ns "$SERVER_PID")
+    stop_server
+    kill "$RECEIVER_PID"; wait "$RECEIVER_PID" 2>/dev/null || true
+    echo $(( (after - before) * 100 / events ))
+}
+http_batch_ns=$(drain_cpu http receiver)
+https_batch_ns=$(drain_cpu https tls_receiver)
+rm -rf "$TLS_DIR"
+
 # Memory per last-seen entry.
 rss_after_churn() {
     start_server "$@"
@@ -110,4 +155,6 @@ echo "| server CPU per churn cycle, no webhook | ${plain_ns} ns |"
 echo "| server CPU per churn cycle, webhook to a local receiver | ${hooked_ns} ns ($events events) |"
 echo "| added CPU per presence change (2 per cycle; CPU time is sampled in 1/$TICK s) | $(( (hooked_ns - plain_ns) / 2 )) ns |"
 echo "| webhook throughput, $queued queued events drained | ${rate} events/s |"
+echo "| server CPU per delivered batch of 100 events, http:// | ${http_batch_ns} ns |"
+echo "| server CPU per delivered batch of 100 events, https:// | ${https_batch_ns} ns |"
 echo "| memory per remembered last-seen entry | ${per_entry} bytes |"

@@ -111,9 +111,9 @@ pub struct Config {
     /// Pusher Channels compatibility: the apps served at `/app/{key}` (WebSocket) and
     /// `/apps/{id}/...` (REST API), and their limits. Default: no app (off).
     pub pusher: PusherSettings,
-    /// Webhooks: the `http://` URLs told of presence changes in Pusher's format, their
-    /// signing and their queue (see the crate's `webhook` module). Default: none (off, and
-    /// no cost).
+    /// Webhooks: the `http://` (and, with the `webhook-tls` feature, `https://`) URLs told of
+    /// presence changes in Pusher's format, their signing and their queue (see the crate's
+    /// `webhook` module). Default: none (off, and no cost).
     pub webhooks: WebhookSettings,
     /// Users whose last-seen time is remembered (`GET /users/{id}`), the least recently seen
     /// forgotten first. Default 100,000 (about 150 bytes each, only for users seen).

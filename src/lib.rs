@@ -46,6 +46,13 @@
 //! ## Features
 //! - `cli` (default): the binaries' dependencies (`env_logger`, `lexopt`) and `signals`.
 //! - `signals`: [`Server::shutdown_on_signals`] (graceful shutdown on SIGINT / SIGTERM).
+//! - `cluster`, `dashboard`, `pusher`, `webhooks` (default): cluster mode, the dashboard page,
+//!   Pusher Channels compatibility, webhooks; a host with `default-features = false` turns on
+//!   what it uses (`docs/embedding.md`, "Size"), and a setting whose feature is left out is
+//!   refused at start.
+//! - `webhook-tls` (off by default: it almost doubles the binary): `https://` webhook URLs
+//!   (rustls with ring, Mozilla's roots, [`webhook::WebhookSettings::ca`]); without it they
+//!   are refused by [`Config::validate`].
 //!
 //! The library logs through `log` and never installs a logger, and never reads the
 //! environment.

@@ -70,8 +70,11 @@ OPTIONS:
     --pusher-app-limit ID:NAME=VALUE
                                 one app's own limit (repeatable): client_events, max_presence_
                                 members, max_user_info, activity_timeout or max_event_data
-    --webhook URL               post presence changes to this http:// URL in Pusher's webhook
-                                format (repeatable; https:// is refused: no TLS in this build)
+    --webhook URL               post presence changes to this http:// or https:// URL in
+                                Pusher's webhook format (repeatable; https:// needs the
+                                webhook-tls cargo feature)
+    --webhook-ca FILE           PEM CA certificates trusted for https:// webhooks besides the
+                                compiled-in Mozilla roots (a private CA)
     --webhook-secret SECRET     signs native channels' webhooks (X-Pusher-Signature); a Pusher
                                 app's are signed with its own secret [env: ROLLCALL_WEBHOOK_SECRET]
     --webhook-key KEY           X-Pusher-Key of native channels' webhooks [default: rollcall]
@@ -310,6 +313,10 @@ fn parse_args() -> Result<Invocation, String> {
             "--webhook" => {
                 let url = value()?.parse().map_err(|e| invalid(&e))?;
                 webhooks.urls.push(url);
+                config
+            }
+            "--webhook-ca" => {
+                webhooks.ca = Some(value()?.into());
                 config
             }
             "--webhook-secret" => {

@@ -35,6 +35,8 @@ fn help_mentions_the_flags() {
         "--client-publish",
         "--pusher-app",
         "--pusher-app-limit",
+        "--webhook",
+        "--webhook-ca",
     ] {
         assert!(
             text.contains(flag),
@@ -255,5 +257,28 @@ fn token_refuses_invalid_identities_naming_the_rule() {
     assert_token_refused(
         &["--user", "a", "--ttl", "1h", "--channel", "chat|*"],
         "\"chat|*\"",
+    );
+}
+
+/// A build without the `webhook-tls` feature (`.ci/run` builds one) refuses an `https://`
+/// webhook at start, naming the feature.
+#[cfg(not(feature = "webhook-tls"))]
+#[test]
+fn without_tls_an_https_webhook_is_refused_naming_the_feature() {
+    let run = run_cli(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--webhook",
+            "https://hooks.example.com/in",
+            "--webhook-secret",
+            "s",
+        ],
+        EXIT_WAIT,
+    );
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("https://hooks.example.com/in") && run.stderr.contains("`webhook-tls`"),
+        "{run:?}"
     );
 }

@@ -42,6 +42,9 @@ mod webhook;
 #[cfg(not(feature = "webhooks"))]
 #[path = "no_webhook.rs"]
 mod webhook;
+#[cfg(feature = "webhooks")]
+#[cfg_attr(not(feature = "webhook-tls"), path = "webhook_no_tls.rs")]
+mod webhook_tls;
 mod websocket;
 
 use std::collections::VecDeque;

@@ -1,5 +1,5 @@
 //! Webhooks in the loop: one HTTP/1.1 connection per URL on the loop's own poll, as sockets
-//! only.
+//! only (an `https://` URL's bytes pass through its TLS session, `webhook_tls`).
 //!
 //! The pure `webhook::Outbox` decides everything (what to post, when, retries, the order,
 //! the queue's bound); this file takes the engine's webhook events at the end of each turn,
@@ -11,15 +11,18 @@
 //! Invariants: the loop never waits for a receiver; a connection is registered once,
 //! edge-triggered, and each readiness event writes and reads until `WouldBlock`; a connection
 //! that failed, closed, answered garbage or was not framed for reuse is dropped, and the next
-//! request opens a new one; bytes from an idle connection (nothing asked) end it.
+//! request opens a new one; bytes from an idle connection (nothing asked) end it. A TLS
+//! failure is a failed request like a refused connection: counted, retried, logged (as a
+//! warning, with rustls's reason: a certificate that does not verify needs the operator).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use log::debug;
+use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use super::webhook_tls::{TlsClient, TlsSession};
 use super::Server;
 use crate::config::{Config, ConfigError};
 use crate::webhook::http::{Read as Answer, ResponseReader};
@@ -34,6 +37,10 @@ pub(super) struct Webhooks {
     outbox: Outbox,
     /// Each URL's address, resolved once at bind time.
     targets: Vec<SocketAddr>,
+    /// Each URL's host name, for TLS (SNI and the certificate's name); `None` for `http://`.
+    tls_hosts: Vec<Option<String>>,
+    /// The TLS configuration, when an `https://` URL is among them.
+    tls: Option<TlsClient>,
     links: Vec<Option<HttpLink>>,
     /// The engine's events of the turn (kept to reuse its allocation).
     notices: Vec<Notice>,
@@ -43,6 +50,8 @@ pub(super) struct Webhooks {
 struct HttpLink {
     stream: TcpStream,
     connected: bool,
+    /// The TLS session of an `https://` URL.
+    tls: Option<TlsSession>,
     /// The request being written, from `written` on.
     out: Vec<u8>,
     written: usize,
@@ -74,10 +83,23 @@ impl Webhooks {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let tls_hosts: Vec<_> = settings
+            .urls
+            .iter()
+            .map(|url| url.tls.then(|| url.host.clone()))
+            .collect();
+        let needs_tls = tls_hosts.iter().any(Option::is_some) || settings.ca.is_some();
+        let tls = if needs_tls {
+            Some(TlsClient::new(settings.ca.as_deref()).map_err(ConfigError::Webhook)?)
+        } else {
+            None
+        };
         let outbox = Outbox::new(settings, &config.pusher.apps, unix_origin_ms);
         Ok(Some(Webhooks {
             links: targets.iter().map(|_| None).collect(),
             targets,
+            tls_hosts,
+            tls,
             outbox,
             notices: Vec::new(),
         }))
@@ -118,11 +140,7 @@ impl Server {
                 Action::Post { url, request } => {
                     let link = match hooks.links[url].take() {
                         Some(link) => Ok(link),
-                        None => HttpLink::connect(
-                            hooks.targets[url],
-                            &self.poll_registry,
-                            self.tokens.webhook(url),
-                        ),
+                        None => hooks.connect(url, &self.poll_registry, self.tokens.webhook(url)),
                     };
                     match link {
                         Ok(mut link) => {
@@ -134,7 +152,7 @@ impl Server {
                             drive(hooks, url, &self.poll_registry, now);
                         }
                         Err(error) => {
-                            debug!("webhook {url}: cannot connect: {error}");
+                            log_failure(url, &format!("cannot connect: {error}"));
                             hooks.outbox.on_outcome(url, Outcome::Failed, now);
                         }
                     }
@@ -183,7 +201,7 @@ fn drive(hooks: &mut Webhooks, url: usize, registry: &Registry, now: Millis) {
         Err(error) => {
             let asking = link.asking;
             if asking {
-                debug!("webhook {url}: {error}");
+                log_failure(url, &error.to_string());
             }
             asking.then_some(Outcome::Failed)
         }
@@ -196,15 +214,45 @@ fn drive(hooks: &mut Webhooks, url: usize, registry: &Registry, now: Millis) {
     }
 }
 
+/// Logs why URL `url`'s request failed: a TLS failure as a warning (a certificate or a name
+/// that does not verify will not mend by itself), others at debug level (the outbox counts
+/// them and retries).
+fn log_failure(url: usize, reason: &str) {
+    if reason.starts_with("TLS: ") {
+        warn!("webhook {url}: {reason}");
+    } else {
+        debug!("webhook {url}: {reason}");
+    }
+}
+
+impl Webhooks {
+    /// Starts connecting to URL `url` (a TLS session for `https://`) and registers the socket
+    /// with `token`.
+    fn connect(&self, url: usize, registry: &Registry, token: Token) -> io::Result<HttpLink> {
+        let tls = match (&self.tls_hosts[url], &self.tls) {
+            (Some(host), Some(client)) => Some(client.session(host)?),
+            _ => None,
+        };
+        HttpLink::connect(self.targets[url], registry, token, tls)
+    }
+}
+
 impl HttpLink {
-    /// Starts connecting to `address` and registers the socket with `token`.
-    fn connect(address: SocketAddr, registry: &Registry, token: Token) -> io::Result<HttpLink> {
+    /// Starts connecting to `address` and registers the socket with `token`; the bytes pass
+    /// through `tls` if given.
+    fn connect(
+        address: SocketAddr,
+        registry: &Registry,
+        token: Token,
+        tls: Option<TlsSession>,
+    ) -> io::Result<HttpLink> {
         let mut stream = TcpStream::connect(address)?;
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
         let _ = stream.set_nodelay(true);
         Ok(HttpLink {
             stream,
             connected: false,
+            tls,
             out: Vec::new(),
             written: 0,
             asking: false,
@@ -234,6 +282,15 @@ impl HttpLink {
                 }
                 Err(error) => return Err(error),
             }
+        }
+        if let Some(tls) = self.tls.as_mut() {
+            return tls.pump(
+                &mut self.stream,
+                &self.out,
+                &mut self.written,
+                self.asking,
+                &mut self.reader,
+            );
         }
         while self.written < self.out.len() {
             match self.stream.write(&self.out[self.written..]) {

@@ -3,13 +3,15 @@
 //!
 //! - [`event`]: the neutral events the engine emits once per presence transition, and their
 //!   Pusher JSON.
-//! - [`target`]: an `http://` URL, read once at start (`https://` is refused: no TLS here).
+//! - [`target`]: an `http://` or `https://` URL, read once at start (an `https://` one needs
+//!   the `webhook-tls` feature: [`WebhookSettings::validate`] refuses it in a build without).
 //! - [`outbox`]: one URL's bounded queue, its batches (up to [`outbox::BATCH_EVENTS`] events or
 //!   [`outbox::BATCH_WAIT_MS`]), the signed request, the retries with exponential backoff,
 //!   at most one request in flight, in virtual time.
 //! - [`http`]: the request's bytes and the reading of the receiver's answer (`httparse`).
 //!
-//! The socket side (connect, write, read, on the loop's own poll) is `server::webhook`.
+//! The socket side (connect, write, read, on the loop's own poll) is `server::webhook`, and
+//! its TLS session (`server::webhook_tls`, with the `webhook-tls` feature).
 //!
 //! Invariants: a URL's events leave in the order they were queued (so in order per channel),
 //! each batch is retried as the same bytes until it is acknowledged with a 2xx or its retry
@@ -24,6 +26,7 @@ pub mod outbox;
 pub mod target;
 
 use std::fmt;
+use std::path::PathBuf;
 
 #[cfg(feature = "webhooks")]
 pub use event::{HookEvent, Notice};
@@ -40,6 +43,9 @@ pub const DEFAULT_QUEUE: usize = 10_000;
 /// The most webhook URLs a server posts to.
 pub const MAX_URLS: usize = 16;
 
+/// True when this build posts to `https://` URLs (the `webhook-tls` cargo feature).
+pub const TLS_BUILT: bool = cfg!(feature = "webhook-tls");
+
 /// Where webhooks go and how they are signed (`--webhook*`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
@@ -53,6 +59,10 @@ pub struct WebhookSettings {
     /// Events one URL's queue holds (waiting and in flight); more are dropped and counted.
     /// Default 10,000 (each costs its JSON, about 100 bytes, while queued).
     pub queue: usize,
+    /// A PEM file of CA certificates trusted for `https://` URLs besides Mozilla's roots
+    /// (compiled in): a private CA, or a test's. Read at bind time. Default none. Needs the
+    /// `webhook-tls` feature.
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for WebhookSettings {
@@ -62,6 +72,7 @@ impl Default for WebhookSettings {
             secret: None,
             key: DEFAULT_KEY.to_owned(),
             queue: DEFAULT_QUEUE,
+            ca: None,
         }
     }
 }
@@ -73,6 +84,7 @@ impl fmt::Debug for WebhookSettings {
             .field("secret", &self.secret.as_ref().map(|_| "…"))
             .field("key", &self.key)
             .field("queue", &self.queue)
+            .field("ca", &self.ca)
             .finish()
     }
 }
@@ -85,6 +97,19 @@ impl WebhookSettings {
 
     /// Checks the settings; `pusher_apps` tells whether native events are the only ones.
     pub fn validate(&self, pusher_apps: bool) -> Result<(), String> {
+        self.check(pusher_apps, TLS_BUILT)
+    }
+
+    /// [`Self::validate`] for a build with TLS (`tls_built`) or without.
+    fn check(&self, pusher_apps: bool, tls_built: bool) -> Result<(), String> {
+        if !tls_built {
+            if let Some(url) = self.urls.iter().find(|url| url.tls) {
+                return Err(format!("{url}: {NO_TLS}"));
+            }
+            if self.ca.is_some() {
+                return Err(format!("--webhook-ca: {NO_TLS}"));
+            }
+        }
         if !self.enabled() {
             return Ok(());
         }
@@ -128,6 +153,11 @@ pub struct Stats {
     pub latency_ms_sum: u64,
 }
 
+/// Why a build without the `webhook-tls` feature refuses `https://`.
+const NO_TLS: &str = "https:// webhooks need rollcall built with the cargo feature \
+                      `webhook-tls` (`cargo install rollcall --features webhook-tls`), which \
+                      this build was compiled without; or post to an http:// URL";
+
 /// Who signs a batch: the native key and secret, or one Pusher app's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signer {
@@ -135,4 +165,39 @@ pub struct Signer {
     pub key: String,
     /// The HMAC-SHA256 key of `X-Pusher-Signature`.
     pub secret: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(urls: &[&str]) -> WebhookSettings {
+        WebhookSettings {
+            urls: urls.iter().map(|url| url.parse().expect("url")).collect(),
+            secret: Some("s".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_build_without_tls_refuses_https_naming_the_feature() {
+        let hooks = settings(&["http://a/", "https://b/in"]);
+        let error = hooks.check(false, false).expect_err("https without TLS");
+        assert!(error.starts_with("https://b/in: "), "{error}");
+        assert!(error.contains("`webhook-tls`"), "{error}");
+        assert_eq!(hooks.check(false, true), Ok(()));
+        let plain = WebhookSettings {
+            ca: Some("ca.pem".into()),
+            ..settings(&["http://a/"])
+        };
+        let error = plain.check(false, false).expect_err("a CA without TLS");
+        assert!(error.contains("--webhook-ca") && error.contains("`webhook-tls`"));
+        assert_eq!(settings(&["http://a/"]).check(false, false), Ok(()));
+    }
+
+    #[test]
+    fn this_build_says_whether_it_has_tls() {
+        let hooks = settings(&["https://b/"]);
+        assert_eq!(hooks.validate(false).is_ok(), TLS_BUILT);
+    }
 }

@@ -391,6 +391,7 @@ mod tests {
             secret: Some("secret".into()),
             key: "rollcall".into(),
             queue,
+            ca: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! A webhook URL, read once at start: `http://HOST[:PORT][/PATH]`. `https://` is refused with
-//! a clear error: this build has no TLS (a receiver behind TLS needs a local proxy).
+//! A webhook URL, read once at start: `http://HOST[:PORT][/PATH]` or `https://...`. Whether
+//! this build can post to an `https://` one (the `webhook-tls` feature) is decided by
+//! [`super::WebhookSettings::validate`], not here: the reading is the same in every build.
 //!
 //! Invariant: the host, port and path can go into a request line and a `Host` header as they
 //! are (no space, no control character, no userinfo, no fragment).
@@ -7,12 +8,14 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookUrl {
+    /// True for `https://`: the request goes over TLS, and the certificate must name `host`.
+    pub tls: bool,
     /// The host name or address (IPv6 without its brackets).
     pub host: String,
-    /// The port (80 unless given).
+    /// The port (80, or 443 for `https://`, unless given).
     pub port: u16,
     /// The path and query, starting with `/`.
     pub path: String,
@@ -21,8 +24,6 @@ pub struct WebhookUrl {
 /// Why a URL is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetError {
-    /// `https://`: no TLS in this build.
-    Https,
     /// Another scheme, or none.
     Scheme,
     /// The host or port is missing or malformed.
@@ -34,11 +35,7 @@ pub enum TargetError {
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            TargetError::Https => {
-                "https:// webhooks need TLS, which this build does not have: post to an http:// \
-                 URL (a TLS-terminating proxy on the same host, for instance)"
-            }
-            TargetError::Scheme => "a webhook URL starts with http://",
+            TargetError::Scheme => "a webhook URL starts with http:// or https://",
             TargetError::Authority => "a webhook URL needs a host and, if given, a port 1-65535",
             TargetError::Characters => {
                 "a webhook URL may hold no space, control character, user:password@ or #fragment"
@@ -58,13 +55,13 @@ impl FromStr for WebhookUrl {
             .take(8)
             .collect::<String>()
             .to_ascii_lowercase();
-        if lower.starts_with("https://") {
-            return Err(TargetError::Https);
-        }
-        if !lower.starts_with("http://") {
+        let (tls, rest) = if lower.starts_with("https://") {
+            (true, &text[8..])
+        } else if lower.starts_with("http://") {
+            (false, &text[7..])
+        } else {
             return Err(TargetError::Scheme);
-        }
-        let rest = &text[7..];
+        };
         if rest
             .bytes()
             .any(|b| b.is_ascii_control() || b == b' ' || b == b'#' || b >= 0x80)
@@ -79,8 +76,9 @@ impl FromStr for WebhookUrl {
         if authority.contains('@') {
             return Err(TargetError::Characters);
         }
-        let (host, port) = split_port(authority)?;
+        let (host, port) = split_port(authority, if tls { 443 } else { 80 })?;
         Ok(WebhookUrl {
+            tls,
             host: host.to_owned(),
             port,
             path,
@@ -88,8 +86,8 @@ impl FromStr for WebhookUrl {
     }
 }
 
-/// `host[:port]` or `[v6][:port]`.
-fn split_port(authority: &str) -> Result<(&str, u16), TargetError> {
+/// `host[:port]` or `[v6][:port]`; the port is `default` unless given.
+fn split_port(authority: &str, default: u16) -> Result<(&str, u16), TargetError> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or(TargetError::Authority)?;
         let port = match after {
@@ -104,7 +102,7 @@ fn split_port(authority: &str) -> Result<(&str, u16), TargetError> {
         }
     };
     let port = match port {
-        None => 80,
+        None => default,
         Some(port) => port
             .parse::<u16>()
             .ok()
@@ -118,14 +116,23 @@ fn split_port(authority: &str) -> Result<(&str, u16), TargetError> {
 }
 
 impl WebhookUrl {
-    /// The `Host` header's value (RFC 9110 §7.2).
+    /// The scheme's own port: 443 for `https://`, 80 for `http://`.
+    pub fn default_port(&self) -> u16 {
+        if self.tls {
+            443
+        } else {
+            80
+        }
+    }
+
+    /// The `Host` header's value (RFC 9110 §7.2: the port only when not the scheme's own).
     pub fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == self.default_port() {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -135,7 +142,8 @@ impl WebhookUrl {
 
 impl fmt::Display for WebhookUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.host_header(), self.path)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.host_header(), self.path)
     }
 }
 
@@ -156,13 +164,29 @@ mod tests {
         let url: WebhookUrl = "http://[::1]:81?a".parse().expect("url");
         assert_eq!((url.host.as_str(), url.path.as_str()), ("::1", "/?a"));
         assert_eq!(url.to_string(), "http://[::1]:81/?a");
+        assert!(!url.tls);
+    }
+
+    #[test]
+    fn https_urls_are_read_with_their_own_port() {
+        let url: WebhookUrl = "HTTPS://hooks.example.com/in".parse().expect("url");
+        assert!(url.tls);
+        assert_eq!((url.host.as_str(), url.port), ("hooks.example.com", 443));
+        assert_eq!(url.host_header(), "hooks.example.com");
+        assert_eq!(url.to_string(), "https://hooks.example.com/in");
+        let url: WebhookUrl = "https://localhost:8443".parse().expect("url");
+        assert_eq!(url.host_header(), "localhost:8443");
+        let url: WebhookUrl = "https://h:80/".parse().expect("url");
+        assert_eq!(url.host_header(), "h:80", "80 is not https's own port");
     }
 
     #[test]
     fn other_urls_are_refused_with_their_reason() {
         for (text, error) in [
-            ("https://example.com/h", TargetError::Https),
             ("ftp://x", TargetError::Scheme),
+            ("https:/x", TargetError::Scheme),
+            ("https://", TargetError::Authority),
+            ("https://u@h/", TargetError::Characters),
             ("example.com", TargetError::Scheme),
             ("http://", TargetError::Authority),
             ("http://h:0/", TargetError::Authority),
@@ -175,6 +199,5 @@ mod tests {
         ] {
             assert_eq!(text.parse::<WebhookUrl>(), Err(error), "{text}");
         }
-        assert!(TargetError::Https.to_string().contains("TLS"));
     }
 }
