@@ -14,13 +14,13 @@
 #   request in flight).
 # - TLS: the loop thread's CPU time while a queue of N cycles' events drains into a local receiver, per
 #   delivered batch (100 events), over http:// and over https:// (a throwaway openssl CA,
-#   --webhook-ca, a Node https receiver; the binary's default webhook-tls feature).
+#   --webhook-ca, a Node https receiver; built here with the webhook-tls feature).
 # - Last seen: RSS of a server after N distinct users came and went, with
 #   --last-seen-capacity N and 0; the difference per user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
-cargo build --quiet --release --locked --bin rollcall --bin rollcall-load
+cargo build --quiet --release --locked --features webhook-tls --bin rollcall --bin rollcall-load
 LOAD=target/release/rollcall-load
 SECRET=bench-secret
 
