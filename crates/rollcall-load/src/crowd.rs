@@ -12,7 +12,6 @@
 use std::io;
 use std::time::Instant;
 
-use serde_json::Value;
 use tungstenite::Utf8Bytes;
 
 use crate::conn::Ending;
@@ -322,6 +321,7 @@ pub fn gather<'t>(
 
 /// The `type` of a rollcall message, if it is a JSON object with one.
 pub fn message_type(text: &str) -> Option<String> {
-    let value: Value = serde_json::from_str(text).ok()?;
-    Some(value.get("type")?.as_str()?.to_string())
+    // Read without a JSON tree: the message may be a `state` of thousands of members.
+    let kind = crate::member_keys::read(text, &[]).kind;
+    (!kind.is_empty()).then(|| kind.to_string())
 }
