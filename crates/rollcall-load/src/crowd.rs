@@ -199,8 +199,9 @@ impl Crowd {
             }
             What::Text(text) => match member.stage {
                 Stage::Up => {
-                    if let (UpWhen::Pusher(_), pusher::Frame::Ping) =
-                        (&self.up_when, pusher::read(text))
+                    // Only a Pusher client's text is parsed here (a `state` may be big).
+                    if matches!(self.up_when, UpWhen::Pusher(_))
+                        && matches!(pusher::read(text), pusher::Frame::Ping)
                     {
                         pool.send_text(event.id, pusher::PONG, event.at);
                         return Seen::Handled;
