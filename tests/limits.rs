@@ -190,12 +190,7 @@ fn at_the_pending_limit_accepting_pauses_without_spinning_and_resumes_without_re
 fn while_accepting_is_paused_a_slow_loris_is_cut_before_its_handshake_timeout() {
     // While paused, a request may take half the handshake timeout (2 s here): the cut comes
     // from the pause, before the handshake timeout would end the slow peer anyway.
-    let server = Server::start(&[
-        "--max-pending-handshakes",
-        "2",
-        "--handshake-timeout",
-        "4s",
-    ]);
+    let server = Server::start(&["--max-pending-handshakes", "2", "--handshake-timeout", "4s"]);
     let mut slow: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut stream = tcp_connect(server.addr());

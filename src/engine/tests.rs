@@ -1502,7 +1502,11 @@ fn diff_joiners_within_a_window_share_one_state_at_its_end() {
     assert_eq!(sent[0].0.as_slice(), [d], "the joiners hear no diff");
     let mut to = sent[1].0.as_slice().to_vec();
     to.sort();
-    assert_eq!(to, [j1, j2], "one state for both, none for the one that left");
+    assert_eq!(
+        to,
+        [j1, j2],
+        "one state for both, none for the one that left"
+    );
 }
 
 // --- shutdown -------------------------------------------------------------------------------

@@ -243,7 +243,10 @@ fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             "--events" => {
                 o.events = value()?;
                 if !matches!(o.events.as_str(), "all" | "diff" | "none") {
-                    return Err(format!("--events must be all, diff or none, not {:?}", o.events));
+                    return Err(format!(
+                        "--events must be all, diff or none, not {:?}",
+                        o.events
+                    ));
                 }
             }
             "--observe-url" => o.observe = Some(node(&flag, value()?)?),

@@ -214,7 +214,14 @@ mod tests {
 
     #[test]
     fn garbage_and_truncated_texts_give_what_came_before_the_fault() {
-        for text in ["", "[", "{", r#"{"type""#, r#"{"type":"state","users":{"a":"#, "\u{0}\"}"] {
+        for text in [
+            "",
+            "[",
+            "{",
+            r#"{"type""#,
+            r#"{"type":"state","users":{"a":"#,
+            "\u{0}\"}",
+        ] {
             let read = read(text, MAPS);
             assert!(read.keys("users").is_empty(), "{text:?}");
         }
