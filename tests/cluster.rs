@@ -1643,7 +1643,11 @@ fn diffs_cross_nodes_coalesced_with_chained_seqs() {
         (&json!(start), &json!(start + 1)),
         "{first}"
     );
-    assert_eq!(first["joins"], json!({"u1": {}}), "at once: the channel was quiet");
+    assert_eq!(
+        first["joins"],
+        json!({"u1": {}}),
+        "at once: the channel was quiet"
+    );
 
     let _u2 = quiet(a.addr(), "u2", "room");
     let u3 = quiet(a.addr(), "u3", "room");
