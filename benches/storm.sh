@@ -3,15 +3,15 @@
 # server's default flags, in events mode all and diff; we report how many were admitted and
 # refused, how long until every client knew all N members, and what each client received.
 #
-# Usage: benches/storm.sh [N...]   (default: 1000 3000 10000)
-#   MODES="all diff"   events modes to run   ALL_MAX=3000 largest N run with events=all (its
+# Usage: benches/storm.sh [N...]   (default: 1000 3000 10000 15000)
+#   MODES="none all diff"   events modes to run (none: admission alone)   ALL_MAX=3000 largest N run with events=all (its
 #   cost is N²/2 messages: 10,000 would be 50 million)
 # Prints a Markdown table on stdout; the load tool's JSON per run goes to
 # target/bench-report/storm/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZES=${*:-1000 3000 10000}
-MODES=${MODES:-all diff}
+SIZES=${*:-1000 3000 10000 15000}
+MODES=${MODES:-none all diff}
 ALL_MAX=${ALL_MAX:-3000}
 OUT=target/bench-report/storm
 LOAD=target/release/rollcall-load

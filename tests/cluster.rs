@@ -1615,3 +1615,49 @@ fn pusher_presence_across_nodes_is_per_user() {
     bob.client.expect_silence(Duration::from_millis(300));
     drop(b);
 }
+
+/// Members joining on node a reach an `events=diff` client on node b as coalesced diffs
+/// with chained seqs: the first change of a quiet channel at once, the rest of the window in
+/// one diff, where a join and leave on a cancel out.
+#[test]
+fn diffs_cross_nodes_coalesced_with_chained_seqs() {
+    let Some(redis) = redis::start_or_skip("diffs_cross_nodes") else {
+        return;
+    };
+    // A window long enough for every note of the burst to cross Redis inside it.
+    let a = node(&redis, "a", &["--diff-interval", "1s"]);
+    let b = node(&redis, "b", &["--diff-interval", "1s"]);
+    let (mut dora, _) = Client::connect_welcomed(b.addr(), "user=dora&channel=room&events=diff");
+    dora.expect_type("state");
+    // In a cluster the joiner's state is read before its own note comes back (§15): its join
+    // reaches it as a diff, which opens a window on b; let it close, so the channel is quiet.
+    let own = dora.expect_type("diff");
+    assert_eq!(own["joins"], json!({"dora": {}}), "{own}");
+    let start = seq_of(&own);
+    dora.expect_silence(Duration::from_millis(1_200));
+
+    let _u1 = quiet(a.addr(), "u1", "room");
+    let first = dora.expect_type("diff");
+    assert_eq!(
+        (&first["from"], &first["seq"]),
+        (&json!(start), &json!(start + 1)),
+        "{first}"
+    );
+    assert_eq!(
+        first["joins"],
+        json!({"u1": {}}),
+        "at once: the channel was quiet"
+    );
+
+    let _u2 = quiet(a.addr(), "u2", "room");
+    let u3 = quiet(a.addr(), "u3", "room");
+    u3.close();
+    let second = dora.recv_json(Duration::from_secs(3));
+    assert_eq!(
+        second,
+        json!({"type": "diff", "channel": "room", "from": start + 1, "seq": start + 4,
+            "joins": {"u2": {}}, "leaves": {}, "updates": {}}),
+        "u3 came and went within the window; the seq still counts its join and leave"
+    );
+    dora.expect_silence(Duration::from_millis(1_200));
+}

@@ -188,13 +188,9 @@ fn at_the_pending_limit_accepting_pauses_without_spinning_and_resumes_without_re
 
 #[test]
 fn while_accepting_is_paused_a_slow_loris_is_cut_before_its_handshake_timeout() {
-    // The handshake timeout is far beyond the test's waits: the cut comes from the pause.
-    let server = Server::start(&[
-        "--max-pending-handshakes",
-        "2",
-        "--handshake-timeout",
-        "120s",
-    ]);
+    // While paused, a request may take half the handshake timeout (2 s here): the cut comes
+    // from the pause, before the handshake timeout would end the slow peer anyway.
+    let server = Server::start(&["--max-pending-handshakes", "2", "--handshake-timeout", "4s"]);
     let mut slow: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut stream = tcp_connect(server.addr());
@@ -221,6 +217,8 @@ fn while_accepting_is_paused_a_slow_loris_is_cut_before_its_handshake_timeout() 
     // slot until its own handshake timeout.
     let response = parse_http_response(&read_to_eof(&mut slow[0], STEP));
     assert_eq!(response.status, 408, "{response:?}");
+    // The clients got in about 2 s after the slow peers arrived: well before the second
+    // one's own handshake timeout (4 s).
     slow[1]
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");

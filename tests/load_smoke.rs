@@ -511,3 +511,18 @@ fn storm_diff_members_converge_with_few_messages() {
         "{messages} messages per client: events=all averages 150 here"
     );
 }
+
+/// `storm --events none` times admission alone: every client is up, none hears presence.
+#[test]
+fn storm_none_counts_admission_alone() {
+    let server = Server::start(&[]);
+    let storm = load(
+        &url(&server),
+        "storm",
+        &["--members", "300", "--in-flight", "300", "--events", "none"],
+    );
+    assert_passed(&storm);
+    assert_eq!(storm.json["admitted"], 300, "{}", storm.json);
+    assert_eq!(storm.json["converged"], 300, "{}", storm.json);
+    assert_eq!(storm.json["messages_per_client"], 0.0, "{}", storm.json);
+}

@@ -91,8 +91,8 @@ class Channel extends Emitter {
   next(msg, diff) {
     const seq = +msg.seq;
     if (this.seq < 0 || !(seq > this.seq)) return false;
-    // A diff covers several seqs: it is applied whatever its distance (issue 19's shape).
-    if (!diff && seq > this.seq + 1) {
+    // A diff covers the seqs after its `from`: a `from` past ours is a gap (protocol §5).
+    if (diff ? +msg.from > this.seq : seq > this.seq + 1) {
       if (!this.asked) {
         this.asked = 1;
         this.c.send({ type: "who", channel: this.name });

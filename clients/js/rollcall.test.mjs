@@ -154,6 +154,15 @@ test("diff messages are applied: leaves, joins, updates, with the seq after the 
   // Garbage in a diff's maps breaks nothing.
   socket().serve({ type: "diff", channel: "big", seq: 16, joins: 7, leaves: null, updates: "x" });
   assert.equal(big.seq, 16);
+  // A diff from a seq past ours (changes missed): not applied, `who` asked once.
+  socket().serve({ type: "diff", channel: "big", from: 17, seq: 18, joins: { zed: {} } });
+  assert.equal(big.members().has("zed"), false);
+  assert.equal(big.seq, 16);
+  assert.equal(socket().commands("who").length, 1);
+  // A diff starting before ours (one holding changes our state has) is applied.
+  socket().serve({ type: "diff", channel: "big", from: 14, seq: 17, joins: { fay: {} } });
+  assert.equal(big.members().has("fay"), true);
+  assert.equal(big.seq, 17);
 });
 
 test("a server without events=diff: the client falls back to all", (t) => {

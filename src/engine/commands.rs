@@ -144,6 +144,7 @@ impl Engine {
         // In a cluster the reply reads the view before this join's note comes back: the
         // joiner then gets its own `join` (seq + 1) like every other member.
         match mode {
+            EventsMode::Diff if self.defer_diff_state(id, channel_id, reference) => {}
             EventsMode::All | EventsMode::Diff => self.send_join_state(id, channel, reference),
             EventsMode::Count => {
                 if let Some(counts) = self.channel_counts(channel_id) {

@@ -7,15 +7,24 @@
 //! the window ends (which opens the next one). A window that ends with nothing pending
 //! closes, so a quiet channel holds nothing here.
 //!
+//! A native connection joining in mode `diff` while its channel's window is open gets its
+//! `state` when the window ends, after the diff and at the diff's seq: one encoding shared by
+//! every joiner of that tick (a storm of N joiners then costs the server one member list per
+//! tick, not N), and a joiner never holds a state taken in the middle of a window whose diff
+//! it would apply on top (a join and leave that cancel out within the window would leave it
+//! with a member nobody else sees).
+//!
 //! Invariants: a channel has a window exactly while a `Timer::Diff` of it is armed; diffs of
 //! one channel chain (`from` of each is `seq` of the one before), so a pending diff whose
-//! changes all cancelled out is still sent (empty) to carry the seq forward.
+//! changes all cancelled out is still sent (empty) to carry the seq forward; a joiner waiting
+//! for its state hears no diff of the channel before it.
 
 use std::rc::Rc;
 
 use super::delivery::{watchers_of_everything, Audience};
 use super::{Engine, Timer};
-use crate::model::{DiffChange, Event, EventsMode, PendingDiff};
+use crate::dialect::Dialect;
+use crate::model::{DiffChange, Event, EventsMode, Json, PendingDiff};
 use crate::roster::{Change, ChannelId, ConnId};
 use crate::wheel::Millis;
 
@@ -24,6 +33,8 @@ use crate::wheel::Millis;
 pub(super) struct DiffWindow {
     name: Rc<str>,
     pending: Option<PendingDiff>,
+    /// Joiners waiting for their `state` (with the `ref` of their `join`), in join order.
+    joiners: Vec<(ConnId, Option<Json>)>,
 }
 
 impl Engine {
@@ -51,25 +62,62 @@ impl Engine {
         }
         let mut diff = PendingDiff::starting_at(seq.saturating_sub(1));
         diff.fold(user, net, seq);
-        self.send_diff(channel, name, &diff, except);
+        self.send_diff(channel, name, &diff, except.as_slice());
         self.open_window(channel, name.clone(), now);
     }
 
+    /// A native joiner in mode `diff` of a channel whose window is open waits for the
+    /// window's end for its `state` (see the module's doc): true when it was put to wait.
+    pub(super) fn defer_diff_state(
+        &mut self,
+        id: ConnId,
+        channel: ChannelId,
+        reference: Option<&Json>,
+    ) -> bool {
+        let native = self
+            .sessions
+            .get(id)
+            .is_some_and(|session| session.dialect == Dialect::V1);
+        match self.diffs.get_mut(&channel) {
+            Some(window) if native => {
+                window.joiners.push((id, reference.cloned()));
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The channel's window ends at `now`: its pending diff, if any, goes out and opens the
-    /// next window.
+    /// next window; then the joiners that waited get their `state`.
     pub(super) fn diff_due(&mut self, channel: ChannelId, now: Millis) {
-        let Some(DiffWindow { name, pending }) = self.diffs.remove(&channel) else {
-            return;
-        };
-        let Some(diff) = pending else {
+        let Some(DiffWindow {
+            name,
+            pending,
+            mut joiners,
+        }) = self.diffs.remove(&channel)
+        else {
             return;
         };
         // The channel emptied (and may have been created again): its listeners are gone.
         if self.roster.find(&name) != Some(channel) || self.shutting_down {
             return;
         }
-        self.send_diff(channel, &name, &diff, None);
-        self.open_window(channel, name, now);
+        // Those that left meanwhile, or joined again in another mode, wait no more.
+        joiners.retain(|(id, _)| self.roster.mode(channel, *id) == Some(EventsMode::Diff));
+        if let Some(diff) = pending {
+            let mut waiting: Vec<ConnId> = joiners.iter().map(|(id, _)| *id).collect();
+            waiting.sort_unstable();
+            self.send_diff(channel, &name, &diff, &waiting);
+            self.open_window(channel, name.clone(), now);
+        }
+        let shared = joiners
+            .iter()
+            .filter(|(_, reference)| reference.is_none())
+            .map(|(id, _)| *id);
+        self.deliver_state(shared.collect::<Vec<_>>().into_iter(), &name, None);
+        for (id, reference) in joiners.iter().filter(|(_, r)| r.is_some()) {
+            self.send_state(*id, &name, reference.as_ref());
+        }
     }
 
     fn open_window(&mut self, channel: ChannelId, name: Rc<str>, now: Millis) {
@@ -78,20 +126,19 @@ impl Engine {
             DiffWindow {
                 name,
                 pending: None,
+                joiners: Vec::new(),
             },
         );
         let interval = super::millis(self.config.diff_interval);
         self.arm(Timer::Diff(channel), now + interval);
     }
 
-    fn send_diff(
-        &mut self,
-        channel: ChannelId,
-        name: &str,
-        diff: &PendingDiff,
-        except: Option<ConnId>,
-    ) {
-        let recipients: Vec<ConnId> = self.diff_listeners(channel, name, except).collect();
+    /// Sends `diff` to the channel's listeners but those in `except` (sorted).
+    fn send_diff(&mut self, channel: ChannelId, name: &str, diff: &PendingDiff, except: &[ConnId]) {
+        let recipients: Vec<ConnId> = self
+            .diff_listeners(channel, name, None)
+            .filter(|id| except.binary_search(id).is_err())
+            .collect();
         let event = Event::Diff {
             channel: name,
             diff,

@@ -1461,6 +1461,57 @@ fn a_diff_is_encoded_once_for_every_listener_and_watchers_can_ask_for_diffs() {
     );
 }
 
+/// Joiners in mode diff within an open window get their state at the window's end, after
+/// the diff and at its seq, one text for all of them; a member who came and went within the
+/// window is in neither (a state taken in between would have kept it forever).
+#[test]
+fn diff_joiners_within_a_window_share_one_state_at_its_end() {
+    let mut h = Harness::new();
+    let d = h.open("dana", "channel=room&events=diff");
+    h.clear();
+    h.advance(10);
+    let x = h.open("xena", "channel=room");
+    h.advance(10);
+    let j1 = h.open("j1", "channel=room&events=diff");
+    let j2 = h.open("j2", "channel=room&events=diff");
+    let gone = h.open("j3", "channel=room&events=diff");
+    assert_eq!(h.received(j1), Vec::<Value>::new(), "no state yet");
+    h.end(gone, LeaveReason::Closed);
+    h.advance(10);
+    h.end(x, LeaveReason::Closed);
+    h.deliveries();
+    h.advance(69);
+    assert_eq!(h.deliveries(), Vec::new(), "nothing before the tick");
+    h.advance(1);
+    let sent = h.deliveries();
+    let texts: Vec<Value> = sent
+        .iter()
+        .map(|(_, text)| serde_json::from_str(text).expect("json"))
+        .collect();
+    let joins = json!({"j1": {}, "j2": {}});
+    assert_eq!(
+        texts,
+        [
+            diff("room", 1, 7, joins, json!({}), json!({})),
+            state(
+                "room",
+                7,
+                json!({"dana": {"conns": 1, "meta": {}}, "j1": {"conns": 1, "meta": {}},
+                    "j2": {"conns": 1, "meta": {}}})
+            ),
+        ],
+        "the diff first, then the state at its seq"
+    );
+    assert_eq!(sent[0].0.as_slice(), [d], "the joiners hear no diff");
+    let mut to = sent[1].0.as_slice().to_vec();
+    to.sort();
+    assert_eq!(
+        to,
+        [j1, j2],
+        "one state for both, none for the one that left"
+    );
+}
+
 // --- shutdown -------------------------------------------------------------------------------
 
 #[test]

@@ -6,8 +6,10 @@
 //! reconnect storm is admitted at the pace requests arrive, none refused). The listener is
 //! edge-triggered, so its events while paused say nothing new: the end of each turn accepts
 //! again once there is room ([`Server::resume_accept`]) until `WouldBlock`. Slow peers cannot
-//! hold the slots: while paused, a handshake pending longer than [`PAUSED_HANDSHAKE_MS`] is
-//! answered 408 and closed, oldest first, to make room for the backlog.
+//! hold the slots: while paused, a handshake pending longer than half `--handshake-timeout`
+//! ([`PAUSED_HANDSHAKE_SHARE`]) is read once more, and answered 408 and closed, oldest first,
+//! only if its request is still incomplete: a request that arrived while the server was busy
+//! (its readiness event not yet handled) is served, never cut.
 //!
 //! Invariants: accepting never spins (an accept error pauses it and a wheel entry resumes
 //! it, as does any connection ending; a full pause resumes when a handshake ends or a
@@ -43,13 +45,14 @@ use crate::wheel::Millis;
 /// How long accepting pauses after an accept error such as running out of descriptors.
 const ACCEPT_BACKOFF_MS: Millis = 100;
 
-/// While accepting is paused at `--max-pending-handshakes`, how long a connection may take to
-/// send its request before it is cut (408) to make room for the backlog (capped by
-/// `--handshake-timeout`). An honest client sends its request with its first flight after
-/// the TCP handshake: one round trip (50-200 ms on real networks) plus its own scheduling in a
-/// storm; 2 s leaves ten round trips of slack, while the full handshake timeout (10 s by
-/// default) would let a few hundred slow-loris sockets stall the whole backlog.
-pub(super) const PAUSED_HANDSHAKE_MS: Millis = 2_000;
+/// While accepting is paused at `--max-pending-handshakes`, the share of
+/// `--handshake-timeout` a connection may take to send its request before it is cut (408) to
+/// make room for the backlog: half (5 s by default). An honest client sends its request with
+/// its first flight after the TCP handshake, which the kernel completed before we accepted,
+/// so the request is usually waiting when we accept; half the timeout leaves room for a lost
+/// segment or two (each costs a retransmission timeout, 1 s at first, RFC 6298 §2), while a
+/// slow loris holds a slot for half as long as it could otherwise.
+const PAUSED_HANDSHAKE_SHARE: u64 = 2;
 
 impl Server {
     /// Accepts until `WouldBlock`; pauses on any other error instead of spinning, and while
@@ -88,10 +91,11 @@ impl Server {
     }
 
     /// At the pending limit: cuts the handshakes pending longer than the paused deadline
-    /// (oldest first) and tells whether there is room now. Without room, accepting stays
-    /// paused (timed from its start) and a wheel entry wakes it when the oldest is due.
+    /// whose request is still incomplete (oldest first) and tells whether there is room now.
+    /// Without room, accepting stays paused (timed from its start) and a wheel entry wakes it
+    /// when the oldest is due.
     fn make_room(&mut self, now: Millis) -> bool {
-        let deadline = PAUSED_HANDSHAKE_MS.min(super::duration_ms(self.config.handshake_timeout));
+        let deadline = super::duration_ms(self.config.handshake_timeout) / PAUSED_HANDSHAKE_SHARE;
         while self.pending >= self.config.max_pending_handshakes {
             let Some(&(id, since)) = self.handshakes.front() else {
                 break;
@@ -109,6 +113,13 @@ impl Server {
                 break;
             }
             self.handshakes.pop_front();
+            // Its request may be in the socket, its readiness event not handled yet (a busy
+            // turn): read it first, and cut only a connection that has not sent it all.
+            self.read_request(id, false, now);
+            if !self.conns.get(id).is_some_and(Conn::is_handshaking) {
+                self.reap(now);
+                continue;
+            }
             debug!("conn=#{id} cut: its request took over {deadline} ms while accepting waits");
             let response = Response::error(408, "the request did not arrive in time");
             self.refuse(id, response, now);

@@ -22,7 +22,8 @@ MODES:
     fanout             --subscribers in channel fanout, then --messages via POST /publish
     presence-latency   --members in channel lat, then --samples joins timed at 16 observers
     storm              --members connect at once to channel storm; time until every one
-                       knows all of them (--events all or diff)
+                       knows all of them (--events all or diff), or only
+                       until all are admitted (--events none)
 
 OPTIONS:
     --url URL               ws://HOST:PORT/PATH of the server [default: ws://127.0.0.1:8080/]
@@ -47,7 +48,8 @@ OPTIONS:
                             /publish goes to --url [default: --url alone]
     --members N             presence-latency: members held in channel lat; storm: clients
                             [default: 100]
-    --events MODE           storm: all or diff [default: all]
+    --events MODE           storm: all, diff or none (none: admission only, each client
+                            counts as converged once up) [default: all]
     --samples N             presence-latency: users joining one after the other [default: 20]
     --observe-url URL       presence-latency, cluster: the members (and so the observers)
                             connect to this node, the timed users to --url [default: --url]
@@ -120,7 +122,7 @@ pub struct Options {
     pub publish_rate: f64,
     pub members: u64,
     pub samples: u64,
-    /// `--events`: the storm's events mode (`all` or `diff`).
+    /// `--events`: the storm's events mode (`all`, `diff` or `none`).
     pub events: String,
     /// `--observe-url`: the node of the members, when not `--url`.
     pub observe: Option<Target>,
@@ -240,8 +242,11 @@ fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             "--samples" => o.samples = count(value()?)?,
             "--events" => {
                 o.events = value()?;
-                if !matches!(o.events.as_str(), "all" | "diff") {
-                    return Err(format!("--events must be all or diff, not {:?}", o.events));
+                if !matches!(o.events.as_str(), "all" | "diff" | "none") {
+                    return Err(format!(
+                        "--events must be all, diff or none, not {:?}",
+                        o.events
+                    ));
                 }
             }
             "--observe-url" => o.observe = Some(node(&flag, value()?)?),

@@ -12,7 +12,6 @@
 use std::io;
 use std::time::Instant;
 
-use serde_json::Value;
 use tungstenite::Utf8Bytes;
 
 use crate::conn::Ending;
@@ -200,8 +199,9 @@ impl Crowd {
             }
             What::Text(text) => match member.stage {
                 Stage::Up => {
-                    if let (UpWhen::Pusher(_), pusher::Frame::Ping) =
-                        (&self.up_when, pusher::read(text))
+                    // Only a Pusher client's text is parsed here (a `state` may be big).
+                    if matches!(self.up_when, UpWhen::Pusher(_))
+                        && matches!(pusher::read(text), pusher::Frame::Ping)
                     {
                         pool.send_text(event.id, pusher::PONG, event.at);
                         return Seen::Handled;
@@ -322,6 +322,7 @@ pub fn gather<'t>(
 
 /// The `type` of a rollcall message, if it is a JSON object with one.
 pub fn message_type(text: &str) -> Option<String> {
-    let value: Value = serde_json::from_str(text).ok()?;
-    Some(value.get("type")?.as_str()?.to_string())
+    // Read without a JSON tree: the message may be a `state` of thousands of members.
+    let kind = crate::member_keys::read(text, &[]).kind;
+    (!kind.is_empty()).then(|| kind.to_string())
 }

@@ -9,6 +9,7 @@
 //!   `pool.rs` the mio loop over all connections; `pacer.rs` when the next one may start;
 //! - `crowd.rs` N clients until they are up; `hold.rs`, `churn.rs`, `fanout.rs`, `latency.rs`
 //!   the modes; `procs.rs` `hold` over several processes;
+//! - `member_keys.rs` the user names in a `state` or `diff`, read without a JSON tree;
 //! - `stats.rs` failure kinds and latency percentiles; `procfs.rs` the server's RSS and CPU;
 //!   `report.rs` the summary and the JSON object.
 //!
@@ -22,6 +23,7 @@ mod fanout;
 mod fanout_procs;
 mod hold;
 mod latency;
+mod member_keys;
 mod pacer;
 mod pool;
 mod procfs;

@@ -1,6 +1,8 @@
 //! `storm`: `--members` clients connect at once (as after a deploy or a network blip) to one
 //! channel, `storm`, in `--events` mode `all` or `diff`, and the run times how long until
-//! every client knows all N members (convergence), counting what each client received.
+//! every client knows all N members (convergence), counting what each client received. In
+//! mode `none` clients hear no presence: the run times admission alone (a client converges
+//! when it is up), for the storms of listeners that only ask to be let in.
 //!
 //! Each client's view is a bit set of member numbers, kept from its `state`, then its
 //! `join`/`leave` events (`all`) or `diff`s (`diff`); member k is user `PREFIX-m{k}`.
@@ -8,10 +10,11 @@
 
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::cli::Options;
 use crate::crowd::{Crowd, Seen, UpWhen};
+use crate::member_keys;
 use crate::pool::Pool;
 use crate::report::{secs, Report};
 use crate::socket::Sources;
@@ -67,6 +70,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
     let started = Instant::now();
     let deadline = started + o.timeout;
     let mut events = Vec::new();
+    let admission_only = o.events == "none";
     while converged < n {
         let now = Instant::now();
         crowd.open_more(&mut pool, now, dial);
@@ -91,6 +95,10 @@ pub fn run(o: &Options) -> Result<Report, String> {
             } else if before == n && after < n {
                 converged -= 1;
             }
+        }
+        if admission_only {
+            converged = crowd.up as usize;
+            converged_at = crowd.last_up;
         }
     }
     let elapsed = converged_at.map(|at| at.saturating_duration_since(started).as_secs_f64());
@@ -134,7 +142,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
 }
 
 /// Applies one message to a client's view: `state` replaces it, `join`/`leave` and `diff`
-/// change it. Per-event messages are read without a full parse (there are N² of them).
+/// change it, all read without a JSON tree (between them the clients receive N² entries).
 fn apply(view: &mut View, text: &str, prefix: &str) {
     let number = |user: &str| user.strip_prefix(prefix)?.parse::<usize>().ok();
     if text.starts_with(r#"{"type":"join""#) || text.starts_with(r#"{"type":"leave""#) {
@@ -148,27 +156,19 @@ fn apply(view: &mut View, text: &str, prefix: &str) {
         }
         return;
     }
-    let Ok(value) = serde_json::from_str::<Value>(text) else {
-        return;
-    };
-    let users = |field: &str| -> Vec<usize> {
-        value
-            .get(field)
-            .and_then(Value::as_object)
-            .map(|map| map.keys().filter_map(|user| number(user)).collect())
-            .unwrap_or_default()
-    };
-    match value.get("type").and_then(Value::as_str) {
-        Some("state") => {
+    let read = member_keys::read(text, &["users", "joins", "leaves", "updates"]);
+    let users = |field: &str| read.keys(field).iter().filter_map(|user| number(user));
+    match read.kind {
+        "state" => {
             view.known.iter_mut().for_each(|word| *word = 0);
             view.count = 0;
-            users("users").into_iter().for_each(|k| view.set(k, true));
+            users("users").for_each(|k| view.set(k, true));
         }
-        Some("diff") => {
-            users("leaves").into_iter().for_each(|k| view.set(k, false));
-            for field in ["joins", "updates"] {
-                users(field).into_iter().for_each(|k| view.set(k, true));
-            }
+        "diff" => {
+            users("leaves").for_each(|k| view.set(k, false));
+            users("joins")
+                .chain(users("updates"))
+                .for_each(|k| view.set(k, true));
         }
         _ => {}
     }

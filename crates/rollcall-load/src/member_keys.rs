@@ -1,0 +1,250 @@
+//! The user names in a presence message's member maps (`state`'s `users`, a `diff`'s
+//! `joins`, `leaves` and `updates`), read without building a JSON tree.
+//!
+//! A storm's clients receive N² member entries between them (each of N clients must learn N
+//! members): parsing each `state` into a `serde_json::Value` made the load tool, not the
+//! server, the ceiling of the measurement. This walks the top-level object once, skipping
+//! values by their brackets and strings, and hands out each map's keys as they are written.
+//!
+//! Invariants: never panics on any input (a malformed message yields what was read before
+//! the fault); keys are the raw text between their quotes (escapes left as they are, which
+//! the storm's plain `PREFIX-mK` names never need).
+
+/// A presence message reduced to what a storm client needs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Members<'a> {
+    /// Its `type`.
+    pub kind: &'a str,
+    /// The keys of each member map, by the map's field name.
+    pub maps: Vec<(&'a str, Vec<&'a str>)>,
+}
+
+impl<'a> Members<'a> {
+    /// The keys of map `field`, empty when absent.
+    pub fn keys(&self, field: &str) -> &[&'a str] {
+        self.maps
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map_or(&[], |(_, keys)| keys.as_slice())
+    }
+}
+
+/// Reads `text`'s `type` and the keys of its top-level objects named in `maps`.
+pub fn read<'a>(text: &'a str, maps: &[&str]) -> Members<'a> {
+    let mut members = Members::default();
+    let mut at = Cursor::new(text);
+    if !at.eat(b'{') {
+        return members;
+    }
+    loop {
+        let Some(field) = at.string() else {
+            return members;
+        };
+        if !at.eat(b':') {
+            return members;
+        }
+        if field == "type" {
+            let Some(kind) = at.string() else {
+                return members;
+            };
+            members.kind = kind;
+        } else if maps.contains(&field) && at.peek() == Some(b'{') {
+            let Some(keys) = at.object_keys() else {
+                return members;
+            };
+            members.maps.push((field, keys));
+        } else if !at.skip_value() {
+            return members;
+        }
+        if !at.eat(b',') {
+            return members;
+        }
+    }
+}
+
+/// A position in a JSON text.
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str) -> Cursor<'a> {
+        Cursor { text, at: 0 }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    /// The next byte that is not white space.
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&byte) = self.bytes().get(self.at) {
+            if !byte.is_ascii_whitespace() {
+                return Some(byte);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    /// Steps over `byte` if it comes next.
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        if found {
+            self.at += 1;
+        }
+        found
+    }
+
+    /// A string's raw text (between its quotes), the cursor after it.
+    fn string(&mut self) -> Option<&'a str> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.at;
+        let bytes = self.bytes();
+        while let Some(&byte) = bytes.get(self.at) {
+            match byte {
+                b'"' => {
+                    self.at += 1;
+                    // Both ends are ASCII quotes, so the slice falls on character boundaries.
+                    return self.text.get(start..self.at - 1);
+                }
+                b'\\' => self.at += 2,
+                _ => self.at += 1,
+            }
+        }
+        None
+    }
+
+    /// Steps over one value of any kind; false when the text ends or breaks first.
+    fn skip_value(&mut self) -> bool {
+        match self.peek() {
+            Some(b'"') => self.string().is_some(),
+            Some(b'{' | b'[') => self.skip_nested(),
+            Some(_) => {
+                let bytes = self.bytes();
+                while let Some(&byte) = bytes.get(self.at) {
+                    if matches!(byte, b',' | b'}' | b']') || byte.is_ascii_whitespace() {
+                        return true;
+                    }
+                    self.at += 1;
+                }
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Steps over an object or array by counting brackets outside strings.
+    fn skip_nested(&mut self) -> bool {
+        let mut depth = 0usize;
+        while let Some(byte) = self.peek() {
+            match byte {
+                b'"' => {
+                    if self.string().is_none() {
+                        return false;
+                    }
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.at += 1;
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+            self.at += 1;
+        }
+        false
+    }
+
+    /// The keys of the object that comes next, the cursor after it.
+    fn object_keys(&mut self) -> Option<Vec<&'a str>> {
+        let mut keys = Vec::new();
+        if !self.eat(b'{') {
+            return None;
+        }
+        if self.eat(b'}') {
+            return Some(keys);
+        }
+        loop {
+            keys.push(self.string()?);
+            if !self.eat(b':') || !self.skip_value() {
+                return None;
+            }
+            if self.eat(b'}') {
+                return Some(keys);
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &[&str] = &["users", "joins", "leaves", "updates"];
+
+    #[test]
+    fn a_state_lists_its_users_whatever_their_meta() {
+        let text = r#"{"type":"state","channel":"storm","seq":3,"users":{"a-m0":{"conns":1,"meta":{"x":"}{\"","y":[1,{"z":null}]}},"a-m1":{"conns":2,"meta":{}}}}"#;
+        let read = read(text, MAPS);
+        assert_eq!(read.kind, "state");
+        assert_eq!(read.keys("users"), ["a-m0", "a-m1"]);
+        assert!(read.keys("joins").is_empty());
+    }
+
+    #[test]
+    fn a_diff_gives_each_map_and_ignores_look_alike_keys_in_metas() {
+        let text = r#"{"type":"diff","channel":"c","from":1,"seq":4,"joins":{"j":{"leaves":{"fake":1}}},"leaves":{"l":{"reason":"closed"}},"updates":{}}"#;
+        let read = read(text, MAPS);
+        assert_eq!(read.kind, "diff");
+        assert_eq!(read.keys("joins"), ["j"]);
+        assert_eq!(read.keys("leaves"), ["l"]);
+        assert!(read.keys("updates").is_empty());
+    }
+
+    #[test]
+    fn garbage_and_truncated_texts_give_what_came_before_the_fault() {
+        for text in [
+            "",
+            "[",
+            "{",
+            r#"{"type""#,
+            r#"{"type":"state","users":{"a":"#,
+            "\u{0}\"}",
+        ] {
+            let read = read(text, MAPS);
+            assert!(read.keys("users").is_empty(), "{text:?}");
+        }
+        let cut = read(r#"{"type":"state","users":{"a":{}"#, MAPS);
+        assert_eq!(cut.kind, "state");
+        assert!(cut.maps.is_empty(), "an unfinished map is not handed out");
+        let escaped_end = read(r#"{"type":"a\"#, MAPS);
+        assert_eq!(escaped_end.kind, "");
+    }
+
+    #[test]
+    fn agrees_with_serde_json_on_the_keys() {
+        let text = r#"{ "type" : "state" , "seq" : 1e3, "users" : { "b" : { "meta" : { "k" : [ "]" , true ] } } , "a" : {} } }"#;
+        let value: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+        let mut expected: Vec<&str> = value["users"]
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut keys = read(text, MAPS).keys("users").to_vec();
+        expected.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(keys, expected);
+    }
+}
