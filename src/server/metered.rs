@@ -102,8 +102,8 @@ impl MeteredStream {
     }
 
     /// Appends a text frame (RFC 6455 §5.6; a server's frames are unmasked, §5.1). A queue
-    /// grown past [`WRITE_THROUGH`] is written at once; what the socket then refuses must
-    /// stay within `backlog` bytes.
+    /// grown past [`WRITE_THROUGH`] is written at once. Refused when more than `backlog`
+    /// bytes already wait unsent: one message may take the queue past it.
     pub fn queue_text(
         &mut self,
         text: Utf8Bytes,
@@ -137,7 +137,9 @@ impl MeteredStream {
         backlog: usize,
         traffic: &Traffic,
     ) -> Result<(), QueueError> {
-        // Already over: nothing more is accepted, however often we are asked.
+        // Already over: nothing more is accepted, however often we are asked. A message is
+        // judged by what waits before it, so one larger than the backlog (the `state` of a
+        // channel of 15,000) still goes out to a peer that keeps up.
         if self.queue.len() > backlog {
             return Err(QueueError::BacklogFull);
         }
@@ -145,9 +147,6 @@ impl MeteredStream {
         let _ = frame.format(self.queue.bytes_mut());
         if self.queue.len() > WRITE_THROUGH.min(backlog) {
             self.send_queued(traffic).map_err(QueueError::Io)?;
-        }
-        if self.queue.len() > backlog {
-            return Err(QueueError::BacklogFull);
         }
         Ok(())
     }
@@ -309,5 +308,22 @@ mod tests {
             ));
         }
         assert_eq!(stream.queue.len(), before, "a full queue does not grow");
+    }
+
+    #[test]
+    fn one_message_larger_than_the_backlog_is_taken_when_nothing_waits() {
+        let (mut stream, _peer) = pair();
+        let traffic = Traffic::default();
+        let state = "s".repeat(16 << 20);
+        let queued = stream.queue_text(state.into(), 64 << 10, &traffic);
+        assert!(queued.is_ok(), "{queued:?}");
+        assert!(
+            stream.queue.len() > 64 << 10,
+            "the socket did not take it all"
+        );
+        assert!(matches!(
+            stream.queue_text("next".into(), 64 << 10, &traffic),
+            Err(QueueError::BacklogFull)
+        ));
     }
 }
