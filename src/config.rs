@@ -396,6 +396,12 @@ impl Config {
                 cfg!(feature = "cluster"),
                 self.redis.is_some(),
             ),
+            (
+                "a token secret",
+                "tokens",
+                cfg!(feature = "tokens"),
+                self.token_secret.is_some(),
+            ),
         ];
         match wanted.iter().find(|(_, _, built, used)| *used && !*built) {
             Some(&(setting, feature, ..)) => Err(ConfigError::FeatureLeftOut { setting, feature }),
@@ -544,10 +550,12 @@ mod tests {
             ..WebhookSettings::default()
         });
         let cluster = Config::default().redis(Some("redis://127.0.0.1:9".parse().expect("url")));
+        let tokens = Config::default().token_secret(Some("s".into()));
         for (config, feature, built) in [
             (pusher, "pusher", cfg!(feature = "pusher")),
             (webhooks, "webhooks", cfg!(feature = "webhooks")),
             (cluster, "cluster", cfg!(feature = "cluster")),
+            (tokens, "tokens", cfg!(feature = "tokens")),
         ] {
             match config.validate() {
                 Ok(()) => assert!(built, "{feature} accepted without its feature"),
