@@ -148,7 +148,7 @@ impl Server {
             census.watchers
         );
         let mut names = self.engine.channels_with_members();
-        names.sort();
+        names.sort_unstable();
         for (index, name) in names.iter().enumerate() {
             if index > 0 {
                 out.push(',');
