@@ -341,7 +341,7 @@ mod tests {
             panic!("a complete request");
         };
         let response = client_script(&request);
-        if !cfg!(feature = "js-client") {
+        if cfg!(feature = "js-client") {
             assert_eq!(response.status, 200);
             assert_eq!(response.body, CLIENT.as_bytes());
         } else {
