@@ -297,6 +297,25 @@ fn a_join_gets_the_state_and_the_others_get_a_join_with_the_next_seq() {
     assert_eq!(h.received(a), [join("room", "bob", 2)]);
 }
 
+/// `members` and the snapshot list a channel's members by user id, whatever order they
+/// joined in (the host's queries and `GET /presence` promise it).
+#[test]
+fn members_come_by_user_id() {
+    let mut h = Harness::new();
+    for user in ["zoe", "ada", "mia"] {
+        h.open(user, "channel=room");
+    }
+    let users = |members: &[crate::model::Member]| -> Vec<String> {
+        members.iter().map(|member| member.user.clone()).collect()
+    };
+    assert_eq!(users(&h.engine.members("room")), ["ada", "mia", "zoe"]);
+    let snapshot = h.engine.snapshot();
+    assert_eq!(
+        users(&snapshot.channels["room"].members),
+        ["ada", "mia", "zoe"]
+    );
+}
+
 #[test]
 fn a_join_command_with_meta_replies_with_its_ref() {
     let mut h = Harness::new();
