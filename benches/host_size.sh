@@ -4,8 +4,8 @@
 # outside the workspace with this project's release profile; then the `rollcall` binary itself.
 # Prints bytes.
 # Usage: benches/host_size.sh [FEATURES...]   one host per argument, each a comma-separated
-#        feature list ("" for none, the default): `benches/host_size.sh "" pusher webhooks
-#        pusher,webhooks` is docs/embedding.md's "Size" table.
+#        feature list ("" for none, the default); docs/embedding.md's "Size" names the
+#        arguments of its table.
 # Honours CARGO_TARGET_DIR (the host crate and the binary then build there).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"

@@ -545,7 +545,7 @@ impl Roster {
         })
     }
 
-    /// The channel's members, for a `state` message.
+    /// The channel's members, by user id, for a `state` message.
     pub fn members(&self, id: ChannelId) -> impl Iterator<Item = MemberView<'_>> {
         self.channels.get(id).into_iter().flat_map(|channel| {
             channel.members.iter().map(|(user, member)| MemberView {

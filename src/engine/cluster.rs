@@ -290,7 +290,7 @@ impl Engine {
                 .filter(|name| !pusher::is_internal(name));
             names.extend(native.map(str::to_owned));
         }
-        names.sort();
+        names.sort_unstable();
         names.dedup();
         for name in names {
             self.refresh_channel(&name, now);

@@ -573,7 +573,7 @@ impl Engine {
             .members_named(&app.internal_name(wire))
             .map(|member| member.user.to_owned())
             .collect();
-        users.sort();
+        users.sort_unstable();
         users
     }
 

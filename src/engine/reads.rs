@@ -3,6 +3,8 @@
 //! roster. Every reply and endpoint that shows presence reads through here, so a client
 //! never gets one source's `state` and the other's counts.
 
+use std::collections::BTreeMap;
+
 use super::Engine;
 use crate::cluster::view::View;
 use crate::model::event::Members;
@@ -98,23 +100,27 @@ impl Engine {
                 meta: Json::parse(member.meta.as_str()).unwrap_or_else(Json::null),
             })
             .collect();
-        members.sort_by(|a, b| a.user.cmp(&b.user));
+        // The roster yields its members by user id (a `BTreeMap` by user); the cluster view
+        // (a `HashMap`) does not. Sorting only those spares a host without `cluster` the code.
+        if self.cluster_view().is_some() {
+            members.sort_unstable_by(|a, b| a.user.cmp(&b.user));
+        }
+        debug_assert!(members.is_sorted_by(|a, b| a.user < b.user));
         members
     }
 
     /// Every channel with members, with this node's connection figures.
     pub fn snapshot(&self) -> PresenceSnapshot {
-        let channels = self
-            .channels_with_members()
-            .into_iter()
-            .map(|name| {
-                let channel = ChannelSnapshot {
-                    seq: self.seq_named(&name),
-                    members: self.members(&name),
-                };
-                (name, channel)
-            })
-            .collect();
+        // Inserted one by one: `collect` would sort the pairs first, one more sort's code
+        // in every host for names that are unique anyway.
+        let mut channels = BTreeMap::new();
+        for name in self.channels_with_members() {
+            let channel = ChannelSnapshot {
+                seq: self.seq_named(&name),
+                members: self.members(&name),
+            };
+            channels.insert(name, channel);
+        }
         PresenceSnapshot {
             connections: self.open_connections(),
             users: self.roster.users_online(),
@@ -138,7 +144,7 @@ impl Engine {
                     .is_some_and(|channel| self.roster.is_member(channel, user)),
             })
             .collect();
-        channels.sort();
+        channels.sort_unstable();
         if connections == 0 && channels.is_empty() {
             return UserPresence::Offline {
                 last_seen: self.last_seen.get(user),
@@ -162,7 +168,7 @@ impl Engine {
             .into_iter()
             .filter(|name| self.members_named(name).any(|member| member.user == user))
             .collect();
-        channels.sort();
+        channels.sort_unstable();
         UserStatus {
             connections: self.connections_of(user).len(),
             channels,

@@ -251,6 +251,7 @@ fn member(conns: u64) -> Value {
 }
 
 /// An HS256 token of `user` expiring `ttl_s` seconds after the loop's origin.
+#[cfg(feature = "tokens")]
 fn token_of(user: &str, ttl_s: u64, extra: Value) -> String {
     let mut claims = json!({"sub": user, "exp": ORIGIN_S + ttl_s});
     if let (Some(claims), Value::Object(extra)) = (claims.as_object_mut(), extra) {
@@ -260,6 +261,7 @@ fn token_of(user: &str, ttl_s: u64, extra: Value) -> String {
 }
 
 /// A server requiring tokens, with a heartbeat slow enough not to matter.
+#[cfg(feature = "tokens")]
 fn token_config() -> Config {
     Config {
         token_secret: Some(SECRET.to_owned()),
@@ -293,6 +295,25 @@ fn a_join_gets_the_state_and_the_others_get_a_join_with_the_next_seq() {
         )]
     );
     assert_eq!(h.received(a), [join("room", "bob", 2)]);
+}
+
+/// `members` and the snapshot list a channel's members by user id, whatever order they
+/// joined in (the host's queries and `GET /presence` promise it).
+#[test]
+fn members_come_by_user_id() {
+    let mut h = Harness::new();
+    for user in ["zoe", "ada", "mia"] {
+        h.open(user, "channel=room");
+    }
+    let users = |members: &[crate::model::Member]| -> Vec<String> {
+        members.iter().map(|member| member.user.clone()).collect()
+    };
+    assert_eq!(users(&h.engine.members("room")), ["ada", "mia", "zoe"]);
+    let snapshot = h.engine.snapshot();
+    assert_eq!(
+        users(&snapshot.channels["room"].members),
+        ["ada", "mia", "zoe"]
+    );
 }
 
 #[test]
@@ -904,6 +925,7 @@ fn joining_a_full_channel_is_too_large_unless_the_user_is_a_member() {
     h.assert_silent(&[a]);
 }
 
+#[cfg(feature = "tokens")]
 #[test]
 fn a_token_allows_only_its_channels_and_lends_its_meta() {
     let mut h = Harness::with(token_config());
@@ -923,6 +945,7 @@ fn a_token_allows_only_its_channels_and_lends_its_meta() {
     assert_eq!(h.engine.roster().find("secret"), None);
 }
 
+#[cfg(feature = "tokens")]
 #[test]
 fn a_token_that_does_not_allow_the_default_channel_joins_nothing() {
     let mut h = Harness::with(token_config());
@@ -1006,6 +1029,7 @@ fn a_refused_command_does_not_run_and_credits_come_back_with_time() {
 
 // --- tokens ---------------------------------------------------------------------------------
 
+#[cfg(feature = "tokens")]
 #[test]
 fn an_expired_token_closes_with_4001_when_exp_and_the_leeway_have_passed() {
     let mut h = Harness::with(token_config());
@@ -1034,6 +1058,7 @@ fn an_expired_token_closes_with_4001_when_exp_and_the_leeway_have_passed() {
     assert_eq!(h.received(b), [leave("lobby", "alice", "expired", 3)]);
 }
 
+#[cfg(feature = "tokens")]
 #[test]
 fn a_refresh_is_answered_and_moves_the_expiry_later() {
     let mut h = Harness::with(token_config());
@@ -1072,6 +1097,7 @@ fn a_refresh_is_answered_and_moves_the_expiry_later() {
     );
 }
 
+#[cfg(feature = "tokens")]
 #[test]
 fn a_refresh_token_of_another_user_or_a_bad_one_is_refused() {
     let mut h = Harness::with(token_config());
@@ -1109,6 +1135,7 @@ fn refresh_on_a_server_without_tokens_is_a_bad_request() {
     assert_eq!(h.received(a), [refused]);
 }
 
+#[cfg(feature = "tokens")]
 #[test]
 fn an_admin_watcher_without_a_token_arms_no_expiry() {
     let mut h = Harness::with(Config {
@@ -1119,6 +1146,7 @@ fn an_admin_watcher_without_a_token_arms_no_expiry() {
     assert_eq!(h.deadlines(Timer::TokenExpiry(d)), Vec::<Millis>::new());
 }
 
+#[cfg(feature = "tokens")]
 #[test]
 fn a_refresh_to_an_earlier_expiry_or_after_no_expiry_arms_it() {
     let mut h = Harness::with(Config {

@@ -479,6 +479,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "tokens")]
     #[test]
     fn with_tokens_the_grant_bounds_watching_unless_admin() {
         let secret = b"s3cret";
@@ -520,6 +521,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "tokens")]
     #[test]
     fn with_tokens_the_token_names_the_user_and_bounds_the_url_channels() {
         let secret = b"s3cret";

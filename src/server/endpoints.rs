@@ -25,7 +25,9 @@ const DASHBOARD: Option<&str> = Some(include_str!("../dashboard.html"));
 #[cfg(not(feature = "dashboard"))]
 const DASHBOARD: Option<&str> = None;
 
-/// The browser client (clients/js/rollcall.js), served at `GET /rollcall.js`.
+/// The browser client (clients/js/rollcall.js), served at `GET /rollcall.js`. Feature
+/// `js-client` (which `dashboard` implies: the page imports it): without it the path is
+/// unknown (404), and the compiler drops the script's bytes with their one reader.
 const CLIENT: &str = include_str!("../../clients/js/rollcall.js");
 
 /// The client's strong ETag (RFC 9110 §8.8.3), a hash of its bytes computed at compile time:
@@ -154,7 +156,7 @@ impl Server {
             census.watchers
         );
         let mut names = self.engine.channels_with_members();
-        names.sort();
+        names.sort_unstable();
         for (index, name) in names.iter().enumerate() {
             if index > 0 {
                 out.push(',');
@@ -269,8 +271,11 @@ fn parse_publication(body: &[u8]) -> Result<(Vec<String>, Json), String> {
 /// `GET /rollcall.js`: the client, or `304` when the browser's copy is current. `no-cache`
 /// makes browsers revalidate every time, so a new server version is picked up at once; `*`
 /// lets pages of any origin import it (module scripts are fetched with CORS), as it is public
-/// static code.
+/// static code. Without the `js-client` feature, an unknown path like any other.
 fn client_script(request: &Request) -> Response {
+    if !cfg!(feature = "js-client") {
+        return Response::error(404, "no such path: /rollcall.js");
+    }
     let response = if request.none_match(CLIENT_ETAG) {
         Response::not_modified()
     } else {
@@ -323,7 +328,8 @@ fn resident_memory_bytes() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{etag, parse_publication, CLIENT_ETAG};
+    use super::{client_script, etag, parse_publication, CLIENT, CLIENT_ETAG};
+    use crate::http::{examine, Examined};
 
     #[test]
     fn the_client_etag_is_a_quoted_hash_of_the_content() {
@@ -333,6 +339,22 @@ mod tests {
         assert_eq!(&etag(b""), b"\"cbf29ce484222325\"");
         assert_eq!(&etag(b"a"), b"\"af63dc4c8601ec8c\"");
         assert_ne!(etag(b"export const a = 1;"), etag(b"export const a = 2;"));
+    }
+
+    #[test]
+    fn the_client_is_served_with_its_feature_only() {
+        let Examined::Complete(request) =
+            examine(b"GET /rollcall.js HTTP/1.1\r\nHost: x\r\n\r\n", 0)
+        else {
+            panic!("a complete request");
+        };
+        let response = client_script(&request);
+        if cfg!(feature = "js-client") {
+            assert_eq!(response.status, 200);
+            assert_eq!(response.body, CLIENT.as_bytes());
+        } else {
+            assert_eq!(response.status, 404);
+        }
     }
 
     #[test]
