@@ -180,7 +180,7 @@ impl Engine {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cluster"))]
 pub(super) mod tests {
     use super::*;
     use crate::cluster::resp::Reply;

@@ -25,6 +25,7 @@ use crate::wheel::Millis;
 /// Unix milliseconds at the loop's time 0.
 const ORIGIN_MS: u64 = 1_700_000_000_000;
 /// The same, in Unix seconds (token times).
+#[cfg(feature = "tokens")]
 const ORIGIN_S: u64 = ORIGIN_MS / 1000;
 const SECRET: &str = "test-secret";
 const MAX_META: usize = 1024;
@@ -2475,6 +2476,7 @@ fn a_watched_user_goes_offline_after_its_grace_and_watchers_are_forgotten() {
     assert!(h.engine.watched_users.is_empty(), "nothing kept for w");
 }
 
+#[cfg(feature = "cluster")]
 #[test]
 fn in_a_cluster_a_watcher_s_answer_waits_for_redis_and_comes_before_any_news() {
     use crate::cluster::resp::Reply;
