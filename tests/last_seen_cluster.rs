@@ -10,7 +10,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::redis::{self, RedisServer, Reply};
 use common::*;
@@ -19,13 +19,6 @@ use serde_json::{json, Value};
 const ADMIN: &str = "admin-secret";
 /// The last-seen TTL the nodes run with.
 const TTL_MS: i64 = 3_600_000;
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as u64
-}
 
 /// A node of `redis`'s cluster named `id`, with `extra` flags, once live.
 #[track_caller]

@@ -12,7 +12,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use data_encoding::BASE64URL_NOPAD;
@@ -79,14 +79,6 @@ fn token(claims: &Value) -> String {
 /// Seconds since the Unix epoch.
 fn now() -> u64 {
     unix_ms() / 1000
-}
-
-/// Milliseconds since the Unix epoch.
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_millis() as u64
 }
 
 /// The first whole second at least `min` from now: a token with this `exp` lives between

@@ -6,19 +6,12 @@
 mod common;
 
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-secret";
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as u64
-}
 
 fn bearer() -> String {
     format!("Bearer {ADMIN}")

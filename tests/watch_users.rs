@@ -4,17 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as u64
-}
 
 /// A connection that joins no channel (it watches one nobody uses), so that it hears only
 /// what it watches.

@@ -57,25 +57,9 @@ fn wait_events(received: &Received, count: usize, what: &str) {
     }
 }
 
-/// The events as `name channel [user]` lines.
+/// The events as `KEY name channel [user]` lines.
 fn lines(received: &Received) -> Vec<String> {
-    received
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|(key, event)| {
-            let mut line = format!(
-                "{key} {} {}",
-                event["name"].as_str().unwrap_or("?"),
-                event["channel"].as_str().unwrap_or("?")
-            );
-            if let Some(user) = event["user_id"].as_str() {
-                line.push(' ');
-                line.push_str(user);
-            }
-            line
-        })
-        .collect()
+    common::webhook_lines(&received.lock().expect("lock"))
 }
 
 // ---------------------------------------------------------------------------------------------

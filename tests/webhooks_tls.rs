@@ -193,24 +193,9 @@ fn wait_events(seen: &Seen, count: usize, what: &str) {
     }
 }
 
-/// The events as `name channel [user]` lines.
+/// The events as `KEY name channel [user]` lines.
 fn lines(seen: &Seen) -> Vec<String> {
-    let events = seen.events.lock().expect("lock");
-    events
-        .iter()
-        .map(|(key, event)| {
-            let mut line = format!(
-                "{key} {} {}",
-                event["name"].as_str().unwrap_or("?"),
-                event["channel"].as_str().unwrap_or("?")
-            );
-            if let Some(user) = event["user_id"].as_str() {
-                line.push(' ');
-                line.push_str(user);
-            }
-            line
-        })
-        .collect()
+    common::webhook_lines(&seen.events.lock().expect("lock"))
 }
 
 /// A server posting to `url`, with `flags` besides.

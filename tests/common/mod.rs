@@ -48,6 +48,33 @@ pub fn skip_or_fail(required: &str, test: &str, missing: &str, advice: &str) {
 }
 
 /// Milliseconds, for assertion messages.
+/// Milliseconds since the Unix epoch (the server's `last_seen` and token clocks).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as u64
+}
+
+/// Webhook events received as `(X-Pusher-Key, event)`, as `KEY name channel [user]` lines.
+pub fn webhook_lines(events: &[(String, Value)]) -> Vec<String> {
+    events
+        .iter()
+        .map(|(key, event)| {
+            let mut line = format!(
+                "{key} {} {}",
+                event["name"].as_str().unwrap_or("?"),
+                event["channel"].as_str().unwrap_or("?")
+            );
+            if let Some(user) = event["user_id"].as_str() {
+                line.push(' ');
+                line.push_str(user);
+            }
+            line
+        })
+        .collect()
+}
+
 pub fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
