@@ -125,6 +125,26 @@ fn a_full_channel_refuses_new_members_but_not_their_second_tab() {
 /// Half an upgrade request: a peer that keeps its handshake pending.
 const HALF_REQUEST: &[u8] = b"GET /?user=slow HTTP/1.1\r\nHost: a\r\n";
 
+/// A connection that sent a whole upgrade request for `target`.
+fn requesting(addr: std::net::SocketAddr, target: &str) -> TcpStream {
+    let mut stream = tcp_connect(addr);
+    stream
+        .write_all(upgrade_request(target).as_bytes())
+        .expect("request");
+    stream
+}
+
+/// `count` connections that each sent half an upgrade request and stay silent.
+fn half_requests(addr: std::net::SocketAddr, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let mut stream = tcp_connect(addr);
+            stream.write_all(HALF_REQUEST).expect("half a request");
+            stream
+        })
+        .collect()
+}
+
 /// True once `stream` has its `101`, within `wait`.
 fn got_101(stream: &mut TcpStream, wait: Duration) -> bool {
     stream.set_read_timeout(Some(wait)).expect("timeout");
@@ -140,19 +160,10 @@ fn at_the_pending_limit_accepting_pauses_without_spinning_and_resumes_without_re
         "--handshake-timeout",
         "60s",
     ]);
-    let mut slow: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut stream = tcp_connect(server.addr());
-            stream.write_all(HALF_REQUEST).expect("half a request");
-            stream
-        })
-        .collect();
+    let mut slow = half_requests(server.addr(), 2);
     // The kernel queues connections in order: both half requests are pending before the
     // next connection could be accepted.
-    let mut waiting = tcp_connect(server.addr());
-    waiting
-        .write_all(upgrade_request("/?user=third").as_bytes())
-        .expect("request");
+    let mut waiting = requesting(server.addr(), "/?user=third");
     assert!(
         !got_101(&mut waiting, Duration::from_millis(300)),
         "the third connection waits in the backlog: no 503, no 101 yet"
@@ -191,21 +202,9 @@ fn while_accepting_is_paused_a_slow_loris_is_cut_before_its_handshake_timeout() 
     // While paused, a request may take half the handshake timeout (2 s here): the cut comes
     // from the pause, before the handshake timeout would end the slow peer anyway.
     let server = Server::start(&["--max-pending-handshakes", "2", "--handshake-timeout", "4s"]);
-    let mut slow: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut stream = tcp_connect(server.addr());
-            stream.write_all(HALF_REQUEST).expect("half a request");
-            stream
-        })
-        .collect();
+    let mut slow = half_requests(server.addr(), 2);
     let mut clients: Vec<TcpStream> = (0..3)
-        .map(|index| {
-            let mut stream = tcp_connect(server.addr());
-            stream
-                .write_all(upgrade_request(&format!("/?user=u{index}")).as_bytes())
-                .expect("request");
-            stream
-        })
+        .map(|index| requesting(server.addr(), &format!("/?user=u{index}")))
         .collect();
     for (index, stream) in clients.iter_mut().enumerate() {
         assert!(
@@ -235,24 +234,13 @@ fn out_of_descriptors_the_server_neither_spins_nor_strands_the_backlog() {
     // accept(2) itself runs out (EMFILE).
     let server = Server::start_with_fd_limit(&["--max-connections", "1000"], 64);
     let mut clients: Vec<TcpStream> = (0..90)
-        .map(|index| {
-            let mut stream = tcp_connect(server.addr());
-            stream
-                .write_all(upgrade_request(&format!("/?user=u{index}&events=none")).as_bytes())
-                .expect("request");
-            stream
-        })
+        .map(|index| requesting(server.addr(), &format!("/?user=u{index}&events=none")))
         .collect();
-    let upgraded = |stream: &mut TcpStream, wait: Duration| {
-        stream.set_read_timeout(Some(wait)).expect("timeout");
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 101"
-    };
     // The kernel queues the backlog in order: the first client not admitted is where
     // the descriptors ran out, and every later one waits too.
     let first_waiting = clients
         .iter_mut()
-        .position(|stream| !upgraded(stream, Duration::from_millis(300)))
+        .position(|stream| !got_101(stream, Duration::from_millis(300)))
         .expect("more clients than descriptors");
     assert!(
         first_waiting > 20,
@@ -279,7 +267,7 @@ fn out_of_descriptors_the_server_neither_spins_nor_strands_the_backlog() {
     clients.truncate(clients.len() - waiting.len());
     for (index, mut stream) in waiting.into_iter().enumerate() {
         assert!(
-            upgraded(&mut stream, STEP),
+            got_101(&mut stream, STEP),
             "waiting client {index} never got in"
         );
     }
