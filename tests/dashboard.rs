@@ -30,15 +30,7 @@ const BROWSER_RUN: Duration = Duration::from_secs(60);
 #[test]
 fn dashboard_shows_users_arriving_and_leaving_in_a_real_browser() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if let Some(missing) = missing_prerequisite(root) {
-        let advice = "run .ci/run, or install chromium (apt-get install chromium) and \
-                      `npm ci --prefix tests/browser`";
-        skip_or_fail(
-            "ROLLCALL_BROWSER_TESTS",
-            "dashboard browser test",
-            &missing,
-            advice,
-        );
+    if !browser_ready(root, "dashboard browser test") {
         return;
     }
 
@@ -98,15 +90,7 @@ const FILL: Duration = Duration::from_secs(90);
 #[test]
 fn dashboard_stays_fast_with_a_channel_of_5000_members() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if let Some(missing) = missing_prerequisite(root) {
-        let advice = "run .ci/run, or install chromium (apt-get install chromium) and \
-                      `npm ci --prefix tests/browser`";
-        skip_or_fail(
-            "ROLLCALL_BROWSER_TESTS",
-            "big-channel dashboard browser test",
-            &missing,
-            advice,
-        );
+    if !browser_ready(root, "big-channel dashboard browser test") {
         return;
     }
     let server = Server::start(&[]);
@@ -193,6 +177,18 @@ fn dashboard_stays_fast_with_a_channel_of_5000_members() {
             .expect("write docs/dashboard.png");
     }
     eprintln!("{}", run.stdout);
+}
+
+/// True when Chromium and the browser packages are there; otherwise says so (or fails, when
+/// ROLLCALL_BROWSER_TESTS requires the test to run).
+fn browser_ready(root: &Path, test: &str) -> bool {
+    let Some(missing) = missing_prerequisite(root) else {
+        return true;
+    };
+    let advice = "run .ci/run, or install chromium (apt-get install chromium) and \
+                  `npm ci --prefix tests/browser`";
+    skip_or_fail("ROLLCALL_BROWSER_TESTS", test, &missing, advice);
+    false
 }
 
 /// What keeps the browser test from running here, if anything.
