@@ -110,6 +110,8 @@ enum Timer {
     StalledHandshakes,
     /// A graceful shutdown has waited long enough.
     ShutdownDeadline,
+    /// A burst may have settled: its freed memory goes back to the system (see `trim`).
+    SettleCheck,
 }
 
 /// Why [`Server::bind`] failed.
@@ -458,6 +460,31 @@ impl Server {
         // The turn's webhook events join their queues; what is due is posted.
         self.webhooks_turn(now);
         self.check_drained();
+        if let Some(at) = self.trimmer.turn_ended(self.activity(), now) {
+            self.wheel.insert(Timer::SettleCheck, at);
+        }
+    }
+
+    /// Connections accepted and bytes sent so far (what makes a burst, see `trim`).
+    fn activity(&self) -> trim::Activity {
+        trim::Activity {
+            accepted: self.counters.accepted,
+            sent: self.outbox.traffic.sent(),
+        }
+    }
+
+    /// Gives a burst's freed memory back once activity settled, else looks again later.
+    fn settle_check(&mut self, now: Millis) {
+        match self
+            .trimmer
+            .settle_check(self.conns.len(), self.activity(), now)
+        {
+            Ok(()) => {
+                debug!("a burst settled: free memory goes back to the system");
+                trim::release_free_memory();
+            }
+            Err(at) => self.wheel.insert(Timer::SettleCheck, at),
+        }
     }
 
     /// How long the poll may sleep: until the next deadline, or not at all when some
@@ -525,6 +552,7 @@ impl Server {
                     }
                 }
                 Timer::ShutdownDeadline => self.shutdown_deadline(),
+                Timer::SettleCheck => self.settle_check(now),
             }
             self.reap(now);
         }
@@ -577,7 +605,9 @@ impl Server {
         if let Phase::Handshake { .. } = conn.phase {
             self.pending -= 1;
         }
-        self.trimmer.shrank(self.conns.len());
+        if self.trimmer.shrank(self.conns.len(), self.activity()) {
+            trim::release_free_memory();
+        }
         if self.accept_paused {
             self.wheel.insert(Timer::AcceptRetry, 0);
         }

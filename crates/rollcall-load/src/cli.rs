@@ -58,7 +58,9 @@ OPTIONS:
     --procs P               hold: split the connections over P processes; fanout: the
                             subscribers, so that the server, not one reading process, is
                             the ceiling [default: 1]
-    --query Q               extra query string for every rollcall URL (events=none&channel=big)
+    --query Q               extra query string for every rollcall URL (events=none&channel=big);
+                            in hold, {room} stands for the client's number / 100, so that
+                            channel=room-{room} makes rooms of 100 as --pusher does
     --pusher ID:KEY:SECRET  hold, fanout: Pusher clients of this app (/app/KEY, as pusher-js):
                             hold joins presence channels presence-load-K of 100 members each
                             (Pusher's limit), signed as an app's backend signs; fanout

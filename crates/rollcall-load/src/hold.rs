@@ -16,7 +16,7 @@ use crate::cli::{Options, Slice};
 use crate::crowd::{gather, Crowd, UpWhen};
 use crate::pool::{Pool, What};
 use crate::procfs::{self, MonoClock, Sample};
-use crate::pusher::Join;
+use crate::pusher::{Join, PRESENCE_GROUP};
 use crate::report::{secs, Report};
 use crate::socket::Sources;
 use crate::stats::{per_second, Tally};
@@ -147,12 +147,13 @@ pub fn run_slice(
         if let Some(join) = &join {
             return (&o.target, join.ws_target(&o.query));
         }
+        let number = slice.first + k as u64;
         let user = if o.plain {
             String::new()
         } else {
-            format!("user={}-{}", o.user_prefix, slice.first + k as u64)
+            format!("user={}-{number}", o.user_prefix)
         };
-        (&o.target, pool_target(o, &user))
+        (&o.target, pool_target(o, &user, number))
     };
     let sample = |pid: u32| procfs::sample(pid).map_err(|e| format!("--server-pid: {e}"));
     if let (Control::Alone, Some(pid)) = (&control, o.server_pid) {
@@ -214,9 +215,11 @@ pub fn run_slice(
     Ok(result)
 }
 
-/// `--url`'s path with the user and `--query`.
-fn pool_target(o: &Options, user: &str) -> String {
-    o.target.ws_target(user, &o.query)
+/// `--url`'s path with the user and `--query`, whose `{room}` is client `number`'s room of
+/// [`PRESENCE_GROUP`] (the rooms `--pusher` makes, for a native run of the same shape).
+fn pool_target(o: &Options, user: &str, number: u64) -> String {
+    let room = (number / PRESENCE_GROUP).to_string();
+    o.target.ws_target(user, &o.query.replace("{room}", &room))
 }
 
 fn summarize(crowd: &Crowd, clock: &MonoClock, count: u64, timed_out: bool) -> HoldSlice {
