@@ -408,4 +408,21 @@ mod tests {
             (1, 4, 500)
         );
     }
+
+    #[test]
+    fn a_query_room_is_the_clients_group_of_a_hundred() {
+        let o = crate::cli::parse_for_test(&[
+            "hold",
+            "--url",
+            "ws://127.0.0.1:1/",
+            "--query",
+            "events=all&channel=room-{room}",
+        ])
+        .expect("options");
+        let target = |number| pool_target(&o, "user=u", number);
+        assert_eq!(target(0), "/?user=u&events=all&channel=room-0");
+        assert_eq!(target(99), "/?user=u&events=all&channel=room-0");
+        assert_eq!(target(100), "/?user=u&events=all&channel=room-1");
+        assert_eq!(target(14_999), "/?user=u&events=all&channel=room-149");
+    }
 }
