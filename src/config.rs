@@ -37,7 +37,9 @@ pub struct Config {
     /// Costs nothing until a message that large arrives.
     pub max_message_size: usize,
     /// Bytes allowed to pile up unsent for one connection before it is dropped with reason
-    /// `slow_consumer`. Default 256 KiB. Costs nothing for a connection that keeps up.
+    /// `slow_consumer`; a single larger message (a big channel's `state`) still goes to a
+    /// connection with nothing waiting, and the backlog counts beside it while it waits.
+    /// Default 256 KiB. Costs nothing for a connection that keeps up.
     pub max_backlog: usize,
     /// Largest `meta` object, serialized. Default 1 KiB. Stored once per user per channel.
     pub max_meta_size: usize,

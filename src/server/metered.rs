@@ -139,12 +139,18 @@ impl MeteredStream {
     ) -> Result<(), QueueError> {
         // Already over: nothing more is accepted, however often we are asked. A message is
         // judged by what waits before it, so one larger than the backlog (the `state` of a
-        // channel of 15,000) still goes out to a peer that keeps up.
-        if self.queue.len() > backlog {
+        // channel of 15,000) still goes out to a peer that keeps up, and while it drains the
+        // backlog counts beside it: the diffs that follow a joiner's large `state` are not
+        // taken for the peer falling behind.
+        if self.queue.len() > backlog + self.queue.oversized() {
             return Err(QueueError::BacklogFull);
         }
+        let len = frame.len();
         // Formatting into a Vec cannot fail.
         let _ = frame.format(self.queue.bytes_mut());
+        if len > backlog {
+            self.queue.allow_oversized(len);
+        }
         if self.queue.len() > WRITE_THROUGH.min(backlog) {
             self.send_queued(traffic).map_err(QueueError::Io)?;
         }
@@ -191,29 +197,55 @@ impl MeteredStream {
 /// A connection's unsent output: 8 bytes in the connection's slot (a `Vec` would keep 24 in
 /// every idle one), the bytes behind one box while there are any, nothing once drained.
 #[derive(Default)]
-#[allow(clippy::box_collection)]
-struct Queue(Option<Box<Vec<u8>>>);
+struct Queue(Option<Box<Pending>>);
+
+/// What a queue holds while it holds anything.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// The size of the message larger than the backlog that waits in it, if one does: the
+    /// backlog is counted beside it until the queue drains.
+    oversized: usize,
+}
 
 impl Queue {
     fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |bytes| bytes.len())
+        self.0.as_ref().map_or(0, |pending| pending.bytes.len())
     }
 
     fn bytes(&self) -> &[u8] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
+        self.0
+            .as_deref()
+            .map_or(&[], |pending| pending.bytes.as_slice())
     }
 
     /// The bytes, to append to (allocated on first use).
     fn bytes_mut(&mut self) -> &mut Vec<u8> {
-        self.0.get_or_insert_with(Box::default)
+        &mut self.0.get_or_insert_with(Box::default).bytes
+    }
+
+    /// The size of the oversized message allowed beside the backlog (0: none).
+    fn oversized(&self) -> usize {
+        self.0.as_ref().map_or(0, |pending| pending.oversized)
+    }
+
+    /// A message of `len` bytes, larger than the backlog, was just queued. One such message
+    /// at a time widens the allowance, so what waits stays under twice the backlog plus twice
+    /// the largest message.
+    fn allow_oversized(&mut self, len: usize) {
+        if let Some(pending) = &mut self.0 {
+            if pending.oversized == 0 {
+                pending.oversized = len;
+            }
+        }
     }
 
     /// Drops the first `n` bytes, which the socket took; an emptied queue lets go of its
-    /// memory, so an idle connection holds none between messages.
+    /// memory (and of its allowance), so an idle connection holds none between messages.
     fn consume(&mut self, n: usize) {
-        if let Some(bytes) = &mut self.0 {
-            bytes.drain(..n);
-            if bytes.is_empty() {
+        if let Some(pending) = &mut self.0 {
+            pending.bytes.drain(..n);
+            if pending.bytes.is_empty() {
                 self.0 = None;
             }
         }
@@ -314,16 +346,47 @@ mod tests {
     fn one_message_larger_than_the_backlog_is_taken_when_nothing_waits() {
         let (mut stream, _peer) = pair();
         let traffic = Traffic::default();
+        let backlog = 64 << 10;
         let state = "s".repeat(16 << 20);
-        let queued = stream.queue_text(state.into(), 64 << 10, &traffic);
+        let queued = stream.queue_text(state.into(), backlog, &traffic);
         assert!(queued.is_ok(), "{queued:?}");
         assert!(
-            stream.queue.len() > 64 << 10,
+            stream.queue.len() > backlog,
             "the socket did not take it all"
         );
-        assert!(matches!(
-            stream.queue_text("next".into(), 64 << 10, &traffic),
-            Err(QueueError::BacklogFull)
-        ));
+        // While it waits, the backlog counts beside it: what follows is taken up to the
+        // backlog (and what the socket took of the state meanwhile), then refused.
+        let diff = "d".repeat(1 << 10);
+        let taken = (0..100_000)
+            .take_while(|_| {
+                stream
+                    .queue_text(diff.clone().into(), backlog, &traffic)
+                    .is_ok()
+            })
+            .count();
+        assert!(taken >= backlog / diff.len(), "only {taken} taken");
+        assert!(taken < 100_000, "never refused");
+        let oversized = stream.queue.oversized();
+        assert_eq!(
+            oversized,
+            (16 << 20) + 10,
+            "the state's frame: header 10 bytes"
+        );
+        assert!(stream.queue.len() <= backlog + oversized + diff.len() + 4);
+    }
+
+    #[test]
+    fn the_allowance_ends_when_the_queue_drains() {
+        let (mut stream, mut peer) = pair();
+        let traffic = Traffic::default();
+        let backlog = 1 << 10;
+        let state = "s".repeat(4 << 10);
+        stream
+            .queue_text(state.into(), backlog, &traffic)
+            .expect("nothing waits");
+        assert!(stream.send_queued(&traffic).expect("write"), "all written");
+        assert_eq!(stream.queue.oversized(), 0);
+        let mut received = vec![0u8; 4 + (4 << 10)];
+        peer.read_exact(&mut received).expect("read");
     }
 }
