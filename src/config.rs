@@ -81,9 +81,11 @@ pub struct Config {
     pub max_channels_per_conn: usize,
     /// Users one channel may hold; `None` for no limit (the default).
     pub max_members_per_channel: Option<usize>,
-    /// Connections whose HTTP request is still arriving, at most; more are answered 503 at
-    /// once. Default 1024: enough for a reconnect storm, not for a slow-loris attack to
-    /// take every descriptor.
+    /// Connections whose HTTP request is still arriving, at most; at the limit accepting
+    /// pauses and new connections wait in the kernel's listen backlog. Default 4096, as deep
+    /// as that backlog: a pause at a reconnect storm's peak overflows the kernel's queue,
+    /// whose overflow then waits for TCP's retransmission (1 s and more), while a slow-loris
+    /// attack holds at most this many request heads (8 KiB each) and is cut (408) meanwhile.
     pub max_pending_handshakes: usize,
     /// When set, an upgrade must carry a JWT signed with this secret (HS256) in its `token`
     /// query parameter; the token's `sub` is the user and its `channels` bound what the
@@ -217,7 +219,7 @@ impl Default for Config {
             }),
             max_channels_per_conn: 32,
             max_members_per_channel: None,
-            max_pending_handshakes: 1024,
+            max_pending_handshakes: 4096,
             token_secret: None,
             token_leeway: Duration::from_secs(5),
             redis: None,

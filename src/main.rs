@@ -35,7 +35,7 @@ OPTIONS:
     --max-pending-handshakes N  connections still sending their request; at the limit, accepting
                                 pauses and the rest wait in the listen backlog; while paused, a
                                 request still incomplete after half --handshake-timeout is cut
-                                (408), oldest first [default: 1024]
+                                (408), oldest first [default: 4096]
     --max-channels-per-conn N   channels one connection may join, and watch [default: 32]
     --max-members-per-channel N users one channel may hold [default: no limit]
     --rate-limit RATE           commands per connection: N/s or N/s:BURST, or off [default: 100/s:200]
