@@ -33,31 +33,64 @@ impl<'a> Members<'a> {
 pub fn read<'a>(text: &'a str, maps: &[&str]) -> Members<'a> {
     let mut members = Members::default();
     let mut at = Cursor::new(text);
+    walk(&mut at, maps, |at, field| {
+        let keys = at.object_keys()?;
+        members.maps.push((field, keys));
+        Some(())
+    });
+    members.kind = at.kind;
+    members
+}
+
+/// Hands `key(map, member)` each key of `text`'s top-level objects named in `maps` (`map`
+/// its index there) as it is read, without collecting them: a storm client reads N² keys.
+/// Unlike [`read`], the keys of a map cut short by a malformed text are handed out up to the
+/// fault. Returns the `type` read (empty if none).
+pub fn for_each_key<'a>(
+    text: &'a str,
+    maps: &[&str],
+    mut key: impl FnMut(usize, &'a str),
+) -> &'a str {
+    let mut at = Cursor::new(text);
+    walk(&mut at, maps, |at, field| {
+        let map = maps.iter().position(|name| *name == field)?;
+        at.each_object_key(|member| key(map, member))
+    });
+    at.kind
+}
+
+/// Walks the top-level object of `at`'s text, noting its `type` in `at.kind` and handing
+/// each field named in `maps` whose value is an object to `object` (which must step over
+/// it); stops at the first fault.
+fn walk<'a>(
+    at: &mut Cursor<'a>,
+    maps: &[&str],
+    mut object: impl FnMut(&mut Cursor<'a>, &'a str) -> Option<()>,
+) {
     if !at.eat(b'{') {
-        return members;
+        return;
     }
     loop {
         let Some(field) = at.string() else {
-            return members;
+            return;
         };
         if !at.eat(b':') {
-            return members;
+            return;
         }
         if field == "type" {
             let Some(kind) = at.string() else {
-                return members;
+                return;
             };
-            members.kind = kind;
+            at.kind = kind;
         } else if maps.contains(&field) && at.peek() == Some(b'{') {
-            let Some(keys) = at.object_keys() else {
-                return members;
-            };
-            members.maps.push((field, keys));
+            if object(at, field).is_none() {
+                return;
+            }
         } else if !at.skip_value() {
-            return members;
+            return;
         }
         if !at.eat(b',') {
-            return members;
+            return;
         }
     }
 }
@@ -66,11 +99,17 @@ pub fn read<'a>(text: &'a str, maps: &[&str]) -> Members<'a> {
 struct Cursor<'a> {
     text: &'a str,
     at: usize,
+    /// The top-level `type` once read.
+    kind: &'a str,
 }
 
 impl<'a> Cursor<'a> {
     fn new(text: &'a str) -> Cursor<'a> {
-        Cursor { text, at: 0 }
+        Cursor {
+            text,
+            at: 0,
+            kind: "",
+        }
     }
 
     fn bytes(&self) -> &'a [u8] {
@@ -103,19 +142,9 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let start = self.at;
-        let bytes = self.bytes();
-        while let Some(&byte) = bytes.get(self.at) {
-            match byte {
-                b'"' => {
-                    self.at += 1;
-                    // Both ends are ASCII quotes, so the slice falls on character boundaries.
-                    return self.text.get(start..self.at - 1);
-                }
-                b'\\' => self.at += 2,
-                _ => self.at += 1,
-            }
-        }
-        None
+        self.at = string_end(self.bytes(), start)?;
+        // Both ends are ASCII quotes, so the slice falls on character boundaries.
+        self.text.get(start..self.at - 1)
     }
 
     /// Steps over one value of any kind; false when the text ends or breaks first.
@@ -139,26 +168,26 @@ impl<'a> Cursor<'a> {
 
     /// Steps over an object or array by counting brackets outside strings.
     fn skip_nested(&mut self) -> bool {
+        let bytes = self.bytes();
         let mut depth = 0usize;
-        while let Some(byte) = self.peek() {
+        let mut at = self.at;
+        while let Some(&byte) = bytes.get(at) {
+            at += 1;
             match byte {
-                b'"' => {
-                    if self.string().is_none() {
-                        return false;
-                    }
-                    continue;
-                }
+                b'"' => match string_end(bytes, at) {
+                    Some(end) => at = end,
+                    None => return false,
+                },
                 b'{' | b'[' => depth += 1,
                 b'}' | b']' => {
                     depth -= 1;
                     if depth == 0 {
-                        self.at += 1;
+                        self.at = at;
                         return true;
                     }
                 }
                 _ => {}
             }
-            self.at += 1;
         }
         false
     }
@@ -166,25 +195,45 @@ impl<'a> Cursor<'a> {
     /// The keys of the object that comes next, the cursor after it.
     fn object_keys(&mut self) -> Option<Vec<&'a str>> {
         let mut keys = Vec::new();
+        self.each_object_key(|key| keys.push(key))?;
+        Some(keys)
+    }
+
+    /// Hands out the keys of the object that comes next, the cursor after it.
+    fn each_object_key(&mut self, mut key: impl FnMut(&'a str)) -> Option<()> {
         if !self.eat(b'{') {
             return None;
         }
         if self.eat(b'}') {
-            return Some(keys);
+            return Some(());
         }
         loop {
-            keys.push(self.string()?);
+            key(self.string()?);
             if !self.eat(b':') || !self.skip_value() {
                 return None;
             }
             if self.eat(b'}') {
-                return Some(keys);
+                return Some(());
             }
             if !self.eat(b',') {
                 return None;
             }
         }
     }
+}
+
+/// Where the string whose text starts at `at` ends: just past its closing quote. A plain
+/// loop: member keys are short, too short for a vectorised search to pay off.
+fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    while let Some(&byte) = bytes.get(at) {
+        match byte {
+            b'"' => return Some(at + 1),
+            // An escape: the next byte is escaped whatever it is.
+            b'\\' => at += 2,
+            _ => at += 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -246,5 +295,19 @@ mod tests {
         expected.sort_unstable();
         keys.sort_unstable();
         assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn for_each_key_hands_out_what_read_collects() {
+        let text = r#"{"type":"diff","channel":"c","joins":{"a":{"x":"\"}"},"b":{}},"leaves":{"c":{"reason":"closed"}},"updates":{"d":{"k":[1,{"e":2}]}}}"#;
+        let mut seen = Vec::new();
+        let kind = for_each_key(text, &["joins", "updates", "leaves"], |map, key| {
+            seen.push((map, key));
+        });
+        assert_eq!(kind, "diff");
+        assert_eq!(seen, [(0, "a"), (0, "b"), (2, "c"), (1, "d")]);
+        let read = read(text, MAPS);
+        assert_eq!(read.keys("joins"), ["a", "b"]);
+        assert_eq!(read.keys("updates"), ["d"]);
     }
 }

@@ -156,20 +156,21 @@ fn apply(view: &mut View, text: &str, prefix: &str) {
         }
         return;
     }
-    let read = member_keys::read(text, &["users", "joins", "leaves", "updates"]);
-    let users = |field: &str| read.keys(field).iter().filter_map(|user| number(user));
-    match read.kind {
-        "state" => {
-            view.known.iter_mut().for_each(|word| *word = 0);
-            view.count = 0;
-            users("users").for_each(|k| view.set(k, true));
-        }
-        "diff" => {
-            users("leaves").for_each(|k| view.set(k, false));
-            users("joins")
-                .chain(users("updates"))
-                .for_each(|k| view.set(k, true));
-        }
-        _ => {}
+    // rollcall writes `type` first: a `state` replaces the view before its users are read.
+    if text.starts_with(r#"{"type":"state""#) {
+        view.known.iter_mut().for_each(|word| *word = 0);
+        view.count = 0;
+        member_keys::for_each_key(text, &["users"], |_, user| {
+            if let Some(k) = number(user) {
+                view.set(k, true);
+            }
+        });
+    } else if text.starts_with(r#"{"type":"diff""#) {
+        // Maps 0 and 1 (joins, updates) make members; 2 (leaves) ends them.
+        member_keys::for_each_key(text, &["joins", "updates", "leaves"], |map, user| {
+            if let Some(k) = number(user) {
+                view.set(k, map < 2);
+            }
+        });
     }
 }
