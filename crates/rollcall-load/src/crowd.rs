@@ -323,6 +323,6 @@ pub fn gather<'t>(
 /// The `type` of a rollcall message, if it is a JSON object with one.
 pub fn message_type(text: &str) -> Option<String> {
     // Read without a JSON tree: the message may be a `state` of thousands of members.
-    let kind = crate::member_keys::read(text, &[]).kind;
+    let kind = crate::member_keys::for_each_key(text, &[], |_, _| {});
     (!kind.is_empty()).then(|| kind.to_string())
 }

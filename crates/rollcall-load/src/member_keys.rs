@@ -6,46 +6,13 @@
 //! server, the ceiling of the measurement. This walks the top-level object once, skipping
 //! values by their brackets and strings, and hands out each map's keys as they are written.
 //!
-//! Invariants: never panics on any input (a malformed message yields what was read before
+//! Invariants: never panics on any input (a malformed message yields the keys read before
 //! the fault); keys are the raw text between their quotes (escapes left as they are, which
 //! the storm's plain `PREFIX-mK` names never need).
 
-/// A presence message reduced to what a storm client needs.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Members<'a> {
-    /// Its `type`.
-    pub kind: &'a str,
-    /// The keys of each member map, by the map's field name.
-    pub maps: Vec<(&'a str, Vec<&'a str>)>,
-}
-
-impl<'a> Members<'a> {
-    /// The keys of map `field`, empty when absent.
-    pub fn keys(&self, field: &str) -> &[&'a str] {
-        self.maps
-            .iter()
-            .find(|(name, _)| *name == field)
-            .map_or(&[], |(_, keys)| keys.as_slice())
-    }
-}
-
-/// Reads `text`'s `type` and the keys of its top-level objects named in `maps`.
-pub fn read<'a>(text: &'a str, maps: &[&str]) -> Members<'a> {
-    let mut members = Members::default();
-    let mut at = Cursor::new(text);
-    walk(&mut at, maps, |at, field| {
-        let keys = at.object_keys()?;
-        members.maps.push((field, keys));
-        Some(())
-    });
-    members.kind = at.kind;
-    members
-}
-
 /// Hands `key(map, member)` each key of `text`'s top-level objects named in `maps` (`map`
 /// its index there) as it is read, without collecting them: a storm client reads N² keys.
-/// Unlike [`read`], the keys of a map cut short by a malformed text are handed out up to the
-/// fault. Returns the `type` read (empty if none).
+/// Returns the `type` read (empty if none).
 pub fn for_each_key<'a>(
     text: &'a str,
     maps: &[&str],
@@ -192,13 +159,6 @@ impl<'a> Cursor<'a> {
         false
     }
 
-    /// The keys of the object that comes next, the cursor after it.
-    fn object_keys(&mut self) -> Option<Vec<&'a str>> {
-        let mut keys = Vec::new();
-        self.each_object_key(|key| keys.push(key))?;
-        Some(keys)
-    }
-
     /// Hands out the keys of the object that comes next, the cursor after it.
     fn each_object_key(&mut self, mut key: impl FnMut(&'a str)) -> Option<()> {
         if !self.eat(b'{') {
@@ -242,6 +202,29 @@ mod tests {
 
     const MAPS: &[&str] = &["users", "joins", "leaves", "updates"];
 
+    /// What a text hands out, collected: its type and each map's keys.
+    struct Read<'a> {
+        kind: &'a str,
+        keys: Vec<(usize, &'a str)>,
+    }
+
+    impl<'a> Read<'a> {
+        fn keys(&self, field: &str) -> Vec<&'a str> {
+            let map = MAPS.iter().position(|name| *name == field).expect("a map");
+            self.keys
+                .iter()
+                .filter(|(m, _)| *m == map)
+                .map(|(_, key)| *key)
+                .collect()
+        }
+    }
+
+    fn read<'a>(text: &'a str, maps: &[&str]) -> Read<'a> {
+        let mut keys = Vec::new();
+        let kind = for_each_key(text, maps, |map, key| keys.push((map, key)));
+        Read { kind, keys }
+    }
+
     #[test]
     fn a_state_lists_its_users_whatever_their_meta() {
         let text = r#"{"type":"state","channel":"storm","seq":3,"users":{"a-m0":{"conns":1,"meta":{"x":"}{\"","y":[1,{"z":null}]}},"a-m1":{"conns":2,"meta":{}}}}"#;
@@ -268,15 +251,21 @@ mod tests {
             "[",
             "{",
             r#"{"type""#,
-            r#"{"type":"state","users":{"a":"#,
+            r#"{"type":"state","users":{"#,
             "\u{0}\"}",
         ] {
             let read = read(text, MAPS);
             assert!(read.keys("users").is_empty(), "{text:?}");
         }
-        let cut = read(r#"{"type":"state","users":{"a":{}"#, MAPS);
-        assert_eq!(cut.kind, "state");
-        assert!(cut.maps.is_empty(), "an unfinished map is not handed out");
+        for cut in [
+            r#"{"type":"state","users":{"a":"#,
+            r#"{"type":"state","users":{"a":{}"#,
+            r#"{"type":"state","users":{"a":{},"b"#,
+        ] {
+            let cut = read(cut, MAPS);
+            assert_eq!(cut.kind, "state");
+            assert_eq!(cut.keys("users"), ["a"], "the keys before the cut");
+        }
         let escaped_end = read(r#"{"type":"a\"#, MAPS);
         assert_eq!(escaped_end.kind, "");
     }
@@ -291,14 +280,14 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        let mut keys = read(text, MAPS).keys("users").to_vec();
+        let mut keys = read(text, MAPS).keys("users");
         expected.sort_unstable();
         keys.sort_unstable();
         assert_eq!(keys, expected);
     }
 
     #[test]
-    fn for_each_key_hands_out_what_read_collects() {
+    fn keys_come_with_their_maps_index_in_text_order() {
         let text = r#"{"type":"diff","channel":"c","joins":{"a":{"x":"\"}"},"b":{}},"leaves":{"c":{"reason":"closed"}},"updates":{"d":{"k":[1,{"e":2}]}}}"#;
         let mut seen = Vec::new();
         let kind = for_each_key(text, &["joins", "updates", "leaves"], |map, key| {
@@ -306,8 +295,5 @@ mod tests {
         });
         assert_eq!(kind, "diff");
         assert_eq!(seen, [(0, "a"), (0, "b"), (2, "c"), (1, "d")]);
-        let read = read(text, MAPS);
-        assert_eq!(read.keys("joins"), ["a", "b"]);
-        assert_eq!(read.keys("updates"), ["d"]);
     }
 }
