@@ -6,6 +6,9 @@
 # Usage: benches/storm.sh [N...]   (default: 1000 3000 10000 15000)
 #   MODES="none all diff"   events modes to run (none: admission alone)   ALL_MAX=3000 largest N run with events=all (its
 #   cost is N²/2 messages: 10,000 would be 50 million)
+#   PROCS=2   load-tool processes sharing the clients: the N² member entries the clients read
+#   between them cost the load tool more CPU than the server, and one process would be the
+#   ceiling of the measurement
 # Prints a Markdown table on stdout; the load tool's JSON per run goes to
 # target/bench-report/storm/.
 set -euo pipefail
@@ -13,6 +16,7 @@ cd "$(dirname "$0")/.."
 SIZES=${*:-1000 3000 10000 15000}
 MODES=${MODES:-none all diff}
 ALL_MAX=${ALL_MAX:-3000}
+PROCS=${PROCS:-2}
 OUT=target/bench-report/storm
 LOAD=target/release/rollcall-load
 mkdir -p "$OUT"
@@ -32,7 +36,7 @@ for n in $SIZES; do
         json=$OUT/$n-$mode.json
         # --in-flight N: every client connects at once.
         "$LOAD" storm --url "ws://$addr/" --members "$n" --events "$mode" --in-flight "$n" \
-            --timeout 120s --json >"$json" 2>/dev/null || true
+            --procs "$PROCS" --timeout 120s --json >"$json" 2>/dev/null || true
         kill "$server"
         wait "$server" 2>/dev/null || true
         python3 - "$json" <<'PY'

@@ -55,9 +55,9 @@ OPTIONS:
                             connect to this node, the timed users to --url [default: --url]
     --sources K             spread connections over 127.0.0.2 .. 127.0.0.(K+1); 1 = the kernel
                             chooses the source address [default: 1]
-    --procs P               hold: split the connections over P processes; fanout: the
-                            subscribers, so that the server, not one reading process, is
-                            the ceiling [default: 1]
+    --procs P               hold: split the connections over P processes; fanout, storm:
+                            the subscribers or clients, so that the server, not one reading
+                            process, is the ceiling [default: 1]
     --query Q               extra query string for every rollcall URL (events=none&channel=big);
                             in hold, {room} stands for the client's number / 100, so that
                             channel=room-{room} makes rooms of 100 as --pusher does
@@ -306,17 +306,19 @@ fn validate(o: &Options) -> Result<(), String> {
     if o.plain && !matches!(o.mode, Mode::Hold | Mode::Fanout) {
         return Err("--plain works with hold and fanout only".into());
     }
-    if o.procs > 1 && !matches!(o.mode, Mode::Hold | Mode::Fanout) {
-        return Err("--procs works with hold and fanout only".into());
+    if o.procs > 1 && !matches!(o.mode, Mode::Hold | Mode::Fanout | Mode::Storm) {
+        return Err("--procs works with hold, fanout and storm only".into());
     }
-    let split = if o.mode == Mode::Fanout {
-        o.subscribers
-    } else {
-        o.connections
+    let split = match o.mode {
+        Mode::Fanout => o.subscribers,
+        Mode::Storm => o.members,
+        _ => o.connections,
     };
     if o.procs as u64 > split {
         return Err(
-            "--procs must not exceed --connections (hold) or --subscribers (fanout)".into(),
+            "--procs must not exceed --connections (hold), --subscribers (fanout) \
+                    or --members (storm)"
+                .into(),
         );
     }
     if o.procs > 1 && !o.subscribe.is_empty() {
@@ -396,6 +398,9 @@ mod tests {
         let spread = run(&["fanout", "--subscribers", "10", "--procs", "2", "--plain"]).unwrap();
         assert_eq!((spread.procs, spread.plain), (2, true));
         assert!(run(&["fanout", "--subscribers", "1", "--procs", "2"]).is_err());
+        let storm = run(&["storm", "--members", "10", "--procs", "2"]).unwrap();
+        assert_eq!(storm.procs, 2);
+        assert!(run(&["storm", "--members", "1", "--procs", "2"]).is_err());
         assert!(run(&["churn", "--procs", "2"])
             .unwrap_err()
             .contains("--procs"));

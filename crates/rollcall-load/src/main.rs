@@ -59,6 +59,7 @@ fn main() -> ExitCode {
     if let Some(slice) = options.child {
         let run = match options.mode {
             Mode::Fanout => fanout_procs::run_child(&options, slice),
+            Mode::Storm => storm::run_child(&options, slice),
             _ => procs::run_child(&options, slice),
         };
         return match run {
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
         Mode::Fanout if options.procs > 1 => fanout_procs::run_parent(&options),
         Mode::Fanout => fanout::run(&options),
         Mode::PresenceLatency => latency::run(&options),
+        Mode::Storm if options.procs > 1 => storm::run_parent(&options),
         Mode::Storm => storm::run(&options),
     };
     match result {
@@ -98,13 +100,14 @@ fn check_fd_limit(o: &Options) -> Result<(), String> {
         (None, Mode::Churn) => o.concurrency,
         (None, Mode::Fanout) if o.procs > 1 => 64,
         (None, Mode::Fanout) => o.subscribers + 64,
-        (None, Mode::PresenceLatency | Mode::Storm) => o.members + 1,
+        (None, Mode::PresenceLatency) => o.members + 1,
+        (None, Mode::Storm) => o.members.div_ceil(u64::from(o.procs)),
     };
     let needed = per_process + 32;
     if needed > limit {
         return Err(format!(
             "{per_process} connections in one process need about {needed} file descriptors, \
-             but the open-file limit is {limit}: use --procs (hold, fanout) or fewer connections"
+             but the open-file limit is {limit}: use --procs (hold, fanout, storm) or fewer connections"
         ));
     }
     Ok(())
