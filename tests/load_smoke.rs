@@ -513,6 +513,38 @@ fn storm_diff_members_converge_with_few_messages() {
     );
 }
 
+/// `storm --procs 2`: the clients split over two processes still converge on every member,
+/// in `events=all` too, where a process leaving early would be heard as leaves by the other's
+/// clients.
+#[test]
+fn storm_over_two_processes_converges_on_every_member() {
+    let server = Server::start(&[]);
+    let storm = load(
+        &url(&server),
+        "storm",
+        &[
+            "--members",
+            "400",
+            "--in-flight",
+            "400",
+            "--events",
+            "all",
+            "--procs",
+            "2",
+        ],
+    );
+    assert_passed(&storm);
+    assert_eq!(storm.json["admitted"], 400, "{}", storm.json);
+    assert_eq!(storm.json["converged"], 400, "{}", storm.json);
+    let children = storm.json["children"].as_array().expect("children");
+    assert_eq!(children.len(), 2, "{}", storm.json);
+    assert!(
+        children.iter().all(|child| child["converged"] == 200),
+        "{}",
+        storm.json
+    );
+}
+
 /// `storm --events none` times admission alone: every client is up, none hears presence.
 #[test]
 fn storm_none_counts_admission_alone() {
