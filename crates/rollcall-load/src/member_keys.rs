@@ -114,6 +114,28 @@ impl<'a> Cursor<'a> {
         self.text.get(start..self.at - 1)
     }
 
+    /// Steps over the member values rollcall writes when there is no meta, `{}` (a diff's)
+    /// and `{"conns":N,"meta":{}}` (a state's), by their exact text: most of what a storm
+    /// client reads. False (the cursor unmoved) for anything else.
+    fn skip_plain_member(&mut self) -> bool {
+        const CONNS: &[u8] = br#"{"conns":"#;
+        const NO_META: &[u8] = br#","meta":{}}"#;
+        let rest = &self.bytes()[self.at.min(self.text.len())..];
+        if rest.starts_with(b"{}") {
+            self.at += 2;
+            return true;
+        }
+        let Some(after) = rest.strip_prefix(CONNS) else {
+            return false;
+        };
+        let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || !after[digits..].starts_with(NO_META) {
+            return false;
+        }
+        self.at += CONNS.len() + digits + NO_META.len();
+        true
+    }
+
     /// Steps over one value of any kind; false when the text ends or breaks first.
     fn skip_value(&mut self) -> bool {
         match self.peek() {
@@ -169,7 +191,7 @@ impl<'a> Cursor<'a> {
         }
         loop {
             key(self.string()?);
-            if !self.eat(b':') || !self.skip_value() {
+            if !self.eat(b':') || !(self.skip_plain_member() || self.skip_value()) {
                 return None;
             }
             if self.eat(b'}') {
@@ -295,5 +317,28 @@ mod tests {
         });
         assert_eq!(kind, "diff");
         assert_eq!(seen, [(0, "a"), (0, "b"), (2, "c"), (1, "d")]);
+    }
+
+    #[test]
+    fn plain_members_and_look_alikes_give_the_same_keys() {
+        for text in [
+            r#"{"type":"state","users":{"a":{"conns":12,"meta":{}},"b":{}}}"#,
+            r#"{"type":"state","users":{"a":{"conns":12,"meta":{"x":1}},"b":{"c":{}}}}"#,
+            r#"{"type":"state","users":{"a":{"conns":1,"meta":{},"x":2},"b":{}}}"#,
+            r#"{"type":"state","users":{"a":{"conns":1,"meta":{}}   ,"b":{}  }}"#,
+        ] {
+            let keys = read(text, MAPS).keys("users");
+            let expected: Vec<String> = serde_json::from_str::<serde_json::Value>(text)
+                .map(|v| {
+                    v["users"]
+                        .as_object()
+                        .expect("users")
+                        .keys()
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_else(|_| vec!["a".to_string()]);
+            assert_eq!(keys, expected, "{text}");
+        }
     }
 }
