@@ -380,13 +380,30 @@ mod tests {
         let (mut stream, mut peer) = pair();
         let traffic = Traffic::default();
         let backlog = 1 << 10;
-        let state = "s".repeat(4 << 10);
+        let size = 8 << 20;
         stream
-            .queue_text(state.into(), backlog, &traffic)
+            .queue_text("s".repeat(size).into(), backlog, &traffic)
             .expect("nothing waits");
-        assert!(stream.send_queued(&traffic).expect("write"), "all written");
+        assert!(
+            stream.queue.oversized() > 0,
+            "the socket took 8 MiB at once"
+        );
+        let reader = std::thread::spawn(move || {
+            let mut frame = vec![0u8; size + 10];
+            peer.read_exact(&mut frame).map(|()| frame[..2].to_vec())
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !stream.send_queued(&traffic).expect("write") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the peer never drained it"
+            );
+            std::thread::yield_now();
+        }
+        let header = reader.join().expect("reader").expect("read");
+        assert_eq!(header, [0x81, 127], "text frame, 64-bit length");
         assert_eq!(stream.queue.oversized(), 0);
-        let mut received = vec![0u8; 4 + (4 << 10)];
-        peer.read_exact(&mut received).expect("read");
+        // A message over the backlog is refused again only once more than it waits.
+        assert!(stream.queue_text("next".into(), backlog, &traffic).is_ok());
     }
 }
