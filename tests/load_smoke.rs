@@ -491,19 +491,32 @@ fn a_storm_of_3000_connects_with_default_flags_is_admitted_in_full() {
     assert_eq!(metrics.closed("refused"), 0.0, "nobody was refused");
 }
 
+/// A storm of `members` clients in mode `events` (and `extra` flags) against a fresh server
+/// with default flags: it passes, every client is admitted and converges.
+fn storm_of_everyone(members: u32, events: &str, extra: &[&str]) -> LoadRun {
+    let server = Server::start(&[]);
+    let count = members.to_string();
+    let mut args = vec![
+        "--members",
+        &count,
+        "--in-flight",
+        &count,
+        "--events",
+        events,
+    ];
+    args.extend_from_slice(extra);
+    let storm = load(&url(&server), "storm", &args);
+    assert_passed(&storm);
+    assert_eq!(storm.json["admitted"], members, "{}", storm.json);
+    assert_eq!(storm.json["converged"], members, "{}", storm.json);
+    storm
+}
+
 /// A few hundred members joining at once in `events=diff` all converge on the full member
 /// list, each with fewer messages than `events=all` would cost the last joiner's peers.
 #[test]
 fn storm_diff_members_converge_with_few_messages() {
-    let server = Server::start(&[]);
-    let storm = load(
-        &url(&server),
-        "storm",
-        &["--members", "300", "--in-flight", "300", "--events", "diff"],
-    );
-    assert_passed(&storm);
-    assert_eq!(storm.json["admitted"], 300, "{}", storm.json);
-    assert_eq!(storm.json["converged"], 300, "{}", storm.json);
+    let storm = storm_of_everyone(300, "diff", &[]);
     let messages = storm.json["messages_per_client"]
         .as_f64()
         .expect("a number");
@@ -518,24 +531,7 @@ fn storm_diff_members_converge_with_few_messages() {
 /// clients.
 #[test]
 fn storm_over_two_processes_converges_on_every_member() {
-    let server = Server::start(&[]);
-    let storm = load(
-        &url(&server),
-        "storm",
-        &[
-            "--members",
-            "400",
-            "--in-flight",
-            "400",
-            "--events",
-            "all",
-            "--procs",
-            "2",
-        ],
-    );
-    assert_passed(&storm);
-    assert_eq!(storm.json["admitted"], 400, "{}", storm.json);
-    assert_eq!(storm.json["converged"], 400, "{}", storm.json);
+    let storm = storm_of_everyone(400, "all", &["--procs", "2"]);
     let children = storm.json["children"].as_array().expect("children");
     assert_eq!(children.len(), 2, "{}", storm.json);
     assert!(
@@ -548,14 +544,6 @@ fn storm_over_two_processes_converges_on_every_member() {
 /// `storm --events none` times admission alone: every client is up, none hears presence.
 #[test]
 fn storm_none_counts_admission_alone() {
-    let server = Server::start(&[]);
-    let storm = load(
-        &url(&server),
-        "storm",
-        &["--members", "300", "--in-flight", "300", "--events", "none"],
-    );
-    assert_passed(&storm);
-    assert_eq!(storm.json["admitted"], 300, "{}", storm.json);
-    assert_eq!(storm.json["converged"], 300, "{}", storm.json);
+    let storm = storm_of_everyone(300, "none", &[]);
     assert_eq!(storm.json["messages_per_client"], 0.0, "{}", storm.json);
 }

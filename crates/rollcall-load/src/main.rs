@@ -101,7 +101,7 @@ fn check_fd_limit(o: &Options) -> Result<(), String> {
         (None, Mode::Fanout) if o.procs > 1 => 64,
         (None, Mode::Fanout) => o.subscribers + 64,
         (None, Mode::PresenceLatency) => o.members + 1,
-        (None, Mode::Storm) => o.members.div_ceil(u64::from(o.procs)),
+        (None, Mode::Storm) => o.members.div_ceil(u64::from(o.procs)) + 1,
     };
     let needed = per_process + 32;
     if needed > limit {

@@ -226,7 +226,6 @@ fn run_slice(
     storm.converged = converged as u64;
     storm.converged_at_ns = converged_at.map(|at| clock.ns(at));
     done(&storm)?;
-    drop(pool);
     Ok(storm)
 }
 
