@@ -11,17 +11,17 @@
 //! grow, so new records go at the back and the oldest live one is at the front, and every
 //! host is spared a `BTreeMap` of its own (~9 KiB of code).
 
+use crate::user_id::UserId;
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
 
 /// Remembered last-seen times, at most `capacity` of them.
 #[derive(Debug)]
 pub struct LastSeen {
     capacity: usize,
     /// Each user's last-seen time and the serial of its latest record.
-    by_user: HashMap<Rc<str>, (u64, u64)>,
+    by_user: HashMap<UserId, (u64, u64)>,
     /// Records (serial, user), oldest first.
-    order: VecDeque<(u64, Rc<str>)>,
+    order: VecDeque<(u64, UserId)>,
     next_serial: u64,
 }
 
@@ -49,7 +49,7 @@ impl LastSeen {
                 if self.by_user.len() >= self.capacity {
                     self.forget_least_recent();
                 }
-                Rc::from(user)
+                UserId::from(user)
             }
         };
         self.order.push_back((serial, name.clone()));

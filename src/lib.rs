@@ -81,6 +81,7 @@ pub mod roster;
 mod server;
 pub mod token;
 pub mod units;
+pub mod user_id;
 pub mod webhook;
 pub mod wheel;
 

@@ -22,8 +22,7 @@ use crate::model::{Counts, MemberView};
 use crate::model::{EventsMode, LeaveReason, Meta};
 use crate::wheel::Millis;
 
-/// A user id, shared by every connection and membership of the user.
-pub type UserId = Rc<str>;
+pub use crate::user_id::UserId;
 /// A connection's identity.
 pub type ConnId = Key;
 /// A channel's identity (stale once the channel empties and is removed).
@@ -848,7 +847,7 @@ mod tests {
         let mut roster = Roster::new();
         let alice = roster.connect_user("alice");
         let again = roster.connect_user("alice");
-        assert!(Rc::ptr_eq(&alice, &again), "one shared id per user");
+        assert_eq!(alice, again, "one id per user");
         assert_eq!(roster.users_online(), 1);
         let (id, _) = roster.join("c", conn(1), &alice, None, EventsMode::All);
         let (_, outcome) = roster.join("c", conn(2), &alice, None, EventsMode::All);

@@ -27,7 +27,6 @@ use proptest::prelude::*;
 mod roster {
     use super::*;
     use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-    use std::rc::Rc;
 
     use rollcall::ids::Key;
     use rollcall::model::Counts;
@@ -234,7 +233,7 @@ mod roster {
             let id = self.roster.connect_user(USERS[user]);
             assert_eq!(&*id, USERS[user]);
             for other in self.conns.iter().flatten().filter(|c| c.user == user) {
-                assert!(Rc::ptr_eq(&other.id, &id), "one shared id per user");
+                assert_eq!(other.id, id, "one id per user");
             }
             let key = Key {
                 slot: slot as u32,

@@ -16,6 +16,7 @@ use super::note::Note;
 use crate::model::Meta;
 use crate::model::{Counts, MemberView};
 use crate::roster::Change;
+use crate::user_id::UserId;
 
 /// What applying a note changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +52,7 @@ struct Member {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Channel {
     seq: u64,
-    members: HashMap<Rc<str>, Member>,
+    members: HashMap<UserId, Member>,
 }
 
 /// The cluster-wide presence, as this node knows it.
@@ -69,7 +70,7 @@ impl View {
             let members = channel
                 .members
                 .into_iter()
-                .map(|(user, conns, meta)| (Rc::from(user), Member { conns, meta }))
+                .map(|(user, conns, meta)| (UserId::from(user), Member { conns, meta }))
                 .collect();
             fresh.insert(
                 Rc::from(channel.name),
@@ -138,7 +139,7 @@ impl View {
                 meta,
             } => {
                 let entry = self.channels.entry(Rc::from(channel.as_str())).or_default();
-                let user: Rc<str> = Rc::from(user.as_str());
+                let user = UserId::from(user.as_str());
                 entry.seq = *seq;
                 entry.members.insert(
                     user.clone(),

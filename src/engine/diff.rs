@@ -26,7 +26,7 @@ use super::delivery::{watchers_of_everything, Audience};
 use super::{Engine, Timer};
 use crate::dialect::Dialect;
 use crate::model::{DiffChange, Event, EventsMode, Json, PendingDiff};
-use crate::roster::{Change, ChannelId, ConnId};
+use crate::roster::{Change, ChannelId, ConnId, UserId};
 use crate::wheel::Millis;
 
 /// A channel's open window: its name (to check the channel still is the same one when the
@@ -182,7 +182,7 @@ impl Engine {
 }
 
 /// The user, the net change and the seq of a roster change.
-fn net_change(change: &Change) -> (&Rc<str>, DiffChange, u64) {
+fn net_change(change: &Change) -> (&UserId, DiffChange, u64) {
     match change {
         Change::Join { user, meta, seq } => (user, DiffChange::Join(meta.clone()), *seq),
         Change::Leave { user, reason, seq } => (user, DiffChange::Leave(*reason), *seq),

@@ -36,6 +36,7 @@ mod reads;
 mod session;
 #[cfg(feature = "pusher")]
 mod signin;
+mod slot_table;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -63,9 +64,9 @@ pub use host::{Actions, HandleError, MAX_HOOK_CHAIN};
 pub use pusher::PusherChannel;
 pub use reads::UserPresence;
 
+use session::Extra;
 pub(crate) use session::Session;
 use session::Sessions;
-use session::{Auth, Extra};
 
 /// The application close code for an expired token (RFC 6455 §7.4.2: 4000–4999 are ours).
 pub const TOKEN_EXPIRED: u16 = 4001;
@@ -331,11 +332,7 @@ impl Engine {
         let (conn, interval_ms) = match dialect {
             #[cfg(feature = "pusher")]
             Dialect::Pusher => {
-                let app = self
-                    .sessions
-                    .get(conn)
-                    .and_then(|s| s.pusher())
-                    .map(|p| p.app);
+                let app = self.pusher_socket(conn).map(|p| p.app);
                 let limits = self.config.pusher.limits(app.unwrap_or_default());
                 (self.socket_id(conn), millis(limits.activity_timeout))
             }
@@ -423,11 +420,7 @@ impl Engine {
             Session {
                 user: user.clone(),
                 channels: Default::default(),
-                extra: match pusher_app {
-                    #[cfg(feature = "pusher")]
-                    Some(app) => Some(Extra::vouched(Engine::pusher_socket(app, now))),
-                    _ => grant.map(|claims| Extra::vouched(Auth::Token(Box::new(claims)))),
-                },
+                extra: grant.map(Extra::vouched),
                 liveness,
                 bucket,
                 dialect,
@@ -438,6 +431,10 @@ impl Engine {
             },
         );
         self.in_use[dialect.index()] += 1;
+        #[cfg(feature = "pusher")]
+        if let Some(app) = pusher_app {
+            self.open_pusher_socket(id, app, now);
+        }
         // Quoted and escaped: a user id may hold spaces, quotes or right-to-left text.
         debug!("conn=#{id} open as user {user:?}");
         if counted {
@@ -704,8 +701,10 @@ impl Engine {
             }
         }
         #[cfg(feature = "pusher")]
-        if let Some(socket) = session.pusher().filter(|socket| socket.signed_in) {
-            self.signed_out(id, socket.app, &session.user, &socket.watchlist);
+        if let Some(socket) = self.pusher.sockets.remove(id) {
+            if socket.signed_in {
+                self.signed_out(id, socket.app, &session.user);
+            }
         }
         self.forget_watched_users(id);
         self.watched_user_may_change(&session.user, now);

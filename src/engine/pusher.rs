@@ -13,8 +13,8 @@
 //! - Client events go to the channel's other subscribers, never back to the sender.
 
 use super::commands::JoinRequest;
-use super::session::{Auth, Session};
 use super::signin::Online;
+use super::slot_table::{SlotTable, Stamped};
 use super::{Effect, Engine, Recipients};
 use crate::cluster::note::Note;
 use crate::dialect::Dialect;
@@ -35,6 +35,9 @@ pub(super) struct PusherState {
     event_cache: EventCache,
     /// Pusher users signed in, and who watches them.
     pub(super) online: Online,
+    /// Each Pusher connection's socket state, in the slot of its id: 16 bytes in one table,
+    /// not an allocation of its own beside the session (see `PusherSocket`).
+    pub(super) sockets: SlotTable<PusherSocket>,
 }
 
 impl PusherState {
@@ -44,37 +47,31 @@ impl PusherState {
             socket_ids: SocketIds::new(seed),
             event_cache: EventCache::default(),
             online: Online::default(),
+            sockets: SlotTable::default(),
         }
     }
 }
 
-/// A Pusher connection's state beside its session.
+/// A Pusher connection's state beside its session: 16 bytes, every one of them paid by
+/// every Pusher connection. Its watchlist, which few have, is kept apart (`Online`).
 pub(crate) struct PusherSocket {
     /// Its app, an index into the configured apps.
     pub app: u16,
-    /// Its client events' rate limit (10 a second).
-    pub client_events: RateBucket,
     /// True once it signed in (as its session's user).
     pub signed_in: bool,
-    /// The users whose online status it follows (after a sign-in).
-    pub watchlist: Box<[Box<str>]>,
+    /// The generation of the id it is held under (see [`SlotTable`]).
+    generation: u32,
+    /// Its client events' rate limit (10 a second).
+    pub client_events: RateBucket,
 }
 
-impl Session {
-    /// The Pusher state of a Pusher connection.
-    pub fn pusher(&self) -> Option<&PusherSocket> {
-        match self.extra.as_deref()?.auth.as_ref() {
-            Some(Auth::Pusher(socket)) => Some(socket),
-            _ => None,
-        }
+impl Stamped for PusherSocket {
+    fn generation(&self) -> u32 {
+        self.generation
     }
 
-    /// The Pusher state of a Pusher connection, to change.
-    pub fn pusher_mut(&mut self) -> Option<&mut PusherSocket> {
-        match self.extra.as_deref_mut()?.auth.as_mut() {
-            Some(Auth::Pusher(socket)) => Some(socket),
-            _ => None,
-        }
+    fn stamp(&mut self, generation: u32) {
+        self.generation = generation;
     }
 }
 
@@ -156,14 +153,20 @@ impl Engine {
         self.deliver_named(&named, except, now);
     }
 
-    /// The Pusher state of a new Pusher connection of app `app`.
-    pub(super) fn pusher_socket(app: u16, now: Millis) -> Auth {
-        Auth::Pusher(PusherSocket {
+    /// Gives the new connection `id` the state of a Pusher connection of app `app`.
+    pub(super) fn open_pusher_socket(&mut self, id: ConnId, app: u16, now: Millis) {
+        let socket = PusherSocket {
             app,
-            client_events: RateBucket::new(CLIENT_EVENTS, now),
             signed_in: false,
-            watchlist: Box::default(),
-        })
+            generation: 0,
+            client_events: RateBucket::new(CLIENT_EVENTS, now),
+        };
+        self.pusher.sockets.insert(id, socket);
+    }
+
+    /// The Pusher state of connection `id`, if it is a Pusher connection.
+    pub(super) fn pusher_socket(&self, id: ConnId) -> Option<&PusherSocket> {
+        self.pusher.sockets.get(id)
     }
 
     /// The socket id of connection `id` (what a Pusher client and its backend call it).
@@ -181,7 +184,7 @@ impl Engine {
 
     /// The app of a Pusher connection.
     fn app_of(&self, id: ConnId) -> Option<(u16, &App)> {
-        let index = self.sessions.get(id)?.pusher()?.app;
+        let index = self.pusher_socket(id)?.app;
         Some((index, self.config.pusher.app(index)?))
     }
 
@@ -474,7 +477,7 @@ impl Engine {
     }
 
     fn admit_client_event(&mut self, id: ConnId, now: Millis) -> Result<(), CommandError> {
-        let Some(socket) = self.sessions.get_mut(id).and_then(Session::pusher_mut) else {
+        let Some(socket) = self.pusher.sockets.get_mut(id) else {
             return Ok(());
         };
         match socket.client_events.admit(CLIENT_EVENTS, now) {
@@ -584,7 +587,7 @@ impl Engine {
             .sessions
             .iter()
             .filter(|(_, s)| s.counted && &*s.user == user)
-            .filter(|(_, s)| s.pusher().is_some_and(|p| p.app == app))
+            .filter(|&(id, _)| self.pusher_socket(id).is_some_and(|p| p.app == app))
             .map(|(id, _)| id)
             .collect();
         for &id in &connections {

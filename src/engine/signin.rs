@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 
-use super::session::Session;
 use super::Engine;
 use crate::model::Event;
 use crate::names;
@@ -34,13 +33,15 @@ pub(super) struct Online {
     signed_in: HashMap<(u16, Box<str>), u32>,
     /// Connections watching each (app, user).
     watchers: HashMap<(u16, Box<str>), Vec<ConnId>>,
+    /// The watchlist of each signed-in connection that has one.
+    watchlists: HashMap<ConnId, Box<[Box<str>]>>,
 }
 
 impl Engine {
     /// True when the Pusher connection `id` signed in as `user`.
     pub(super) fn signed_in_as(&self, id: ConnId, user: &str) -> bool {
         self.sessions.get(id).is_some_and(|s| {
-            s.counted && &*s.user == user && s.pusher().is_some_and(|p| p.signed_in)
+            s.counted && &*s.user == user && self.pusher_socket(id).is_some_and(|p| p.signed_in)
         })
     }
 
@@ -61,12 +62,7 @@ impl Engine {
 
     fn try_signin(&mut self, id: ConnId, signature: &str, user_data: &str) -> Result<(), Refused> {
         let refused = |reason: String| (UNAUTHORIZED, reason);
-        let Some(index) = self
-            .sessions
-            .get(id)
-            .and_then(|s| s.pusher())
-            .map(|p| p.app)
-        else {
+        let Some(index) = self.pusher_socket(id).map(|p| p.app) else {
             return Ok(());
         };
         let Some(app) = self.config.pusher.app(index) else {
@@ -89,12 +85,15 @@ impl Engine {
             session.user = user.as_str().into();
         }
         self.count_user(id);
-        let Some(socket) = self.sessions.get_mut(id).and_then(Session::pusher_mut) else {
+        let Some(socket) = self.pusher.sockets.get_mut(id) else {
             return Ok(());
         };
         let was_signed_in = std::mem::replace(&mut socket.signed_in, true);
-        let old = std::mem::replace(&mut socket.watchlist, watchlist.clone().into_boxed_slice());
-        self.stop_watching(index, id, &old);
+        self.stop_watching(index, id);
+        if !watchlist.is_empty() {
+            let list = watchlist.clone().into_boxed_slice();
+            self.pusher.online.watchlists.insert(id, list);
+        }
         if !was_signed_in {
             self.came_online(index, &user);
         }
@@ -128,8 +127,8 @@ impl Engine {
     }
 
     /// A signed-in Pusher connection ends: its user may go offline, and it watches no more.
-    pub(super) fn signed_out(&mut self, id: ConnId, app: u16, user: &str, watchlist: &[Box<str>]) {
-        self.stop_watching(app, id, watchlist);
+    pub(super) fn signed_out(&mut self, id: ConnId, app: u16, user: &str) {
+        self.stop_watching(app, id);
         let key = (app, Box::<str>::from(user));
         let Some(count) = self.pusher.online.signed_in.get_mut(&key) else {
             return;
@@ -167,7 +166,11 @@ impl Engine {
         self.deliver(recipients.into_iter(), &event);
     }
 
-    fn stop_watching(&mut self, app: u16, id: ConnId, watchlist: &[Box<str>]) {
+    /// Connection `id` no longer watches the users of its watchlist, if it had one.
+    fn stop_watching(&mut self, app: u16, id: ConnId) {
+        let Some(watchlist) = self.pusher.online.watchlists.remove(&id) else {
+            return;
+        };
         for watched in watchlist {
             let key = (app, watched.clone());
             if let Some(watchers) = self.pusher.online.watchers.get_mut(&key) {

@@ -8,7 +8,7 @@
 //! old one, firing early, is simply put back (lazy re-arm); a refresh to an earlier expiry
 //! arms one. A grant that joins nothing (an admin watcher let in without a token) has none.
 
-use super::session::{Auth, Session};
+use super::session::Session;
 use super::{Engine, Timer, TOKEN_EXPIRED};
 use crate::model::{CommandError, ErrorCode, Event, Json, LeaveReason};
 use crate::roster::ConnId;
@@ -67,7 +67,7 @@ impl Engine {
         }
         let expires_at = claims.expires_at;
         let armed = session.grant().map(|g| g.expires_at);
-        session.set_auth(Auth::Token(Box::new(claims)));
+        session.set_grant(claims);
         // The entry on the wheel re-arms itself when a later expiry replaced its own; only
         // an earlier one (or a first one, after a grant that joins nothing) needs an entry.
         if armed.is_none_or(|armed| expires_at < armed) {

@@ -15,8 +15,8 @@
 //! Invariants: `by_conn` and `by_user` name the same (connection, user) pairs; a user is in
 //! `by_user` exactly while a connection watches it, holding the status last told.
 
+use crate::user_id::UserId;
 use std::collections::{HashMap, HashSet};
-use std::rc::Rc;
 
 use super::Engine;
 use crate::cluster::note::Note;
@@ -30,9 +30,9 @@ use crate::wheel::Millis;
 #[derive(Default)]
 pub(super) struct WatchedUsers {
     /// The users each watching connection follows.
-    by_conn: HashMap<ConnId, Vec<Rc<str>>>,
+    by_conn: HashMap<ConnId, Vec<UserId>>,
     /// Each watched user's watchers and status.
-    by_user: HashMap<Rc<str>, Followed>,
+    by_user: HashMap<UserId, Followed>,
 }
 
 /// A watched user.
@@ -101,7 +101,7 @@ impl Engine {
             let table = &mut self.watched_users;
             let name = match table.by_user.get_key_value(user.as_str()) {
                 Some((name, _)) => name.clone(),
-                None => Rc::from(user.as_str()),
+                None => UserId::from(user.as_str()),
             };
             let followed = table
                 .by_user
@@ -210,7 +210,7 @@ impl Engine {
             return;
         }
         let unix_ms = self.unix_millis(now);
-        let event_user: Rc<str> = Rc::from(user);
+        let event_user: UserId = UserId::from(user);
         // Its last connection here ended at the recorded time (the grace came after); else
         // it left on another node, and is last seen now, when its leave is told.
         let last_seen = was.map(|since| {
@@ -257,7 +257,7 @@ impl Engine {
     /// Any watched user's status may have changed (the source of presence switched between
     /// the cluster view and the local roster, or the view was loaded again).
     pub(super) fn watched_users_may_change(&mut self, now: Millis) {
-        let users: Vec<Rc<str>> = self.watched_users.by_user.keys().cloned().collect();
+        let users: Vec<UserId> = self.watched_users.by_user.keys().cloned().collect();
         for user in users {
             self.watched_user_may_change(&user, now);
         }

@@ -11,8 +11,8 @@
 //! - a leave then a join is an update (the user stays, with the new meta);
 //! - otherwise the latest change wins.
 
+use crate::user_id::UserId;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use super::{LeaveReason, Meta};
 
@@ -32,7 +32,7 @@ pub enum DiffChange {
 pub struct PendingDiff {
     from: u64,
     seq: u64,
-    changes: BTreeMap<Rc<str>, DiffChange>,
+    changes: BTreeMap<UserId, DiffChange>,
 }
 
 impl PendingDiff {
@@ -46,7 +46,7 @@ impl PendingDiff {
     }
 
     /// Folds in `user`'s `change`, which brought the channel to `seq`.
-    pub fn fold(&mut self, user: &Rc<str>, change: DiffChange, seq: u64) {
+    pub fn fold(&mut self, user: &UserId, change: DiffChange, seq: u64) {
         self.seq = self.seq.max(seq);
         let net = match (self.changes.remove(user), change) {
             (Some(DiffChange::Join(_)), DiffChange::Leave(_)) => return,
@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn a_join_then_a_leave_cancel_out_but_the_seq_moves_on() {
-        let alice: Rc<str> = "alice".into();
+        let alice: UserId = "alice".into();
         let mut diff = PendingDiff::starting_at(4);
         diff.fold(&alice, DiffChange::Join(Meta::default()), 5);
         diff.fold(&alice, DiffChange::Leave(LeaveReason::Closed), 6);
@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn an_update_folds_into_a_pending_join() {
-        let bob: Rc<str> = "bob".into();
+        let bob: UserId = "bob".into();
         let mut diff = PendingDiff::starting_at(0);
         diff.fold(&bob, DiffChange::Join(meta(r#"{"a":1}"#)), 1);
         diff.fold(&bob, DiffChange::Update(meta(r#"{"a":2}"#)), 2);
@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn a_leave_then_a_join_is_an_update_and_the_latest_change_wins() {
-        let (carol, dan): (Rc<str>, Rc<str>) = ("carol".into(), "dan".into());
+        let (carol, dan): (UserId, UserId) = ("carol".into(), "dan".into());
         let mut diff = PendingDiff::starting_at(10);
         diff.fold(&carol, DiffChange::Leave(LeaveReason::Timeout), 11);
         diff.fold(&carol, DiffChange::Join(meta(r#"{"b":1}"#)), 12);

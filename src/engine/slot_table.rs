@@ -1,0 +1,144 @@
+//! A dense table of per-connection values in the slot of the connection's id, for the
+//! engine's sessions and the Pusher sockets beside them.
+//!
+//! Ids are the socket layer's: it allocates `{slot, generation}` when it accepts, and the
+//! engine keeps a connection's values in the same slot, so no map stands between the two and
+//! a stale id (an older generation) finds nothing. Each value keeps the generation of the id
+//! it is held under in its own padding (see [`Stamped`]): beside it, a slot would cost
+//! 8 bytes more.
+//!
+//! Invariant: a slot holds a value exactly between its `insert` and its `remove`; the table's
+//! tail is given back when the connections that used it are gone.
+
+use crate::ids::Key;
+use crate::roster::ConnId;
+
+/// A value that keeps the generation of the id it is held under.
+pub(crate) trait Stamped {
+    /// The generation set by the last [`Stamped::stamp`].
+    fn generation(&self) -> u32;
+    /// Records the generation of the id the value is held under.
+    fn stamp(&mut self, generation: u32);
+}
+
+/// Values by connection id, in the slot of the id.
+pub(crate) struct SlotTable<T> {
+    slots: Vec<Option<T>>,
+    len: usize,
+}
+
+impl<T> Default for SlotTable<T> {
+    fn default() -> Self {
+        SlotTable {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T: Stamped> SlotTable<T> {
+    /// Holds `value` under `id`, replacing whatever an older generation left.
+    pub fn insert(&mut self, id: ConnId, mut value: T) {
+        let slot = id.slot as usize;
+        if slot >= self.slots.len() {
+            self.slots.resize_with(slot + 1, || None);
+        }
+        value.stamp(id.generation);
+        let previous = self.slots[slot].replace(value);
+        self.len += 1;
+        self.len -= usize::from(previous.is_some());
+    }
+
+    /// The value of `id`, unless it is gone.
+    pub fn get(&self, id: ConnId) -> Option<&T> {
+        let value = self.slots.get(id.slot as usize)?.as_ref()?;
+        (value.generation() == id.generation).then_some(value)
+    }
+
+    /// Mutable access to the value of `id`, unless it is gone.
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut T> {
+        let value = self.slots.get_mut(id.slot as usize)?.as_mut()?;
+        (value.generation() == id.generation).then_some(value)
+    }
+
+    /// Takes the value of `id` out, unless it is gone; gives back the table's tail when the
+    /// connections that used it are gone.
+    pub fn remove(&mut self, id: ConnId) -> Option<T> {
+        let held = self.slots.get_mut(id.slot as usize)?;
+        if held
+            .as_ref()
+            .is_none_or(|v| v.generation() != id.generation)
+        {
+            return None;
+        }
+        let value = held.take()?;
+        self.len -= 1;
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+        if self.slots.capacity() > 2 * self.slots.len() + 64 {
+            self.slots.shrink_to_fit();
+        }
+        Some(value)
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Every value with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &T)> {
+        self.slots.iter().enumerate().filter_map(|(slot, held)| {
+            let value = held.as_ref()?;
+            let id = Key {
+                slot: slot as u32,
+                generation: value.generation(),
+            };
+            Some((id, value))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Value {
+        name: &'static str,
+        generation: u32,
+    }
+
+    impl Stamped for Value {
+        fn generation(&self) -> u32 {
+            self.generation
+        }
+        fn stamp(&mut self, generation: u32) {
+            self.generation = generation;
+        }
+    }
+
+    #[test]
+    fn a_stale_id_finds_nothing_and_the_tail_is_given_back() {
+        let mut table = SlotTable::default();
+        let id = |slot, generation| Key { slot, generation };
+        let value = |name| Value {
+            name,
+            generation: 0,
+        };
+        table.insert(id(3, 1), value("first"));
+        assert_eq!(table.len(), 1);
+        assert!(table.get(id(3, 0)).is_none(), "an older generation");
+        assert!(table.remove(id(3, 2)).is_none(), "a newer generation");
+        assert_eq!(table.get(id(3, 1)).map(|v| v.name), Some("first"));
+        table.insert(id(3, 2), value("second"));
+        assert_eq!(table.len(), 1, "the newer generation replaced the older");
+        assert!(table.get_mut(id(3, 1)).is_none());
+        assert_eq!(
+            table.iter().map(|(key, _)| key).collect::<Vec<_>>(),
+            [id(3, 2)]
+        );
+        assert!(table.remove(id(3, 2)).is_some());
+        assert_eq!((table.len(), table.slots.len()), (0, 0));
+    }
+}
