@@ -74,6 +74,7 @@ pub mod last_seen;
 pub mod metrics;
 pub mod model;
 pub mod names;
+mod packed_map;
 pub mod protocol;
 pub mod pusher;
 pub mod rate;

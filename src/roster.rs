@@ -20,6 +20,7 @@ use std::rc::Rc;
 use crate::ids::{Key, Slots};
 use crate::model::{Counts, MemberView};
 use crate::model::{EventsMode, LeaveReason, Meta};
+use crate::packed_map::PackedMap;
 use crate::wheel::Millis;
 
 pub use crate::user_id::UserId;
@@ -186,7 +187,7 @@ struct Subscription {
 struct Channel {
     name: Rc<str>,
     seq: u64,
-    members: BTreeMap<UserId, Member>,
+    members: PackedMap<UserId, Member>,
     /// Subscribed connections by events mode (see [`mode_index`]), each saying whether it
     /// makes its user a member: an event for one mode walks only that mode's connections,
     /// so a join in a room of `none` subscribers costs no walk over them.
@@ -204,7 +205,7 @@ impl Channel {
         Channel {
             name,
             seq: 0,
-            members: BTreeMap::new(),
+            members: PackedMap::default(),
             subscribers: Default::default(),
             watchers: Vec::new(),
             graces: Vec::new(),
@@ -278,7 +279,7 @@ pub struct Roster {
     channels: Slots<Channel>,
     by_name: HashMap<Rc<str>, ChannelId>,
     /// Connections per user, over all channels (and none).
-    users: BTreeMap<UserId, u32>,
+    users: PackedMap<UserId, u32>,
     /// The serial of the next leave grace (see [`GraceKey`]).
     next_grace_serial: u32,
 }
