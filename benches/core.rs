@@ -8,9 +8,11 @@
 //! minutes on a 2-core machine. Expensive fixtures (100k entries, 10k sockets) are built
 //! lazily inside the benchmark closure, once, so a filtered-out benchmark costs nothing.
 
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use rollcall::ids::Stamped;
 use rollcall::model::{Action, Meta};
 use rollcall::protocol::decode;
 
@@ -32,6 +34,45 @@ fn meta(object: &str) -> Meta {
     match decode(&text, MAX_META).map(|command| command.action) {
         Ok(Action::Update { meta, .. }) => meta,
         other => panic!("{object} is not a meta object: {other:?}"),
+    }
+}
+
+/// A value in `ids::Slots`, which keep each value's generation in the value itself.
+struct Held<T> {
+    value: T,
+    generation: u32,
+}
+
+impl<T> Held<T> {
+    fn new(value: T) -> Held<T> {
+        Held {
+            value,
+            generation: 0,
+        }
+    }
+}
+
+impl<T> Stamped for Held<T> {
+    fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    fn stamp(&mut self, generation: u32) {
+        self.generation = generation;
+    }
+}
+
+impl<T> Deref for Held<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> DerefMut for Held<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
     }
 }
 

@@ -51,14 +51,18 @@ impl fmt::Display for ParseKeyError {
 
 impl std::error::Error for ParseKeyError {}
 
-struct Entry<T> {
-    generation: u32,
-    value: T,
+/// A value that keeps the generation of the key it is held under, in its own padding: beside
+/// it, in a wrapper, every slot of a table with one entry per connection would cost 8 bytes.
+pub trait Stamped {
+    /// The generation set by the last [`Stamped::stamp`].
+    fn generation(&self) -> u32;
+    /// Records the generation of the key the value is held under.
+    fn stamp(&mut self, generation: u32);
 }
 
 /// A slab whose handles are [`Key`]s: a stale key finds nothing.
 pub struct Slots<T> {
-    entries: Slab<Entry<T>>,
+    entries: Slab<T>,
     /// Generation to give the next entry placed in each slot ever used.
     next_generation: Vec<u32>,
 }
@@ -72,9 +76,9 @@ impl<T> Default for Slots<T> {
     }
 }
 
-impl<T> Slots<T> {
-    /// Inserts a value built from its own key (so it may store it) and returns the key.
-    pub fn insert_with(&mut self, make: impl FnOnce(Key) -> T) -> Key {
+impl<T: Stamped> Slots<T> {
+    /// Inserts a value and returns its key.
+    pub fn insert(&mut self, mut value: T) -> Key {
         let vacant = self.entries.vacant_entry();
         let slot = vacant.key();
         if slot >= self.next_generation.len() {
@@ -82,63 +86,48 @@ impl<T> Slots<T> {
         }
         let generation = self.next_generation[slot];
         self.next_generation[slot] = generation.wrapping_add(1);
-        let key = Key {
+        value.stamp(generation);
+        vacant.insert(value);
+        Key {
             slot: slot as u32,
             generation,
-        };
-        vacant.insert(Entry {
-            generation,
-            value: make(key),
-        });
-        key
-    }
-
-    /// Inserts a value and returns its key.
-    pub fn insert(&mut self, value: T) -> Key {
-        self.insert_with(|_| value)
+        }
     }
 
     /// The key of the entry in `slot` whose generation ends in the 16 bits `low` (what a
     /// `mio` token carries, see `server::token_space`), unless the slot moved on.
     pub fn key_in_slot(&self, slot: u32, low: u16) -> Option<Key> {
-        let entry = self.entries.get(slot as usize)?;
-        (entry.generation as u16 == low).then_some(Key {
-            slot,
-            generation: entry.generation,
-        })
+        let generation = self.entries.get(slot as usize)?.generation();
+        (generation as u16 == low).then_some(Key { slot, generation })
     }
 
     /// The value named by `key`, unless the key is stale.
     pub fn get(&self, key: Key) -> Option<&T> {
-        match self.entries.get(key.slot as usize) {
-            Some(entry) if entry.generation == key.generation => Some(&entry.value),
-            _ => None,
-        }
+        let value = self.entries.get(key.slot as usize)?;
+        (value.generation() == key.generation).then_some(value)
     }
 
     /// Mutable access to the value named by `key`, unless the key is stale.
     pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
-        match self.entries.get_mut(key.slot as usize) {
-            Some(entry) if entry.generation == key.generation => Some(&mut entry.value),
-            _ => None,
-        }
+        let value = self.entries.get_mut(key.slot as usize)?;
+        (value.generation() == key.generation).then_some(value)
     }
 
     /// Removes and returns the value named by `key`, unless the key is stale.
     pub fn remove(&mut self, key: Key) -> Option<T> {
         self.get(key)?;
-        Some(self.entries.remove(key.slot as usize).value)
+        Some(self.entries.remove(key.slot as usize))
     }
 
     /// The live entry in `slot`, with its key, whatever its generation: for a handle that
     /// carries its own proof of identity instead (see `roster::GraceKey`).
     pub fn in_slot_mut(&mut self, slot: u32) -> Option<(Key, &mut T)> {
-        let entry = self.entries.get_mut(slot as usize)?;
+        let value = self.entries.get_mut(slot as usize)?;
         let key = Key {
             slot,
-            generation: entry.generation,
+            generation: value.generation(),
         };
-        Some((key, &mut entry.value))
+        Some((key, value))
     }
 
     /// Number of live entries.
@@ -153,16 +142,36 @@ impl<T> Slots<T> {
 
     /// Every live entry with its key.
     pub fn iter(&self) -> impl Iterator<Item = (Key, &T)> {
-        self.entries.iter().map(|(slot, entry)| {
-            (
-                Key {
-                    slot: slot as u32,
-                    generation: entry.generation,
-                },
-                &entry.value,
-            )
+        self.entries.iter().map(|(slot, value)| {
+            let key = Key {
+                slot: slot as u32,
+                generation: value.generation(),
+            };
+            (key, value)
         })
     }
+}
+
+/// A value for tests of [`Slots`]: a name, and the generation it is held under.
+#[cfg(test)]
+#[derive(Debug, PartialEq)]
+pub(crate) struct Named(pub &'static str, pub u32);
+
+#[cfg(test)]
+impl Stamped for Named {
+    fn generation(&self) -> u32 {
+        self.1
+    }
+
+    fn stamp(&mut self, generation: u32) {
+        self.1 = generation;
+    }
+}
+
+/// A [`Named`] value not yet held.
+#[cfg(test)]
+pub(crate) fn named(name: &'static str) -> Named {
+    Named(name, 0)
 }
 
 #[cfg(test)]
@@ -194,14 +203,14 @@ mod tests {
     #[test]
     fn stale_key_is_skipped_after_slot_reuse() {
         let mut slots = Slots::default();
-        let old = slots.insert("first");
-        assert_eq!(slots.remove(old), Some("first"));
-        let new = slots.insert("second");
+        let old = slots.insert(named("first"));
+        assert_eq!(slots.remove(old).map(|v| v.0), Some("first"));
+        let new = slots.insert(named("second"));
         assert_eq!(new.slot, old.slot, "the slab reuses the slot");
         assert_ne!(new.generation, old.generation);
         assert_eq!(slots.get(old), None);
         assert_eq!(slots.remove(old), None);
-        assert_eq!(slots.get(new), Some(&"second"));
+        assert_eq!(slots.get(new), Some(&Named("second", new.generation)));
     }
 
     #[test]
@@ -219,9 +228,9 @@ mod tests {
     #[test]
     fn a_token_s_low_generation_bits_find_the_current_key_only() {
         let mut slots = Slots::default();
-        let old = slots.insert("old");
+        let old = slots.insert(named("old"));
         slots.remove(old);
-        let new = slots.insert("new");
+        let new = slots.insert(named("new"));
         assert_eq!(
             slots.key_in_slot(new.slot, new.generation as u16),
             Some(new)
@@ -231,11 +240,18 @@ mod tests {
     }
 
     #[test]
-    fn insert_with_sees_its_own_key() {
+    fn every_entry_is_listed_with_its_key() {
         let mut slots = Slots::default();
-        let key = slots.insert_with(|key| key);
-        assert_eq!(slots.get(key), Some(&key));
-        assert_eq!(slots.len(), 1);
-        assert_eq!(slots.iter().map(|(k, _)| k).collect::<Vec<_>>(), vec![key]);
+        let first = slots.insert(named("first"));
+        let second = slots.insert(named("second"));
+        slots.remove(first);
+        let third = slots.insert(named("third"));
+        assert_eq!(slots.len(), 2);
+        let listed: Vec<(Key, &str)> = slots.iter().map(|(key, v)| (key, v.0)).collect();
+        assert_eq!(listed, [(third, "third"), (second, "second")]);
+        assert_eq!(
+            slots.in_slot_mut(third.slot).map(|(key, _)| key),
+            Some(third)
+        );
     }
 }

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use crate::ids::{Key, Slots};
+use crate::ids::{Key, Slots, Stamped};
 use crate::model::{Counts, MemberView};
 use crate::model::{EventsMode, LeaveReason, Meta};
 use crate::packed_map::PackedMap;
@@ -198,6 +198,18 @@ struct Channel {
     graces: Vec<Grace>,
     counts_sent_at: Option<Millis>,
     counts_flush_scheduled: bool,
+    /// The generation of its id (see [`Stamped`]).
+    generation: u32,
+}
+
+impl Stamped for Channel {
+    fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    fn stamp(&mut self, generation: u32) {
+        self.generation = generation;
+    }
 }
 
 impl Channel {
@@ -211,6 +223,7 @@ impl Channel {
             graces: Vec::new(),
             counts_sent_at: None,
             counts_flush_scheduled: false,
+            generation: 0,
         }
     }
 

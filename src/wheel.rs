@@ -304,13 +304,13 @@ mod tests {
     /// A key whose generation is stale is still delivered by the wheel; the owner must skip it.
     #[test]
     fn generation_skip_is_the_owners_job() {
-        use crate::ids::Slots;
+        use crate::ids::{named, Slots};
         let mut conns = Slots::default();
-        let old = conns.insert("old");
+        let old = conns.insert(named("old"));
         let mut wheel = Wheel::new(100, 0);
         wheel.insert(old, 500);
         conns.remove(old);
-        let new = conns.insert("new");
+        let new = conns.insert(named("new"));
         assert_eq!(new.slot, old.slot);
         let mut fired = Vec::new();
         wheel.expire(500, &mut fired);

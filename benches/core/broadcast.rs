@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rollcall::ids::Slots;
+
+use crate::Held;
 use rollcall::model::{EventsMode, Meta};
 use rollcall::protocol::event;
 use rollcall::roster::{ChannelId, ConnId, Roster};
@@ -44,7 +46,7 @@ impl Write for Sink {
 
 struct Fixture {
     roster: Roster,
-    conns: Slots<WebSocket<Sink>>,
+    conns: Slots<Held<WebSocket<Sink>>>,
     channel: ChannelId,
     meta: Meta,
 }
@@ -64,11 +66,11 @@ impl Fixture {
         let mut conns = Slots::default();
         let mut channel = None;
         for i in 0..MEMBERS {
-            let id = conns.insert(WebSocket::from_raw_socket(
+            let id = conns.insert(Held::new(WebSocket::from_raw_socket(
                 Sink::default(),
                 Role::Server,
                 Some(config),
-            ));
+            )));
             let user = roster.connect_user(&format!("user-{i}"));
             let (joined, _) = roster.join(CHANNEL, id, &user, Some(meta.clone()), EventsMode::All);
             channel = Some(joined);
@@ -138,7 +140,7 @@ pub fn benches(c: &mut Criterion) {
         b.iter(|| {
             let mut writable = 0usize;
             for id in recipients(&fixture.roster, fixture.channel, None) {
-                if fixture.conns.get(id).is_some_and(WebSocket::can_write) {
+                if fixture.conns.get(id).is_some_and(|ws| ws.can_write()) {
                     writable += 1;
                 }
             }

@@ -11,6 +11,8 @@ use rollcall::ids::{Key, Slots};
 use rollcall::roster::GraceKey;
 use rollcall::wheel::{Millis, Wheel};
 
+use crate::Held;
+
 /// The server's tick and default heartbeat.
 const TICK_MS: Millis = 100;
 const HEARTBEAT: Heartbeat = Heartbeat {
@@ -30,10 +32,10 @@ enum Timer {
 }
 
 /// `count` connections, each with its liveness, keyed by generational ids like the server's.
-fn connections(count: usize, now: Millis) -> (Slots<Liveness>, Vec<Key>) {
+fn connections(count: usize, now: Millis) -> (Slots<Held<Liveness>>, Vec<Key>) {
     let mut conns = Slots::default();
     let keys = (0..count)
-        .map(|_| conns.insert(Liveness::new(now)))
+        .map(|_| conns.insert(Held::new(Liveness::new(now))))
         .collect();
     (conns, keys)
 }
@@ -96,7 +98,11 @@ fn insert(group: &mut Group, size: usize) {
 /// then per fired key the generational lookup, `Liveness::on_deadline`, and `insert` at the
 /// deadline it returns (the server also sends a Ping on `Verdict::Ping`). Returns how many
 /// entries were re-armed.
-fn heartbeat_tick(wheel: &mut Wheel<Timer>, conns: &mut Slots<Liveness>, now: Millis) -> usize {
+fn heartbeat_tick(
+    wheel: &mut Wheel<Timer>,
+    conns: &mut Slots<Held<Liveness>>,
+    now: Millis,
+) -> usize {
     let mut fired = Vec::new();
     wheel.expire(now, &mut fired);
     let mut rearmed = 0;

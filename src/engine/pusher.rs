@@ -14,10 +14,11 @@
 
 use super::commands::JoinRequest;
 use super::signin::Online;
-use super::slot_table::{SlotTable, Stamped};
+use super::slot_table::SlotTable;
 use super::{Effect, Engine, Recipients};
 use crate::cluster::note::Note;
 use crate::dialect::Dialect;
+use crate::ids::Stamped;
 use crate::model::{Action, CommandError, ErrorCode, Event, EventsMode, Json, LeaveReason, Meta};
 use crate::names;
 use crate::pusher::cache::EventCache;

@@ -6,10 +6,11 @@
 //! roster's watcher lists (and the engine's `watch_all`) name the same pairs.
 
 use super::channel_set::ChannelSet;
-use super::slot_table::{SlotTable, Stamped};
+use super::slot_table::SlotTable;
 use crate::dialect::Dialect;
 use crate::heartbeat::Liveness;
 use crate::http::upgrade::WATCH_ALL;
+use crate::ids::Stamped;
 use crate::model::EventsMode;
 use crate::rate::RateBucket;
 use crate::roster::{ChannelId, Roster, UserId};

@@ -10,16 +10,8 @@
 //! Invariant: a slot holds a value exactly between its `insert` and its `remove`; the table's
 //! tail is given back when the connections that used it are gone.
 
-use crate::ids::Key;
+use crate::ids::{Key, Stamped};
 use crate::roster::ConnId;
-
-/// A value that keeps the generation of the id it is held under.
-pub(crate) trait Stamped {
-    /// The generation set by the last [`Stamped::stamp`].
-    fn generation(&self) -> u32;
-    /// Records the generation of the id the value is held under.
-    fn stamp(&mut self, generation: u32);
-}
 
 /// Values by connection id, in the slot of the id.
 pub(crate) struct SlotTable<T> {

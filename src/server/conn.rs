@@ -19,6 +19,7 @@ use super::metered::Traffic;
 use super::websocket::OpenSocket;
 use crate::dialect::Dialect;
 use crate::http::Upgrade;
+use crate::ids::Stamped;
 
 /// Bytes read per system call while the request is incomplete.
 const REQUEST_READ_CHUNK: usize = 1024;
@@ -72,6 +73,18 @@ pub(crate) struct Conn {
     pub phase: Phase,
     /// True while it is on the server's list of connections with output queued this turn.
     pub queued: bool,
+    /// The generation of its id, in the slot's padding (see [`Stamped`]).
+    generation: u32,
+}
+
+impl Stamped for Conn {
+    fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    fn stamp(&mut self, generation: u32) {
+        self.generation = generation;
+    }
 }
 
 impl Conn {
@@ -82,6 +95,7 @@ impl Conn {
                 received: Vec::new(),
             },
             queued: false,
+            generation: 0,
         }
     }
 
