@@ -433,7 +433,7 @@ impl Engine {
         self.in_use[dialect.index()] += 1;
         #[cfg(feature = "pusher")]
         if let Some(app) = pusher_app {
-            self.open_pusher_socket(id, app, now);
+            self.open_pusher_socket(id, app);
         }
         // Quoted and escaped: a user id may hold spaces, quotes or right-to-left text.
         debug!("conn=#{id} open as user {user:?}");
@@ -701,7 +701,7 @@ impl Engine {
             }
         }
         #[cfg(feature = "pusher")]
-        if let Some(socket) = self.pusher.sockets.remove(id) {
+        if let Some(socket) = self.close_pusher_socket(id) {
             if socket.signed_in {
                 self.signed_out(id, socket.app, &session.user);
             }

@@ -12,6 +12,8 @@
 //! - Public and private subscribers are no members: they only hear the channel's events.
 //! - Client events go to the channel's other subscribers, never back to the sender.
 
+use std::collections::HashMap;
+
 use super::commands::JoinRequest;
 use super::signin::Online;
 use super::slot_table::SlotTable;
@@ -36,9 +38,13 @@ pub(super) struct PusherState {
     event_cache: EventCache,
     /// Pusher users signed in, and who watches them.
     pub(super) online: Online,
-    /// Each Pusher connection's socket state, in the slot of its id: 16 bytes in one table,
+    /// Each Pusher connection's socket state, in the slot of its id: 8 bytes in one table,
     /// not an allocation of its own beside the session (see `PusherSocket`).
     pub(super) sockets: SlotTable<PusherSocket>,
+    /// The client-event rate limits of the connections that sent any (most never do: a
+    /// bucket of their own would cost every Pusher connection 8 bytes). A bucket made at
+    /// the first client event is full, as one made at the upgrade would be by then.
+    client_events: HashMap<ConnId, RateBucket>,
 }
 
 impl PusherState {
@@ -49,12 +55,14 @@ impl PusherState {
             event_cache: EventCache::default(),
             online: Online::default(),
             sockets: SlotTable::default(),
+            client_events: HashMap::new(),
         }
     }
 }
 
-/// A Pusher connection's state beside its session: 16 bytes, every one of them paid by
-/// every Pusher connection. Its watchlist, which few have, is kept apart (`Online`).
+/// A Pusher connection's state beside its session: 8 bytes, every one of them paid by every
+/// Pusher connection. What few have is kept apart: the watchlist (`Online`) and the
+/// client-event rate limit (`PusherState::client_events`).
 pub(crate) struct PusherSocket {
     /// Its app, an index into the configured apps.
     pub app: u16,
@@ -62,8 +70,6 @@ pub(crate) struct PusherSocket {
     pub signed_in: bool,
     /// The generation of the id it is held under (see [`SlotTable`]).
     generation: u32,
-    /// Its client events' rate limit (10 a second).
-    pub client_events: RateBucket,
 }
 
 impl Stamped for PusherSocket {
@@ -155,14 +161,25 @@ impl Engine {
     }
 
     /// Gives the new connection `id` the state of a Pusher connection of app `app`.
-    pub(super) fn open_pusher_socket(&mut self, id: ConnId, app: u16, now: Millis) {
+    pub(super) fn open_pusher_socket(&mut self, id: ConnId, app: u16) {
         let socket = PusherSocket {
             app,
             signed_in: false,
             generation: 0,
-            client_events: RateBucket::new(CLIENT_EVENTS, now),
         };
         self.pusher.sockets.insert(id, socket);
+    }
+
+    /// Takes the Pusher state of the ending connection `id`, if it is a Pusher connection.
+    pub(super) fn close_pusher_socket(&mut self, id: ConnId) -> Option<PusherSocket> {
+        self.pusher.client_events.remove(&id);
+        self.pusher.sockets.remove(id)
+    }
+
+    /// How many connections have a client-event rate limit.
+    #[cfg(test)]
+    pub(super) fn client_event_limits(&self) -> usize {
+        self.pusher.client_events.len()
     }
 
     /// The Pusher state of connection `id`, if it is a Pusher connection.
@@ -478,10 +495,15 @@ impl Engine {
     }
 
     fn admit_client_event(&mut self, id: ConnId, now: Millis) -> Result<(), CommandError> {
-        let Some(socket) = self.pusher.sockets.get_mut(id) else {
+        if self.pusher.sockets.get(id).is_none() {
             return Ok(());
-        };
-        match socket.client_events.admit(CLIENT_EVENTS, now) {
+        }
+        let bucket = self
+            .pusher
+            .client_events
+            .entry(id)
+            .or_insert_with(|| RateBucket::new(CLIENT_EVENTS, now));
+        match bucket.admit(CLIENT_EVENTS, now) {
             Admission::Allowed => Ok(()),
             Admission::Limited | Admission::Flooding => Err(CommandError::new(
                 ErrorCode::RateLimited,

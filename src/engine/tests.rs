@@ -1844,6 +1844,14 @@ mod pusher {
     use super::*;
     use crate::pusher::{auth, PusherSettings};
 
+    /// Every Pusher connection pays for its slot in the socket table (the README's memory
+    /// figures count it).
+    #[test]
+    fn a_pusher_socket_takes_8_bytes() {
+        let slot = std::mem::size_of::<Option<crate::engine::pusher::PusherSocket>>();
+        assert_eq!(slot, 8);
+    }
+
     const KEY: &str = "app-key";
     const APP_SECRET: &str = "app-secret";
 
@@ -2211,6 +2219,17 @@ mod pusher {
             json!({"event": "client-x", "channel": "presence-room", "data": {}}),
         );
         assert_eq!(h.received(b).len(), 1, "a second later it flows again");
+        assert_eq!(
+            h.engine.client_event_limits(),
+            1,
+            "only the sender has a bucket"
+        );
+        h.end(a, LeaveReason::Closed);
+        assert_eq!(
+            h.engine.client_event_limits(),
+            0,
+            "it ends with its connection"
+        );
     }
 
     #[test]
