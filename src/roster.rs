@@ -14,7 +14,7 @@
 //! - Watchers see a channel's events and counts without being members: they change no
 //!   count, no `seq` and appear in no member list.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::ids::{Key, Slots, Stamped};
@@ -191,7 +191,7 @@ struct Channel {
     /// Subscribed connections by events mode (see [`mode_index`]), each saying whether it
     /// makes its user a member: an event for one mode walks only that mode's connections,
     /// so a join in a room of `none` subscribers costs no walk over them.
-    subscribers: [BTreeMap<ConnId, bool>; MODES],
+    subscribers: [PackedMap<ConnId, bool>; MODES],
     /// Connections watching this channel (usually none or a few dashboards).
     watchers: Vec<ConnId>,
     /// The leave graces that run (usually none or a few).
@@ -263,7 +263,7 @@ impl Channel {
     }
 
     fn subscriber_count(&self) -> usize {
-        self.subscribers.iter().map(BTreeMap::len).sum()
+        self.subscribers.iter().map(PackedMap::len).sum()
     }
 
     /// Names a change of `user`'s membership here, with the meta it set explicitly.
@@ -281,7 +281,7 @@ impl Channel {
 
     fn is_empty(&self) -> bool {
         self.members.is_empty()
-            && self.subscribers.iter().all(BTreeMap::is_empty)
+            && self.subscribers.iter().all(PackedMap::is_empty)
             && self.watchers.is_empty()
     }
 }
@@ -668,10 +668,11 @@ impl Roster {
         id: ChannelId,
         mode: EventsMode,
     ) -> impl Iterator<Item = ConnId> + '_ {
-        self.channels
-            .get(id)
-            .into_iter()
-            .flat_map(move |channel| channel.subscribers[mode_index(mode)].keys().copied())
+        self.channels.get(id).into_iter().flat_map(move |channel| {
+            channel.subscribers[mode_index(mode)]
+                .iter()
+                .map(|(&id, _)| id)
+        })
     }
 
     /// How many of `user`'s connections this roster has in the channel: `Some(0)` while
