@@ -117,6 +117,8 @@ pub struct Gauges {
     pub watchers: usize,
     /// Channels that exist.
     pub channels: usize,
+    /// Deadlines waiting on the timer wheel.
+    pub timers: usize,
     /// Connections the kernel completed that the server has not accepted yet (`None` if the
     /// system does not say).
     pub listen_queue: Option<u32>,
@@ -186,6 +188,12 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         "gauge",
         "Accepted connections whose HTTP request or upgrade is not decided yet.",
         &gauges.handshakes_pending,
+    );
+    metric(
+        "rollcall_timers",
+        "gauge",
+        "Deadlines waiting on the timer wheel: a heartbeat per open connection, a handshake deadline per request still to come, leave graces and the server's own; an outlived one counts until it comes due.",
+        &gauges.timers,
     );
     metric(
         "rollcall_users_online",

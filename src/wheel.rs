@@ -10,9 +10,11 @@
 //! - Deadlines are rounded *up* to the next tick boundary, so nothing fires early.
 //! - An entry fires exactly once, at the first `expire(now)` with `now >= deadline` (rounded).
 //! - Entries fire in deadline-tick order; within one tick, in insertion order.
-//! - The wheel never removes or re-arms entries on request: keys carry a generation and the
-//!   caller skips stale ones when they fire (lazy cancellation and lazy re-arm), so a frame
-//!   received on a connection costs no wheel operation.
+//! - The wheel re-arms nothing on request: keys carry a generation and the caller skips
+//!   stale ones when they fire (lazy cancellation and lazy re-arm), so a frame received on a
+//!   connection costs no wheel operation. [`Wheel::cancel`] removes one entry early, for a
+//!   deadline that is met at once by nearly every connection (the handshake's): found from the
+//!   back of its slot, where the most recent entries are.
 //! - `expire` costs O(ticks elapsed, at most one revolution + entries in visited slots);
 //!   `next_deadline` scans each empty slot at most once between inserts (it remembers where
 //!   the empty run ends), so a loop that asks every turn does not pay a revolution a turn.
@@ -95,6 +97,32 @@ impl<K: Copy> Wheel<K> {
         let ahead = (slot + SLOTS - slot_of(self.next_tick)) % SLOTS;
         let window_tick = self.next_tick + ahead as u64;
         self.scan_from.set(self.scan_from.get().min(window_tick));
+    }
+
+    /// Removes the entry of `key` put in for `deadline`, unless it already fired; true when
+    /// one was removed. The entries after it keep their order.
+    pub fn cancel(&mut self, key: K, deadline: Millis) -> bool
+    where
+        K: PartialEq,
+    {
+        let due_tick = deadline.div_ceil(self.tick_ms);
+        if due_tick < self.next_tick {
+            return false;
+        }
+        let revolution = u32::try_from(due_tick / SLOTS as u64).unwrap_or(u32::MAX);
+        let slot = &mut self.slots[slot_of(due_tick)];
+        let Some(index) = slot
+            .iter()
+            .rposition(|entry| entry.key == key && entry.revolution == revolution)
+        else {
+            return false;
+        };
+        slot.remove(index);
+        self.len -= 1;
+        if slot.is_empty() {
+            *slot = Vec::new();
+        }
+        true
     }
 
     /// Moves every entry due at or before `now` into `fired`, in deadline order.
@@ -197,6 +225,28 @@ mod tests {
         let mut fired = Vec::new();
         wheel.expire(now, &mut fired);
         fired
+    }
+
+    #[test]
+    fn a_cancelled_entry_never_fires_and_the_others_keep_their_order() {
+        let mut wheel = Wheel::new(100, 0);
+        for key in 0..5u32 {
+            wheel.insert(key, 450);
+        }
+        wheel.insert(9, 450 + 102_400);
+        assert!(wheel.cancel(2, 450));
+        assert!(!wheel.cancel(2, 450), "only once");
+        assert!(
+            !wheel.cancel(9, 450),
+            "another revolution's entry is not this one"
+        );
+        assert!(!wheel.cancel(7, 450), "never put in");
+        assert_eq!(wheel.len(), 5);
+        assert_eq!(expired(&mut wheel, 500), vec![0, 1, 3, 4]);
+        assert!(!wheel.cancel(3, 450), "already fired");
+        assert!(wheel.cancel(9, 450 + 102_400));
+        assert!(wheel.is_empty());
+        assert_eq!(wheel.next_deadline(), None);
     }
 
     #[test]

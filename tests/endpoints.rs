@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 const METRICS: &[(&str, &str)] = &[
     ("rollcall_connections", "gauge"),
     ("rollcall_handshakes_pending", "gauge"),
+    ("rollcall_timers", "gauge"),
     ("rollcall_users_online", "gauge"),
     ("rollcall_channels", "gauge"),
     ("rollcall_connections_accepted_total", "counter"),

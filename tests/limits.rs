@@ -152,6 +152,42 @@ fn got_101(stream: &mut TcpStream, wait: Duration) -> bool {
     stream.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 101"
 }
 
+/// A request that comes after its connection was accepted puts a handshake deadline on the
+/// wheel; the connection takes it out when it opens and keeps one timer, its heartbeat (an
+/// idle crowd that arrived at once otherwise held two until the deadline passed).
+#[test]
+fn a_connection_that_opened_keeps_no_handshake_deadline() {
+    const CONNS: usize = 50;
+    let server = Server::start(&[]);
+    let mut streams: Vec<TcpStream> = (0..CONNS).map(|_| tcp_connect(server.addr())).collect();
+    // Each accepted before its request is sent, so each got a deadline. A scrape may leave
+    // a deadline and a linger entry of its own: they are counted.
+    let started = std::time::Instant::now();
+    let mut scrapes = 1;
+    while scrape(server.addr()).get("rollcall_handshakes_pending") < CONNS as f64 {
+        assert!(
+            started.elapsed() < STEP,
+            "the connections were not all accepted"
+        );
+        scrapes += 1;
+    }
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let request = upgrade_request(&format!("/?user=u{i}&channel=c"));
+        stream.write_all(request.as_bytes()).expect("request");
+    }
+    for stream in &mut streams {
+        assert!(got_101(stream, STEP), "upgraded");
+    }
+    let timers = scrape(server.addr()).get("rollcall_timers");
+    let most = CONNS + 2 * scrapes + 1;
+    assert!(most < 2 * CONNS, "{scrapes} scrapes: too many to tell");
+    assert!(
+        timers <= most as f64,
+        "{timers} timers for {CONNS} open connections after {scrapes} scrapes"
+    );
+    assert!(timers >= CONNS as f64, "a heartbeat each: {timers}");
+}
+
 #[test]
 fn at_the_pending_limit_accepting_pauses_without_spinning_and_resumes_without_refusing() {
     let server = Server::start(&[

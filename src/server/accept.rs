@@ -20,6 +20,7 @@
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 
 use log::{debug, warn};
 use mio::net::TcpStream;
@@ -180,19 +181,22 @@ impl Server {
     }
 
     /// Puts the handshake deadline on the wheel while the request or its answer is still
-    /// under way (the deadline covers both): a request answered at once needs none, and an idle connection then keeps one wheel
-    /// entry (its heartbeat) instead of two until the deadline would have passed.
+    /// under way (the deadline covers both): a request answered at once needs none. A request
+    /// still to come remembers the entry, which its connection takes out when it opens: an
+    /// idle connection keeps one wheel entry (its heartbeat), not two until the deadline
+    /// would have passed.
     fn arm_handshake_deadline(&mut self, id: ConnId, now: Millis) {
-        let undecided = self.conns.get(id).is_some_and(|conn| {
-            matches!(
-                conn.phase,
-                Phase::Handshake { .. } | Phase::Responding { .. }
-            )
-        });
-        if undecided {
-            let handshake_ms = super::duration_ms(self.config.handshake_timeout);
-            self.wheel.insert(Timer::Handshake(id), now + handshake_ms);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let handshake_ms = super::duration_ms(self.config.handshake_timeout);
+        let at = now + handshake_ms;
+        match &mut conn.phase {
+            Phase::Handshake { deadline, .. } => *deadline = NonZeroU64::new(at),
+            Phase::Responding { .. } => {}
+            _ => return,
         }
+        self.wheel.insert(Timer::Handshake(id), at);
     }
 
     /// Remembers when a handshake began, in order, for [`Server::make_room`]; entries of
@@ -236,7 +240,9 @@ impl Server {
             return;
         }
         let Some(Conn {
-            phase: Phase::Handshake { stream, received },
+            phase: Phase::Handshake {
+                stream, received, ..
+            },
             ..
         }) = self.conns.get_mut(id)
         else {
@@ -356,6 +362,7 @@ impl Server {
                         user,
                         dialect,
                         leftover,
+                        deadline: None,
                     })),
                     now,
                 );
@@ -469,16 +476,22 @@ impl Server {
         &mut self,
         id: ConnId,
         pending: Vec<u8>,
-        then: AfterResponse,
+        mut then: AfterResponse,
         now: Millis,
     ) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Phase::Handshake { stream, .. } = mem::replace(&mut conn.phase, Phase::Gone) else {
+        let Phase::Handshake {
+            stream, deadline, ..
+        } = mem::replace(&mut conn.phase, Phase::Gone)
+        else {
             self.broken_invariant(id, "respond outside the handshake", now);
             return;
         };
+        if let AfterResponse::Open(opening) = &mut then {
+            opening.deadline = deadline;
+        }
         self.pending -= 1;
         conn.phase = Phase::Responding {
             stream,
@@ -524,7 +537,13 @@ impl Server {
                     user,
                     dialect,
                     leftover,
+                    deadline,
                 } = *opening;
+                // Met: its wheel entry would only fire to be skipped, and holds 16 bytes (and
+                // its slot's room) for the rest of the timeout.
+                if let Some(deadline) = deadline {
+                    self.wheel.cancel(Timer::Handshake(id), deadline.get());
+                }
                 let Upgrade {
                     channels,
                     events,

@@ -12,6 +12,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::num::NonZeroU64;
 
 use mio::net::TcpStream;
 
@@ -29,10 +30,13 @@ const REQUEST_READ_CHUNK: usize = 1024;
 // variants would cost each connection an allocation and its header for nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Phase {
-    /// Reading the HTTP request; `received` holds the bytes so far.
+    /// Reading the HTTP request; `received` holds the bytes so far. `deadline` is the time
+    /// of the wheel entry that ends the handshake, when one was put in (the request did not
+    /// come with the connection): a connection that opens takes it out.
     Handshake {
         stream: TcpStream,
         received: Vec<u8>,
+        deadline: Option<NonZeroU64>,
     },
     /// Writing an HTTP response; `pending` is what is left to write.
     Responding {
@@ -65,6 +69,8 @@ pub(crate) struct Opening {
     pub dialect: Dialect,
     /// What followed the request.
     pub leftover: Leftover,
+    /// The handshake's wheel entry, if one was put in (see [`Phase::Handshake`]).
+    pub deadline: Option<NonZeroU64>,
 }
 
 /// A connection in the slab: its socket's phase. What it is to the application (user,
@@ -93,6 +99,7 @@ impl Conn {
             phase: Phase::Handshake {
                 stream,
                 received: Vec::new(),
+                deadline: None,
             },
             queued: false,
             generation: 0,

@@ -116,6 +116,7 @@ impl Server {
             users_online: self.engine.roster().users_online(),
             watchers: census.watchers,
             channels: self.engine.roster().channel_count(),
+            timers: self.wheel.len(),
             listen_queue: super::sockopt::accept_queue(&self.listener),
             resident_memory_bytes: resident_memory_bytes(),
             start_time_ms: self
