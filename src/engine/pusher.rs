@@ -16,11 +16,10 @@ use std::collections::HashMap;
 
 use super::commands::JoinRequest;
 use super::signin::Online;
-use super::slot_table::SlotTable;
+use super::slot_table::Beside;
 use super::{Effect, Engine, Recipients};
 use crate::cluster::note::Note;
 use crate::dialect::Dialect;
-use crate::ids::Stamped;
 use crate::model::{Action, CommandError, ErrorCode, Event, EventsMode, Json, LeaveReason, Meta};
 use crate::names;
 use crate::pusher::cache::EventCache;
@@ -38,9 +37,9 @@ pub(super) struct PusherState {
     event_cache: EventCache,
     /// Pusher users signed in, and who watches them.
     pub(super) online: Online,
-    /// Each Pusher connection's socket state, in the slot of its id: 8 bytes in one table,
+    /// Each Pusher connection's socket state, in the slot of its id: 4 bytes in one table,
     /// not an allocation of its own beside the session (see `PusherSocket`).
-    pub(super) sockets: SlotTable<PusherSocket>,
+    sockets: Beside<PusherSocket>,
     /// The client-event rate limits of the connections that sent any (most never do: a
     /// bucket of their own would cost every Pusher connection 8 bytes). A bucket made at
     /// the first client event is full, as one made at the upgrade would be by then.
@@ -54,13 +53,13 @@ impl PusherState {
             socket_ids: SocketIds::new(seed),
             event_cache: EventCache::default(),
             online: Online::default(),
-            sockets: SlotTable::default(),
+            sockets: Beside::default(),
             client_events: HashMap::new(),
         }
     }
 }
 
-/// A Pusher connection's state beside its session: 8 bytes, every one of them paid by every
+/// A Pusher connection's state beside its session: 4 bytes, every one of them paid by every
 /// Pusher connection. What few have is kept apart: the watchlist (`Online`) and the
 /// client-event rate limit (`PusherState::client_events`).
 pub(crate) struct PusherSocket {
@@ -68,18 +67,6 @@ pub(crate) struct PusherSocket {
     pub app: u16,
     /// True once it signed in (as its session's user).
     pub signed_in: bool,
-    /// The generation of the id it is held under (see [`SlotTable`]).
-    generation: u32,
-}
-
-impl Stamped for PusherSocket {
-    fn generation(&self) -> u32 {
-        self.generation
-    }
-
-    fn stamp(&mut self, generation: u32) {
-        self.generation = generation;
-    }
 }
 
 /// Pusher's limit on client events: 10 a second per connection (a burst of 10).
@@ -165,15 +152,14 @@ impl Engine {
         let socket = PusherSocket {
             app,
             signed_in: false,
-            generation: 0,
         };
-        self.pusher.sockets.insert(id, socket);
+        self.pusher.sockets.set(id.slot, socket);
     }
 
     /// Takes the Pusher state of the ending connection `id`, if it is a Pusher connection.
     pub(super) fn close_pusher_socket(&mut self, id: ConnId) -> Option<PusherSocket> {
         self.pusher.client_events.remove(&id);
-        self.pusher.sockets.remove(id)
+        self.pusher.sockets.take(id.slot)
     }
 
     /// How many connections have a client-event rate limit.
@@ -184,7 +170,14 @@ impl Engine {
 
     /// The Pusher state of connection `id`, if it is a Pusher connection.
     pub(super) fn pusher_socket(&self, id: ConnId) -> Option<&PusherSocket> {
-        self.pusher.sockets.get(id)
+        self.sessions.get(id)?;
+        self.pusher.sockets.get(id.slot)
+    }
+
+    /// The Pusher state of connection `id`, to change, if it is a Pusher connection.
+    pub(super) fn pusher_socket_mut(&mut self, id: ConnId) -> Option<&mut PusherSocket> {
+        self.sessions.get(id)?;
+        self.pusher.sockets.get_mut(id.slot)
     }
 
     /// The socket id of connection `id` (what a Pusher client and its backend call it).
@@ -495,7 +488,7 @@ impl Engine {
     }
 
     fn admit_client_event(&mut self, id: ConnId, now: Millis) -> Result<(), CommandError> {
-        if self.pusher.sockets.get(id).is_none() {
+        if self.pusher_socket(id).is_none() {
             return Ok(());
         }
         let bucket = self

@@ -85,7 +85,7 @@ impl Engine {
             session.user = user.as_str().into();
         }
         self.count_user(id);
-        let Some(socket) = self.pusher.sockets.get_mut(id) else {
+        let Some(socket) = self.pusher_socket_mut(id) else {
             return Ok(());
         };
         let was_signed_in = std::mem::replace(&mut socket.signed_in, true);

@@ -1,5 +1,6 @@
-//! A dense table of per-connection values in the slot of the connection's id, for the
-//! engine's sessions and the Pusher sockets beside them.
+//! Dense tables of per-connection values in the slot of the connection's id: the engine's
+//! sessions ([`SlotTable`]) and what some connections keep beside their session
+//! ([`Beside`]: the Pusher sockets).
 //!
 //! Ids are the socket layer's: it allocates `{slot, generation}` when it accepts, and the
 //! engine keeps a connection's values in the same slot, so no map stands between the two and
@@ -65,12 +66,7 @@ impl<T: Stamped> SlotTable<T> {
         }
         let value = held.take()?;
         self.len -= 1;
-        while matches!(self.slots.last(), Some(None)) {
-            self.slots.pop();
-        }
-        if self.slots.capacity() > 2 * self.slots.len() + 64 {
-            self.slots.shrink_to_fit();
-        }
+        give_back_tail(&mut self.slots);
         Some(value)
     }
 
@@ -89,6 +85,59 @@ impl<T: Stamped> SlotTable<T> {
             };
             Some((id, value))
         })
+    }
+}
+
+/// Values kept beside the sessions, in the slot of the connection's id, without a generation
+/// of their own: each lives exactly as long as the session in its slot (set after the session
+/// is held, taken when it ends), so the sessions' table, asked first, tells whether an id is
+/// current.
+pub(crate) struct Beside<T> {
+    slots: Vec<Option<T>>,
+}
+
+impl<T> Default for Beside<T> {
+    fn default() -> Self {
+        Beside { slots: Vec::new() }
+    }
+}
+
+impl<T> Beside<T> {
+    /// Holds `value` in `slot`.
+    pub fn set(&mut self, slot: u32, value: T) {
+        let slot = slot as usize;
+        if slot >= self.slots.len() {
+            self.slots.resize_with(slot + 1, || None);
+        }
+        self.slots[slot] = Some(value);
+    }
+
+    /// The value in `slot`.
+    pub fn get(&self, slot: u32) -> Option<&T> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// The value in `slot`, to change.
+    pub fn get_mut(&mut self, slot: u32) -> Option<&mut T> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// Takes the value out of `slot`; gives back the table's tail when its slots are empty.
+    pub fn take(&mut self, slot: u32) -> Option<T> {
+        let value = self.slots.get_mut(slot as usize)?.take();
+        give_back_tail(&mut self.slots);
+        value
+    }
+}
+
+/// Drops the empty slots at the end of `slots`, and the room of a table that shrank to less
+/// than half of it.
+fn give_back_tail<T>(slots: &mut Vec<Option<T>>) {
+    while matches!(slots.last(), Some(None)) {
+        slots.pop();
+    }
+    if slots.capacity() > 2 * slots.len() + 64 {
+        slots.shrink_to_fit();
     }
 }
 
@@ -132,5 +181,22 @@ mod tests {
         );
         assert!(table.remove(id(3, 2)).is_some());
         assert_eq!((table.len(), table.slots.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_value_beside_lives_in_its_slot_until_taken() {
+        let mut beside = Beside::default();
+        beside.set(2, "two");
+        beside.set(0, "zero");
+        assert_eq!(beside.get(2), Some(&"two"));
+        assert_eq!(beside.get(1), None);
+        if let Some(value) = beside.get_mut(0) {
+            *value = "nought";
+        }
+        assert_eq!(beside.take(2), Some("two"));
+        assert_eq!(beside.slots.len(), 1, "the empty tail is given back");
+        assert_eq!(beside.take(0), Some("nought"));
+        assert_eq!(beside.take(0), None);
+        assert!(beside.slots.is_empty());
     }
 }

@@ -1847,9 +1847,9 @@ mod pusher {
     /// Every Pusher connection pays for its slot in the socket table (the README's memory
     /// figures count it).
     #[test]
-    fn a_pusher_socket_takes_8_bytes() {
+    fn a_pusher_socket_takes_4_bytes() {
         let slot = std::mem::size_of::<Option<crate::engine::pusher::PusherSocket>>();
-        assert_eq!(slot, 8);
+        assert_eq!(slot, 4);
     }
 
     const KEY: &str = "app-key";
