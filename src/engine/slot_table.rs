@@ -1,6 +1,6 @@
 //! Dense tables of per-connection values in the slot of the connection's id: the engine's
 //! sessions ([`SlotTable`]) and what some connections keep beside their session
-//! ([`Beside`]: the Pusher sockets).
+//! (`Beside`: the Pusher sockets).
 //!
 //! Ids are the socket layer's: it allocates `{slot, generation}` when it accepts, and the
 //! engine keeps a connection's values in the same slot, so no map stands between the two and
@@ -92,16 +92,19 @@ impl<T: Stamped> SlotTable<T> {
 /// of their own: each lives exactly as long as the session in its slot (set after the session
 /// is held, taken when it ends), so the sessions' table, asked first, tells whether an id is
 /// current.
+#[cfg(feature = "pusher")]
 pub(crate) struct Beside<T> {
     slots: Vec<Option<T>>,
 }
 
+#[cfg(feature = "pusher")]
 impl<T> Default for Beside<T> {
     fn default() -> Self {
         Beside { slots: Vec::new() }
     }
 }
 
+#[cfg(feature = "pusher")]
 impl<T> Beside<T> {
     /// Holds `value` in `slot`.
     pub fn set(&mut self, slot: u32, value: T) {
@@ -183,6 +186,7 @@ mod tests {
         assert_eq!((table.len(), table.slots.len()), (0, 0));
     }
 
+    #[cfg(feature = "pusher")]
     #[test]
     fn a_value_beside_lives_in_its_slot_until_taken() {
         let mut beside = Beside::default();
