@@ -90,7 +90,7 @@ impl<K: Copy> Wheel<K> {
     pub fn insert(&mut self, key: K, deadline: Millis) {
         let due_tick = deadline.div_ceil(self.tick_ms).max(self.next_tick);
         let slot = slot_of(due_tick);
-        let revolution = u32::try_from(due_tick / SLOTS as u64).unwrap_or(u32::MAX);
+        let revolution = revolution_of(due_tick);
         self.slots[slot].push(Entry { revolution, key });
         self.len += 1;
         // The tick of this slot within the coming revolution.
@@ -109,7 +109,7 @@ impl<K: Copy> Wheel<K> {
         if due_tick < self.next_tick {
             return false;
         }
-        let revolution = u32::try_from(due_tick / SLOTS as u64).unwrap_or(u32::MAX);
+        let revolution = revolution_of(due_tick);
         let slot = &mut self.slots[slot_of(due_tick)];
         let Some(index) = slot
             .iter()
@@ -215,6 +215,11 @@ fn release_spare<K>(slot: &mut Vec<Entry<K>>) {
 
 fn slot_of(tick: u64) -> usize {
     (tick % SLOTS as u64) as usize
+}
+
+/// The revolution an entry due at `due_tick` is kept under (see [`Entry::revolution`]).
+fn revolution_of(due_tick: u64) -> u32 {
+    u32::try_from(due_tick / SLOTS as u64).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

@@ -147,35 +147,18 @@ fn give_back_tail<T>(slots: &mut Vec<Option<T>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Value {
-        name: &'static str,
-        generation: u32,
-    }
-
-    impl Stamped for Value {
-        fn generation(&self) -> u32 {
-            self.generation
-        }
-        fn stamp(&mut self, generation: u32) {
-            self.generation = generation;
-        }
-    }
+    use crate::ids::named;
 
     #[test]
     fn a_stale_id_finds_nothing_and_the_tail_is_given_back() {
         let mut table = SlotTable::default();
         let id = |slot, generation| Key { slot, generation };
-        let value = |name| Value {
-            name,
-            generation: 0,
-        };
-        table.insert(id(3, 1), value("first"));
+        table.insert(id(3, 1), named("first"));
         assert_eq!(table.len(), 1);
         assert!(table.get(id(3, 0)).is_none(), "an older generation");
         assert!(table.remove(id(3, 2)).is_none(), "a newer generation");
-        assert_eq!(table.get(id(3, 1)).map(|v| v.name), Some("first"));
-        table.insert(id(3, 2), value("second"));
+        assert_eq!(table.get(id(3, 1)).map(|v| v.0), Some("first"));
+        table.insert(id(3, 2), named("second"));
         assert_eq!(table.len(), 1, "the newer generation replaced the older");
         assert!(table.get_mut(id(3, 1)).is_none());
         assert_eq!(
