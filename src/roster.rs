@@ -24,6 +24,7 @@ use crate::packed_map::PackedMap;
 use crate::wheel::Millis;
 
 pub use crate::user_id::UserId;
+use crate::user_id::INLINE_MAX;
 /// A connection's identity.
 pub type ConnId = Key;
 /// A channel's identity (stale once the channel empties and is removed).
@@ -305,14 +306,18 @@ impl Roster {
 
     /// Registers one more connection of `name` and returns the shared user id.
     pub fn connect_user(&mut self, name: &str) -> UserId {
-        if let Some((user, conns)) = self.users.get_key_value(name) {
-            let user = user.clone();
-            let conns = *conns + 1;
-            self.users.insert(user.clone(), conns);
-            return user;
+        // A long id is shared with the user's other connections rather than allocated again;
+        // a short one costs nothing to make and is searched for as an id, not as text.
+        let known = (name.len() > INLINE_MAX)
+            .then(|| self.users.get_key_value(name))
+            .flatten();
+        let user = known.map_or_else(|| UserId::from(name), |(user, _)| user.clone());
+        match self.users.get_mut(&user) {
+            Some(conns) => *conns += 1,
+            None => {
+                self.users.insert(user.clone(), 1);
+            }
         }
-        let user: UserId = name.into();
-        self.users.insert(user.clone(), 1);
         user
     }
 

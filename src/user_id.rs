@@ -8,8 +8,9 @@
 //! are mostly short (numeric ids, short handles), so they are kept inside the 16 bytes; a
 //! longer one (a UUID) is one shared allocation, as before, behind a thin pointer.
 //!
-//! Invariant: an id of at most [`INLINE_MAX`] bytes is always inline, so two equal ids have
-//! the same representation and comparisons can go by the text alone.
+//! Invariants: an id of at most [`INLINE_MAX`] bytes is always inline, so two equal ids have
+//! the same representation and comparisons can go by the text alone; an inline id's bytes
+//! past its length are zero, so two inline ids compare as two integers (see [`Ord`]).
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -97,6 +98,23 @@ impl UserId {
         }
     }
 
+    /// An inline id's bytes and length as one integer whose order is the text's: the bytes,
+    /// zero-padded, big-endian in the high 15 bytes, and the length in the lowest. Where one
+    /// text is a prefix of the other, the padding's zeros compare at most equal to the longer
+    /// one's bytes, and the length breaks the tie (a prefix orders first, as with `str`).
+    /// `None` for a shared id.
+    fn inline_key(&self) -> Option<u128> {
+        match &self.0 {
+            Repr::Inline { len, bytes } => {
+                let mut word = [0; INLINE_MAX + 1];
+                word[..INLINE_MAX].copy_from_slice(bytes);
+                word[INLINE_MAX] = *len as u8;
+                Some(u128::from_be_bytes(word))
+            }
+            Repr::Shared(_) => None,
+        }
+    }
+
     /// True when the id needed no allocation of its own.
     pub fn is_inline(&self) -> bool {
         matches!(self.0, Repr::Inline { .. })
@@ -144,7 +162,10 @@ impl Borrow<str> for UserId {
 
 impl PartialEq for UserId {
     fn eq(&self, other: &UserId) -> bool {
-        self.as_str() == other.as_str()
+        match (self.inline_key(), other.inline_key()) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            _ => self.as_str() == other.as_str(),
+        }
     }
 }
 
@@ -169,8 +190,14 @@ impl PartialOrd for UserId {
 }
 
 impl Ord for UserId {
+    /// As their texts order. Two inline ids (the common case, and the presence maps' hot
+    /// path: every join and leave searches them) compare as two integers, not through
+    /// `memcmp`.
     fn cmp(&self, other: &UserId) -> Ordering {
-        self.as_str().cmp(other.as_str())
+        match (self.inline_key(), other.inline_key()) {
+            (Some(mine), Some(theirs)) => mine.cmp(&theirs),
+            _ => self.as_str().cmp(other.as_str()),
+        }
     }
 }
 
@@ -246,5 +273,23 @@ mod tests {
         }
         assert_eq!(UserId::from("x"), UserId::from(String::from("x")));
         assert_ne!(UserId::from("x"), UserId::from("y"));
+    }
+
+    proptest::proptest! {
+        /// Prefixes, NUL bytes (equal to the padding), high bytes and lengths on both sides of
+        /// the inline limit: the integer comparison must order and equate as `str` does.
+        #[test]
+        fn orders_and_equates_as_str_does(
+            a in "[a\\x00\\xff]{0,17}",
+            tail in "[a\\x00\u{e9}]{0,3}",
+            other in "[a\\x00\u{e9}]{0,17}",
+            extend in proptest::bool::ANY,
+        ) {
+            // Half the pairs are a text and the same text extended (a prefix case).
+            let b = if extend { format!("{a}{tail}") } else { other };
+            let (x, y) = (UserId::from(a.as_str()), UserId::from(b.as_str()));
+            proptest::prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            proptest::prop_assert_eq!(x == y, a == b);
+        }
     }
 }
