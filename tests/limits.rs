@@ -152,16 +152,30 @@ fn got_101(stream: &mut TcpStream, wait: Duration) -> bool {
     stream.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 101"
 }
 
-/// A request that comes after its connection was accepted puts a handshake deadline on the
-/// wheel; the connection takes it out when it opens and keeps one timer, its heartbeat (an
-/// idle crowd that arrived at once otherwise held two until the deadline passed).
+/// A request that is not whole when its connection is accepted puts a handshake deadline on
+/// the wheel; the connection takes it out when it opens and keeps one timer, its heartbeat
+/// (an idle crowd that arrived at once otherwise held two until the deadline passed).
 #[test]
 fn a_connection_that_opened_keeps_no_handshake_deadline() {
     const CONNS: usize = 50;
+    const FIRST: usize = 4;
     let server = Server::start(&[]);
-    let mut streams: Vec<TcpStream> = (0..CONNS).map(|_| tcp_connect(server.addr())).collect();
-    // Each accepted before its request is sent, so each got a deadline. A scrape may leave
-    // a deadline and a linger entry of its own: they are counted.
+    let requests: Vec<String> = (0..CONNS)
+        .map(|i| upgrade_request(&format!("/?user=u{i}&channel=c")))
+        .collect();
+    // The kernel hands over a connection once bytes arrived (TCP_DEFER_ACCEPT): each sends
+    // the start of its request, so each is accepted with it incomplete and gets a deadline.
+    // A scrape may leave a deadline and a linger entry of its own: they are counted.
+    let mut streams: Vec<TcpStream> = requests
+        .iter()
+        .map(|request| {
+            let mut stream = tcp_connect(server.addr());
+            stream
+                .write_all(&request.as_bytes()[..FIRST])
+                .expect("start");
+            stream
+        })
+        .collect();
     let started = std::time::Instant::now();
     let mut scrapes = 1;
     while scrape(server.addr()).get("rollcall_handshakes_pending") < CONNS as f64 {
@@ -171,9 +185,10 @@ fn a_connection_that_opened_keeps_no_handshake_deadline() {
         );
         scrapes += 1;
     }
-    for (i, stream) in streams.iter_mut().enumerate() {
-        let request = upgrade_request(&format!("/?user=u{i}&channel=c"));
-        stream.write_all(request.as_bytes()).expect("request");
+    for (stream, request) in streams.iter_mut().zip(&requests) {
+        stream
+            .write_all(&request.as_bytes()[FIRST..])
+            .expect("the rest");
     }
     for stream in &mut streams {
         assert!(got_101(stream, STEP), "upgraded");
@@ -186,6 +201,43 @@ fn a_connection_that_opened_keeps_no_handshake_deadline() {
         "{timers} timers for {CONNS} open connections after {scrapes} scrapes"
     );
     assert!(timers >= CONNS as f64, "a heartbeat each: {timers}");
+}
+
+/// A connection that has sent nothing stays with the kernel (TCP_DEFER_ACCEPT) and takes no
+/// handshake slot: a browser's speculative preconnect, or a port scan, does not make a real
+/// client wait. Without the option the silent one holds the only slot for half of a minute.
+#[test]
+fn a_connection_that_has_sent_nothing_takes_no_handshake_slot() {
+    let server = Server::start(&[
+        "--max-pending-handshakes",
+        "1",
+        "--handshake-timeout",
+        "60s",
+    ]);
+    let _silent = tcp_connect(server.addr());
+    let mut client = requesting(server.addr(), "/?user=client");
+    assert!(
+        got_101(&mut client, STEP),
+        "the client got in while the silent connection waits in the kernel"
+    );
+}
+
+/// The kernel hands a silent connection over once its deferral ends (about a second: one
+/// SYN-ACK retransmission), and the handshake timeout ends it as before.
+#[test]
+fn a_connection_that_sends_nothing_is_still_ended_by_the_handshake_timeout() {
+    let server = Server::start(&["--handshake-timeout", "300ms"]);
+    let mut silent = tcp_connect(server.addr());
+    let started = std::time::Instant::now();
+    let answer = read_to_eof(&mut silent, 2 * STEP);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "ended after {:?}, before its handshake timeout",
+        started.elapsed()
+    );
+    if !answer.is_empty() {
+        assert_eq!(parse_http_response(&answer).status, 408, "{answer:?}");
+    }
 }
 
 #[test]
