@@ -6,9 +6,12 @@
 //! refused — more than `burst` refusals in a row — is flooding and is closed.
 //!
 //! Invariants: at most `burst` commands pass in any instant, and at most
-//! `burst + per_second × t` over any span `t`; 8 bytes of state per connection.
+//! `burst + per_second × t` over any span `t`; 8 bytes of state per connection that used
+//! credits lately, none for the others ([`RateBuckets`]).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 
 use crate::wheel::Millis;
 
@@ -119,12 +122,80 @@ impl RateBucket {
         }
     }
 
+    /// True when, refilled at `now`, it is as a new one would be: full (a refusal still
+    /// counted does not matter: the next command is allowed, which clears it).
+    fn is_full(&mut self, limit: RateLimit, now: Millis) -> bool {
+        self.refill(limit, now);
+        self.millicredits == limit.burst.saturating_mul(1000)
+    }
+
     fn refill(&mut self, limit: RateLimit, now: Millis) {
         let steps = u64::from(step(now).wrapping_sub(self.refilled_at));
         let earned = steps * STEP_MS * u64::from(limit.per_second);
         let full = u64::from(limit.burst) * 1000;
         self.millicredits = (u64::from(self.millicredits) + earned).min(full) as u32;
         self.refilled_at = step(now);
+    }
+}
+
+/// The buckets of the connections that spent credits lately, by connection. A full bucket
+/// is the same as a new one, so a connection that has not sent anything for a while keeps
+/// none: most connections of an idle crowd never send a command, and a bucket in every
+/// session cost each of them 8 bytes. A bucket is made full at a connection's first command
+/// and forgotten once it is full again ([`RateBuckets::forget_if_full`], called at each
+/// connection's heartbeat deadline) or the connection ends.
+#[derive(Debug)]
+pub struct RateBuckets<K> {
+    limit: RateLimit,
+    buckets: HashMap<K, RateBucket>,
+}
+
+impl<K: Hash + Eq> RateBuckets<K> {
+    /// No buckets, for `limit`.
+    pub fn new(limit: RateLimit) -> RateBuckets<K> {
+        RateBuckets {
+            limit,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes a credit from `key`'s bucket at `now` (a full one if it has none).
+    pub fn admit(&mut self, key: K, now: Millis) -> Admission {
+        let limit = self.limit;
+        self.buckets
+            .entry(key)
+            .or_insert_with(|| RateBucket::new(limit, now))
+            .admit(limit, now)
+    }
+
+    /// Drops `key`'s bucket if it is full again at `now`.
+    pub fn forget_if_full(&mut self, key: &K, now: Millis) {
+        let limit = self.limit;
+        if self
+            .buckets
+            .get_mut(key)
+            .is_some_and(|bucket| bucket.is_full(limit, now))
+        {
+            self.forget(key);
+        }
+    }
+
+    /// Drops `key`'s bucket (its connection ended).
+    pub fn forget(&mut self, key: &K) {
+        self.buckets.remove(key);
+        if self.buckets.capacity() > 4 * self.buckets.len().max(16) {
+            self.buckets.shrink_to(2 * self.buckets.len());
+        }
+    }
+
+    /// How many buckets are held.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// True when no bucket is held.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
     }
 }
 
@@ -209,5 +280,24 @@ mod tests {
     #[test]
     fn eight_bytes_per_connection() {
         assert_eq!(std::mem::size_of::<RateBucket>(), 8);
+    }
+
+    #[test]
+    fn buckets_are_kept_only_while_they_are_not_full() {
+        let mut buckets = RateBuckets::new(LIMIT);
+        assert!(buckets.is_empty());
+        assert_eq!(buckets.admit(1, 0), Admission::Allowed);
+        assert_eq!(buckets.len(), 1, "a bucket for the sender only");
+        buckets.forget_if_full(&1, 0);
+        assert_eq!(buckets.len(), 1, "one credit short: kept");
+        buckets.forget_if_full(&1, 2_000);
+        assert!(buckets.is_empty(), "full again: forgotten");
+        // A forgotten bucket comes back full, as it was: 40 allowed, then limited.
+        let allowed = (0..100)
+            .filter(|_| buckets.admit(1, 2_000) == Admission::Allowed)
+            .count();
+        assert_eq!(allowed, 40);
+        buckets.forget(&1);
+        assert!(buckets.is_empty());
     }
 }

@@ -12,8 +12,6 @@
 //! - Public and private subscribers are no members: they only hear the channel's events.
 //! - Client events go to the channel's other subscribers, never back to the sender.
 
-use std::collections::HashMap;
-
 use super::commands::JoinRequest;
 use super::signin::Online;
 use super::slot_table::Beside;
@@ -25,7 +23,7 @@ use crate::names;
 use crate::pusher::cache::EventCache;
 use crate::pusher::socket_id::SocketIds;
 use crate::pusher::{auth, channel, split_internal, App, ChannelKind, MAX_EVENT_NAME};
-use crate::rate::{Admission, RateBucket, RateLimit};
+use crate::rate::{Admission, RateBuckets, RateLimit};
 use crate::roster::ConnId;
 use crate::wheel::Millis;
 
@@ -40,10 +38,9 @@ pub(super) struct PusherState {
     /// Each Pusher connection's socket state, in the slot of its id: 4 bytes in one table,
     /// not an allocation of its own beside the session (see `PusherSocket`).
     sockets: Beside<PusherSocket>,
-    /// The client-event rate limits of the connections that sent any (most never do: a
-    /// bucket of their own would cost every Pusher connection 8 bytes). A bucket made at
-    /// the first client event is full, as one made at the upgrade would be by then.
-    client_events: HashMap<ConnId, RateBucket>,
+    /// The client-event rate limits of the connections that sent any lately (most never
+    /// do: a bucket of their own would cost every Pusher connection 8 bytes).
+    pub(super) client_events: RateBuckets<ConnId>,
 }
 
 impl PusherState {
@@ -54,7 +51,7 @@ impl PusherState {
             event_cache: EventCache::default(),
             online: Online::default(),
             sockets: Beside::default(),
-            client_events: HashMap::new(),
+            client_events: RateBuckets::new(CLIENT_EVENTS),
         }
     }
 }
@@ -158,7 +155,7 @@ impl Engine {
 
     /// Takes the Pusher state of the ending connection `id`, if it is a Pusher connection.
     pub(super) fn close_pusher_socket(&mut self, id: ConnId) -> Option<PusherSocket> {
-        self.pusher.client_events.remove(&id);
+        self.pusher.client_events.forget(&id);
         self.pusher.sockets.take(id.slot)
     }
 
@@ -491,12 +488,7 @@ impl Engine {
         if self.pusher_socket(id).is_none() {
             return Ok(());
         }
-        let bucket = self
-            .pusher
-            .client_events
-            .entry(id)
-            .or_insert_with(|| RateBucket::new(CLIENT_EVENTS, now));
-        match bucket.admit(CLIENT_EVENTS, now) {
+        match self.pusher.client_events.admit(id, now) {
             Admission::Allowed => Ok(()),
             Admission::Limited | Admission::Flooding => Err(CommandError::new(
                 ErrorCode::RateLimited,
