@@ -38,34 +38,52 @@ enum Step {
     Payload,
 }
 
-/// The frame-level position of one connection's input: 16 bytes per connection.
+/// The frame-level position of one connection's input: 12 bytes per connection (pinned by a
+/// test), so that with the socket and its queue pointer it fills 24.
 #[derive(Clone, Debug)]
 pub struct FrameBoundary {
     /// Payload bytes still to come, or the extended length read so far.
-    len: u64,
+    len: Halves,
     step: Step,
     /// Header bytes still to come in the `Extended` or `Mask` step.
     header_left: u8,
     /// Byte 0 of the current frame.
     head: u8,
-    /// The current frame is masked.
-    masked: bool,
-    /// A data frame without FIN began a message whose last fragment has not arrived.
-    fragmented: bool,
-    /// A Close frame was read: the connection is ending.
-    closed: bool,
+    /// [`MASKED_FRAME`], [`FRAGMENTED`] and [`CLOSED`].
+    flags: u8,
+}
+
+/// Flag: the current frame is masked.
+const MASKED_FRAME: u8 = 1;
+/// Flag: a data frame without FIN began a message whose last fragment has not arrived.
+const FRAGMENTED: u8 = 2;
+/// Flag: a Close frame was read: the connection is ending.
+const CLOSED: u8 = 4;
+
+/// A `u64` kept as two `u32`s: its 4-byte alignment lets the tracker's other fields share its
+/// last word (a `u64` field would pad the tracker to 16 bytes). Any length of §5.2's 63 bits
+/// is held exactly.
+#[derive(Clone, Copy, Debug, Default)]
+struct Halves([u32; 2]);
+
+impl Halves {
+    fn get(self) -> u64 {
+        (u64::from(self.0[0]) << 32) | u64::from(self.0[1])
+    }
+
+    fn new(value: u64) -> Halves {
+        Halves([(value >> 32) as u32, value as u32])
+    }
 }
 
 impl Default for FrameBoundary {
     fn default() -> Self {
         FrameBoundary {
-            len: 0,
+            len: Halves::default(),
             step: Step::Start,
             header_left: 0,
             head: 0,
-            masked: false,
-            fragmented: false,
-            closed: false,
+            flags: 0,
         }
     }
 }
@@ -74,7 +92,7 @@ impl FrameBoundary {
     /// True when the bytes seen so far are whole frames, no fragmented message is open and no
     /// Close has been read.
     pub fn is_idle(&self) -> bool {
-        self.step == Step::Start && !self.fragmented && !self.closed
+        self.step == Step::Start && self.flags & (FRAGMENTED | CLOSED) == 0
     }
 
     /// Follows `bytes`, the next bytes read from the peer.
@@ -82,10 +100,11 @@ impl FrameBoundary {
         while let Some((&byte, rest)) = bytes.split_first() {
             if self.step == Step::Payload {
                 // Whole runs of payload at once: the common case is one call per frame.
-                let taken = self.len.min(bytes.len() as u64) as usize;
-                self.len -= taken as u64;
-                bytes = &bytes[taken..];
-                if self.len == 0 {
+                let left = self.len.get();
+                let taken = left.min(bytes.len() as u64);
+                self.len = Halves::new(left - taken);
+                bytes = &bytes[taken as usize..];
+                if taken == left {
                     self.end_frame();
                 }
                 continue;
@@ -102,7 +121,7 @@ impl FrameBoundary {
                 self.step = Step::Length;
             }
             Step::Length => {
-                self.masked = byte & MASKED != 0;
+                self.set(MASKED_FRAME, byte & MASKED != 0);
                 match byte & !MASKED {
                     126 => self.expect_extended(2),
                     127 => self.expect_extended(8),
@@ -110,10 +129,10 @@ impl FrameBoundary {
                 }
             }
             Step::Extended => {
-                self.len = (self.len << 8) | u64::from(byte);
+                self.len = Halves::new((self.len.get() << 8) | u64::from(byte));
                 self.header_left -= 1;
                 if self.header_left == 0 {
-                    self.length_known(self.len);
+                    self.length_known(self.len.get());
                 }
             }
             Step::Mask => {
@@ -127,15 +146,23 @@ impl FrameBoundary {
         }
     }
 
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
+
     fn expect_extended(&mut self, bytes: u8) {
-        self.len = 0;
+        self.len = Halves::default();
         self.header_left = bytes;
         self.step = Step::Extended;
     }
 
     fn length_known(&mut self, len: u64) {
-        self.len = len;
-        if self.masked {
+        self.len = Halves::new(len);
+        if self.flags & MASKED_FRAME != 0 {
             self.header_left = 4;
             self.step = Step::Mask;
         } else {
@@ -144,7 +171,7 @@ impl FrameBoundary {
     }
 
     fn payload_follows(&mut self) {
-        if self.len == 0 {
+        if self.len.get() == 0 {
             self.end_frame();
         } else {
             self.step = Step::Payload;
@@ -157,9 +184,9 @@ impl FrameBoundary {
         let opcode = self.head & 0x0f;
         let fin = self.head & FIN != 0;
         match opcode {
-            CLOSE => self.closed = true,
-            CONTINUATION => self.fragmented &= !fin,
-            data if data < FIRST_CONTROL => self.fragmented = !fin,
+            CLOSE => self.set(CLOSED, true),
+            CONTINUATION => self.set(FRAGMENTED, self.flags & FRAGMENTED != 0 && !fin),
+            data if data < FIRST_CONTROL => self.set(FRAGMENTED, !fin),
             _ => {}
         }
         self.step = Step::Start;
@@ -273,6 +300,34 @@ impl std::io::Write for Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every open connection keeps one: the README's memory table counts it.
+    #[test]
+    fn the_tracker_takes_12_bytes() {
+        assert_eq!(std::mem::size_of::<FrameBoundary>(), 12);
+    }
+
+    #[test]
+    fn a_length_is_held_exactly_whatever_its_size() {
+        for len in [
+            0,
+            1,
+            125,
+            65_535,
+            u64::from(u32::MAX),
+            1 << 32,
+            (1 << 63) - 1,
+        ] {
+            assert_eq!(Halves::new(len).get(), len);
+        }
+        // An extended length past 32 bits: the header is read, then the payload counts down.
+        let mut boundary = FrameBoundary::default();
+        boundary.observe(&[0x82, 127, 0, 0, 0, 1, 0, 0, 0, 3]);
+        assert_eq!(boundary.len.get(), (1 << 32) + 3);
+        boundary.observe(&[0; 3]);
+        assert_eq!(boundary.len.get(), 1 << 32, "still in the payload");
+        assert!(!boundary.is_idle());
+    }
 
     /// A client frame (masked, §5.3) with `payload`.
     fn frame(head: u8, payload: &[u8]) -> Vec<u8> {

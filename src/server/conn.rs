@@ -258,7 +258,7 @@ mod tests {
     /// release size; mio's sockets carry a selector id in debug builds only).
     #[test]
     fn a_connection_slot_stays_its_documented_size() {
-        let size = if cfg!(debug_assertions) { 72 } else { 56 };
+        let size = if cfg!(debug_assertions) { 64 } else { 48 };
         assert_eq!(std::mem::size_of::<Conn>(), size);
     }
 }

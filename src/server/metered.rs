@@ -3,11 +3,9 @@
 //!
 //! [`Traffic`] holds the server's byte totals; every socket read or write, before and after
 //! the upgrade, adds to it. [`MeteredStream`] is what tungstenite reads from and writes to:
-//! - reads go to the socket and count the bytes (taken after each read call for the totals
-//!   and for liveness, because tungstenite only hands over complete messages while liveness
-//!   must count every byte); they also follow the
-//!   frame boundaries (see [`crate::frame_boundary`]), which say when tungstenite's context
-//!   may be dropped;
+//! - reads go to the socket and follow the frame boundaries (see [`crate::frame_boundary`]),
+//!   which say when tungstenite's context may be dropped (the bytes are counted, for the
+//!   totals and for liveness, around each of tungstenite's read calls: `websocket`);
 //! - writes never touch the socket: they are appended to the output queue, and so are the
 //!   frames the server encodes itself ([`MeteredStream::queue_text`]). The loop writes the
 //!   queue to the socket when a turn ends or the socket has room ([`MeteredStream::send_queued`]).
@@ -66,12 +64,10 @@ pub(crate) enum QueueError {
     Io(io::Error),
 }
 
-/// The socket of an open WebSocket (see the module documentation). 32 bytes (release):
+/// The socket of an open WebSocket (see the module documentation). 24 bytes (release):
 /// every one is kept by every open connection.
 pub(crate) struct MeteredStream {
     stream: TcpStream,
-    /// Bytes read since [`MeteredStream::take_received`] was last called.
-    received: u32,
     queue: Queue,
     boundary: FrameBoundary,
 }
@@ -80,7 +76,6 @@ impl MeteredStream {
     pub fn new(stream: TcpStream) -> Self {
         MeteredStream {
             stream,
-            received: 0,
             queue: Queue::default(),
             boundary: FrameBoundary::default(),
         }
@@ -94,11 +89,6 @@ impl MeteredStream {
     /// True when what was read so far is whole frames and no message is in progress.
     pub fn at_frame_boundary(&self) -> bool {
         self.boundary.is_idle()
-    }
-
-    /// The bytes read since the last call.
-    pub fn take_received(&mut self) -> u32 {
-        std::mem::take(&mut self.received)
     }
 
     /// Appends a text frame (RFC 6455 §5.6; a server's frames are unmasked, §5.1). A queue
@@ -256,8 +246,6 @@ impl Read for MeteredStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.stream.read(buf)?;
         self.boundary.observe(&buf[..n]);
-        // A read is at most tungstenite's buffer; the loop takes the count after each call.
-        self.received = self.received.saturating_add(n as u32);
         Ok(n)
     }
 }

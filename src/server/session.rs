@@ -31,10 +31,9 @@ impl Server {
             else {
                 return;
             };
-            let result = ws.read(self.ws_config);
             // Any byte counts as activity, even part of a message not yet complete.
-            let received = ws.stream_mut().take_received();
-            self.outbox.traffic.add_received(received as usize);
+            let (result, received) = ws.read(self.ws_config);
+            self.outbox.traffic.add_received(received);
             if let Err(WsError::Io(e)) = &result {
                 if e.kind() == io::ErrorKind::WouldBlock {
                     self.outbox.flush(ws, id);

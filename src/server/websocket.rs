@@ -12,6 +12,8 @@
 //! sleep only between reads, never with a partial frame, a fragmented message, a Close or an
 //! unsent tungstenite reply.
 
+use std::io::{self, Read, Write};
+
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 use tungstenite::{Error as WsError, Message};
 
@@ -38,10 +40,16 @@ impl OpenSocket {
         OpenSocket { stream, context }
     }
 
-    /// The next message, waking the context if it sleeps.
-    pub fn read(&mut self, config: WebSocketConfig) -> Result<Message, WsError> {
+    /// The next message, waking the context if it sleeps, and the bytes read from the socket
+    /// meanwhile: liveness counts every byte, even of a message not yet complete.
+    pub fn read(&mut self, config: WebSocketConfig) -> (Result<Message, WsError>, usize) {
         let (ws, stream) = self.awake(config);
-        ws.read(stream)
+        let mut counting = Counting {
+            stream,
+            received: 0,
+        };
+        let result = ws.read(&mut counting);
+        (result, counting.received)
     }
 
     /// After a read that ended in `WouldBlock`: drops the context when the connection is idle
@@ -93,5 +101,30 @@ impl OpenSocket {
             .context
             .get_or_insert_with(|| Box::new(WebSocketContext::new(Role::Server, Some(config))));
         (ws, &mut self.stream)
+    }
+}
+
+/// The stream as tungstenite sees it during one read call, counting the bytes read (kept
+/// here for the call rather than in every connection's stream).
+struct Counting<'a> {
+    stream: &'a mut MeteredStream,
+    received: usize,
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.received += n;
+        Ok(n)
+    }
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
     }
 }
