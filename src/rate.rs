@@ -6,8 +6,8 @@
 //! refused — more than `burst` refusals in a row — is flooding and is closed.
 //!
 //! Invariants: at most `burst` commands pass in any instant, and at most
-//! `burst + per_second × t` over any span `t`; 8 bytes of state per connection that used
-//! credits lately, none for the others ([`RateBuckets`]).
+//! `burst + per_second × t` over any span `t`; 8 bytes of state per connection (for the
+//! Pusher client-event limit, only per connection that used it lately: [`RateBuckets`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -140,10 +140,15 @@ impl RateBucket {
 
 /// The buckets of the connections that spent credits lately, by connection. A full bucket
 /// is the same as a new one, so a connection that has not sent anything for a while keeps
-/// none: most connections of an idle crowd never send a command, and a bucket in every
-/// session cost each of them 8 bytes. A bucket is made full at a connection's first command
-/// and forgotten once it is full again ([`RateBuckets::forget_if_full`], called at each
-/// connection's heartbeat deadline) or the connection ends.
+/// none. A bucket is made full at a connection's first use and forgotten once it is full
+/// again ([`RateBuckets::forget_if_full`], called at each connection's heartbeat deadline) or
+/// the connection ends.
+///
+/// For limits most connections never meet (Pusher client events): a map entry costs about
+/// three times a bucket's 8 bytes, so the command limit, which nearly every connection meets
+/// (a Pusher subscribe is a command), keeps its bucket in the session. Measured both ways:
+/// 15,000 Pusher connections in presence channels cost 24 bytes more each with the command
+/// buckets here.
 #[derive(Debug)]
 pub struct RateBuckets<K> {
     limit: RateLimit,

@@ -52,7 +52,7 @@ use crate::config::Config;
 use crate::dialect::{Decoded, Dialect};
 use crate::heartbeat::{Heartbeat, Liveness, Verdict};
 use crate::model::{Command, CommandError, ErrorCode, Event, EventsMode, LeaveReason, Meta};
-use crate::rate::RateBuckets;
+use crate::rate::RateBucket;
 use crate::roster::{ChannelId, ConnId, GraceKey, Roster};
 use crate::token::Claims;
 use crate::wheel::Millis;
@@ -234,9 +234,6 @@ pub struct Engine {
     effects: Vec<Effect>,
     /// The channels whose `diff` window is open (see `diff`).
     diffs: std::collections::HashMap<ChannelId, diff::DiffWindow>,
-    /// The command rate limit's buckets of the connections that sent commands lately
-    /// (`None`: no limit).
-    command_buckets: Option<RateBuckets<ConnId>>,
 }
 
 /// Effects whose room the engine, and the loop carrying them out, keep between turns.
@@ -286,7 +283,6 @@ impl Engine {
             actions: Actions::default(),
             effects,
             diffs: std::collections::HashMap::new(),
-            command_buckets: config.rate_limit.map(RateBuckets::new),
         }
     }
 
@@ -403,6 +399,11 @@ impl Engine {
             None if self.config.token_secret.is_some() => Some(Claims::joining_nothing(&name)),
             None => None,
         };
+        // Without a rate limit the bucket is never consulted.
+        let bucket = self
+            .config
+            .rate_limit
+            .map_or_else(RateBucket::default, |limit| RateBucket::new(limit, now));
         let liveness = Liveness::new(now);
         self.arm(
             Timer::Heartbeat(id),
@@ -421,6 +422,7 @@ impl Engine {
                 channels: Default::default(),
                 extra: grant.map(Extra::vouched),
                 liveness,
+                bucket,
                 dialect,
                 mode: events,
                 admin,
@@ -605,7 +607,9 @@ impl Engine {
     }
 
     fn heartbeat_deadline(&mut self, id: ConnId, now: Millis) {
-        self.forget_full_buckets(id, now);
+        // A Pusher connection quiet since its last client events keeps no bucket for them.
+        #[cfg(feature = "pusher")]
+        self.pusher.client_events.forget_if_full(&id, now);
         let heartbeat = self.heartbeat;
         let Some(session) = self.sessions.get_mut(id) else {
             return;
@@ -644,33 +648,16 @@ impl Engine {
         }
     }
 
-    /// Drops the rate buckets of `id` that are full again: a connection quiet for a heartbeat
-    /// interval or so keeps none (see [`RateBuckets`]).
-    fn forget_full_buckets(&mut self, id: ConnId, now: Millis) {
-        if let Some(buckets) = &mut self.command_buckets {
-            buckets.forget_if_full(&id, now);
-        }
-        #[cfg(feature = "pusher")]
-        self.pusher.client_events.forget_if_full(&id, now);
-    }
-
-    /// How many connections hold a command rate bucket.
-    #[cfg(test)]
-    pub(super) fn command_buckets(&self) -> usize {
-        self.command_buckets.as_ref().map_or(0, RateBuckets::len)
-    }
-
     /// Applies the command rate limit: false when the command must not run (it was refused
     /// with `rate_limited`, or the connection is flooding and is being closed with 1008).
     fn admit_command(&mut self, id: ConnId, now: Millis) -> bool {
-        if self.sessions.get(id).is_none() {
+        let Some(session) = self.sessions.get_mut(id) else {
             return false;
-        }
-        let (Some(limit), Some(buckets)) = (self.config.rate_limit, &mut self.command_buckets)
-        else {
+        };
+        let Some(limit) = self.config.rate_limit else {
             return true;
         };
-        match buckets.admit(id, now) {
+        match session.bucket.admit(limit, now) {
             crate::rate::Admission::Allowed => true,
             crate::rate::Admission::Limited => {
                 let message = format!(
@@ -694,9 +681,6 @@ impl Engine {
         let Some(session) = self.sessions.remove(id) else {
             return false;
         };
-        if let Some(buckets) = &mut self.command_buckets {
-            buckets.forget(&id);
-        }
         self.in_use[session.dialect.index()] -= 1;
         // Watches end first: the connection is then on no list a leave below is told to.
         if let Some(watching) = session.watching() {

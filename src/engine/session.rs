@@ -12,6 +12,7 @@ use crate::heartbeat::Liveness;
 use crate::http::upgrade::WATCH_ALL;
 use crate::ids::Stamped;
 use crate::model::EventsMode;
+use crate::rate::RateBucket;
 use crate::roster::{ChannelId, Roster, UserId};
 use crate::token::Claims;
 
@@ -23,6 +24,8 @@ pub(crate) struct Session {
     /// What few connections have; boxed, as most have none of it.
     pub extra: Option<Box<Extra>>,
     pub liveness: Liveness,
+    /// The command rate limit's bucket.
+    pub bucket: RateBucket,
     /// The wire dialect it speaks.
     pub dialect: Dialect,
     /// The events mode from the URL, used by `join` commands that name none.
@@ -137,8 +140,8 @@ mod tests {
     /// Every idle connection pays for its slot: a field added here shows in this figure
     /// (and in the README's memory table) before it ships.
     #[test]
-    fn a_session_takes_56_bytes_in_its_slot() {
-        assert_eq!(std::mem::size_of::<Option<Session>>(), 56);
+    fn a_session_takes_64_bytes_in_its_slot() {
+        assert_eq!(std::mem::size_of::<Option<Session>>(), 64);
     }
 
     /// The few that have extras pay one allocation of this size.

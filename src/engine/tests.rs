@@ -999,52 +999,6 @@ fn commands_past_the_rate_limit_are_refused_then_a_flood_is_closed_with_1008() {
     assert_eq!(h.received(b), Vec::<Value>::new());
 }
 
-/// An idle connection pays for no rate bucket: one is made at a connection's first command
-/// and dropped at its heartbeat deadline once full again, or when the connection ends.
-#[test]
-fn only_connections_that_sent_commands_lately_hold_a_rate_bucket() {
-    let mut h = Harness::with(Config {
-        rate_limit: Some(RateLimit {
-            per_second: 1,
-            burst: 2,
-        }),
-        ..Config::default()
-    });
-    let a = h.open("alice", "channel=lobby");
-    let b = h.open("bob", "channel=lobby");
-    assert_eq!(h.engine.command_buckets(), 0, "none at the upgrade");
-    h.command(a, r#"{"type":"ping"}"#);
-    h.command(b, r#"{"type":"ping"}"#);
-    h.command(b, r#"{"type":"ping"}"#);
-    assert_eq!(h.engine.command_buckets(), 2, "the senders'");
-    // Alice's credit is back after a second: her heartbeat deadline (30 s) drops the full
-    // bucket. Bob keeps talking, so his is short of a credit at every deadline.
-    for _ in 0..4 {
-        h.advance(10_000);
-        h.heard(a);
-        h.command(b, r#"{"type":"ping"}"#);
-        h.command(b, r#"{"type":"ping"}"#);
-    }
-    assert_eq!(h.engine.command_buckets(), 1, "only the busy one's");
-    h.clear();
-    h.command(b, r#"{"type":"ping"}"#);
-    assert_eq!(
-        h.received(b),
-        [rate_limited()],
-        "bob's bucket kept its debt"
-    );
-    h.end(b, LeaveReason::Closed);
-    assert_eq!(h.engine.command_buckets(), 0, "it ends with its connection");
-    h.clear();
-    h.command(a, r#"{"type":"ping"}"#);
-    h.command(a, r#"{"type":"ping"}"#);
-    assert_eq!(
-        h.received(a).len(),
-        2,
-        "a dropped bucket comes back full: a burst of two"
-    );
-}
-
 #[test]
 fn a_refused_command_does_not_run_and_credits_come_back_with_time() {
     let mut h = Harness::with(Config {
