@@ -15,9 +15,10 @@
 //!   bytes (the request) arrived, or after about a second (one SYN-ACK retransmission; then
 //!   the handshake timeout runs as for any connection). Every accepted connection then
 //!   answers its first read: a crowd connecting costs one read and no readiness event per
-//!   handshake instead of a read that would block, a poll and a read (measured: about 20 %
-//!   less server CPU per handshake, and a fifth of the wake-ups), and a connection that never
-//!   speaks (a browser's speculative preconnect, a port scan) takes no handshake slot.
+//!   handshake instead of a read that would block, a poll and a read (measured over 15,000
+//!   connections: 5.7 -> 4.1 system calls and 0.3 -> 0.07 sleeps per handshake, 15-20 % less
+//!   server CPU), and a connection that never speaks (a browser's speculative preconnect, a
+//!   port scan) takes no handshake slot.
 //!   Every protocol served here has the client speak first.
 //! - `SO_REUSEPORT` (`--reuse-port`) on the listener: one process per core on one address.
 //!
