@@ -92,7 +92,7 @@ impl FrameBoundary {
     /// True when the bytes seen so far are whole frames, no fragmented message is open and no
     /// Close has been read.
     pub fn is_idle(&self) -> bool {
-        self.step == Step::Start && self.flags & (FRAGMENTED | CLOSED) == 0
+        self.step == Step::Start && !self.has(FRAGMENTED | CLOSED)
     }
 
     /// Follows `bytes`, the next bytes read from the peer.
@@ -146,6 +146,11 @@ impl FrameBoundary {
         }
     }
 
+    /// True when any of `flag`'s bits is set.
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
     fn set(&mut self, flag: u8, on: bool) {
         if on {
             self.flags |= flag;
@@ -162,7 +167,7 @@ impl FrameBoundary {
 
     fn length_known(&mut self, len: u64) {
         self.len = Halves::new(len);
-        if self.flags & MASKED_FRAME != 0 {
+        if self.has(MASKED_FRAME) {
             self.header_left = 4;
             self.step = Step::Mask;
         } else {
@@ -185,7 +190,7 @@ impl FrameBoundary {
         let fin = self.head & FIN != 0;
         match opcode {
             CLOSE => self.set(CLOSED, true),
-            CONTINUATION => self.set(FRAGMENTED, self.flags & FRAGMENTED != 0 && !fin),
+            CONTINUATION => self.set(FRAGMENTED, self.has(FRAGMENTED) && !fin),
             data if data < FIRST_CONTROL => self.set(FRAGMENTED, !fin),
             _ => {}
         }
